@@ -1,0 +1,110 @@
+//! Unit tests of the shared types.
+
+use std::{sync::Arc, time::SystemTime};
+
+use crate::{
+    ContainerId, ContainerInfo, EventBatchBuilder, LogStream, Position, format_rfc3339_nanos,
+    status::{TaskSnapshot, TaskState},
+};
+
+fn info() -> Arc<ContainerInfo> {
+    let id = ContainerId::new("ab".repeat(32)).unwrap();
+    Arc::new(ContainerInfo::new(id, "/web-1", "nginx:1.27"))
+}
+
+#[test]
+fn container_id_is_validated_and_lower_cased() {
+    assert!(ContainerId::new("abc").is_err());
+    assert!(ContainerId::new("zz".repeat(32)).is_err());
+    let id = ContainerId::new("AB".repeat(32)).unwrap();
+    assert_eq!(id.as_str(), "ab".repeat(32));
+    assert_eq!(id.short(), "abababababab");
+    assert_eq!(id.task_id(), format!("container_{}", "ab".repeat(32)));
+}
+
+#[test]
+fn container_name_loses_dockers_leading_slash() {
+    assert_eq!(info().name, "web-1");
+}
+
+#[test]
+fn positions_order_by_timestamp_then_ordinal() {
+    let first = Position::new(10, 0);
+    let same_time = first.next_for(10);
+    let later = same_time.next_for(11);
+    assert_eq!(same_time, Position::new(10, 1));
+    assert_eq!(later, Position::new(11, 0));
+    assert!(first < same_time && same_time < later);
+}
+
+#[test]
+fn batch_keeps_lines_in_order_and_acknowledges_last_of_each_stream() {
+    let mut builder = EventBatchBuilder::new(info());
+    builder.push(LogStream::Stdout, Position::new(1, 0), b"a");
+    builder.push(LogStream::Stderr, Position::new(2, 0), b"");
+    builder.push(LogStream::Stdout, Position::new(3, 0), b"ccc");
+    let batch = builder.finish();
+
+    let lines: Vec<_> = batch.lines().map(|l| (l.stream, l.message)).collect();
+    assert_eq!(
+        lines,
+        [
+            (LogStream::Stdout, "a"),
+            (LogStream::Stderr, ""),
+            (LogStream::Stdout, "ccc")
+        ]
+    );
+    assert_eq!(batch.line(2).unwrap().message, "ccc");
+    assert!(batch.line(3).is_none());
+    assert_eq!(batch.message_bytes(), 4);
+
+    let acks: Vec<_> = batch
+        .acknowledgements()
+        .map(|a| (a.stream, a.position))
+        .collect();
+    assert_eq!(
+        acks,
+        [
+            (LogStream::Stdout, Position::new(3, 0)),
+            (LogStream::Stderr, Position::new(2, 0))
+        ]
+    );
+}
+
+#[test]
+fn invalid_utf8_is_replaced_and_counted() {
+    let mut builder = EventBatchBuilder::new(info());
+    assert!(!builder.push(LogStream::Stdout, Position::new(1, 0), b"\xff\xfeok"));
+    assert!(builder.push(LogStream::Stdout, Position::new(2, 0), b"fine"));
+    let batch = builder.finish();
+    assert_eq!(batch.invalid_utf8_lines(), 1);
+    assert_eq!(batch.line(0).unwrap().message, "\u{FFFD}\u{FFFD}ok");
+}
+
+#[test]
+fn timestamps_format_with_nine_fraction_digits() {
+    assert_eq!(
+        format_rfc3339_nanos(1_795_460_400_123_456_789),
+        "2026-11-23T19:00:00.123456789Z"
+    );
+    assert_eq!(format_rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
+}
+
+#[test]
+fn task_snapshot_serialises_to_the_contract_shape() {
+    let snapshot = TaskSnapshot {
+        id: "container_x".into(),
+        kind: "container".into(),
+        name: "web-1".into(),
+        state: TaskState::Running,
+        started_at: SystemTime::UNIX_EPOCH,
+        last_heartbeat: SystemTime::UNIX_EPOCH,
+        restarts: 0,
+        last_error: None,
+    };
+    let json = serde_json::to_value(&snapshot).unwrap();
+    assert_eq!(json["type"], "container");
+    assert_eq!(json["state"], "running");
+    assert_eq!(json["started_at"], "1970-01-01T00:00:00Z");
+    assert!(json["last_error"].is_null());
+}

@@ -1,0 +1,3 @@
+//! The log-capturer binary.
+
+fn main() {}

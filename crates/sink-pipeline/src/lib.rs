@@ -1,0 +1,1 @@
+//! Work in progress: see ARCHITECTURE.md for what this crate will hold.
