@@ -1,3 +1,37 @@
-//! Project automation.
+//! Project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
+//!
+//! One module per subcommand. Each finds the workspace root from `CARGO_MANIFEST_DIR`, runs
+//! cargo through `$CARGO`, and sets up what it needs (a Docker daemon) on a fresh Debian machine.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-fn main() {}
+mod docker;
+mod run;
+mod test;
+mod util;
+
+use anyhow::{Result, bail};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  test        fmt --check, clippy -D warnings, every test (starts Docker if needed)
+  run [ARGS]  runs log-capturer (release) on its embedded default, starting Docker if needed
+  docker-up   installs docker.io if missing and starts dockerd if no daemon answers
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "test" => test::run(&rest),
+        "run" => run::run(&rest),
+        "docker-up" => docker::ensure_daemon(),
+        "" | "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{HELP}"),
+    }
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask docker-up`: a Docker daemon on a fresh Debian machine.
+//!
+//! Installs Debian's `docker.io` (and `busybox-static`, used by some test images) when missing,
+//! and starts `dockerd` in the background (its own session, logging to `target/dockerd.log`)
+//! when no daemon answers, then waits for it. Never pulls an image.
+
+use std::{
+    fs::OpenOptions,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{have, project_root, run};
+
+/// How long a freshly started daemon may take to answer.
+const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn ensure_daemon() -> Result<()> {
+    if daemon_answers() {
+        return Ok(());
+    }
+    if !have("dockerd") || !have("docker") || !have("busybox") {
+        eprintln!("installing docker.io and busybox-static with apt-get");
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "docker.io", "busybox-static"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if daemon_answers() {
+        return Ok(());
+    }
+    start_dockerd()?;
+    let started = Instant::now();
+    while started.elapsed() < DAEMON_START_TIMEOUT {
+        if daemon_answers() {
+            eprintln!(
+                "dockerd answers after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        // Polling an external daemon's start-up; nothing to subscribe to.
+        thread::sleep(Duration::from_millis(250));
+    }
+    bail!(
+        "dockerd did not answer within {DAEMON_START_TIMEOUT:?}; see {}",
+        log_path().display()
+    )
+}
+
+fn log_path() -> std::path::PathBuf {
+    project_root().join("target").join("dockerd.log")
+}
+
+fn daemon_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn start_dockerd() -> Result<()> {
+    std::fs::create_dir_all(project_root().join("target"))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path())
+        .context("open the dockerd log")?;
+    eprintln!("starting dockerd (log: {})", log_path().display());
+    // `setsid` detaches the daemon from this process group, so it outlives the test run and
+    // a Ctrl-C of the tests does not take it down.
+    Command::new("setsid")
+        .arg("dockerd")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("start dockerd")?;
+    Ok(())
+}
