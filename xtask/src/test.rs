@@ -7,8 +7,11 @@ use anyhow::Result;
 
 use crate::{
     docker,
-    util::{cargo, have, run as run_command},
+    util::{cargo, have, project_root, run as run_command},
 };
+
+/// The integration-test binary (of docker-source) whose tests restart the Docker daemon.
+const DAEMON_RESTART_BINARY: &str = "daemon_restart";
 
 pub(crate) fn run(extra: &[String]) -> Result<()> {
     docker::ensure_daemon()?;
@@ -22,7 +25,12 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The end-to-end tests drive this binary; build it once, up front.
+    run_command(cargo().args(["build", "--locked", "--package", "log-capturer"]))?;
+    let binary = project_root().join("target/debug/log-capturer");
     if have("cargo-nextest") {
+        // Tests that restart the Docker daemon would break every other Docker test running
+        // at the time, so they run on their own, after the rest.
         run_command(
             cargo()
                 .args([
@@ -32,13 +40,31 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
                     "--locked",
                     "--no-fail-fast",
                 ])
-                .args(extra),
+                .args(["-E", &format!("not binary({DAEMON_RESTART_BINARY})")])
+                .args(extra)
+                .env("LOG_CAPTURER_BIN", &binary),
+        )?;
+        run_command(
+            cargo()
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--locked",
+                    "--no-fail-fast",
+                ])
+                .args(["-E", &format!("binary({DAEMON_RESTART_BINARY})")])
+                .args(["--no-tests", "pass"])
+                .args(extra)
+                .env("LOG_CAPTURER_BIN", &binary),
         )?;
     } else {
         run_command(
             cargo()
                 .args(["test", "--workspace", "--locked", "--no-fail-fast"])
-                .args(extra),
+                .args(["--", "--test-threads", "2"])
+                .args(extra)
+                .env("LOG_CAPTURER_BIN", &binary),
         )?;
     }
     run_command(cargo().args(["test", "--workspace", "--locked", "--doc"]))
