@@ -1,0 +1,5 @@
+//! The sinks: one module each, all behind the [`Sink`](crate::Sink) trait.
+
+pub(crate) mod file;
+pub(crate) mod loki;
+pub(crate) mod stdout;

@@ -1,0 +1,579 @@
+//! One sink's worker: its queue, retries, health, metrics and disk buffer.
+//!
+//! The worker takes deliveries from its bounded queue and passes them to its sink, one at a
+//! time and in order. While the sink is healthy and nothing is buffered, deliveries wait in
+//! memory (at most [`MEMORY_CHUNKS`], then the queue fills and the dispatcher waits:
+//! backpressure). Once a delivery fails, the worker *spills*: every delivery it holds or
+//! receives is appended to the disk buffer (and then counts as done for acknowledgement), and
+//! deliveries are replayed from the buffer's head, oldest first, after a single backoff timer.
+//! When the buffer is empty again the worker returns to memory.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime},
+};
+
+use capture_core::{
+    EventBatch,
+    status::{SinkSnapshot, SinkState},
+};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    buffer::{AppendError, DiskBuffer, ReplayRecord},
+    config::{BufferConfig, RetryConfig},
+    error::error_chain,
+    sink::{DynSink, SinkError},
+};
+
+/// Capacity, in deliveries, of each sink's queue from the dispatcher.
+pub(crate) const SINK_QUEUE_CAPACITY: usize = 4;
+/// Deliveries a healthy sink's worker holds in memory beyond the one being delivered.
+pub(crate) const MEMORY_CHUNKS: usize = 8;
+/// How long a sink may flush at a hard stop.
+const HARD_STOP_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A delivery: batches collected by the dispatcher, shared by every sink's worker.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) batches: Vec<EventBatch>,
+    pub(crate) events: u64,
+    /// Sinks that have neither accepted nor durably buffered this delivery yet.
+    remaining: AtomicUsize,
+    /// Cancelled when `remaining` reaches zero: the delivery may be acknowledged.
+    pub(crate) done: CancellationToken,
+}
+
+impl Chunk {
+    pub(crate) fn new(batches: Vec<EventBatch>, events: u64, sinks: usize) -> Chunk {
+        Chunk {
+            batches,
+            events,
+            remaining: AtomicUsize::new(sinks),
+            done: CancellationToken::new(),
+        }
+    }
+
+    /// Called exactly once by each sink's worker when the delivery is accepted, durably
+    /// buffered, or rejected (and counted as dropped).
+    pub(crate) fn complete(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.cancel();
+        }
+    }
+}
+
+/// How a sink is named and how it buffers and retries; for [`Pipeline::add_sink`](crate::Pipeline::add_sink).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// Unique name: the `sink` metric label and the disk buffer's directory name.
+    pub name: String,
+    /// The type reported in `/health` (`file`, `loki`, ...).
+    pub kind: String,
+    /// Disk buffer settings.
+    pub buffer: BufferConfig,
+    /// Retry settings.
+    pub retry: RetryConfig,
+}
+
+impl SinkOptions {
+    /// Options with default buffer and retry settings.
+    pub fn new(name: impl Into<String>, kind: impl Into<String>) -> SinkOptions {
+        SinkOptions {
+            name: name.into(),
+            kind: kind.into(),
+            buffer: BufferConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// The metric handles of one sink, registered once.
+struct SinkMetrics {
+    sent: metrics::Counter,
+    failed: metrics::Counter,
+    dropped: metrics::Counter,
+    buffered: metrics::Gauge,
+    duration: metrics::Histogram,
+}
+
+impl SinkMetrics {
+    fn new(sink: &str) -> SinkMetrics {
+        let events = |result: &'static str| metrics::counter!("log_capturer_sink_events_total", "sink" => sink.to_owned(), "result" => result);
+        SinkMetrics {
+            sent: events("sent"),
+            failed: events("failed"),
+            dropped: events("dropped"),
+            buffered: metrics::gauge!("log_capturer_sink_buffered_events", "sink" => sink.to_owned()),
+            duration: metrics::histogram!(
+                "log_capturer_sink_request_duration_seconds",
+                "sink" => sink.to_owned()
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for SinkMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SinkMetrics").finish_non_exhaustive()
+    }
+}
+
+/// A sink ready to run: built and with its disk buffer open.
+#[derive(Debug)]
+pub(crate) struct PreparedSink {
+    pub(crate) options: SinkOptions,
+    pub(crate) sink: Box<dyn DynSink>,
+    pub(crate) buffer: DiskBuffer,
+}
+
+/// What is being delivered.
+#[derive(Debug)]
+enum Head {
+    /// The front of `pending`, still in it.
+    Memory(Arc<Chunk>),
+    /// The record at the disk buffer's read position.
+    Disk(ReplayRecord),
+}
+
+impl Head {
+    fn batches(&self) -> &[EventBatch] {
+        match self {
+            Head::Memory(chunk) => &chunk.batches,
+            Head::Disk(record) => &record.batches,
+        }
+    }
+
+    fn events(&self) -> u64 {
+        match self {
+            Head::Memory(chunk) => chunk.events,
+            Head::Disk(record) => record.events,
+        }
+    }
+}
+
+/// Runs one sink. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct SinkWorker {
+    /// Kept apart from `state` so a delivery's future can borrow it while the state takes
+    /// input.
+    sink: Box<dyn DynSink>,
+    state: WorkerState,
+}
+
+#[derive(Debug)]
+struct WorkerState {
+    index: usize,
+    name: String,
+    retry: RetryConfig,
+    queue_rx: mpsc::Receiver<Arc<Chunk>>,
+    input_closed: bool,
+    /// Received deliveries neither delivered nor appended to the buffer, oldest first.
+    pending: VecDeque<Arc<Chunk>>,
+    pending_events: u64,
+    buffer: DiskBuffer,
+    /// The buffer's head record, read and kept across retries.
+    replay: Option<ReplayRecord>,
+    /// Appended to the buffer but not yet synced: completed once a sync succeeds.
+    unsynced: Vec<Arc<Chunk>>,
+    /// Whether the front of `pending` is being delivered (it must not be spilled meanwhile).
+    memory_in_flight: bool,
+    /// Whether a buffer record is being delivered.
+    disk_in_flight: bool,
+    attempt: u32,
+    retry_at: Option<Instant>,
+    failing_since: Option<Instant>,
+    needs_flush: bool,
+    snapshot: SinkSnapshot,
+    status_tx: Arc<watch::Sender<Vec<SinkSnapshot>>>,
+    metrics: SinkMetrics,
+}
+
+impl SinkWorker {
+    pub(crate) fn new(
+        index: usize,
+        prepared: PreparedSink,
+        queue_rx: mpsc::Receiver<Arc<Chunk>>,
+        status_tx: Arc<watch::Sender<Vec<SinkSnapshot>>>,
+    ) -> SinkWorker {
+        let snapshot = status_tx.borrow()[index].clone();
+        SinkWorker {
+            sink: prepared.sink,
+            state: WorkerState {
+                index,
+                metrics: SinkMetrics::new(&prepared.options.name),
+                name: prepared.options.name,
+                retry: prepared.options.retry,
+                queue_rx,
+                input_closed: false,
+                pending: VecDeque::new(),
+                pending_events: 0,
+                buffer: prepared.buffer,
+                replay: None,
+                unsynced: Vec::new(),
+                memory_in_flight: false,
+                disk_in_flight: false,
+                attempt: 0,
+                retry_at: None,
+                failing_since: None,
+                needs_flush: false,
+                snapshot,
+                status_tx,
+            },
+        }
+    }
+
+    /// Delivers until the queue is closed and every delivery is accepted or buffered, or until
+    /// `shutdown` (then persists what it holds and returns).
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            self.state.absorb_buffer_drops();
+            self.state.publish();
+            if self.state.drained() {
+                break;
+            }
+            if let Some(retry_at) = self.state.retry_at {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return self.hard_stop().await,
+                    () = tokio::time::sleep_until(retry_at) => {
+                        self.state.retry_at = None;
+                        self.state.sync_buffer();
+                        self.state.persist_pending(false);
+                    }
+                    chunk = self.state.queue_rx.recv(), if self.state.can_accept() => {
+                        self.state.on_input(chunk);
+                    }
+                }
+                continue;
+            }
+            let Some(head) = self.state.next_head() else {
+                if self.state.needs_flush {
+                    self.flush(&shutdown).await;
+                    continue;
+                }
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return self.hard_stop().await,
+                    chunk = self.state.queue_rx.recv(), if self.state.can_accept() => {
+                        self.state.on_input(chunk);
+                    }
+                }
+                continue;
+            };
+            match head {
+                Head::Memory(_) => self.state.memory_in_flight = true,
+                Head::Disk(_) => self.state.disk_in_flight = true,
+            }
+            let started = Instant::now();
+            let outcome = {
+                let mut delivery = self.sink.deliver_boxed(head.batches());
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break None,
+                        result = &mut delivery => break Some(result),
+                        chunk = self.state.queue_rx.recv(), if self.state.can_accept() => {
+                            self.state.on_input(chunk);
+                        }
+                    }
+                }
+            };
+            self.state.memory_in_flight = false;
+            self.state.disk_in_flight = false;
+            match outcome {
+                Some(result) => self.state.on_result(head, result, started.elapsed()),
+                None => {
+                    if let Head::Disk(record) = head {
+                        self.state.replay = Some(record);
+                    }
+                    return self.hard_stop().await;
+                }
+            }
+        }
+        if self.state.needs_flush {
+            self.flush(&shutdown).await;
+        }
+        self.state.publish();
+    }
+
+    async fn flush(&mut self, shutdown: &CancellationToken) {
+        self.state.needs_flush = false;
+        let result = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            result = self.sink.flush_boxed() => result,
+        };
+        if let Err(error) = result {
+            warn!(sink = %self.state.name, error = %error_chain(&error), "sink flush failed");
+        }
+    }
+
+    /// The grace deadline passed: stop retrying, persist what is held in memory, return.
+    async fn hard_stop(mut self) {
+        if !self.state.pending.is_empty() {
+            warn!(
+                sink = %self.state.name,
+                events = self.state.pending_events,
+                "hard stop: persisting undelivered events to the disk buffer"
+            );
+        }
+        self.state.persist_pending(true);
+        self.state.sync_buffer();
+        match tokio::time::timeout(HARD_STOP_FLUSH_TIMEOUT, self.sink.flush_boxed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                warn!(sink = %self.state.name, error = %error_chain(&error), "sink flush failed");
+            }
+            Err(_) => warn!(sink = %self.state.name, "sink flush timed out at the hard stop"),
+        }
+        self.state.absorb_buffer_drops();
+        self.state.publish();
+    }
+}
+
+impl WorkerState {
+    /// Whether new deliveries go to the disk buffer rather than memory.
+    fn spilling(&self) -> bool {
+        self.snapshot.state != SinkState::Ok
+            || !self.buffer.is_empty()
+            || self.replay.is_some()
+            || self.disk_in_flight
+    }
+
+    fn can_accept(&self) -> bool {
+        !self.input_closed && self.pending.len() < MEMORY_CHUNKS
+    }
+
+    fn drained(&self) -> bool {
+        self.input_closed && self.pending.is_empty()
+    }
+
+    fn on_input(&mut self, chunk: Option<Arc<Chunk>>) {
+        let Some(chunk) = chunk else {
+            self.input_closed = true;
+            return;
+        };
+        self.pending_events += chunk.events;
+        self.pending.push_back(chunk);
+        if self.spilling() && !self.memory_in_flight {
+            self.persist_pending(false);
+        }
+    }
+
+    /// The next delivery: the buffer's head if anything is buffered, else memory's.
+    fn next_head(&mut self) -> Option<Head> {
+        if self.replay.is_none() && !self.buffer.is_empty() {
+            self.replay = self.buffer.read_next();
+            self.absorb_buffer_drops();
+        }
+        if let Some(record) = self.replay.take() {
+            return Some(Head::Disk(record));
+        }
+        self.pending.front().cloned().map(Head::Memory)
+    }
+
+    /// Appends pending deliveries to the disk buffer, oldest first, until it is full or fails.
+    fn persist_pending(&mut self, ignore_limit: bool) {
+        let mut appended = false;
+        while let Some(chunk) = self.pending.front() {
+            match self
+                .buffer
+                .append(&chunk.batches, chunk.events, ignore_limit)
+            {
+                Ok(()) => {
+                    appended = true;
+                    self.pending_events -= chunk.events;
+                    if let Some(chunk) = self.pending.pop_front() {
+                        self.unsynced.push(chunk);
+                    }
+                }
+                // Blocked: the worker holds these until a replay frees space; once `pending`
+                // is full its queue fills and the dispatcher waits.
+                Err(AppendError::Full) => break,
+                Err(AppendError::Io(error)) => {
+                    error!(sink = %self.name, error = %error, "cannot write to the disk buffer; holding events in memory");
+                    if self.retry_at.is_none() {
+                        self.retry_at = Some(Instant::now() + self.backoff());
+                    }
+                    break;
+                }
+            }
+        }
+        if appended {
+            self.sync_buffer();
+        }
+        self.absorb_buffer_drops();
+    }
+
+    /// Syncs the buffer and completes what it made durable.
+    fn sync_buffer(&mut self) {
+        if self.unsynced.is_empty() {
+            return;
+        }
+        match self.buffer.sync() {
+            Ok(()) => {
+                for chunk in self.unsynced.drain(..) {
+                    chunk.complete();
+                }
+            }
+            Err(error) => {
+                error!(sink = %self.name, error = %error, "cannot sync the disk buffer; not acknowledging yet");
+                if self.retry_at.is_none() {
+                    self.retry_at = Some(Instant::now() + self.backoff());
+                }
+            }
+        }
+    }
+
+    fn on_result(&mut self, head: Head, result: Result<(), SinkError>, elapsed: Duration) {
+        self.metrics.duration.record(elapsed.as_secs_f64());
+        let events = head.events();
+        match result {
+            Ok(()) => {
+                self.metrics.sent.increment(events);
+                self.mark_success();
+                self.finish_head(head);
+            }
+            Err(SinkError::Rejected(source)) => {
+                let error = SinkError::Rejected(source);
+                let text = error_chain(&error);
+                warn!(sink = %self.name, events, error = %text, "sink rejected events; dropping them");
+                self.metrics.dropped.increment(events);
+                self.snapshot.dropped_events += events;
+                self.snapshot.last_error = Some(text);
+                self.finish_head(head);
+            }
+            Err(error) => {
+                self.metrics.failed.increment(events);
+                self.mark_failure(&error);
+                if let Head::Disk(record) = head {
+                    self.replay = Some(record);
+                }
+                // Spill what memory holds, the failed delivery first, so it is acknowledged
+                // and survives a restart while the sink is down.
+                self.persist_pending(false);
+            }
+        }
+    }
+
+    /// The head is done with (accepted or dropped): remove it from where it waited.
+    fn finish_head(&mut self, head: Head) {
+        self.needs_flush = true;
+        match head {
+            Head::Memory(chunk) => {
+                if let Some(front) = self.pending.pop_front() {
+                    debug_assert!(Arc::ptr_eq(&front, &chunk));
+                    self.pending_events -= front.events;
+                }
+                chunk.complete();
+            }
+            Head::Disk(record) => {
+                self.buffer.consume(&record);
+                self.absorb_buffer_drops();
+                if self.buffer.is_empty() && !self.unsynced.is_empty() {
+                    // Delivered before their sync succeeded: they are done either way.
+                    for chunk in self.unsynced.drain(..) {
+                        chunk.complete();
+                    }
+                }
+                // Space was freed: a blocked spill may proceed.
+                if !self.pending.is_empty() {
+                    self.persist_pending(false);
+                }
+            }
+        }
+    }
+
+    fn mark_success(&mut self) {
+        if self.snapshot.state != SinkState::Ok {
+            info!(sink = %self.name, "sink recovered");
+        }
+        self.attempt = 0;
+        self.failing_since = None;
+        self.snapshot.state = SinkState::Ok;
+        self.snapshot.last_success = Some(SystemTime::now());
+        self.snapshot.last_error = None;
+        self.snapshot.failing_since = None;
+    }
+
+    fn mark_failure(&mut self, error: &SinkError) {
+        let now = Instant::now();
+        let since = *self.failing_since.get_or_insert(now);
+        self.snapshot
+            .failing_since
+            .get_or_insert_with(SystemTime::now);
+        let permanent = matches!(error, SinkError::Permanent(_));
+        self.snapshot.state = if permanent || now.duration_since(since) >= self.retry.failing_after
+        {
+            SinkState::Failing
+        } else {
+            SinkState::Retrying
+        };
+        let text = error_chain(error);
+        let delay = if permanent {
+            self.retry.max_backoff
+        } else {
+            self.backoff()
+        };
+        self.attempt = self.attempt.saturating_add(1);
+        warn!(
+            sink = %self.name,
+            error = %text,
+            retry_in_ms = delay.as_millis() as u64,
+            state = ?self.snapshot.state,
+            "sink delivery failed"
+        );
+        self.snapshot.last_error = Some(text);
+        self.retry_at = Some(now + delay);
+    }
+
+    /// Exponential backoff with jitter: a random wait in [d/2, d] where d doubles per attempt
+    /// from `initial_backoff` up to `max_backoff`.
+    fn backoff(&self) -> Duration {
+        let factor = 1u32 << self.attempt.min(20);
+        let ceiling = self
+            .retry
+            .initial_backoff
+            .saturating_mul(factor)
+            .min(self.retry.max_backoff);
+        let half = ceiling / 2;
+        let jitter = half.mul_f64(fastrand::f64());
+        half + jitter
+    }
+
+    fn absorb_buffer_drops(&mut self) {
+        let dropped = self.buffer.take_dropped_events();
+        if dropped > 0 {
+            self.metrics.dropped.increment(dropped);
+            self.snapshot.dropped_events += dropped;
+        }
+    }
+
+    /// Publishes the snapshot and the buffered gauge if they changed.
+    fn publish(&mut self) {
+        let buffered = self.pending_events + self.buffer.unread_events();
+        self.metrics.buffered.set(buffered as f64);
+        self.snapshot.buffered_events = buffered;
+        let index = self.index;
+        let snapshot = &self.snapshot;
+        self.status_tx
+            .send_if_modified(|sinks| match sinks.get_mut(index) {
+                Some(slot) if slot != snapshot => {
+                    *slot = snapshot.clone();
+                    true
+                }
+                _ => false,
+            });
+    }
+}
