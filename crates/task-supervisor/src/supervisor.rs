@@ -24,7 +24,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::{SupervisorConfig, TaskSpec};
 use crate::context::{Clock, Heartbeat, TaskContext};
 use crate::error::{Error, Result, TaskError};
-use crate::registry::{Outcome, Registry, TASK_RESTARTS_TOTAL, TaskEntry, is_live};
+use crate::registry::{
+    Outcome, Registry, TASK_FAILURES_TOTAL, TASK_RESTARTS_TOTAL, TaskEntry, is_live,
+};
 
 /// The longest pause between two heartbeat checks: a dead attempt is declared dead at most this
 /// long after its timeout.
@@ -170,7 +172,13 @@ impl Supervisor {
             }
             let generation = registry.next_generation();
             let kind: Arc<str> = Arc::from(kind);
-            registry.kinds.insert(Arc::clone(&kind));
+            if registry.kinds.insert(Arc::clone(&kind)) {
+                // A counter only shows in an exporter once touched: publish the first task of a
+                // type's failure and restart counters at zero, so dashboards and alerts see
+                // `task_failures_total{type}` before anything fails.
+                metrics::counter!(TASK_FAILURES_TOTAL, "type" => Arc::clone(&kind)).increment(0);
+                metrics::counter!(TASK_RESTARTS_TOTAL, "type" => Arc::clone(&kind)).increment(0);
+            }
             let key = TaskKey {
                 id: Arc::from(id.as_str()),
                 generation,

@@ -791,3 +791,24 @@ async fn stop_does_not_deadlock_when_the_body_calls_the_supervisor() {
     );
     assert_eq!(supervisor.task("reentrant"), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn failure_and_restart_counters_are_published_at_zero_for_a_new_type() {
+    let recorder = DebuggingRecorder::new();
+    let mut metrics = MetricsProbe::new(recorder.snapshotter());
+    let _recorder = metrics::set_default_local_recorder(&recorder);
+    let supervisor = Supervisor::new(seed_config());
+    supervisor
+        .spawn(
+            TaskSpec::new("healthy", "container", "healthy"),
+            |ctx| async move {
+                ctx.cancelled().await;
+                Ok(())
+            },
+        )
+        .unwrap();
+    let labels = [("type", "container")];
+    assert!(metrics.has_counter("task_failures_total", &labels));
+    assert!(metrics.has_counter("task_restarts_total", &labels));
+    supervisor.shutdown(Duration::from_secs(1)).await;
+}

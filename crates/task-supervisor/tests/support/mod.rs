@@ -56,6 +56,21 @@ impl MetricsProbe {
         self.counters.get(&key(name, labels)).copied().unwrap_or(0)
     }
 
+    /// Whether a counter has been registered (even at zero) since the previous snapshot.
+    pub(crate) fn has_counter(&mut self, name: &str, labels: &[(&str, &str)]) -> bool {
+        let wanted = key(name, labels);
+        self.snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .any(|(composite, _, _, _)| {
+                let (_, metric) = composite.into_parts();
+                let labels: Vec<(&str, &str)> =
+                    metric.labels().map(|l| (l.key(), l.value())).collect();
+                key(metric.name(), &labels) == wanted
+            })
+    }
+
     /// All gauges set since the previous snapshot.
     pub(crate) fn gauges(&mut self) -> Gauges {
         Gauges(self.refresh())
