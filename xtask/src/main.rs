@@ -4,8 +4,12 @@
 //! cargo through `$CARGO`, and sets up what it needs (a Docker daemon) on a fresh Debian machine.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod docker;
+mod harness;
+mod report;
 mod run;
+mod soak;
 mod test;
 mod util;
 
@@ -18,6 +22,12 @@ Commands:
   test        fmt --check, clippy -D warnings, every test (starts Docker if needed)
   run [ARGS]  runs log-capturer (release) on its embedded default, starting Docker if needed
   docker-up   installs docker.io if missing and starts dockerd if no daemon answers
+  soak [OPTIONS]
+              runs log-capturer against a mix of log generators (default 10m), checks /health,
+              resources and every line; reports in target/soak/ (`cargo xtask soak --help`)
+  bench [throughput|cpu|scale|latency|pipeline]... [--quick]
+              measures throughput vs a raw reader, CPU vs dockerd, RSS at scale, latency and the
+              sink pipeline; report in target/bench/ (`cargo xtask bench --help`)
 ";
 
 fn main() -> Result<()> {
@@ -28,6 +38,8 @@ fn main() -> Result<()> {
         "test" => test::run(&rest),
         "run" => run::run(&rest),
         "docker-up" => docker::ensure_daemon(),
+        "soak" => soak::run(&rest),
+        "bench" => bench::run(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())

@@ -42,7 +42,7 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
                 ])
                 .args(["-E", &format!("not binary({DAEMON_RESTART_BINARY})")])
                 .args(extra)
-                .env("LOG_CAPTURER_BIN", &binary),
+                .env("CAPTURER_BIN_UNDER_TEST", &binary),
         )?;
         run_command(
             cargo()
@@ -56,7 +56,7 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
                 .args(["-E", &format!("binary({DAEMON_RESTART_BINARY})")])
                 .args(["--no-tests", "pass"])
                 .args(extra)
-                .env("LOG_CAPTURER_BIN", &binary),
+                .env("CAPTURER_BIN_UNDER_TEST", &binary),
         )?;
     } else {
         run_command(
@@ -64,7 +64,7 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
                 .args(["test", "--workspace", "--locked", "--no-fail-fast"])
                 .args(["--", "--test-threads", "2"])
                 .args(extra)
-                .env("LOG_CAPTURER_BIN", &binary),
+                .env("CAPTURER_BIN_UNDER_TEST", &binary),
         )?;
     }
     run_command(cargo().args(["test", "--workspace", "--locked", "--doc"]))

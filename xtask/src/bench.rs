@@ -1,0 +1,282 @@
+//! `cargo xtask bench`: the capturer's figures, measured side by side on this machine.
+//!
+//! Sections (all by default; name some to run a subset), each in its own module:
+//! - [`stream`] `throughput` and `cpu`: delivering finished containers' logs to the file sink,
+//!   against a raw reader of the same Docker stream; CPU seconds against dockerd's.
+//! - [`scale`] `scale`: RSS and open fds with 100 and 500 idle containers monitored.
+//! - [`latency`] `latency`: Docker timestamp to file-sink write, p50/p99, at 20 k lines/s.
+//! - [`pipeline`] `pipeline`: the sink pipeline's own benchmark (an example of `sink-pipeline`).
+//!
+//! Each target is printed with PASS or MISS, including misses; the figures go to
+//! `target/bench/report.json`. The command fails only when a section could not run; a MISS is a
+//! measurement, not an error. Every container carries the label `log-capturer-bench=<run>` and is
+//! removed when its section ends; the next run removes leftovers of an interrupted one.
+
+mod latency;
+mod pipeline;
+mod scale;
+mod stream;
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    docker as daemon,
+    harness::{
+        capturer::{CapturerConfig, build_release, fresh_dir},
+        containers::remove_labelled,
+    },
+    report::{Table, write_json},
+    util::project_root,
+};
+
+const HELP: &str = "\
+cargo xtask bench [throughput|cpu|scale|latency|pipeline]... [--quick]
+
+Measures log-capturer (release) on this machine; prints each target with PASS/MISS and writes
+target/bench/report.json. With no section named, runs them all.
+
+  throughput  1 container x 1M lines of 100 B, 10 x 100k, 50 x 20k: capturer vs a raw reader
+  cpu         capturer CPU seconds vs dockerd's for the same stream, and us per line
+  scale       RSS and open fds with 100 and 500 idle containers monitored
+  latency     p50/p99 from Docker's timestamp to the file sink, 20 containers x 1000 lines/s
+  pipeline    the sink pipeline's own benchmark (sink-pipeline example pipeline_bench)
+  --quick     smaller counts, for trying it out
+";
+
+/// The label key on every bench container; the value names the run and the section.
+pub(crate) const LABEL_KEY: &str = "log-capturer-bench";
+
+/// A section of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Throughput,
+    Cpu,
+    Scale,
+    Latency,
+    Pipeline,
+}
+
+impl Section {
+    const ALL: [Section; 5] = [
+        Section::Throughput,
+        Section::Cpu,
+        Section::Scale,
+        Section::Latency,
+        Section::Pipeline,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Section::Throughput => "throughput",
+            Section::Cpu => "cpu",
+            Section::Scale => "scale",
+            Section::Latency => "latency",
+            Section::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// What every section needs.
+#[derive(Debug)]
+pub(crate) struct Bench {
+    pub(crate) quick: bool,
+    pub(crate) run_id: String,
+    pub(crate) image: &'static str,
+    pub(crate) binary: PathBuf,
+    pub(crate) out_dir: PathBuf,
+}
+
+impl Bench {
+    /// A capturer configuration on a fresh data dir named after `name`, watching `label`.
+    pub(crate) fn capturer_config(
+        &self,
+        name: &str,
+        label: String,
+        read_from_beginning: bool,
+    ) -> Result<CapturerConfig> {
+        let data_dir = self.out_dir.join(format!("data-{name}"));
+        fresh_dir(&data_dir)?;
+        Ok(CapturerConfig {
+            binary: self.binary.clone(),
+            data_dir,
+            include_label: label,
+            heartbeat_interval: None,
+            task_timeout: None,
+            read_from_beginning,
+            log_file: self.out_dir.join(format!("log-capturer-{name}.log")),
+            extra_env: Vec::new(),
+        })
+    }
+}
+
+/// A target figure and whether it was met.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) figure: String,
+    pub(crate) measured: String,
+    pub(crate) target: String,
+    pub(crate) met: bool,
+}
+
+impl Target {
+    fn to_json(&self) -> Value {
+        json!({
+            "figure": self.figure,
+            "measured": self.measured,
+            "target": self.target,
+            "result": if self.met { "PASS" } else { "MISS" },
+        })
+    }
+}
+
+/// What a section hands back: figures for the report, targets, and a table to print.
+#[derive(Debug, Default)]
+pub(crate) struct SectionResult {
+    pub(crate) figures: Value,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) table: Option<Table>,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut quick = false;
+    let mut sections = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--help" | "-h" => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            name => match Section::ALL.iter().find(|section| section.name() == name) {
+                Some(section) => sections.push(*section),
+                None => bail!("unknown bench section or option {name:?}\n\n{HELP}"),
+            },
+        }
+    }
+    if sections.is_empty() {
+        sections = Section::ALL.to_vec();
+    }
+    let out_dir = project_root().join("target").join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let needs_docker = sections.iter().any(|section| *section != Section::Pipeline);
+    let (binary, image) = if needs_docker {
+        daemon::ensure_daemon()?;
+        let leftovers = remove_labelled(LABEL_KEY)?;
+        if leftovers > 0 {
+            eprintln!("removed {leftovers} container(s) left by an earlier bench run");
+        }
+        (build_release()?, test_support::docker::loggen_image())
+    } else {
+        (PathBuf::new(), "")
+    };
+    let bench = Bench {
+        quick,
+        run_id: format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+        ),
+        image,
+        binary,
+        out_dir: out_dir.clone(),
+    };
+
+    let mut figures = Map::new();
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    let mut tables = Vec::new();
+    // The CPU figures come from the single-container throughput run when both are asked for.
+    let mut single_stream = None;
+    for section in &sections {
+        eprintln!("\n== bench {} ==", section.name());
+        let result = match section {
+            Section::Throughput => stream::throughput(&bench).map(|(result, single)| {
+                single_stream = single;
+                result
+            }),
+            Section::Cpu => stream::cpu(&bench, single_stream.take()),
+            Section::Scale => scale::run(&bench),
+            Section::Latency => latency::run(&bench),
+            Section::Pipeline => pipeline::run(&bench),
+        };
+        match result {
+            Ok(result) => {
+                figures.insert(section.name().to_owned(), result.figures);
+                targets.extend(result.targets);
+                if let Some(table) = result.table {
+                    tables.push((section.name(), table));
+                }
+            }
+            Err(error) => {
+                eprintln!("bench {} failed: {error:#}", section.name());
+                figures.insert(
+                    section.name().to_owned(),
+                    json!({ "error": format!("{error:#}") }),
+                );
+                errors.push(format!("{}: {error:#}", section.name()));
+            }
+        }
+    }
+
+    for (name, table) in &tables {
+        println!("\n{name}:\n{}", table.to_text());
+    }
+    let mut summary = Table::new(&["figure", "measured", "target", "result"]);
+    for target in &targets {
+        summary.row(vec![
+            target.figure.clone(),
+            target.measured.clone(),
+            target.target.clone(),
+            if target.met { "PASS" } else { "MISS" }.to_owned(),
+        ]);
+    }
+    println!(
+        "\ntargets{} (load average at the end: {}):\n{}",
+        if quick { " (--quick)" } else { "" },
+        machine()["load_average"].as_str().unwrap_or("?"),
+        summary.to_text()
+    );
+    let report = json!({
+        "run_id": bench.run_id,
+        "quick": quick,
+        "machine": machine(),
+        "sections": figures,
+        "targets": targets.iter().map(Target::to_json).collect::<Vec<_>>(),
+        "errors": errors,
+    });
+    let report_path = out_dir.join("report.json");
+    write_json(&report_path, &report)?;
+    eprintln!("report: {}", report_path.display());
+    if !errors.is_empty() {
+        bail!("some sections could not run: {}", errors.join("; "));
+    }
+    Ok(())
+}
+
+/// What the figures were measured on.
+fn machine() -> Value {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        });
+    let docker =
+        crate::harness::containers::docker(&["version", "--format", "{{.Server.Version}}"]).ok();
+    // Other work on the machine skews every figure; the load average says how much there was.
+    let load_average = std::fs::read_to_string("/proc/loadavg").ok().map(|load| {
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    json!({ "cpus": cpus, "cpu_model": model, "docker": docker, "load_average": load_average })
+}

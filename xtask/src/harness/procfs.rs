@@ -1,0 +1,93 @@
+//! Resource figures of a process, read from `/proc` (Linux only).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// Clock ticks per second of the `utime`/`stime` fields (`getconf CLK_TCK`, 100 on Linux).
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// Resident set size in bytes (`VmRSS` of `/proc/PID/status`).
+pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kib| kib.parse().ok())
+        .with_context(|| format!("bad VmRSS line {line:?}"))?;
+    Ok(kib * 1024)
+}
+
+/// Open file descriptors (entries of `/proc/PID/fd`).
+pub(crate) fn open_fds(pid: u32) -> Result<u64> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("list fds of {pid}"))?;
+    Ok(entries.count() as u64)
+}
+
+/// User plus system CPU seconds the process has used (fields 14 and 15 of `/proc/PID/stat`).
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces and parentheses; fields after it are plain.
+    let after_name = stat
+        .rfind(')')
+        .map(|end| &stat[end + 1..])
+        .with_context(|| format!("bad /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `fields[0]` is field 3 (state), so field N is `fields[N - 3]`.
+    let ticks = |field: usize| -> Result<f64> {
+        fields
+            .get(field - 3)
+            .and_then(|value| value.parse::<f64>().ok())
+            .with_context(|| format!("no field {field} in /proc/{pid}/stat"))
+    };
+    Ok((ticks(14)? + ticks(15)?) / CLOCK_TICKS_PER_SECOND)
+}
+
+/// Whether the process exists and has not exited (a zombie, state `Z`, has).
+pub(crate) fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| !matches!(state, "Z" | "X"))
+    })
+}
+
+/// The PID of the one process whose command name is `name` (what `pidof` does).
+pub(crate) fn pid_of(name: &str) -> Result<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|pid| pid.parse().ok()) else {
+            continue;
+        };
+        let comm = Path::new("/proc").join(entry.file_name()).join("comm");
+        if std::fs::read_to_string(comm).is_ok_and(|comm| comm.trim_end() == name) {
+            found.push(pid);
+        }
+    }
+    match found.as_slice() {
+        [pid] => Ok(*pid),
+        [] => bail!("no process named {name}"),
+        many => bail!("several processes named {name}: {many:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn this_process_has_figures() {
+        let pid = std::process::id();
+        assert!(super::rss_bytes(pid).unwrap() > 0);
+        assert!(super::open_fds(pid).unwrap() >= 3);
+        assert!(super::cpu_seconds(pid).unwrap() >= 0.0);
+        assert!(super::is_alive(pid));
+        assert!(!super::is_alive(u32::MAX));
+    }
+}

@@ -1,0 +1,138 @@
+//! Follows the file sink's active file, line by line, across size-based rotations.
+//!
+//! The file sink rotates by renaming `containers.jsonl` to `containers.jsonl.1` and opening a new
+//! active file. The tail keeps its open handle on the old file, so after a rotation it first reads
+//! that file to its end (the sink finished writing it before renaming it) and only then moves to
+//! the new one, which it notices by the path's inode changing.
+
+use std::{
+    fs::File,
+    io::{ErrorKind, Read},
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+};
+
+use anyhow::{Context, Result};
+
+/// How much one `read` asks for.
+const READ_CHUNK: usize = 1 << 20;
+
+/// A reader of complete lines appended to one path.
+#[derive(Debug)]
+pub(crate) struct FileTail {
+    path: PathBuf,
+    file: Option<(File, u64)>,
+    /// Bytes after the last newline seen: a line still being written.
+    pending: Vec<u8>,
+    buffer: Vec<u8>,
+    /// Partial lines left at the end of a rotated file (should stay 0).
+    truncated_lines: u64,
+}
+
+impl FileTail {
+    /// A tail of `path`, which need not exist yet.
+    pub(crate) fn new(path: PathBuf) -> FileTail {
+        FileTail {
+            path,
+            file: None,
+            pending: Vec::new(),
+            buffer: vec![0; READ_CHUNK],
+            truncated_lines: 0,
+        }
+    }
+
+    /// Partial lines found at the end of rotated files.
+    pub(crate) fn truncated_lines(&self) -> u64 {
+        self.truncated_lines
+    }
+
+    /// Reads everything appended since the last call and hands each complete line (without its
+    /// newline) to `on_line`; returns how many lines that was.
+    pub(crate) fn poll(&mut self, mut on_line: impl FnMut(&[u8])) -> Result<u64> {
+        let mut lines = 0;
+        loop {
+            if self.file.is_none() {
+                match File::open(&self.path) {
+                    Ok(file) => {
+                        let inode = file.metadata()?.ino();
+                        self.file = Some((file, inode));
+                    }
+                    Err(error) if error.kind() == ErrorKind::NotFound => return Ok(lines),
+                    Err(error) => {
+                        return Err(error).with_context(|| format!("open {}", self.path.display()));
+                    }
+                }
+            }
+            let Some((file, inode)) = self.file.as_mut() else {
+                return Ok(lines);
+            };
+            loop {
+                let read = file
+                    .read(&mut self.buffer)
+                    .with_context(|| format!("read {}", self.path.display()))?;
+                if read == 0 {
+                    break;
+                }
+                lines += split_lines(&mut self.pending, &self.buffer[..read], &mut on_line);
+            }
+            // At the end of the file: has the path moved on to a new file?
+            match std::fs::metadata(&self.path) {
+                Ok(metadata) if metadata.ino() != *inode => {
+                    if !self.pending.is_empty() {
+                        self.truncated_lines += 1;
+                        self.pending.clear();
+                    }
+                    self.file = None;
+                }
+                _ => return Ok(lines),
+            }
+        }
+    }
+}
+
+/// Appends `data` to `pending` and hands out every complete line; returns how many.
+fn split_lines(pending: &mut Vec<u8>, data: &[u8], on_line: &mut impl FnMut(&[u8])) -> u64 {
+    let mut lines = 0;
+    let mut rest = data;
+    while let Some(newline) = rest.iter().position(|&byte| byte == b'\n') {
+        if pending.is_empty() {
+            on_line(&rest[..newline]);
+        } else {
+            pending.extend_from_slice(&rest[..newline]);
+            on_line(pending);
+            pending.clear();
+        }
+        lines += 1;
+        rest = &rest[newline + 1..];
+    }
+    pending.extend_from_slice(rest);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::FileTail;
+
+    #[test]
+    fn lines_are_followed_across_partial_writes_and_rotation() {
+        let dir = std::env::temp_dir().join(format!("xtask-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("containers.jsonl");
+        let mut tail = FileTail::new(path.clone());
+        let mut seen = Vec::new();
+        assert_eq!(tail.poll(|line| seen.push(line.to_vec())).unwrap(), 0);
+
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(b"one\ntw").unwrap();
+        assert_eq!(tail.poll(|line| seen.push(line.to_vec())).unwrap(), 1);
+        file.write_all(b"o\nthree\n").unwrap();
+        std::fs::rename(&path, dir.join("containers.jsonl.1")).unwrap();
+        std::fs::write(&path, b"four\n").unwrap();
+        assert_eq!(tail.poll(|line| seen.push(line.to_vec())).unwrap(), 3);
+        assert_eq!(seen, [&b"one"[..], b"two", b"three", b"four"]);
+        assert_eq!(tail.truncated_lines(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
