@@ -1,1 +1,95 @@
-//! Work in progress: see ARCHITECTURE.md for what this crate will hold.
+//! Discovers Docker containers and streams their logs, exactly once, with resume cursors.
+//!
+//! # Model
+//!
+//! ```text
+//!                      caller's runtime                      stream-worker threads (current-thread runtimes)
+//!  ┌──────────────────────────────────────────────┐    ┌──────────────────────────────────────────────┐
+//!  │ discovery: list containers, follow /events   │    │ task container_<id> (supervised, one per     │
+//!  │ (start, die, destroy, rename, pause,         │───▶│ container): GET /containers/<id>/logs        │
+//!  │ unpause); reconnect + re-list on error       │spawn│  follow=1&timestamps=1&since=<cursor second>│
+//!  └──────────────────────────────────────────────┘    │  frames ─▶ decoder ─▶ EventBatchBuilder      │
+//!           ▲ acks                                      └───────────────────────┬──────────────────────┘
+//!           │                                                                   │ EventBatch (bounded mpsc)
+//!  ┌────────┴─────────────┐        ┌──────────────────┐                         ▼
+//!  │ cursors (acked)      │◀─acks──│ pipeline / sinks │◀────────────────────── batches
+//!  │ every checkpoint_    │        └──────────────────┘
+//!  │ interval ─▶ <data_dir>/checkpoints.json (tmp + fsync + rename + fsync dir)
+//!  └──────────────────────┘
+//! ```
+//!
+//! - **Discovery** (`source.rs`) runs in [`DockerSource::run`] on the caller's runtime. It lists
+//!   every container, then follows `/events`; on any events error it reconnects with backoff and
+//!   lists again. A list or inspect failure never ends the source.
+//! - **Container tasks** (`stream.rs`) are supervised tasks `container_<full id>` of type
+//!   `container`, spawned on a stream-worker thread (`workers.rs`), so the hyper connection, the
+//!   body channel and the decoder share one thread: no cross-thread wake-up per frame, only per
+//!   batch. A task heartbeats while its stream is alive, also when the container is silent or
+//!   the batch channel is full; a silent stream is reopened after `inactivity_timeout`. When the
+//!   container stops, the task completes; its next `start` spawns it again.
+//! - **Decoding** (`decoder.rs`, `timestamp.rs`): multiplexed or TTY streams, Docker's
+//!   timestamps parsed to nanoseconds, lines Docker split into 16 KiB pieces merged (up to
+//!   `max_line_bytes`), malformed frames counted, never a panic.
+//! - **Cursors**: each line has a [`Position`](capture_core::Position) (timestamp, ordinal). A
+//!   task resumes after the last line it *sent*; the checkpoint file holds the last line
+//!   *acknowledged* by the pipeline, so an agent restart resumes exactly after what is safe.
+//!
+//! Metrics: `log_capturer_lines_total{stream}`, `log_capturer_bytes_total`,
+//! `log_capturer_containers_monitored`, `log_capturer_stream_reconnects_total{reason}`
+//! (`eof`, `inactivity`, `error`), `log_capturer_lines_dropped_total{reason}` (`malformed`;
+//! `truncated`: a line cut at `max_line_bytes`, its head still delivered),
+//! `log_capturer_invalid_utf8_lines_total`, `log_capturer_containers_unreadable_total{reason}`
+//! (`not_found`, `unsupported_log_driver`), `log_capturer_docker_reconnects_total`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use docker_source::{DockerConfig, DockerSource};
+//! use task_supervisor::{Supervisor, SupervisorConfig};
+//! use tokio::sync::mpsc;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config: DockerConfig = toml_like_defaults();
+//! config.validate(std::time::Duration::from_secs(300))?;
+//! let source = DockerSource::new(config, std::path::Path::new("./data"))?;
+//! let supervisor = Supervisor::new(SupervisorConfig::default());
+//! let (batch_tx, mut batch_rx) = mpsc::channel(64);
+//! let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+//! let shutdown = CancellationToken::new();
+//! let source_task = tokio::spawn(source.run(supervisor, batch_tx, ack_rx, shutdown.clone()));
+//!
+//! // A pipeline: deliver each batch, then acknowledge it so the cursors move.
+//! while let Some(batch) = batch_rx.recv().await {
+//!     for line in batch.lines() {
+//!         println!("{} {}: {}", batch.container().name, line.stream, line.message);
+//!     }
+//!     for ack in batch.acknowledgements() {
+//!         ack_tx.send(ack)?;
+//!     }
+//! }
+//! drop(ack_tx);
+//! source_task.await??;
+//! # Ok(())
+//! # }
+//! # fn toml_like_defaults() -> DockerConfig { DockerConfig::default() }
+//! ```
+
+mod checkpoint;
+mod client;
+mod config;
+mod decoder;
+mod error;
+mod filter;
+mod metric_names;
+mod source;
+mod stream;
+mod timestamp;
+mod workers;
+
+pub use config::{DockerConfig, ReadFrom};
+pub use error::{Error, Result};
+pub use source::{CONTAINER_TASK_KIND, DockerSource};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! The Docker client: which endpoint, which transport, which API version.
+//!
+//! One client (and its configuration) serves the whole source. bollard's client keeps no idle
+//! connection: every request opens its own, and hyper spawns that connection's task on the
+//! runtime that issues the request. So a log stream requested from a stream-worker thread has
+//! its connection, its body channel and its decoder on that one thread.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bollard::{ClientVersion, Docker};
+
+use crate::{DockerConfig, Error, Result};
+
+/// The local socket used when neither `docker.host` nor `$DOCKER_HOST` names one.
+pub(crate) const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// A parsed `docker.host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// A Unix socket path.
+    Unix(String),
+    /// Plain HTTP to `host:port`.
+    Http(String),
+    /// HTTP over TLS to `host:port`.
+    Https(String),
+}
+
+impl Endpoint {
+    /// Parses `unix://PATH` (or a bare absolute path), `tcp://`, `http://` or `https://`.
+    /// `tcp://` means TLS when `$DOCKER_TLS_VERIFY` is set, as for the docker CLI.
+    pub(crate) fn parse(host: &str) -> Result<Endpoint> {
+        if let Some(path) = host.strip_prefix("unix://") {
+            return Ok(Endpoint::Unix(path.to_owned()));
+        }
+        if host.starts_with('/') {
+            return Ok(Endpoint::Unix(host.to_owned()));
+        }
+        if let Some(address) = host.strip_prefix("https://") {
+            return Ok(Endpoint::Https(address.to_owned()));
+        }
+        if let Some(address) = host.strip_prefix("http://") {
+            return Ok(Endpoint::Http(address.to_owned()));
+        }
+        if let Some(address) = host.strip_prefix("tcp://") {
+            let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+            return Ok(if tls {
+                Endpoint::Https(address.to_owned())
+            } else {
+                Endpoint::Http(address.to_owned())
+            });
+        }
+        Err(Error::config(
+            "host",
+            format!("{host:?}: expected unix://, tcp://, http:// or https://"),
+        ))
+    }
+}
+
+/// The host the source connects to: the configured one, `$DOCKER_HOST`, or the local socket.
+pub(crate) fn effective_host(config: &DockerConfig) -> String {
+    config
+        .host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+}
+
+fn cert_file(explicit: &Option<PathBuf>, name: &str) -> PathBuf {
+    explicit.clone().unwrap_or_else(|| {
+        let dir = std::env::var_os("DOCKER_CERT_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|home| Path::new(&home).join(".docker"))
+                    .unwrap_or_default()
+            });
+        dir.join(name)
+    })
+}
+
+/// Builds a client for `host` speaking `version` (no I/O, except checking that a Unix socket
+/// exists and reading TLS files).
+pub(crate) fn connect(
+    config: &DockerConfig,
+    host: &str,
+    version: &ClientVersion,
+) -> Result<Docker> {
+    let timeout = config.request_timeout.as_secs().max(1);
+    let client = match Endpoint::parse(host)? {
+        Endpoint::Unix(path) => Docker::connect_with_unix(&path, timeout, version),
+        Endpoint::Http(address) => Docker::connect_with_http(&address, timeout, version),
+        Endpoint::Https(address) => Docker::connect_with_ssl(
+            &address,
+            &cert_file(&config.tls_key, "key.pem"),
+            &cert_file(&config.tls_cert, "cert.pem"),
+            &cert_file(&config.tls_ca, "ca.pem"),
+            timeout,
+            version,
+        ),
+    };
+    client.map_err(|source| Error::Client {
+        host: host.to_owned(),
+        source,
+    })
+}
+
+/// The version string `/health` shows: `1.41`.
+pub(crate) fn version_string(docker: &Docker) -> String {
+    let version = docker.client_version();
+    format!("{}.{}", version.major_version, version.minor_version)
+}
+
+/// Exponential backoff with a cap (no jitter: one client per source).
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    base: Duration,
+    cap: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(base: Duration, cap: Duration) -> Backoff {
+        Backoff {
+            base,
+            cap,
+            next: base,
+        }
+    }
+
+    /// The next delay, doubling up to the cap.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        delay
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            Endpoint::parse("unix:///var/run/docker.sock").unwrap(),
+            Endpoint::Unix("/var/run/docker.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("/run/docker.sock").unwrap(),
+            Endpoint::Unix("/run/docker.sock".into())
+        );
+        assert_eq!(
+            Endpoint::parse("https://10.0.0.1:2376").unwrap(),
+            Endpoint::Https("10.0.0.1:2376".into())
+        );
+        assert_eq!(
+            Endpoint::parse("http://10.0.0.1:2375").unwrap(),
+            Endpoint::Http("10.0.0.1:2375".into())
+        );
+        assert!(Endpoint::parse("ssh://host").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<_> = (0..4).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay().as_millis(), 100);
+    }
+}

@@ -1,0 +1,26 @@
+//! Metric names (those of CONTRACT.md, plus a few of this crate's own), all with bounded labels.
+//!
+//! Counters are incremented per batch (or per event), never per line: a `metrics` call costs a
+//! registry look-up.
+
+/// `log_capturer_lines_total{stream}`: lines sent to the pipeline.
+pub(crate) const LINES_TOTAL: &str = "log_capturer_lines_total";
+/// `log_capturer_bytes_total`: message bytes sent to the pipeline.
+pub(crate) const BYTES_TOTAL: &str = "log_capturer_bytes_total";
+/// `log_capturer_containers_monitored`: containers with a log task.
+pub(crate) const CONTAINERS_MONITORED: &str = "log_capturer_containers_monitored";
+/// `log_capturer_stream_reconnects_total{reason}`: log streams reopened, by reason: `eof` (the
+/// stream ended while the container runs), `inactivity` (silent for `inactivity_timeout`),
+/// `error` (a transport or daemon error).
+pub(crate) const STREAM_RECONNECTS_TOTAL: &str = "log_capturer_stream_reconnects_total";
+/// `log_capturer_lines_dropped_total{reason}`: `malformed` (a frame with a bad stream byte or
+/// timestamp, dropped) and `truncated` (a line longer than `max_line_bytes`: its first
+/// `max_line_bytes` are delivered, the rest is dropped, and the line is counted here once).
+pub(crate) const LINES_DROPPED_TOTAL: &str = "log_capturer_lines_dropped_total";
+/// `log_capturer_invalid_utf8_lines_total`: lines delivered with invalid UTF-8 replaced.
+pub(crate) const INVALID_UTF8_LINES_TOTAL: &str = "log_capturer_invalid_utf8_lines_total";
+/// `log_capturer_containers_unreadable_total{reason}`: containers whose logs cannot be read:
+/// `not_found` (404) or `unsupported_log_driver` (501).
+pub(crate) const CONTAINERS_UNREADABLE_TOTAL: &str = "log_capturer_containers_unreadable_total";
+/// `log_capturer_docker_reconnects_total`: reconnections of the discovery (events) stream.
+pub(crate) const DOCKER_RECONNECTS_TOTAL: &str = "log_capturer_docker_reconnects_total";

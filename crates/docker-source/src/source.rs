@@ -1,0 +1,739 @@
+//! [`DockerSource`]: discovery, the container tasks' life cycle, acknowledgements and
+//! checkpoints.
+//!
+//! `run` connects (negotiating the API version), lists every container, then follows `/events`.
+//! On any events error it reconnects with exponential backoff and lists again, so nothing that
+//! happened meanwhile is missed. The same loop consumes acknowledgements and saves the
+//! checkpoint file every `checkpoint_interval`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bollard::{
+    API_DEFAULT_VERSION, Docker,
+    models::{ContainerInspectResponse, EventMessage},
+    query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions},
+};
+use capture_core::{
+    Acknowledgement, ContainerId, ContainerInfo, EventBatch, Position,
+    status::{DockerSnapshot, DockerState},
+};
+use futures_util::{Stream, StreamExt, future::join_all};
+use task_supervisor::{RestartPolicy, Supervisor, TaskSpec};
+use tokio::{
+    runtime::Handle,
+    sync::{mpsc, watch},
+    time::{Instant, MissedTickBehavior},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    DockerConfig, Error, ReadFrom, Result,
+    checkpoint::{Checkpoints, write_atomically},
+    client::{self, Backoff},
+    error::docker_status,
+    filter::{ContainerFilter, SelfContainer},
+    metric_names,
+    stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
+    workers::{StreamWorkers, WorkerSlot},
+};
+
+/// The supervisor task type of container tasks.
+pub const CONTAINER_TASK_KIND: &str = "container";
+
+/// Reconnection backoff of the discovery connection.
+const RECONNECT_BACKOFF_BASE: Duration = Duration::from_millis(250);
+const RECONNECT_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Events are asked for from a little before the listing, so none falls between the two
+/// (replayed ones are harmless: handling an event twice changes nothing).
+const EVENTS_OVERLAP_SECONDS: i64 = 5;
+
+/// A destroyed container's checkpoint is kept until its last batch is acknowledged, or this long.
+const DESTROYED_CHECKPOINT_GRACE: Duration = Duration::from_secs(60);
+
+/// The `/events` actions the source acts on.
+const EVENT_ACTIONS: [&str; 6] = ["start", "die", "destroy", "rename", "pause", "unpause"];
+
+/// Captures the logs of Docker containers (see the crate documentation).
+#[derive(Debug)]
+pub struct DockerSource {
+    config: DockerConfig,
+    host: String,
+    filter: ContainerFilter,
+    checkpoints: Checkpoints,
+    /// Owned: joined at the end of [`DockerSource::run`] (or when the source is dropped).
+    workers: StreamWorkers,
+    status_tx: watch::Sender<DockerSnapshot>,
+    settings: Arc<StreamSettings>,
+    self_container: SelfContainer,
+    /// The agent's start, the `read_from = "end"` boundary.
+    started_at_nanos: i64,
+}
+
+impl DockerSource {
+    /// Builds the source: compiles the filters, loads the checkpoints under `data_dir` (a
+    /// corrupt file is set aside with a warning) and starts the stream-worker threads. No I/O to
+    /// Docker happens before [`DockerSource::run`].
+    pub fn new(config: DockerConfig, data_dir: &Path) -> Result<DockerSource> {
+        let filter = ContainerFilter::new(&config)?;
+        let host = client::effective_host(&config);
+        client::Endpoint::parse(&host)?;
+        let checkpoints = Checkpoints::load(data_dir);
+        let workers = StreamWorkers::start(config.stream_threads.max(1))?;
+        let settings = Arc::new(StreamSettings {
+            inactivity_timeout: config.inactivity_timeout,
+            partial_flush_timeout: config.partial_flush_timeout,
+            max_line_bytes: config.max_line_bytes,
+            batch_max_lines: config.batch_max_lines.max(1),
+            batch_max_bytes: config.batch_max_bytes.max(1),
+            batch_max_latency: config.batch_max_latency,
+        });
+        let self_container = SelfContainer::detect();
+        if let Some(id) = self_container.describe() {
+            info!(container_id = %id, "running in a container; its own logs are not captured");
+        }
+        let started_at_nanos = i64::try_from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(i64::MAX);
+        let (status_tx, _) = watch::channel(DockerSnapshot::default());
+        Ok(DockerSource {
+            config,
+            host,
+            filter,
+            checkpoints,
+            workers,
+            status_tx,
+            settings,
+            self_container,
+            started_at_nanos,
+        })
+    }
+
+    /// The Docker connection's state, for `/health` and readiness.
+    pub fn status(&self) -> watch::Receiver<DockerSnapshot> {
+        self.status_tx.subscribe()
+    }
+
+    /// The stream workers' runtimes (for runtime metrics such as `tokio_alive_tasks`).
+    pub fn runtime_handles(&self) -> Vec<Handle> {
+        self.workers.handles()
+    }
+
+    /// Runs until `shutdown`: discovers containers, runs one supervised task per container,
+    /// sends their batches on `batch_tx` and moves the cursors on `ack_rx`.
+    ///
+    /// After `shutdown` it stops its container tasks (dropping their `batch_tx` clones, and its
+    /// own), keeps consuming `ack_rx` until the pipeline closes it, saves the checkpoints one
+    /// last time and joins its worker threads. It returns an error only if that final save fails:
+    /// Docker failures are retried, never fatal.
+    pub async fn run(
+        self,
+        supervisor: Supervisor,
+        batch_tx: mpsc::Sender<EventBatch>,
+        mut ack_rx: mpsc::UnboundedReceiver<Acknowledgement>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let DockerSource {
+            config,
+            host,
+            filter,
+            checkpoints,
+            mut workers,
+            status_tx,
+            settings,
+            self_container,
+            started_at_nanos,
+        } = self;
+        let mut discovery = Discovery {
+            restart_policy: RestartPolicy {
+                restart_on_error: true,
+                restart_on_success: false,
+                backoff_base: Duration::from_secs(1),
+                backoff_cap: Duration::from_secs(30),
+                jitter: 0.1,
+                max_attempts: None,
+            },
+            config,
+            host,
+            filter,
+            checkpoints,
+            workers: &workers,
+            status_tx,
+            settings,
+            self_container,
+            started_at_nanos,
+            supervisor,
+            batch_tx: Some(batch_tx),
+            docker: None,
+            containers: HashMap::new(),
+            destroyed: HashMap::new(),
+            pending_spawns: HashSet::new(),
+            retry_inspect: HashSet::new(),
+            listed_once: false,
+            disconnected_at: None,
+        };
+        discovery.discover(&mut ack_rx, &shutdown).await;
+        let result = discovery.shut_down(&mut ack_rx).await;
+        drop(discovery);
+        // Joining is quick (the runtimes only wait for the stop token) but blocking.
+        let joined = tokio::task::spawn_blocking(move || workers.shutdown()).await;
+        if joined.is_err() {
+            warn!("joining the stream worker threads failed");
+        }
+        result
+    }
+}
+
+/// A container the source monitors (it passed the filters).
+#[derive(Debug)]
+struct Monitored {
+    shared: Arc<ContainerShared>,
+    task_id: String,
+    /// The worker its task runs on, for its whole life (freed when dropped).
+    slot: WorkerSlot,
+}
+
+/// The discovery loop's state.
+struct Discovery<'a> {
+    config: DockerConfig,
+    host: String,
+    filter: ContainerFilter,
+    checkpoints: Checkpoints,
+    workers: &'a StreamWorkers,
+    status_tx: watch::Sender<DockerSnapshot>,
+    settings: Arc<StreamSettings>,
+    self_container: SelfContainer,
+    started_at_nanos: i64,
+    supervisor: Supervisor,
+    restart_policy: RestartPolicy,
+    /// The source's own sender; `None` once shutdown began (tasks hold clones while they run).
+    batch_tx: Option<mpsc::Sender<EventBatch>>,
+    docker: Option<Docker>,
+    containers: HashMap<ContainerId, Monitored>,
+    /// Destroyed containers whose last batches may still be acknowledged.
+    destroyed: HashMap<ContainerId, (Arc<ContainerShared>, Instant)>,
+    /// Containers whose task could not be spawned yet (its previous run was still ending).
+    pending_spawns: HashSet<ContainerId>,
+    /// Containers whose inspection failed; retried on the next checkpoint tick.
+    retry_inspect: HashSet<ContainerId>,
+    /// Whether a listing succeeded: containers found by the first one follow `read_from`.
+    listed_once: bool,
+    /// When the events stream was lost (unix seconds), until the next listing.
+    disconnected_at: Option<i64>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>;
+
+impl Discovery<'_> {
+    async fn discover(
+        &mut self,
+        ack_rx: &mut mpsc::UnboundedReceiver<Acknowledgement>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut backoff = Backoff::new(RECONNECT_BACKOFF_BASE, RECONNECT_BACKOFF_CAP);
+        let mut events: Option<EventStream> = None;
+        let mut reconnect_at = Instant::now();
+        let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
+        checkpoint_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut supervisor_rx = self.supervisor.subscribe();
+        let mut acks_open = true;
+        loop {
+            if events.is_none() && Instant::now() >= reconnect_at {
+                let connected = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    connected = self.connect_and_list() => connected,
+                };
+                match connected {
+                    Ok(stream) => {
+                        events = Some(stream);
+                        backoff.reset();
+                    }
+                    Err(error) => {
+                        let delay = backoff.next_delay();
+                        warn!(error = %error, retry_in = ?delay, "cannot reach Docker");
+                        self.set_status(DockerState::Disconnected, Some(error.to_string()));
+                        reconnect_at = Instant::now() + delay;
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                ack = ack_rx.recv(), if acks_open => match ack {
+                    Some(ack) => self.acknowledge(&ack),
+                    None => {
+                        warn!("the acknowledgement channel closed; cursors no longer move");
+                        acks_open = false;
+                    }
+                },
+                _ = checkpoint_tick.tick() => {
+                    self.retry_inspections().await;
+                    self.forget_acknowledged_destroyed(false);
+                    self.save_checkpoints().await;
+                }
+                changed = supervisor_rx.changed(), if !self.pending_spawns.is_empty() => {
+                    if changed.is_ok() {
+                        self.retry_spawns();
+                    }
+                }
+                event = next_event(&mut events), if events.is_some() => match event {
+                    Some(Ok(event)) => self.handle_event(event).await,
+                    ended => {
+                        let delay = backoff.next_delay();
+                        let error = match ended {
+                            Some(Err(error)) => error.to_string(),
+                            _ => "the events stream ended".to_owned(),
+                        };
+                        warn!(error = %error, retry_in = ?delay, "lost the Docker events stream; reconnecting");
+                        ::metrics::counter!(metric_names::DOCKER_RECONNECTS_TOTAL).increment(1);
+                        self.set_status(DockerState::Disconnected, Some(error));
+                        self.disconnected_at.get_or_insert_with(unix_seconds);
+                        events = None;
+                        reconnect_at = Instant::now() + delay;
+                    }
+                },
+                _ = tokio::time::sleep_until(reconnect_at), if events.is_none() => {}
+            }
+        }
+    }
+
+    fn set_status(&self, state: DockerState, error: Option<String>) {
+        let api_version = self.docker.as_ref().map(client::version_string);
+        self.status_tx.send_if_modified(|snapshot| {
+            let changed = snapshot.state != state
+                || snapshot.api_version != api_version
+                || snapshot.last_error != error;
+            if snapshot.state != state {
+                snapshot.since = SystemTime::now();
+            }
+            snapshot.state = state;
+            snapshot.api_version = api_version;
+            snapshot.last_error = error;
+            changed
+        });
+    }
+
+    /// Connects (negotiating the API version), lists every container and reconciles, then
+    /// returns the events stream, asked from a little before the listing.
+    async fn connect_and_list(&mut self) -> Result<EventStream> {
+        let docker = client::connect(&self.config, &self.host, API_DEFAULT_VERSION)?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|source| Error::Docker {
+                operation: "negotiate the API version",
+                source,
+            })?;
+        let since = unix_seconds() - EVENTS_OVERLAP_SECONDS;
+        let listed = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|source| Error::Docker {
+                operation: "list containers",
+                source,
+            })?;
+        let first = !self.listed_once;
+        let version = client::version_string(&docker);
+        self.docker = Some(docker.clone());
+        self.set_status(DockerState::Connected, None);
+        info!(host = %self.host, api_version = %version, containers = listed.len(), "connected to Docker");
+
+        let mut existing = HashSet::new();
+        let mut running = Vec::new();
+        let mut stopped = Vec::new();
+        // Containers created since a little before the connection was lost may have started and
+        // stopped unseen.
+        let unseen_since = self.disconnected_at.map(|at| at - EVENTS_OVERLAP_SECONDS);
+        for summary in listed {
+            let Some(id) = summary
+                .id
+                .as_deref()
+                .and_then(|id| ContainerId::new(id).ok())
+            else {
+                continue;
+            };
+            let is_running =
+                summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            existing.insert(id.clone());
+            if is_running {
+                running.push(id);
+            } else if self.containers.contains_key(&id)
+                || unseen_since.is_some_and(|since| summary.created.unwrap_or(0) >= since)
+            {
+                stopped.push(id);
+            }
+        }
+        // Containers destroyed while the source was not looking.
+        let gone: Vec<ContainerId> = self
+            .containers
+            .keys()
+            .filter(|id| !existing.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.forget(&id).await;
+        }
+        if first {
+            let stale: Vec<ContainerId> = self
+                .checkpoints
+                .containers()
+                .filter(|id| !existing.contains(*id))
+                .cloned()
+                .collect();
+            for id in stale {
+                debug!(container_id = %id, "dropping the checkpoint of a container that no longer exists");
+                self.checkpoints.remove(&id);
+            }
+        }
+        for id in running {
+            self.refresh(&id, first, false).await;
+        }
+        // A known container's task reads what is left and completes; one that started unseen
+        // is read from its first line.
+        for id in stopped {
+            self.refresh(&id, false, true).await;
+        }
+        self.disconnected_at = None;
+        self.listed_once = true;
+        self.update_gauge();
+
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            (
+                "event".to_owned(),
+                EVENT_ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
+            ),
+        ]);
+        let stream = docker.events(Some(EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        }));
+        Ok(Box::pin(stream))
+    }
+
+    async fn handle_event(&mut self, event: EventMessage) {
+        let Some(actor) = event.actor else { return };
+        let Some(id) = actor.id.as_deref().and_then(|id| ContainerId::new(id).ok()) else {
+            return;
+        };
+        let action = event.action.unwrap_or_default();
+        debug!(container_id = %id, action = %action, "docker event");
+        match action.as_str() {
+            "start" => self.refresh(&id, false, true).await,
+            "unpause" | "rename" => self.refresh(&id, false, false).await,
+            "destroy" => self.forget(&id).await,
+            // A stopping container's stream ends on its own; a paused one is silent.
+            _ => {}
+        }
+    }
+
+    /// Inspects a container and monitors it (or stops monitoring it) accordingly.
+    ///
+    /// `started`: the container is known to have started since it was last read (a `start`
+    /// event, or found stopped by a re-listing after it started while the source was not
+    /// looking), so its task runs even if the container has already exited again: what it
+    /// wrote is still to be read.
+    async fn refresh(&mut self, id: &ContainerId, initial: bool, started: bool) {
+        let Some(docker) = self.docker.clone() else {
+            return;
+        };
+        let inspected = docker
+            .inspect_container(id.as_str(), None::<InspectContainerOptions>)
+            .await;
+        match inspected {
+            Ok(response) => {
+                self.retry_inspect.remove(id);
+                let running = response
+                    .state
+                    .as_ref()
+                    .and_then(|state| state.running)
+                    .unwrap_or(false);
+                let info = container_info(id, response);
+                self.monitor(info, running || started, initial).await;
+            }
+            Err(error) if docker_status(&error) == Some(404) => {
+                self.retry_inspect.remove(id);
+                self.forget(id).await;
+            }
+            Err(error) => {
+                warn!(container_id = %id, error = %error, "cannot inspect container; will retry");
+                self.retry_inspect.insert(id.clone());
+            }
+        }
+    }
+
+    async fn retry_inspections(&mut self) {
+        let ids: Vec<ContainerId> = self.retry_inspect.iter().cloned().collect();
+        for id in ids {
+            self.refresh(&id, false, false).await;
+        }
+    }
+
+    async fn monitor(&mut self, info: ContainerInfo, running: bool, initial: bool) {
+        let id = info.id.clone();
+        if self.self_container.is(id.as_str()) {
+            debug!(container_id = %id, "not capturing the agent's own container");
+            return;
+        }
+        if !self.filter.accepts(&info) {
+            if let Some(monitored) = self.containers.remove(&id) {
+                info!(container_id = %id, name = %info.name, "container no longer matches the filters");
+                self.unmonitor(monitored).await;
+            }
+            return;
+        }
+        if !self.containers.contains_key(&id) {
+            let resume = self.checkpoints.get(&id).unwrap_or_else(|| {
+                if initial && self.config.read_from == ReadFrom::End {
+                    // Everything before the agent's start counts as delivered.
+                    let floor = Position::new(self.started_at_nanos.saturating_sub(1), u32::MAX);
+                    [Some(floor); 3]
+                } else {
+                    [None; 3]
+                }
+            });
+            info!(container_id = %id, name = %info.name, image = %info.image, tty = info.tty, "monitoring container");
+            let monitored = Monitored {
+                shared: Arc::new(ContainerShared::new(Arc::new(info.clone()), resume)),
+                task_id: id.task_id(),
+                slot: self.workers.assign(),
+            };
+            self.containers.insert(id.clone(), monitored);
+        }
+        let Some(monitored) = self.containers.get(&id) else {
+            return;
+        };
+        if monitored.shared.set_info(info) {
+            debug!(container_id = %id, "container metadata changed");
+        }
+        if running && monitored.shared.request_run() {
+            self.spawn(&id);
+        }
+        self.update_gauge();
+    }
+
+    fn spawn(&mut self, id: &ContainerId) {
+        let (Some(monitored), Some(docker), Some(batch_tx)) = (
+            self.containers.get(id),
+            self.docker.clone(),
+            self.batch_tx.clone(),
+        ) else {
+            return;
+        };
+        let env = TaskEnv {
+            shared: monitored.shared.clone(),
+            docker,
+            batch_tx,
+            settings: self.settings.clone(),
+        };
+        let spec = TaskSpec::new(
+            monitored.task_id.clone(),
+            CONTAINER_TASK_KIND,
+            monitored.shared.info().name.clone(),
+        )
+        .with_restart(self.restart_policy.clone())
+        .on_runtime(monitored.slot.handle().clone());
+        match self
+            .supervisor
+            .spawn(spec, move |ctx| container_task(ctx, env.clone()))
+        {
+            Ok(()) => {
+                self.pending_spawns.remove(id);
+            }
+            Err(task_supervisor::Error::AlreadyRunning(_)) => {
+                // Its previous run decided to end but the supervisor has not recorded it yet:
+                // retried on the supervisor's next state change.
+                self.pending_spawns.insert(id.clone());
+            }
+            Err(error) => {
+                debug!(container_id = %id, error = %error, "not starting a log task");
+                monitored.shared.mark_inactive();
+            }
+        }
+    }
+
+    fn retry_spawns(&mut self) {
+        let ids: Vec<ContainerId> = self.pending_spawns.drain().collect();
+        for id in ids {
+            self.spawn(&id);
+        }
+    }
+
+    /// Stops monitoring a container that is gone; its checkpoint is dropped once its last batch
+    /// is acknowledged.
+    async fn forget(&mut self, id: &ContainerId) {
+        self.pending_spawns.remove(id);
+        self.retry_inspect.remove(id);
+        let Some(monitored) = self.containers.remove(id) else {
+            if !self.destroyed.contains_key(id) && self.checkpoints.get(id).is_some() {
+                self.checkpoints.remove(id);
+            }
+            return;
+        };
+        info!(container_id = %id, "container destroyed; its log task is removed");
+        self.supervisor.stop(&monitored.task_id).await;
+        self.supervisor.remove(&monitored.task_id);
+        monitored.shared.mark_inactive();
+        self.destroyed
+            .insert(id.clone(), (monitored.shared.clone(), Instant::now()));
+        self.update_gauge();
+    }
+
+    /// Stops a container's task: the container still exists but is no longer wanted.
+    async fn unmonitor(&mut self, monitored: Monitored) {
+        self.supervisor.stop(&monitored.task_id).await;
+        self.supervisor.remove(&monitored.task_id);
+        monitored.shared.mark_inactive();
+        self.pending_spawns.remove(&monitored.shared.id);
+        self.update_gauge();
+    }
+
+    fn acknowledge(&mut self, ack: &Acknowledgement) {
+        let id = &ack.container_id;
+        if self.containers.contains_key(id)
+            || self.destroyed.contains_key(id)
+            || self.checkpoints.get(id).is_some()
+        {
+            self.checkpoints.acknowledge(ack);
+        }
+    }
+
+    /// Drops the checkpoints of destroyed containers whose last batch is acknowledged (or after
+    /// a grace period: a batch a sink dropped is never acknowledged).
+    fn forget_acknowledged_destroyed(&mut self, all: bool) {
+        let checkpoints = &mut self.checkpoints;
+        self.destroyed.retain(|id, (shared, since)| {
+            let read = shared.read_positions();
+            let acked = checkpoints.get(id).unwrap_or([None; 3]);
+            let done = read
+                .iter()
+                .zip(shared.initial_resume().iter())
+                .zip(acked.iter())
+                .all(|((read, initial), acked)| read == initial || acked >= read);
+            if done || all || since.elapsed() >= DESTROYED_CHECKPOINT_GRACE {
+                checkpoints.remove(id);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    async fn save_checkpoints(&mut self) {
+        if !self.checkpoints.is_dirty() {
+            return;
+        }
+        let (path, bytes) = self.checkpoints.snapshot();
+        let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                warn!(error = %error, "cannot save the checkpoints; will retry");
+                self.checkpoints.mark_dirty();
+            }
+            Err(error) => {
+                warn!(error = %error, "the checkpoint writer failed; will retry");
+                self.checkpoints.mark_dirty();
+            }
+        }
+    }
+
+    fn update_gauge(&self) {
+        let monitored = self
+            .containers
+            .values()
+            .filter(|m| m.shared.is_active())
+            .count();
+        ::metrics::gauge!(metric_names::CONTAINERS_MONITORED).set(monitored as f64);
+    }
+
+    /// Stops every container task, drains the acknowledgements until the pipeline closes the
+    /// channel, and saves the checkpoints.
+    async fn shut_down(
+        &mut self,
+        ack_rx: &mut mpsc::UnboundedReceiver<Acknowledgement>,
+    ) -> Result<()> {
+        let task_ids: Vec<String> = self
+            .containers
+            .values()
+            .map(|m| m.task_id.clone())
+            .collect();
+        let supervisor = self.supervisor.clone();
+        join_all(task_ids.iter().map(|id| supervisor.stop(id))).await;
+        for monitored in self.containers.values() {
+            self.supervisor.remove(&monitored.task_id);
+            monitored.shared.mark_inactive();
+        }
+        self.update_gauge();
+        // With every task stopped, this was the last sender the source holds: the pipeline sees
+        // the channel close once it has drained it.
+        self.batch_tx = None;
+        info!(
+            containers = task_ids.len(),
+            "log tasks stopped; waiting for the pipeline's last acknowledgements"
+        );
+        let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
+        checkpoint_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ack = ack_rx.recv() => match ack {
+                    Some(ack) => self.acknowledge(&ack),
+                    None => break,
+                },
+                _ = checkpoint_tick.tick() => self.save_checkpoints().await,
+            }
+        }
+        self.forget_acknowledged_destroyed(false);
+        if self.checkpoints.is_dirty() {
+            let (path, bytes) = self.checkpoints.snapshot();
+            tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+                .await
+                .map_err(|e| Error::Checkpoint {
+                    path: self.checkpoints.path().to_owned(),
+                    source: std::io::Error::other(e),
+                })??;
+        }
+        info!("Docker source stopped; checkpoints saved");
+        Ok(())
+    }
+}
+
+async fn next_event(
+    events: &mut Option<EventStream>,
+) -> Option<Result<EventMessage, bollard::errors::Error>> {
+    match events {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn container_info(id: &ContainerId, response: ContainerInspectResponse) -> ContainerInfo {
+    let config = response.config.unwrap_or_default();
+    let image = config.image.or(response.image).unwrap_or_default();
+    let mut info = ContainerInfo::new(id.clone(), response.name.unwrap_or_default(), image);
+    info.labels = config.labels.unwrap_or_default().into_iter().collect();
+    info.tty = config.tty.unwrap_or(false);
+    info
+}
+
+fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,824 @@
+//! One container's supervised task: open its log stream, decode, batch, send; reopen; finish.
+//!
+//! The task runs on a stream-worker thread (see `workers.rs`) and issues the logs request from
+//! there. Its loop `select!`s on the stream, the cancellation token and one timer, whose
+//! deadline is the earliest of: the next heartbeat tick, the batch latency deadline, the partial
+//! line deadline and the inactivity deadline. It beats on every wake-up and on the tick, also
+//! while it waits for a silent container or for room in a full batch channel (backpressure is
+//! not death). A stream silent for `inactivity_timeout` is reopened from the read position.
+//!
+//! # Resume
+//!
+//! The read position of each stream (the last line *sent* into the pipeline, acknowledged or
+//! not) lives in [`ContainerShared`] and outlives the task's attempts: a reopen (after
+//! inactivity, an error, a restart of the task) asks Docker for the cursor's whole second and
+//! the decoder skips every line at or before it. Lines decoded but not yet sent are dropped by a
+//! reopen and read again.
+//!
+//! # End
+//!
+//! When the stream ends and the container is not running, the partial line (if any) is flushed,
+//! the stream is read once more without `follow` (to catch what a follower may miss at a stop),
+//! and the task returns `Ok`: state `completed`. A `start` event that arrives meanwhile (see
+//! [`ContainerShared::request_run`]) makes the task loop again instead of ending, so a restart is
+//! never missed.
+
+use std::{
+    pin::pin,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use bollard::{
+    Docker,
+    container::LogOutput,
+    query_parameters::{InspectContainerOptions, LogsOptions},
+};
+use capture_core::{
+    ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
+};
+use futures_util::{FutureExt, Stream, StreamExt};
+use task_supervisor::{Heartbeat, TaskContext, TaskError};
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    Error,
+    checkpoint::StreamPositions,
+    client::Backoff,
+    decoder::{Decoder, LineSink},
+    error::{docker_status, is_permanent_status},
+    metric_names,
+};
+
+/// A burst (what was ready without waiting) of at least this many frames means the stream is
+/// busy: pause before polling again, so the next burst finds many frames in the socket buffer,
+/// and keep filling the batch instead of sending it.
+const COALESCE_MIN_FRAMES: usize = 64;
+/// The same, in payload bytes.
+const COALESCE_MIN_BYTES: usize = 16 * 1024;
+/// The pause of a busy stream (a bounded added latency; hyper's body channel applies
+/// backpressure meanwhile).
+const COALESCE_PAUSE: Duration = Duration::from_millis(1);
+/// Reopen backoff after errors, or after a stream that ended at once while its container runs.
+const REOPEN_BACKOFF_BASE: Duration = Duration::from_millis(100);
+const REOPEN_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Consecutive failed opens before the task gives up and lets the supervisor restart it (with
+/// its own, visible, backoff).
+const MAX_CONSECUTIVE_ERRORS: u32 = 10;
+
+/// What the source and a container's task share; outlives the task's attempts.
+#[derive(Debug)]
+pub(crate) struct ContainerShared {
+    pub(crate) id: ContainerId,
+    /// The current metadata: replaced (a new `Arc`) on rename. Batches started afterwards use it.
+    info: Mutex<Arc<ContainerInfo>>,
+    /// The last line sent into the pipeline, per stream: the resume point of an in-process
+    /// reopen.
+    read: Mutex<StreamPositions>,
+    /// Where reading started (checkpoint or `read_from`): a stream whose read position is still
+    /// this has sent nothing.
+    initial_resume: StreamPositions,
+    lifecycle: Mutex<Lifecycle>,
+}
+
+/// Whether the container's task is meant to be running, and whether it was asked to look at the
+/// container again before ending.
+#[derive(Debug, Default)]
+struct Lifecycle {
+    active: bool,
+    rerun: bool,
+}
+
+impl ContainerShared {
+    pub(crate) fn new(info: Arc<ContainerInfo>, resume: StreamPositions) -> ContainerShared {
+        ContainerShared {
+            id: info.id.clone(),
+            info: Mutex::new(info),
+            read: Mutex::new(resume),
+            initial_resume: resume,
+            lifecycle: Mutex::new(Lifecycle::default()),
+        }
+    }
+
+    pub(crate) fn info(&self) -> Arc<ContainerInfo> {
+        self.info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the metadata if it changed; returns whether it did.
+    pub(crate) fn set_info(&self, info: ContainerInfo) -> bool {
+        let mut current = self.info.lock().unwrap_or_else(PoisonError::into_inner);
+        if **current == info {
+            return false;
+        }
+        *current = Arc::new(info);
+        true
+    }
+
+    pub(crate) fn initial_resume(&self) -> &StreamPositions {
+        &self.initial_resume
+    }
+
+    /// Whether the container's task is meant to be running.
+    pub(crate) fn is_active(&self) -> bool {
+        self.lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .active
+    }
+
+    pub(crate) fn read_positions(&self) -> StreamPositions {
+        *self.read.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn advance_read(&self, sent: &StreamPositions) {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        for (slot, sent) in read.iter_mut().zip(sent) {
+            if let Some(sent) = sent
+                && slot.is_none_or(|current| *sent > current)
+            {
+                *slot = Some(*sent);
+            }
+        }
+    }
+
+    /// The source asks for the container's logs to be followed (it started, or was found
+    /// running). Returns `true` if the caller must spawn the task; `false` if the task is
+    /// active and will look at the container again before it ends.
+    pub(crate) fn request_run(&self) -> bool {
+        let mut lifecycle = self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if lifecycle.active {
+            lifecycle.rerun = true;
+            false
+        } else {
+            lifecycle.active = true;
+            lifecycle.rerun = false;
+            true
+        }
+    }
+
+    /// The task was stopped or removed by the source, or failed for good.
+    pub(crate) fn mark_inactive(&self) {
+        let mut lifecycle = self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        lifecycle.active = false;
+        lifecycle.rerun = false;
+    }
+
+    fn mark_active(&self) {
+        self.lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .active = true;
+    }
+
+    /// The task wants to end: it may unless a run was requested since it last looked.
+    fn try_finish(&self) -> bool {
+        let mut lifecycle = self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if lifecycle.rerun {
+            lifecycle.rerun = false;
+            false
+        } else {
+            lifecycle.active = false;
+            true
+        }
+    }
+}
+
+/// The stream settings of the `[docker]` table.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamSettings {
+    pub(crate) inactivity_timeout: Duration,
+    pub(crate) partial_flush_timeout: Duration,
+    pub(crate) max_line_bytes: usize,
+    pub(crate) batch_max_lines: usize,
+    pub(crate) batch_max_bytes: usize,
+    pub(crate) batch_max_latency: Duration,
+}
+
+/// Everything one attempt of a container task needs (cloned per attempt).
+#[derive(Debug, Clone)]
+pub(crate) struct TaskEnv {
+    pub(crate) shared: Arc<ContainerShared>,
+    pub(crate) docker: Docker,
+    pub(crate) batch_tx: mpsc::Sender<EventBatch>,
+    pub(crate) settings: Arc<StreamSettings>,
+}
+
+/// The body of a container task (one attempt).
+pub(crate) async fn container_task(ctx: TaskContext, env: TaskEnv) -> Result<(), TaskError> {
+    env.shared.mark_active();
+    let id = env.shared.id.clone();
+    let mut follower = Follower::new(&ctx, env);
+    match follower.run().await {
+        Ok(()) => Ok(()),
+        Err(error) if !error.is_transient() => {
+            if let Error::Unreadable { status, .. } = &error {
+                let reason = if *status == 404 {
+                    "not_found"
+                } else {
+                    "unsupported_log_driver"
+                };
+                ::metrics::counter!(metric_names::CONTAINERS_UNREADABLE_TOTAL, "reason" => reason)
+                    .increment(1);
+            }
+            warn!(container_id = %id, error = %error, "container logs cannot be read; giving up on it");
+            follower.env.shared.mark_inactive();
+            Err(TaskError::permanent(error))
+        }
+        Err(error) => Err(TaskError::transient(error)),
+    }
+}
+
+/// How a stream ended.
+#[derive(Debug)]
+enum StreamEnd {
+    /// The daemon closed it.
+    Eof { lines: u64 },
+    /// Silent for `inactivity_timeout`.
+    Inactive,
+    /// A transport or daemon error.
+    Failed(bollard::errors::Error),
+    /// The task was asked to stop.
+    Cancelled,
+    /// The pipeline is gone.
+    PipelineClosed,
+}
+
+/// Whether to follow the stream or read what Docker has and stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Follow,
+    Drain,
+}
+
+struct Follower {
+    env: TaskEnv,
+    heartbeat: Heartbeat,
+    cancel: CancellationToken,
+    /// The heartbeat tick while waiting.
+    beat_every: Duration,
+    decoder: Decoder,
+    assembler: Assembler,
+}
+
+impl Follower {
+    fn new(ctx: &TaskContext, env: TaskEnv) -> Follower {
+        let info = env.shared.info();
+        let settings = env.settings.clone();
+        Follower {
+            heartbeat: ctx.heartbeat_handle(),
+            cancel: ctx.cancellation_token(),
+            beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
+            decoder: Decoder::new(settings.max_line_bytes),
+            assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
+            env,
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), Error> {
+        let mut mode = Mode::Follow;
+        let mut backoff = Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP);
+        let mut consecutive_errors = 0u32;
+        let id = self.env.shared.id.clone();
+        loop {
+            let end = self.follow_once(mode).await;
+            // Nothing read: reopening at once could spin.
+            let unproductive = matches!(&end, StreamEnd::Eof { lines: 0 } | StreamEnd::Failed(_));
+            match end {
+                StreamEnd::Cancelled => return Ok(()),
+                StreamEnd::PipelineClosed => return Err(Error::PipelineClosed),
+                StreamEnd::Inactive => {
+                    debug!(container_id = %id, "log stream silent; reopening");
+                    reconnected("inactivity");
+                    continue;
+                }
+                // 409: the container is dead or being removed; see what became of it.
+                StreamEnd::Failed(error) if docker_status(&error) == Some(409) => {
+                    debug!(container_id = %id, error = %error, "container is going away");
+                }
+                StreamEnd::Failed(error) => {
+                    let status = docker_status(&error);
+                    if is_permanent_status(status) {
+                        return Err(Error::Unreadable {
+                            container: id.short().to_owned(),
+                            status: status.unwrap_or_default(),
+                            source: error,
+                        });
+                    }
+                    consecutive_errors += 1;
+                    if consecutive_errors > MAX_CONSECUTIVE_ERRORS {
+                        return Err(Error::Docker {
+                            operation: "follow container logs",
+                            source: error,
+                        });
+                    }
+                    warn!(container_id = %id, error = %error, "log stream failed; reopening");
+                    reconnected("error");
+                    if self.pause(backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                StreamEnd::Eof { lines } => {
+                    if lines > 0 {
+                        backoff.reset();
+                        consecutive_errors = 0;
+                    }
+                }
+            }
+            // The stream ended: is the container still running?
+            let running = match self.is_running().await {
+                Ok(running) => running,
+                Err(error) if docker_status(&error) == Some(404) => {
+                    // Removed: what Docker had is read; the destroy event removes the task.
+                    self.finish_lines().await?;
+                    info!(container_id = %id, "container removed; log task ends");
+                    if self.env.shared.try_finish() {
+                        return Ok(());
+                    }
+                    mode = Mode::Follow;
+                    continue;
+                }
+                Err(error) => {
+                    consecutive_errors += 1;
+                    if consecutive_errors > MAX_CONSECUTIVE_ERRORS {
+                        return Err(Error::Docker {
+                            operation: "inspect container",
+                            source: error,
+                        });
+                    }
+                    warn!(container_id = %id, error = %error, "cannot inspect container; reopening its logs");
+                    reconnected("error");
+                    if self.pause(backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            if running {
+                reconnected("eof");
+                if mode == Mode::Drain || unproductive {
+                    // A stream that ends at once on a running container: do not spin.
+                    if self.pause(backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                }
+                mode = Mode::Follow;
+                continue;
+            }
+            // Stopped: the pending partial line is complete, whatever comes later.
+            self.finish_lines().await?;
+            match mode {
+                Mode::Follow => mode = Mode::Drain,
+                Mode::Drain => {
+                    if self.env.shared.try_finish() {
+                        info!(container_id = %id, "container stopped; log task completed");
+                        return Ok(());
+                    }
+                    // Started again meanwhile.
+                    mode = Mode::Follow;
+                }
+            }
+        }
+    }
+
+    /// Flushes the partial lines and sends what is assembled.
+    async fn finish_lines(&mut self) -> Result<(), Error> {
+        self.decoder.flush_partials(&mut self.assembler);
+        match self.send_batch().await {
+            Ok(()) | Err(StreamEnd::Cancelled) => Ok(()),
+            Err(_) => Err(Error::PipelineClosed),
+        }
+    }
+
+    async fn is_running(&self) -> Result<bool, bollard::errors::Error> {
+        let inspect = self
+            .env
+            .docker
+            .inspect_container(self.env.shared.id.as_str(), None::<InspectContainerOptions>);
+        let response = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Ok(false),
+            response = inspect => response?,
+        };
+        self.heartbeat.beat();
+        Ok(response
+            .state
+            .and_then(|state| state.running)
+            .unwrap_or(false))
+    }
+
+    /// Sleeps, beating; returns `true` if cancelled meanwhile.
+    async fn pause(&self, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        loop {
+            self.heartbeat.beat();
+            let wake = deadline.min(Instant::now() + self.beat_every);
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return true,
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the stream from the read position and pumps it until it ends.
+    async fn follow_once(&mut self, mode: Mode) -> StreamEnd {
+        let resume = self.env.shared.read_positions();
+        self.decoder.reset(resume);
+        self.assembler.discard();
+        let tty = self.assembler.info.tty;
+        let since = since_seconds(&resume, tty);
+        let options = LogsOptions {
+            follow: mode == Mode::Follow,
+            stdout: true,
+            stderr: true,
+            since,
+            until: 0,
+            timestamps: true,
+            tail: "all".to_owned(),
+        };
+        debug!(container_id = %self.env.shared.id, since, ?mode, "opening log stream");
+        let stream = self
+            .env
+            .docker
+            .logs(self.env.shared.id.as_str(), Some(options));
+        self.pump(pin!(stream), tty).await
+    }
+
+    async fn pump(
+        &mut self,
+        mut stream: std::pin::Pin<
+            &mut impl Stream<Item = Result<LogOutput, bollard::errors::Error>>,
+        >,
+        tty: bool,
+    ) -> StreamEnd {
+        let settings = self.env.settings.clone();
+        let cancel = self.cancel.clone();
+        let mut cancelled = pin!(cancel.cancelled());
+        let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
+        let mut last_frame = Instant::now();
+        let mut batch_deadline: Option<Instant> = None;
+        let mut partial_since: Option<Instant> = None;
+        let mut lines: u64 = 0;
+        // An item read after a coalescing pause, processed before waiting again.
+        let mut carried = None;
+        let mut last_burst_end = Instant::now();
+        loop {
+            let now = Instant::now();
+            let mut deadline =
+                (now + self.beat_every).min(last_frame + settings.inactivity_timeout);
+            if let Some(batch) = batch_deadline {
+                deadline = deadline.min(batch);
+            }
+            if let Some(partial) = partial_since {
+                deadline = deadline.min(partial + settings.partial_flush_timeout);
+            }
+            timer.as_mut().reset(deadline);
+            let first = if let Some(item) = carried.take() {
+                item
+            } else {
+                tokio::select! {
+                biased;
+                _ = &mut cancelled => return StreamEnd::Cancelled,
+                item = stream.next() => item,
+                _ = &mut timer => {
+                    self.heartbeat.beat();
+                    let now = Instant::now();
+                    if partial_since.is_some_and(|since| now >= since + settings.partial_flush_timeout) {
+                        self.decoder.flush_partials(&mut self.assembler);
+                        partial_since = None;
+                    }
+                    let inactive = now >= last_frame + settings.inactivity_timeout;
+                    if inactive || batch_deadline.is_some_and(|batch| now >= batch) {
+                        if let Err(end) = self.send_batch().await {
+                            return end;
+                        }
+                        batch_deadline = None;
+                    }
+                    if inactive {
+                        return StreamEnd::Inactive;
+                    }
+                    continue;
+                }
+                }
+            };
+            let burst_start = Instant::now();
+            // Decode everything that is ready now (a burst), yielding only to hyper's connection
+            // task; a full batch ends the burst so the timer and cancellation are looked at.
+            let mut frames = 0usize;
+            let mut bytes = 0usize;
+            let mut next = first;
+            let lines_before = self.assembler.pending_lines();
+            // `Some(Ok(()))`: the stream ended; `Some(Err(_))`: it failed.
+            let ended = loop {
+                match next {
+                    None => break Some(Ok(())),
+                    Some(Err(error)) => break Some(Err(error)),
+                    Some(Ok(output)) => {
+                        frames += 1;
+                        bytes += self.decode(output, tty);
+                    }
+                }
+                if self.assembler.is_full() {
+                    break None;
+                }
+                match stream.next().now_or_never() {
+                    Some(item) => next = item,
+                    None => {
+                        // hyper's connection task (on this thread) hands the body over one
+                        // HTTP chunk per turn: let it run once before calling the stream idle.
+                        yield_to_local_tasks().await;
+                        match stream.next().now_or_never() {
+                            Some(item) => next = item,
+                            None => break None,
+                        }
+                    }
+                }
+            };
+            lines += self.assembler.pending_lines().saturating_sub(lines_before) as u64;
+            if let Some(ended) = ended {
+                let end = match ended {
+                    Ok(()) => StreamEnd::Eof { lines },
+                    Err(error) => StreamEnd::Failed(error),
+                };
+                // Complete lines are sent before a reopen; partial ones are read again.
+                return match self.send_batch().await {
+                    Ok(()) => end,
+                    Err(stop) => stop,
+                };
+            }
+            self.heartbeat.beat();
+            let now = Instant::now();
+            last_frame = now;
+            partial_since = match (self.decoder.has_partial(), partial_since) {
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(now),
+                (false, _) => None,
+            };
+            // Busy: a big burst, or bursts following each other closer than the pause (a fast
+            // writer whose frames hyper hands over one by one).
+            let busy = frames >= COALESCE_MIN_FRAMES
+                || bytes >= COALESCE_MIN_BYTES
+                || burst_start.duration_since(last_burst_end) < COALESCE_PAUSE;
+            last_burst_end = now;
+            if self.assembler.is_full() || (!busy && !self.assembler.is_empty()) {
+                // Full, or the stream went idle: send now (low latency at low rates).
+                if let Err(end) = self.send_batch().await {
+                    return end;
+                }
+                batch_deadline = None;
+            } else if !self.assembler.is_empty() && batch_deadline.is_none() {
+                batch_deadline = Some(now + settings.batch_max_latency);
+            }
+            if busy {
+                // Let the socket buffer fill: the next burst then carries many frames.
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => return StreamEnd::Cancelled,
+                    _ = tokio::time::sleep(COALESCE_PAUSE) => {}
+                }
+                // Nothing came during the pause: the stream went idle, send what is waiting.
+                carried = match stream.next().now_or_never() {
+                    Some(item) => Some(item),
+                    None => {
+                        yield_to_local_tasks().await;
+                        stream.next().now_or_never()
+                    }
+                };
+                if carried.is_none() && !self.assembler.is_empty() {
+                    if let Err(end) = self.send_batch().await {
+                        return end;
+                    }
+                    batch_deadline = None;
+                }
+            }
+        }
+    }
+
+    /// Decodes one bollard item; returns its payload size.
+    fn decode(&mut self, output: LogOutput, tty: bool) -> usize {
+        match output {
+            LogOutput::StdOut { message } if tty => {
+                self.decoder.tty(&message, &mut self.assembler);
+                message.len()
+            }
+            LogOutput::StdOut { message } => {
+                self.decoder
+                    .frame(LogStream::Stdout, &message, &mut self.assembler);
+                message.len()
+            }
+            LogOutput::StdErr { message } => {
+                self.decoder
+                    .frame(LogStream::Stderr, &message, &mut self.assembler);
+                message.len()
+            }
+            LogOutput::Console { message } if tty => {
+                self.decoder.tty(&message, &mut self.assembler);
+                message.len()
+            }
+            LogOutput::Console { message } | LogOutput::StdIn { message } => {
+                // Not a stdout/stderr frame: most likely the daemon's own error stream
+                // ("Error grabbing logs: ...").
+                self.decoder.malformed_frame();
+                let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
+                warn!(container_id = %self.env.shared.id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
+                message.len()
+            }
+        }
+    }
+
+    /// Sends the assembled batch (if any), beating while the channel is full; then advances the
+    /// read position. Returns the stream end to report if it could not be sent.
+    async fn send_batch(&mut self) -> Result<(), StreamEnd> {
+        record_drops(self.decoder.take_counters());
+        let Some(assembled) = self.assembler.take(&self.env.shared) else {
+            return Ok(());
+        };
+        let lines_per_stream = assembled.lines;
+        let bytes = assembled.batch.message_bytes();
+        let invalid = assembled.batch.invalid_utf8_lines();
+        let mut send = pin!(self.env.batch_tx.send(assembled.batch));
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
+                sent = &mut send => match sent {
+                    Ok(()) => break,
+                    Err(_) => return Err(StreamEnd::PipelineClosed),
+                },
+                _ = tokio::time::sleep(self.beat_every) => self.heartbeat.beat(),
+            }
+        }
+        self.heartbeat.beat();
+        self.env.shared.advance_read(&assembled.last);
+        for stream in LogStream::ALL {
+            let count = lines_per_stream[stream.index()];
+            if count > 0 {
+                ::metrics::counter!(metric_names::LINES_TOTAL, "stream" => stream.as_str())
+                    .increment(count);
+            }
+        }
+        ::metrics::counter!(metric_names::BYTES_TOTAL).increment(bytes as u64);
+        if invalid > 0 {
+            ::metrics::counter!(metric_names::INVALID_UTF8_LINES_TOTAL)
+                .increment(u64::from(invalid));
+        }
+        Ok(())
+    }
+}
+
+/// Lets the other tasks queued on this thread (hyper's connection task) run once, then resumes.
+///
+/// Unlike `tokio::task::yield_now`, which defers the task until the runtime has polled its I/O
+/// driver (an `epoll_wait` per call), waking itself puts the task straight back at the end of
+/// the run queue: under load this is called per HTTP chunk, so the syscall mattered.
+async fn yield_to_local_tasks() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+fn reconnected(reason: &'static str) {
+    ::metrics::counter!(metric_names::STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(1);
+}
+
+fn record_drops(counters: crate::decoder::DecodeCounters) {
+    if counters.truncated > 0 {
+        ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => "truncated")
+            .increment(counters.truncated);
+    }
+    if counters.malformed > 0 {
+        ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => "malformed")
+            .increment(counters.malformed);
+    }
+}
+
+/// The `since` to ask Docker for: the whole second of the earliest cursor of the container's
+/// streams (0, everything, if one of them has none). bollard's typed options carry whole
+/// seconds; the decoder skips the lines of that second that were already delivered.
+pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
+    let streams: &[LogStream] = if tty {
+        &[LogStream::Tty]
+    } else {
+        &[LogStream::Stdout, LogStream::Stderr]
+    };
+    let mut earliest = i64::MAX;
+    for stream in streams {
+        match resume[stream.index()] {
+            Some(position) => earliest = earliest.min(position.timestamp_nanos),
+            None => return 0,
+        }
+    }
+    let seconds = earliest.div_euclid(1_000_000_000);
+    i32::try_from(seconds.max(0)).unwrap_or(i32::MAX)
+}
+
+/// A batch taken from the [`Assembler`].
+struct Assembled {
+    batch: EventBatch,
+    lines: [u64; 3],
+    last: StreamPositions,
+}
+
+/// Collects decoded lines into the batch being built.
+struct Assembler {
+    info: Arc<ContainerInfo>,
+    builder: Option<EventBatchBuilder>,
+    lines: [u64; 3],
+    last: StreamPositions,
+    max_lines: usize,
+    max_bytes: usize,
+    /// The size of the last batch, to allocate the next one at once.
+    hint: (usize, usize),
+}
+
+impl Assembler {
+    fn new(info: Arc<ContainerInfo>, max_lines: usize, max_bytes: usize) -> Assembler {
+        Assembler {
+            info,
+            builder: None,
+            lines: [0; 3],
+            last: [None; 3],
+            max_lines,
+            max_bytes,
+            hint: (16, 2048),
+        }
+    }
+
+    fn pending_lines(&self) -> usize {
+        self.builder.as_ref().map_or(0, EventBatchBuilder::len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending_lines() == 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.builder
+            .as_ref()
+            .is_some_and(|b| b.len() >= self.max_lines || b.message_bytes() >= self.max_bytes)
+    }
+
+    /// Drops what was assembled (a reopen reads it again).
+    fn discard(&mut self) {
+        self.builder = None;
+        self.lines = [0; 3];
+        self.last = [None; 3];
+    }
+
+    /// The batch, if any; picks up a renamed container's metadata for the next one.
+    fn take(&mut self, shared: &ContainerShared) -> Option<Assembled> {
+        self.info = shared.info();
+        let builder = self.builder.take()?;
+        self.hint = (
+            builder.len().next_power_of_two().min(self.max_lines),
+            builder
+                .message_bytes()
+                .next_power_of_two()
+                .min(self.max_bytes),
+        );
+        let assembled = Assembled {
+            batch: builder.finish(),
+            lines: std::mem::take(&mut self.lines),
+            last: std::mem::take(&mut self.last),
+        };
+        Some(assembled)
+    }
+}
+
+impl LineSink for Assembler {
+    fn line(&mut self, stream: LogStream, position: Position, message: &[u8]) {
+        let builder = self.builder.get_or_insert_with(|| {
+            EventBatchBuilder::with_capacity(self.info.clone(), self.hint.0, self.hint.1)
+        });
+        builder.push(stream, position, message);
+        self.lines[stream.index()] += 1;
+        self.last[stream.index()] = Some(position);
+    }
+}

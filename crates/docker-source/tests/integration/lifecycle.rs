@@ -1,0 +1,120 @@
+//! Containers restarted, stopped and started again, removed, started late: no loss, no
+//! duplicate.
+
+use capture_core::status::TaskState;
+
+use crate::harness::{self, Harness, Sink, config, docker_line_count, loggen, unique};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_stops_removals_and_late_starts_lose_and_duplicate_nothing() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let label = unique("life");
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::start(config(&label), dir.path(), Sink::default());
+    let sink = harness.sink.clone();
+
+    // Restarted (same id) in the middle of its stream.
+    let restarted = loggen(
+        &label,
+        &[],
+        &["--tag", "restarted", "--lines", "0", "--rate", "1000"],
+    );
+    // Exits on its own; started again once the source has seen it stop.
+    let again = loggen(
+        &label,
+        &[],
+        &["--tag", "again", "--lines", "300", "--rate", "1000"],
+    );
+    // Removed once read.
+    let removed = loggen(
+        &label,
+        &[],
+        &["--tag", "removed", "--lines", "200", "--hold-secs", "-1"],
+    );
+
+    sink.wait_until("the restarted container's first lines", |c| {
+        c.count(restarted.id()) >= 300
+    })
+    .await;
+    restarted.restart();
+    let after_restart = sink.with(|c| c.count(restarted.id()));
+    sink.wait_until("the restarted container's new lines", |c| {
+        c.count(restarted.id()) >= after_restart + 300
+    })
+    .await;
+    restarted.stop();
+
+    harness
+        .wait_task(
+            again.id(),
+            "completed after its container exited",
+            |state| state == Some(TaskState::Completed),
+        )
+        .await;
+    sink.wait_until("the first run of the container started again", |c| {
+        c.count(again.id()) >= 300
+    })
+    .await;
+    again.start();
+    sink.wait_until("both runs of the container started again", |c| {
+        c.count(again.id()) >= 600
+    })
+    .await;
+    harness
+        .wait_task(again.id(), "completed after its second run", |state| {
+            state == Some(TaskState::Completed)
+        })
+        .await;
+
+    sink.wait_until("the removed container's lines", |c| {
+        c.count(removed.id()) >= 200
+    })
+    .await;
+    let removed_id = removed.id().to_owned();
+    removed.remove();
+    harness
+        .wait_task(&removed_id, "removed with its container", |state| {
+            state.is_none()
+        })
+        .await;
+
+    // A container started late, after all of the above.
+    let late = loggen(
+        &label,
+        &[],
+        &["--tag", "late", "--lines", "500", "--stream", "both"],
+    );
+    sink.wait_until("the late container's lines", |c| c.count(late.id()) >= 1000)
+        .await;
+
+    for container in [&restarted, &again, &late] {
+        let kept = docker_line_count(container.id());
+        sink.wait_until("every line Docker kept", |c| {
+            c.count(container.id()) >= kept
+        })
+        .await;
+    }
+    sink.with(|c| {
+        let report = c.report();
+        report.assert_perfect();
+        assert_eq!(c.out_of_order_positions, 0);
+        assert_eq!(c.count(&removed_id), 200);
+        for container in [&restarted, &again, &late] {
+            assert_eq!(c.count(container.id()), docker_line_count(container.id()));
+        }
+        // Two runs each for the restarted container and the one started again.
+        let runs = |id: &str| {
+            report
+                .sequences
+                .iter()
+                .filter(|s| s.key.container == id)
+                .map(|s| s.key.run.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        };
+        assert_eq!(runs(restarted.id()), 2);
+        assert_eq!(runs(again.id()), 2);
+    });
+    harness.stop().await;
+}

@@ -1,0 +1,12 @@
+//! Integration tests against the real Docker daemon (`/var/run/docker.sock` or `$DOCKER_HOST`).
+//!
+//! Each test labels its containers with a value unique to it and filters on that label, so
+//! tests (and test processes) running concurrently never see each other's containers. Containers
+//! are removed by drop guards, also when a test fails. Waits poll what the fake pipeline received
+//! (or the supervisor's state) with a bounded timeout.
+
+mod capture;
+mod harness;
+mod leaks;
+mod lifecycle;
+mod resume;

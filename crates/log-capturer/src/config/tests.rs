@@ -1,0 +1,185 @@
+//! Tests of config loading: precedence, defaults, errors that name the key, redaction.
+
+use std::{io::Write, time::Duration};
+
+use clap::Parser;
+
+use super::Config;
+use crate::cli::Cli;
+
+fn cli(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("log-capturer").chain(args.iter().copied())).unwrap()
+}
+
+fn file(contents: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(contents.as_bytes()).unwrap();
+    file
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, super::ConfigError> {
+    Config::load(&cli(args), env(vars))
+}
+
+#[test]
+fn no_arguments_gives_the_embedded_default() {
+    let config = load(&[], &[]).unwrap();
+    assert_eq!(
+        config.data_dir,
+        std::path::PathBuf::from("./log-capturer-data")
+    );
+    assert_eq!(
+        config.supervisor.heartbeat_interval,
+        Duration::from_secs(30)
+    );
+    assert_eq!(config.supervisor.task_timeout, Duration::from_secs(300));
+    assert_eq!(config.health.listen.to_string(), "127.0.0.1:8401");
+    assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+    let sinks = config.effective_sinks();
+    assert_eq!(sinks.len(), 1);
+    let rendered = config.to_redacted_toml();
+    assert!(rendered.contains("containers.jsonl"), "{rendered}");
+}
+
+#[test]
+fn flags_beat_environment_beat_file() {
+    let config_file = file(
+        "[supervisor]\nheartbeat_interval = \"10s\"\ntask_timeout = \"1m\"\n[health]\nlisten = \"127.0.0.1:1000\"\n",
+    );
+    let path = config_file.path().to_str().unwrap();
+    let config = load(
+        &["--config", path, "--heartbeat-interval", "2s"],
+        &[
+            ("LOG_CAPTURER_SUPERVISOR_HEARTBEAT_INTERVAL", "5s"),
+            ("LOG_CAPTURER_SUPERVISOR_TASK_TIMEOUT", "20s"),
+            ("UNRELATED", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.supervisor.heartbeat_interval, Duration::from_secs(2));
+    assert_eq!(config.supervisor.task_timeout, Duration::from_secs(20));
+    assert_eq!(config.health.listen.to_string(), "127.0.0.1:1000");
+}
+
+#[test]
+fn environment_sets_top_level_keys_and_lists() {
+    let config = load(
+        &[],
+        &[
+            ("LOG_CAPTURER_DATA_DIR", "/tmp/lc"),
+            ("LOG_CAPTURER_DOCKER_INCLUDE_LABELS", "team=web, tier"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.data_dir, std::path::PathBuf::from("/tmp/lc"));
+    let rendered = config.to_redacted_toml();
+    assert!(
+        rendered.contains("team=web") && rendered.contains("tier"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn include_label_flag_is_repeatable() {
+    let config = load(&["--include-label", "a=1", "--include-label", "b"], &[]).unwrap();
+    let rendered = config.to_redacted_toml();
+    assert!(
+        rendered.contains("a=1") && rendered.contains("\"b\""),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let config_file = file("[docker]\nhots = \"unix:///x\"\n");
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert!(error.to_string().contains("hots"), "{error}");
+    assert!(error.key.starts_with("docker"), "{error}");
+}
+
+#[test]
+fn bad_duration_is_named() {
+    let error = load(&["--task-timeout", "five minutes"], &[]).unwrap_err();
+    assert_eq!(error.key, "supervisor.task_timeout", "{error}");
+}
+
+#[test]
+fn bad_address_is_named() {
+    let error = load(&["--health-listen", "not-an-address"], &[]).unwrap_err();
+    assert_eq!(error.key, "health.listen", "{error}");
+}
+
+#[test]
+fn unreadable_file_is_named() {
+    let error = load(&["--config", "/nonexistent/log-capturer.toml"], &[]).unwrap_err();
+    assert_eq!(error.key, "--config");
+    assert!(error.to_string().contains("/nonexistent/log-capturer.toml"));
+}
+
+#[test]
+fn toml_syntax_error_is_reported() {
+    let config_file = file("[docker\n");
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert!(
+        error.to_string().contains("invalid configuration"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_environment_section_is_named() {
+    let error = load(&[], &[("LOG_CAPTURER_DOKER_HOST", "x")]).unwrap_err();
+    assert_eq!(error.key, "LOG_CAPTURER_DOKER_HOST");
+}
+
+#[test]
+fn timeout_must_exceed_heartbeat_interval() {
+    let error = load(
+        &["--heartbeat-interval", "10s", "--task-timeout", "5s"],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(error.key, "supervisor.task_timeout", "{error}");
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let mut value: toml::Value = toml::from_str(
+        "[auth]\npassword = \"hunter2\"\npassword_file = \"/run/secret\"\nbearer_token = \"t\"\nuser = \"u\"\n",
+    )
+    .unwrap();
+    super::redact(&mut value);
+    let rendered = toml::to_string(&value).unwrap();
+    assert!(
+        !rendered.contains("hunter2") && !rendered.contains("\"t\""),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("/run/secret") && rendered.contains("\"u\""),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn a_short_task_timeout_shrinks_the_default_docker_deadlines() {
+    let config = load(&["--heartbeat-interval", "1s", "--task-timeout", "3s"], &[]).unwrap();
+    assert!(config.docker.inactivity_timeout < Duration::from_secs(3));
+    assert!(config.docker.request_timeout < Duration::from_secs(3));
+}
+
+#[test]
+fn an_explicit_docker_deadline_that_does_not_fit_is_named() {
+    let error = load(
+        &["--heartbeat-interval", "1s", "--task-timeout", "3s"],
+        &[("LOG_CAPTURER_DOCKER_INACTIVITY_TIMEOUT", "10s")],
+    )
+    .unwrap_err();
+    assert_eq!(error.key, "docker.inactivity_timeout", "{error}");
+}

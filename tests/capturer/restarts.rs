@@ -1,0 +1,124 @@
+//! A capturer stopped under load (gracefully or with SIGKILL) and started again captures every
+//! line exactly once in its file sink.
+
+use std::time::{Duration, Instant};
+
+use end_to_end::{Capturer, check_records, file_sink_records, unique_label};
+use test_support::{
+    checker::LineChecker,
+    docker::{self, Container},
+};
+
+const CONTAINERS: usize = 3;
+const LINES_PER_STREAM: u64 = 40_000;
+
+fn start_load(label: &str) -> Vec<Container> {
+    let image = docker::loggen_image();
+    let label = format!("log-capturer-e2e={label}");
+    (0..CONTAINERS)
+        .map(|i| {
+            let tag = format!("load{i}");
+            let lines = LINES_PER_STREAM.to_string();
+            Container::run(&[
+                "--label", &label, image, "--tag", &tag, "--lines", &lines, "--rate", "10000",
+                "--stream", "both", "--size", "100",
+            ])
+        })
+        .collect()
+}
+
+/// Waits until the file sink holds `expected` records (or fails after `timeout`).
+fn wait_records(data_dir: &std::path::Path, expected: usize, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let count = file_sink_records(data_dir).len();
+        if count >= expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "only {count} of {expected} records after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn assert_exactly_once(data_dir: &std::path::Path, containers: &[Container]) {
+    let records = file_sink_records(data_dir);
+    let mut checker = LineChecker::default();
+    for (i, container) in containers.iter().enumerate() {
+        checker.expect(container.id(), &format!("load{i}"), LINES_PER_STREAM);
+    }
+    check_records(&records, &mut checker);
+    let report = checker.report();
+    report.assert_perfect();
+    assert_eq!(
+        report.total_lines(),
+        CONTAINERS as u64 * 2 * LINES_PER_STREAM,
+        "lines captured"
+    );
+    assert_eq!(
+        records.len() as u64,
+        report.total_lines(),
+        "duplicate records"
+    );
+}
+
+fn stop_and_restart(signal: &str) {
+    let label = unique_label(&format!("restart-{signal}"));
+    let data_dir = tempfile::tempdir().unwrap();
+    // Containers that run before the first start follow read_from; read them whole.
+    let containers = start_load(&label);
+    let mut first = Capturer::start(
+        data_dir.path(),
+        &[
+            "--include-label",
+            &format!("log-capturer-e2e={label}"),
+            "--config",
+            &write_read_from_beginning(data_dir.path()),
+        ],
+    );
+    wait_records(data_dir.path(), 5_000, Duration::from_secs(60));
+    first.signal(signal);
+    let status = first.wait_exit(Duration::from_secs(15));
+    if signal == "TERM" {
+        assert!(
+            status.success(),
+            "exit after SIGTERM: {status}\n{}",
+            first.log_text()
+        );
+    }
+    drop(first);
+
+    let _second = Capturer::start(
+        data_dir.path(),
+        &[
+            "--include-label",
+            &format!("log-capturer-e2e={label}"),
+            "--config",
+            &write_read_from_beginning(data_dir.path()),
+        ],
+    );
+    let expected = CONTAINERS * 2 * LINES_PER_STREAM as usize;
+    wait_records(data_dir.path(), expected, Duration::from_secs(120));
+    for container in &containers {
+        container.wait_exit();
+    }
+    assert_exactly_once(data_dir.path(), &containers);
+}
+
+fn write_read_from_beginning(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join("config.toml");
+    std::fs::write(&path, "[docker]\nread_from = \"beginning\"\n").unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn sigterm_under_load_then_restart_captures_every_line_once() {
+    stop_and_restart("TERM");
+}
+
+#[test]
+fn sigkill_under_load_then_restart_captures_every_line_once() {
+    stop_and_restart("KILL");
+}

@@ -1,0 +1,144 @@
+//! The deployment deliverables under `deploy/`, checked for real.
+//!
+//! - [`image`]: `cargo xtask image` builds `log-capturer:dev`; run as a container next to a
+//!   log generator, it captures the generator's lines into the mounted data dir, answers
+//!   `/health` through its published port, passes its own `HEALTHCHECK`, never captures itself,
+//!   and stops cleanly on SIGTERM.
+//! - [`alerts`]: `promtool` checks and unit-tests the alert rules; a real Prometheus scraping a
+//!   real agent fires the heartbeat alert when the agent's stream-worker threads are frozen (and
+//!   not before), and the down alert when the whole process is stopped.
+//! - [`artifacts`]: both compose files validate, every metric the dashboard queries exists in a
+//!   running agent's `/metrics`, and the shipped agent configurations pass `--check-config`.
+//!
+//! The tools come from Debian: `docker.io`, `prometheus` (with `promtool`) and `docker-compose`;
+//! a test fails with the apt line when one is missing.
+
+mod alerts;
+mod artifacts;
+mod image;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use test_support::docker::workspace_root;
+
+/// The apt line that installs the tools these tests need (besides Docker).
+const APT_LINE: &str = "apt-get install -y --no-install-recommends prometheus docker-compose";
+
+/// How often the tests poll something external (an HTTP endpoint, a container's state).
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The `deploy/` directory.
+fn deploy_dir() -> PathBuf {
+    workspace_root().join("deploy")
+}
+
+/// Panics with the apt line unless `program` is on PATH.
+fn require_tool(program: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "`{program}` is not installed; the deploy tests need Debian's prometheus and \
+         docker-compose packages: {APT_LINE}"
+    );
+}
+
+/// Runs a command and returns its stdout, panicking with its output when it fails.
+fn run_ok(command: &mut Command) -> String {
+    let rendered = format!("{command:?}");
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {rendered}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{rendered} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// An HTTP/1.1 GET that tolerates a server that is not up yet (`None`) and decodes chunked
+/// bodies (Prometheus uses them). Returns the status and the body.
+fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let chunked = head.lines().any(|line| {
+        let line = line.to_ascii_lowercase();
+        line.starts_with("transfer-encoding:") && line.contains("chunked")
+    });
+    let body = if chunked {
+        decode_chunked(body)?
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn decode_chunked(mut body: &str) -> Option<String> {
+    let mut decoded = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(decoded);
+        }
+        decoded.push_str(rest.get(..size)?);
+        body = rest.get(size + 2..)?;
+    }
+}
+
+/// Percent-encodes a query parameter.
+fn url_encode(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len() * 3);
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Polls `probe` until it returns `Some`, panicking with `what` and the last `describe()` after
+/// `timeout`.
+fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+    describe: impl Fn() -> String,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            describe()
+        );
+        // Polling an external process (Docker, Prometheus, the agent): nothing to subscribe to.
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
