@@ -67,14 +67,15 @@ fn raw_rate(lines: u64, size: &str) -> f64 {
         "http://localhost/v1.41/containers/{}/logs?follow=1&stdout=1&stderr=1&timestamps=1",
         container.id()
     );
-    let mut curl = Command::new("curl")
-        .args(["-s", "--unix-socket", "/var/run/docker.sock", &url])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run curl");
+    // Started first: a follow request on a container that is not running ends at once.
     let started = Instant::now();
     container.start();
-    curl.wait().expect("curl ends when the container stops");
+    let status = Command::new("curl")
+        .args(["-sf", "--unix-socket", "/var/run/docker.sock", &url])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run curl");
+    assert!(status.success(), "curl failed");
     let elapsed = started.elapsed().as_secs_f64();
     lines as f64 / elapsed
 }

@@ -259,14 +259,18 @@ mod tests {
 
     #[test]
     fn bad_filters_are_configuration_errors() {
-        let mut config = DockerConfig::default();
-        config.include_names = vec!["[".into()];
+        let config = DockerConfig {
+            include_names: vec!["[".into()],
+            ..DockerConfig::default()
+        };
         assert!(matches!(
             ContainerFilter::new(&config),
             Err(Error::Glob { .. })
         ));
-        let mut config = DockerConfig::default();
-        config.include_labels = vec!["=x".into()];
+        let config = DockerConfig {
+            include_labels: vec!["=x".into()],
+            ..DockerConfig::default()
+        };
         assert!(matches!(
             ContainerFilter::new(&config),
             Err(Error::Config { .. })

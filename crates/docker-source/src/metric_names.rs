@@ -24,3 +24,25 @@ pub(crate) const INVALID_UTF8_LINES_TOTAL: &str = "log_capturer_invalid_utf8_lin
 pub(crate) const CONTAINERS_UNREADABLE_TOTAL: &str = "log_capturer_containers_unreadable_total";
 /// `log_capturer_docker_reconnects_total`: reconnections of the discovery (events) stream.
 pub(crate) const DOCKER_RECONNECTS_TOTAL: &str = "log_capturer_docker_reconnects_total";
+
+/// Publishes every counter of this crate at zero, so `/metrics` shows the whole contract (and
+/// alert rules have a series to evaluate) before the first drop or reconnect happens. An exporter
+/// only renders a counter once it has been touched.
+pub(crate) fn publish_zeroes() {
+    for stream in capture_core::LogStream::ALL {
+        ::metrics::counter!(LINES_TOTAL, "stream" => stream.as_str()).increment(0);
+    }
+    ::metrics::counter!(BYTES_TOTAL).increment(0);
+    for reason in ["eof", "inactivity", "error"] {
+        ::metrics::counter!(STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(0);
+    }
+    for reason in ["malformed", "truncated"] {
+        ::metrics::counter!(LINES_DROPPED_TOTAL, "reason" => reason).increment(0);
+    }
+    ::metrics::counter!(INVALID_UTF8_LINES_TOTAL).increment(0);
+    for reason in ["not_found", "unsupported_log_driver"] {
+        ::metrics::counter!(CONTAINERS_UNREADABLE_TOTAL, "reason" => reason).increment(0);
+    }
+    ::metrics::counter!(DOCKER_RECONNECTS_TOTAL).increment(0);
+    ::metrics::gauge!(CONTAINERS_MONITORED).set(0.0);
+}

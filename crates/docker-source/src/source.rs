@@ -155,6 +155,7 @@ impl DockerSource {
             self_container,
             started_at_nanos,
         } = self;
+        metric_names::publish_zeroes();
         let mut discovery = Discovery {
             restart_policy: RestartPolicy {
                 restart_on_error: true,

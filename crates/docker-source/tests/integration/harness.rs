@@ -54,7 +54,8 @@ pub(crate) fn metrics() -> &'static Snapshotter {
 ///
 /// The debugging recorder's snapshots drain its counters, so totals accumulate here.
 pub(crate) fn counter(name: &str, label: Option<(&str, &str)>) -> u64 {
-    static TOTALS: OnceLock<Mutex<HashMap<(String, Vec<(String, String)>), u64>>> = OnceLock::new();
+    type Totals = HashMap<(String, Vec<(String, String)>), u64>;
+    static TOTALS: OnceLock<Mutex<Totals>> = OnceLock::new();
     let mut totals = TOTALS.get_or_init(Mutex::default).lock().unwrap();
     for (key, _, _, value) in metrics().snapshot().into_vec() {
         if let DebugValue::Counter(value) = value {

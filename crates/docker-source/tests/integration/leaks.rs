@@ -67,7 +67,7 @@ async fn three_hundred_forced_reopens_leak_no_fd_and_no_task() {
     poll_until("300 more reopens", || reopens() >= counted_from + 300).await;
     let fds = settled(open_fds).await;
     let alive = settled(tasks).await;
-    eprintln!(
+    tracing::info!(
         "after {} reopens: fds {baseline_fds} -> {fds}, worker tasks {baseline_tasks} -> {alive}",
         reopens() - counted_from
     );
