@@ -87,13 +87,21 @@ fn prometheus_fires_the_heartbeat_alert_on_frozen_stream_threads_and_the_down_al
     let _generator = Container::run(&[
         "--label", &include, loggen, "--tag", "alerts", "--lines", "0", "--rate", "10",
     ]);
-    capturer.wait_health(Duration::from_secs(30), "one running container task", |health| {
-        container_tasks(health, "running").len() == 1
-    });
+    capturer.wait_health(
+        Duration::from_secs(30),
+        "one running container task",
+        |health| container_tasks(health, "running").len() == 1,
+    );
 
     let work = tempfile::tempdir().expect("temp dir");
     let prometheus = Prometheus::start(work.path(), capturer.health_addr());
-    let describe = || format!("alerts: {:?}\nagent log:\n{}", prometheus.active_alerts(), capturer.log_text());
+    let describe = || {
+        format!(
+            "alerts: {:?}\nagent log:\n{}",
+            prometheus.active_alerts(),
+            capturer.log_text()
+        )
+    };
 
     // Healthy: the agent is scraped, the staleness expression has a value, and for several
     // evaluations neither alert is even pending.
@@ -159,7 +167,10 @@ fn prometheus_fires_the_heartbeat_alert_on_frozen_stream_threads_and_the_down_al
         describe,
     );
     // A failed scrape marks the agent's series stale, so the heartbeat rule has nothing to say.
-    assert!(!prometheus.firing(STALE), "{STALE} fires for an agent that is down");
+    assert!(
+        !prometheus.firing(STALE),
+        "{STALE} fires for an agent that is down"
+    );
     capturer.signal("CONT");
 }
 
@@ -171,12 +182,16 @@ fn capturer_pid(data_dir: &Path) -> u32 {
         .expect("/proc")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline.split(|byte| *byte == 0).any(|arg| arg == needle)
-            })
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|byte| *byte == 0).any(|arg| arg == needle))
         })
         .collect();
-    assert_eq!(pids.len(), 1, "processes with --data-dir {}: {pids:?}", data_dir.display());
+    assert_eq!(
+        pids.len(),
+        1,
+        "processes with --data-dir {}: {pids:?}",
+        data_dir.display()
+    );
     pids[0]
 }
 
@@ -233,7 +248,10 @@ impl Prometheus {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", work.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -261,7 +279,10 @@ impl Prometheus {
             .unwrap_or_else(|| panic!("Prometheus does not answer; log:\n{}", self.log_text()));
         assert_eq!(status, 200, "query {promql}: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).expect("query answer is JSON");
-        answer["data"]["result"].as_array().cloned().unwrap_or_default()
+        answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Active alerts as (name, state), state being `pending` or `firing`.
@@ -333,7 +354,10 @@ impl ThreadFreeze {
                 comm.starts_with("docker-stream-").then_some(tid)
             })
             .collect();
-        assert!(!threads.is_empty(), "the agent has no docker-stream threads");
+        assert!(
+            !threads.is_empty(),
+            "the agent has no docker-stream threads"
+        );
         let mut helper = Command::new("perl")
             .args(["-e", FREEZE_HELPER])
             .args(&threads)

@@ -10,10 +10,6 @@ use crate::{deploy_dir, require_tool, run_ok, wait_for};
 /// Series that Prometheus itself makes for every target, not the agent.
 const SCRAPE_SERIES: &[&str] = &["up", "scrape_duration_seconds", "scrape_samples_scraped"];
 
-/// Metrics that appear only after something happened (a first push to a sink, a first dropped
-/// line); the dashboard may chart them before they exist.
-const ON_FIRST_EVENT: &[&str] = &[];
-
 #[test]
 fn compose_and_swarm_files_validate() {
     require_tool("docker-compose");
@@ -38,7 +34,10 @@ fn compose_and_swarm_files_validate() {
         "read_only: true",
         "'4242'",
     ] {
-        assert!(rendered.contains(expected), "no {expected:?} in\n{rendered}");
+        assert!(
+            rendered.contains(expected),
+            "no {expected:?} in\n{rendered}"
+        );
     }
 }
 
@@ -78,7 +77,11 @@ fn dashboard_queries_only_metrics_a_running_agent_exports() {
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
     let mut expressions = Vec::new();
     collect_prometheus_expressions(&dashboard, &mut expressions);
-    assert!(expressions.len() >= 10, "only {} queries", expressions.len());
+    assert!(
+        expressions.len() >= 10,
+        "only {} queries",
+        expressions.len()
+    );
     let queried: BTreeSet<String> = expressions.iter().flat_map(|e| metric_names(e)).collect();
 
     docker::require_daemon();
@@ -88,20 +91,29 @@ fn dashboard_queries_only_metrics_a_running_agent_exports() {
     let data = tempfile::tempdir().expect("temp dir");
     let capturer = Capturer::start(data.path(), &["--include-label", &include]);
     let _generator = Container::run(&[
-        "--label", &include, loggen, "--tag", "dash", "--lines", "20", "--stream", "both",
-        "--hold-secs", "-1",
+        "--label",
+        &include,
+        loggen,
+        "--tag",
+        "dash",
+        "--lines",
+        "20",
+        "--stream",
+        "both",
+        "--hold-secs",
+        "-1",
     ]);
-    capturer.wait_health(Duration::from_secs(30), "one running container task", |health| {
-        container_tasks(health, "running").len() == 1
-    });
+    capturer.wait_health(
+        Duration::from_secs(30),
+        "one running container task",
+        |health| container_tasks(health, "running").len() == 1,
+    );
     let exported = wait_for(
         Duration::from_secs(30),
         "lines counted in /metrics",
         || {
             let names = exported_names(&capturer.metrics());
-            names
-                .contains("log_capturer_lines_total")
-                .then_some(names)
+            names.contains("log_capturer_lines_total").then_some(names)
         },
         || capturer.metrics(),
     );
@@ -109,7 +121,6 @@ fn dashboard_queries_only_metrics_a_running_agent_exports() {
         .iter()
         .filter(|name| !exported.contains(*name))
         .filter(|name| !SCRAPE_SERIES.contains(&name.as_str()))
-        .filter(|name| !ON_FIRST_EVENT.contains(&name.as_str()))
         .collect();
     assert!(
         missing.is_empty(),
@@ -126,7 +137,10 @@ fn dashboard_queries_only_metrics_a_running_agent_exports() {
         "process_open_fds",
         "tokio_alive_tasks",
     ] {
-        assert!(queried.contains(family), "the dashboard does not chart {family}");
+        assert!(
+            queried.contains(family),
+            "the dashboard does not chart {family}"
+        );
     }
 }
 
@@ -139,10 +153,14 @@ fn metric_names_are_found_in_promql() {
     );
     assert_eq!(
         names,
-        ["foo_seconds_bucket", "log_capturer_lines_total", "task_last_heartbeat"]
-            .map(String::from)
-            .into_iter()
-            .collect()
+        [
+            "foo_seconds_bucket",
+            "log_capturer_lines_total",
+            "task_last_heartbeat"
+        ]
+        .map(String::from)
+        .into_iter()
+        .collect()
     );
 }
 
@@ -157,10 +175,13 @@ fn collect_prometheus_expressions(value: &serde_json::Value, out: &mut Vec<Strin
             if let (Some(expr), false) = (map.get("expr").and_then(|e| e.as_str()), is_loki) {
                 out.push(expr.to_owned());
             }
-            map.values().for_each(|v| collect_prometheus_expressions(v, out));
+            map.values()
+                .for_each(|v| collect_prometheus_expressions(v, out));
         }
         serde_json::Value::Array(items) => {
-            items.iter().for_each(|v| collect_prometheus_expressions(v, out));
+            items
+                .iter()
+                .for_each(|v| collect_prometheus_expressions(v, out));
         }
         _ => {}
     }
@@ -170,14 +191,42 @@ fn collect_prometheus_expressions(value: &serde_json::Value, out: &mut Vec<Strin
 /// aggregation or set operators, keywords, label names or Grafana variables.
 fn metric_names(expr: &str) -> BTreeSet<String> {
     const KEYWORDS: &[&str] = &[
-        "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-        "unless", "offset", "inf", "nan",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "inf",
+        "nan",
         // Aggregation operators may come before their `by (...)` clause, not a parenthesis.
-        "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
-        "bottomk", "topk", "quantile",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
     ];
     // Label names follow these keywords in parentheses.
-    const LABEL_LISTS: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+    const LABEL_LISTS: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
     let bytes = expr.as_bytes();
     let mut names = BTreeSet::new();
     let mut index = 0;
@@ -194,20 +243,26 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             }
             b'$' => {
                 index += 1;
-                while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_') {
+                while index < bytes.len()
+                    && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_')
+                {
                     index += 1;
                 }
             }
             b'0'..=b'9' | b'.' => {
                 // Numbers, including 2e3 and 0x1f.
-                while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'.') {
+                while index < bytes.len()
+                    && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'.')
+                {
                     index += 1;
                 }
             }
             _ if byte.is_ascii_alphabetic() || byte == b'_' || byte == b':' => {
                 let start = index;
                 while index < bytes.len()
-                    && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_' || bytes[index] == b':')
+                    && (bytes[index].is_ascii_alphanumeric()
+                        || bytes[index] == b'_'
+                        || bytes[index] == b':')
                 {
                     index += 1;
                 }

@@ -35,7 +35,15 @@ fn build_image() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["run", "--quiet", "--locked", "--package", "xtask", "--", "image"])
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "--package",
+            "xtask",
+            "--",
+            "image",
+        ])
         .status()
         .expect("run cargo xtask image");
     assert!(status.success(), "cargo xtask image failed");
@@ -193,7 +201,12 @@ fn dev_image_captures_its_neighbours_never_itself_and_answers_health() {
         TIMEOUT,
         "Docker's health status `healthy`",
         || {
-            let status = docker::docker(&["inspect", "--format", "{{.State.Health.Status}}", agent.id()]);
+            let status = docker::docker(&[
+                "inspect",
+                "--format",
+                "{{.State.Health.Status}}",
+                agent.id(),
+            ]);
             (status == "healthy").then_some(())
         },
         || docker::docker(&["inspect", "--format", "{{json .State.Health}}", agent.id()]),
@@ -204,7 +217,12 @@ fn dev_image_captures_its_neighbours_never_itself_and_answers_health() {
     docker::docker(&["stop", "--time", STOP_TIMEOUT_SECS, agent.id()]);
     let took = started.elapsed();
     let exit_code = docker::docker(&["inspect", "--format", "{{.State.ExitCode}}", agent.id()]);
-    assert_eq!(exit_code, "0", "exit code after docker stop; log:\n{}", agent_logs());
+    assert_eq!(
+        exit_code,
+        "0",
+        "exit code after docker stop; log:\n{}",
+        agent_logs()
+    );
     assert!(took < Duration::from_secs(12), "docker stop took {took:?}");
     drop(generator);
 }
@@ -212,9 +230,13 @@ fn dev_image_captures_its_neighbours_never_itself_and_answers_health() {
 /// The dev image has deploy/Dockerfile's runtime semantics (the xtask reuses that stage; this
 /// checks what Docker recorded).
 fn check_image_config() {
-    let config: serde_json::Value = serde_json::from_str(&run_ok(
-        Command::new("docker").args(["image", "inspect", "--format", "{{json .Config}}", IMAGE]),
-    ))
+    let config: serde_json::Value = serde_json::from_str(&run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config}}",
+        IMAGE,
+    ])))
     .expect("image config is JSON");
     assert_eq!(config["User"], "65532:65532", "{config:#}");
     let env: Vec<&str> = config["Env"]
@@ -229,8 +251,14 @@ fn check_image_config() {
     ] {
         assert!(env.contains(&expected), "{expected} not in {env:?}");
     }
-    assert!(config["Volumes"].get("/var/lib/log-capturer").is_some(), "{config:#}");
-    assert!(config["ExposedPorts"].get("8401/tcp").is_some(), "{config:#}");
+    assert!(
+        config["Volumes"].get("/var/lib/log-capturer").is_some(),
+        "{config:#}"
+    );
+    assert!(
+        config["ExposedPorts"].get("8401/tcp").is_some(),
+        "{config:#}"
+    );
     assert_eq!(
         config["Entrypoint"],
         serde_json::json!(["/usr/local/bin/log-capturer"])

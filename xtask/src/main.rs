@@ -5,8 +5,10 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod chaos;
 mod docker;
 mod harness;
+mod image;
 mod report;
 mod run;
 mod soak;
@@ -28,6 +30,13 @@ Commands:
   bench [throughput|cpu|scale|latency|pipeline]... [--quick]
               measures throughput vs a raw reader, CPU vs dockerd, RSS at scale, latency and the
               sink pipeline; report in target/bench/ (`cargo xtask bench --help`)
+  image [--tag TAG]
+              builds the log-capturer:dev image (static binary, FROM scratch) without a registry
+  deploy-check
+              checks deploy/: alert rules (promtool), compose files, dashboard, shipped configs
+  chaos [--ci] [SCENARIO]...
+              injects faults (kill -9, sink down, dockerd restart, ...) into real runs and counts
+              every line; report in target/chaos/ (`cargo xtask chaos --help`)
 ";
 
 fn main() -> Result<()> {
@@ -40,6 +49,9 @@ fn main() -> Result<()> {
         "docker-up" => docker::ensure_daemon(),
         "soak" => soak::run(&rest),
         "bench" => bench::run(&rest),
+        "chaos" => chaos::run(&rest),
+        "image" => image::run(&rest),
+        "deploy-check" => image::deploy_check::run(&rest),
         "" | "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())

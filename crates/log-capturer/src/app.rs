@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use capture_core::status::DockerState;
 use docker_source::DockerSource;
 use health_api::{HealthApi, Readiness};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use sink_pipeline::{Pipeline, PipelineConfig};
 use task_supervisor::{Supervisor, SupervisorConfig};
 use tokio::{sync::mpsc, time::Instant};
@@ -22,9 +22,22 @@ use tracing::{error, info, warn};
 
 use crate::{config::Config, signal, status::AgentStatus};
 
+/// Bucket bounds (seconds) of `log_capturer_sink_request_duration_seconds`: from a file write
+/// (sub-millisecond) to a slow Loki push (seconds).
+const SINK_REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Runs the agent until a signal (or a component's failure), then shuts down in order.
 pub(crate) async fn run(config: Config) -> Result<()> {
     let prometheus = PrometheusBuilder::new()
+        // Buckets make the request duration a histogram rather than a summary, so it can be
+        // aggregated across hosts (`histogram_quantile(0.99, sum by (le) (rate(...)))`).
+        .set_buckets_for_metric(
+            Matcher::Full("log_capturer_sink_request_duration_seconds".to_owned()),
+            SINK_REQUEST_BUCKETS,
+        )
+        .context("configure the metric buckets")?
         .install_recorder()
         .context("install the metrics recorder")?;
     std::fs::create_dir_all(&config.data_dir)
