@@ -220,11 +220,11 @@ impl Config {
             Ok(value) => value,
             Err(e) => return format!("# cannot render the configuration: {e}\n"),
         };
-        if let Value::Table(table) = &mut value {
-            if self.sinks.is_empty() {
-                let sinks = Value::try_from(self.effective_sinks()).unwrap_or(Value::Array(vec![]));
-                table.insert("sinks".to_owned(), sinks);
-            }
+        if let Value::Table(table) = &mut value
+            && self.sinks.is_empty()
+        {
+            let sinks = Value::try_from(self.effective_sinks()).unwrap_or(Value::Array(vec![]));
+            table.insert("sinks".to_owned(), sinks);
         }
         redact(&mut value);
         toml::to_string_pretty(&value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
