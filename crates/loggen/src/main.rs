@@ -180,7 +180,7 @@ fn generate(options: &Options) -> io::Result<()> {
             }
         }
         seq += 1;
-        if options.burst != 0 && seq % options.burst == 0 {
+        if options.burst != 0 && seq.is_multiple_of(options.burst) {
             out.flush()?;
             err.flush()?;
             thread::sleep(options.burst_pause);
