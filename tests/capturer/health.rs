@@ -106,12 +106,14 @@ fn health_lists_one_running_task_per_container_and_metrics_follow_the_contract()
 
     let metrics = capturer.wait_metrics_with_lines();
     for name in CONTRACT_METRICS {
-        assert!(
-            metrics
-                .lines()
-                .any(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{'])),
-            "/metrics lacks {name}:\n{metrics}"
-        );
+        // A histogram renders as its `_bucket`, `_sum` and `_count` series.
+        let present = ["", "_bucket", "_sum", "_count"].iter().any(|suffix| {
+            let series = format!("{name}{suffix}");
+            metrics.lines().any(|line| {
+                line.starts_with(&series) && line[series.len()..].starts_with([' ', '{'])
+            })
+        });
+        assert!(present, "/metrics lacks {name}:\n{metrics}");
     }
     assert_eq!(
         metric_value(&metrics, "log_capturer_containers_monitored"),
