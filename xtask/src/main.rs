@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod chaos;
 mod docker;
 mod harness;
 mod image;
@@ -33,6 +34,9 @@ Commands:
               builds the log-capturer:dev image (static binary, FROM scratch) without a registry
   deploy-check
               checks deploy/: alert rules (promtool), compose files, dashboard, shipped configs
+  chaos [--ci] [SCENARIO]...
+              injects faults (kill -9, sink down, dockerd restart, ...) into real runs and counts
+              every line; report in target/chaos/ (`cargo xtask chaos --help`)
 ";
 
 fn main() -> Result<()> {
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
         "docker-up" => docker::ensure_daemon(),
         "soak" => soak::run(&rest),
         "bench" => bench::run(&rest),
+        "chaos" => chaos::run(&rest),
         "image" => image::run(&rest),
         "deploy-check" => image::deploy_check::run(&rest),
         "" | "help" | "--help" | "-h" => {

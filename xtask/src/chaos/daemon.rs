@@ -1,0 +1,413 @@
+//! Faults on the Docker side: the daemon restarted, containers restarted, removed mid-stream,
+//! and hundreds of short-lived containers.
+
+use std::{
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::{
+    ledger::Ledger,
+    process::{conclude, finish, settle},
+    stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
+};
+use crate::harness::{
+    capturer::{Capturer, container_tasks},
+    containers::docker,
+    procfs,
+};
+
+/// How long fds and tokio tasks may take to return to their baseline.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Open fds above the baseline still counted as "back" (a pooled daemon connection).
+const FD_SLACK: u64 = 4;
+/// Tokio tasks above the baseline still counted as "back" (a pooled connection's task).
+const TASK_SLACK: f64 = 4.0;
+
+/// Open fds and tokio tasks of the capturer.
+fn resources(capturer: &Capturer) -> Result<(u64, f64)> {
+    let fds = procfs::open_fds(capturer.pid())?;
+    let tasks = capturer
+        .metrics()?
+        .sum("tokio_alive_tasks", &[])
+        .context("no tokio_alive_tasks metric")?;
+    Ok((fds, tasks))
+}
+
+/// Waits until fds and tasks are back within the slack of `baseline`; how long that took.
+fn back_to_baseline(capturer: &Capturer, baseline: (u64, f64)) -> Result<Duration> {
+    wait_for(SETTLE_TIMEOUT, "fds and tasks back to baseline", || {
+        let (fds, tasks) = resources(capturer)?;
+        Ok(fds <= baseline.0 + FD_SLACK && tasks <= baseline.1 + TASK_SLACK)
+    })
+}
+
+/// Checks /health lists no running container task; returns how many tasks it still lists.
+fn running_container_tasks(capturer: &Capturer) -> Result<usize> {
+    capturer.container_tasks_in("running")
+}
+
+/// A loggen writing `rate` lines/s on both streams forever.
+fn forever(tag: &str, rate: u64) -> Vec<String> {
+    [
+        "--tag",
+        tag,
+        "--lines",
+        "0",
+        "--rate",
+        &rate.to_string(),
+        "--stream",
+        "both",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// `dockerd-restart`: dockerd is stopped and started again while streaming; the capturer
+/// reconnects, lists again, and the `--restart always` containers' lines all arrive.
+pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
+    for label in ["log-capturer-test", "log-capturer-e2e"] {
+        let busy = docker(&["ps", "-aq", "--filter", &format!("label={label}")])?;
+        if !busy.is_empty() {
+            bail!("not run: containers labelled {label} exist (other tests use the daemon)");
+        }
+    }
+    let tests = Command::new("pgrep")
+        .args(["-f", "nextest|cargo test"])
+        .output()?;
+    if !tests.stdout.is_empty() {
+        bail!("not run: tests are running (pgrep -f 'nextest|cargo test')");
+    }
+    let mut stage = Stage::new(ctx, "dockerd-restart")?;
+    let started = Instant::now();
+    let mut ledger = Ledger::follow(stage.records_path());
+    let capturer = stage.spawn()?;
+    let ids = (0..3)
+        .map(|index| {
+            let args = forever(&format!("gen{index}"), 100);
+            stage.loggen(
+                ctx,
+                &format!("gen-{index}"),
+                &["--restart", "always"],
+                &as_strs(&args),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    let dockerd = procfs::pid_of("dockerd")?;
+    let stopping = Instant::now();
+    signal(dockerd, "TERM")?;
+    if wait_for(Duration::from_secs(60), "dockerd to exit", || {
+        Ok(!procfs::is_alive(dockerd))
+    })
+    .is_err()
+    {
+        signal(dockerd, "KILL")?;
+    }
+    let down_health = capturer
+        .health()
+        .map(|(code, health)| (code, health["docker"].clone()));
+    crate::docker::ensure_daemon()?;
+    let daemon_down = stopping.elapsed();
+    let up = Instant::now();
+    // Every container came back and the capture has lines of a new loggen run from each.
+    let before = ledger.records;
+    let recovered = wait_for(
+        Duration::from_secs(120),
+        "new records from every container",
+        || {
+            ledger.poll()?;
+            Ok(ledger.records > before && running_container_tasks(&capturer)? == ids.len())
+        },
+    );
+    outcome.recovered_in = recovered.as_ref().ok().map(|_| up.elapsed());
+    outcome.expect(
+        recovered.is_ok(),
+        "streams did not resume for every container",
+    );
+    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    let (_, health) = capturer.health()?;
+    outcome.expect(
+        health["docker"]["state"] == "connected",
+        format!(
+            "docker state {} after the restart",
+            health["docker"]["state"]
+        ),
+    );
+    let reconnects = capturer
+        .metrics()?
+        .sum("log_capturer_docker_reconnects_total", &[])
+        .unwrap_or(0.0);
+    finish(&stage, capturer, &mut ledger, &ids, outcome)?;
+    outcome.note(format!(
+        "dockerd down {:.1}s (/health meanwhile: {down_health:?}); discovery reconnects {reconnects}; \
+         recovered_in = daemon up to every task running with new records",
+        daemon_down.as_secs_f64()
+    ));
+    outcome.duration = started.elapsed();
+    Ok(())
+}
+
+/// `restart-storm`: 100 container restarts within a minute across 10 containers.
+pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
+    const CONTAINERS: usize = 10;
+    const RESTARTS_EACH: u32 = 10;
+    const EVERY: Duration = Duration::from_secs(6);
+    let mut stage = Stage::new(ctx, "restart-storm")?;
+    let started = Instant::now();
+    let mut ledger = Ledger::follow(stage.records_path());
+    let capturer = stage.spawn()?;
+    let ids = (0..CONTAINERS)
+        .map(|index| {
+            let args = forever(&format!("gen{index}"), 50);
+            stage.loggen(ctx, &format!("gen-{index}"), &[], &as_strs(&args))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    let storm = Instant::now();
+    let restarted = AtomicUsize::new(0);
+    let errors = std::thread::scope(|scope| {
+        let workers: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(index, id)| {
+                let restarted = &restarted;
+                scope.spawn(move || -> Result<()> {
+                    // Staggered, so restarts are spread over the minute.
+                    let offset = EVERY.mul_f64(index as f64 / CONTAINERS as f64);
+                    for round in 0..RESTARTS_EACH {
+                        let due = offset + EVERY * round;
+                        std::thread::sleep(due.saturating_sub(storm.elapsed()));
+                        docker(&["restart", "--time", "0", id])?;
+                        restarted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        while !workers.iter().all(|worker| worker.is_finished()) {
+            let _ = ledger.poll();
+            // Reading the file while the workers restart containers.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        workers
+            .into_iter()
+            .filter_map(|worker| worker.join().ok().and_then(Result::err))
+            .map(|error| format!("{error:#}"))
+            .collect::<Vec<_>>()
+    });
+    let storm_took = storm.elapsed();
+    outcome.expect(errors.is_empty(), format!("restart errors: {errors:?}"));
+    let all_running = wait_for(
+        Duration::from_secs(30),
+        "a running task per container",
+        || Ok(running_container_tasks(&capturer)? == CONTAINERS),
+    );
+    outcome.expect(
+        all_running.is_ok(),
+        "not every container has a running task after the storm",
+    );
+    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    let failures = capturer
+        .metrics()?
+        .sum("task_failures_total", &[("type", "container")])
+        .unwrap_or(0.0);
+    let drained = finish(&stage, capturer, &mut ledger, &ids, outcome)?;
+    outcome.recovered_in = Some(drained);
+    outcome.note(format!(
+        "{} restarts in {:.0}s; container task failures {failures}; recovered_in = drain after the storm",
+        restarted.load(Ordering::SeqCst),
+        storm_took.as_secs_f64()
+    ));
+    outcome.duration = started.elapsed();
+    Ok(())
+}
+
+/// `remove-mid-stream`: containers force-removed while streaming; their tasks end cleanly and
+/// fds and tokio tasks return to the baseline.
+pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
+    const CONTAINERS: usize = 10;
+    let mut stage = Stage::new(ctx, "remove-mid-stream")?;
+    let started = Instant::now();
+    let mut ledger = Ledger::follow(stage.records_path());
+    let capturer = stage.spawn()?;
+    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    let baseline = resources(&capturer)?;
+    let failures_before = capturer
+        .metrics()?
+        .sum("task_failures_total", &[("type", "container")])
+        .unwrap_or(0.0);
+    let ids = (0..CONTAINERS)
+        .map(|index| {
+            let args = forever(&format!("gen{index}"), 200);
+            stage.loggen(ctx, &format!("gen-{index}"), &[], &as_strs(&args))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    wait_for(
+        Duration::from_secs(30),
+        "a running task per container",
+        || {
+            ledger.poll()?;
+            Ok(running_container_tasks(&capturer)? == CONTAINERS)
+        },
+    )?;
+    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    let loaded = resources(&capturer)?;
+    // The truth is what Docker has just before the removal; later lines cannot be known.
+    ledger.add_truth(&ids)?;
+    let removing = Instant::now();
+    let mut args = vec!["rm", "--force"];
+    args.extend(ids.iter().map(String::as_str));
+    docker(&args)?;
+    let ended = wait_for(Duration::from_secs(30), "no container task left", || {
+        ledger.poll()?;
+        let (_, health) = capturer.health()?;
+        Ok(container_tasks(&health).all(|task| task["state"] != "running"))
+    });
+    outcome.expect(ended.is_ok(), "container tasks still running after removal");
+    let settled = back_to_baseline(&capturer, baseline);
+    let after = resources(&capturer)?;
+    outcome.recovered_in = settled.as_ref().ok().map(|_| removing.elapsed());
+    outcome.expect(
+        settled.is_ok(),
+        format!("fds/tasks {after:?} did not return to baseline {baseline:?}"),
+    );
+    let (_, health) = capturer.health()?;
+    let states: Vec<String> = container_tasks(&health)
+        .map(|task| task["state"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let failures = capturer
+        .metrics()?
+        .sum("task_failures_total", &[("type", "container")])
+        .unwrap_or(0.0)
+        - failures_before;
+    outcome.expect(
+        failures == 0.0 && !states.iter().any(|state| state == "failed"),
+        format!("{failures} container task failures, states {states:?}"),
+    );
+    pace(Duration::from_secs(2), || ledger.poll().map(drop))?;
+    conclude(&stage, capturer, &mut ledger, ids.len(), outcome)?;
+    outcome.note(format!(
+        "fds/tokio tasks: baseline {baseline:?}, loaded {loaded:?}, after {after:?}; tasks left \
+         in /health: {states:?}; recovered_in = rm to back at baseline"
+    ));
+    outcome.duration = started.elapsed();
+    Ok(())
+}
+
+/// `churn`: 500 containers living 1-3 s each over 5 minutes; every line captured, no fd or
+/// task growth afterwards.
+pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
+    let (count, over) = if ctx.ci {
+        (50, Duration::from_secs(30))
+    } else {
+        (500, Duration::from_secs(300))
+    };
+    const WORKERS: usize = 4;
+    let mut stage = Stage::new(ctx, "churn")?;
+    let started = Instant::now();
+    let mut ledger = Ledger::follow(stage.records_path());
+    let capturer = stage.spawn()?;
+    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    let baseline = resources(&capturer)?;
+    let specs: Vec<Vec<String>> = (0..count)
+        .map(|index| {
+            // 100 lines/s for 1 to 3 s.
+            let lines = 100 + (index * 53) % 200;
+            let args = [
+                "--tag".to_owned(),
+                format!("c{index}"),
+                "--lines".to_owned(),
+                lines.to_string(),
+                "--rate".to_owned(),
+                "100".to_owned(),
+                "--stream".to_owned(),
+                "both".to_owned(),
+            ];
+            stage.run_args(&format!("c{index}"), &[], ctx.loggen, &as_strs(&args))
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let churning = Instant::now();
+    let spacing = over.div_f64(count as f64);
+    let (ids, errors) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                let (next, specs, containers) = (&next, &specs, &stage.containers);
+                scope.spawn(move || {
+                    let mut ids = Vec::new();
+                    let mut errors = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(spec) = specs.get(index) else { break };
+                        std::thread::sleep(
+                            (spacing * index as u32).saturating_sub(churning.elapsed()),
+                        );
+                        match containers.run(spec) {
+                            Ok(id) => ids.push(id),
+                            Err(error) => errors.push(format!("{error:#}")),
+                        }
+                    }
+                    (ids, errors)
+                })
+            })
+            .collect();
+        while !workers.iter().all(|worker| worker.is_finished()) {
+            let _ = ledger.poll();
+            // Reading the file while the workers start containers.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut ids = Vec::new();
+        let mut errors = Vec::new();
+        for worker in workers {
+            if let Ok((started, failed)) = worker.join() {
+                ids.extend(started);
+                errors.extend(failed);
+            }
+        }
+        (ids, errors)
+    });
+    let churn_took = churning.elapsed();
+    outcome.expect(
+        errors.is_empty(),
+        format!("{} docker run errors: {:?}", errors.len(), errors.first()),
+    );
+    // The last containers live up to 3 s more.
+    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    let last_exit = Instant::now();
+    let (drained, complete) = settle(&mut ledger, &ids)?;
+    outcome.expect(complete, format!("not caught up after {drained:?}"));
+    let settled = back_to_baseline(&capturer, baseline);
+    let after = resources(&capturer)?;
+    outcome.recovered_in = Some(last_exit.elapsed());
+    outcome.expect(
+        settled.is_ok(),
+        format!("fds/tasks {after:?} did not return to baseline {baseline:?}"),
+    );
+    let (_, health) = capturer.health()?;
+    let listed = container_tasks(&health).count();
+    let running = running_container_tasks(&capturer)?;
+    outcome.expect(
+        running == 0,
+        format!("{running} container tasks still running"),
+    );
+    let rss = procfs::rss_bytes(capturer.pid()).unwrap_or(0);
+    conclude(&stage, capturer, &mut ledger, ids.len(), outcome)?;
+    outcome.note(format!(
+        "{} containers started in {:.0}s; fds/tokio tasks baseline {baseline:?}, after {after:?}; \
+         {listed} finished tasks still listed in /health; RSS {} MiB; recovered_in = last exit to \
+         all lines captured and resources back",
+        ids.len(),
+        churn_took.as_secs_f64(),
+        rss >> 20
+    ));
+    outcome.duration = started.elapsed();
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! What every scenario needs: its directory, its labelled containers, the capturer, a verdict.
+//!
+//! A scenario gets a fresh `target/chaos/<name>/` (data dir, config, the capturer's logs, one
+//! per start: `log-capturer.1.log`, ...), a [`ContainerSet`] labelled
+//! `log-capturer-chaos=<run>-<name>` that the capturer watches exclusively and that is removed
+//! when the scenario ends, and an [`Outcome`] it fills in.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::harness::{
+    capturer::{Capturer, CapturerConfig, fresh_dir},
+    containers::{ContainerSet, docker},
+};
+
+/// The label key on every chaos container; the value is `<run>-<scenario>`.
+pub(crate) const LABEL_KEY: &str = "log-capturer-chaos";
+
+/// The busybox image for lines loggen cannot write (invalid UTF-8, NUL bytes).
+pub(crate) const BUSYBOX_IMAGE: &str = "log-capturer-busybox:dev";
+
+/// A file sink that does not rotate within a scenario, at the default sink's path.
+pub(crate) fn file_sink(data_dir: &Path) -> String {
+    format!(
+        "[[sinks]]\ntype = \"file\"\npath = \"{}/logs/containers.jsonl\"\nmax_bytes = 8589934592\n",
+        data_dir.display()
+    )
+}
+
+/// What the whole run shares.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) binary: PathBuf,
+    pub(crate) loggen: &'static str,
+    pub(crate) run_id: String,
+    pub(crate) out_root: PathBuf,
+    /// The shortened CI variants.
+    pub(crate) ci: bool,
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub(crate) name: &'static str,
+    /// `None` where lines are not what the scenario measures.
+    pub(crate) lost: Option<u64>,
+    pub(crate) dup: Option<u64>,
+    pub(crate) recovered_in: Option<Duration>,
+    pub(crate) passed: bool,
+    /// Known, documented product deviations (see `docs/guarantees.md`) seen in this run.
+    pub(crate) deviations: usize,
+    pub(crate) notes: Vec<String>,
+    pub(crate) duration: Duration,
+}
+
+impl Outcome {
+    pub(crate) fn new(name: &'static str) -> Outcome {
+        Outcome {
+            name,
+            lost: None,
+            dup: None,
+            recovered_in: None,
+            passed: true,
+            deviations: 0,
+            notes: Vec::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// Adds a note.
+    pub(crate) fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// Records a known deviation: a product shortcoming documented in `docs/guarantees.md` and
+    /// reported, which does not fail the scenario.
+    pub(crate) fn deviation(&mut self, message: impl Into<String>) {
+        self.deviations += 1;
+        self.notes.push(format!("DEVIATION: {}", message.into()));
+    }
+
+    /// Fails the scenario with `message` unless `ok`.
+    pub(crate) fn expect(&mut self, ok: bool, message: impl Into<String>) {
+        if !ok {
+            self.passed = false;
+            self.notes.push(format!("FAIL: {}", message.into()));
+        }
+    }
+
+    /// Sets lost and dup, failing unless both are zero.
+    pub(crate) fn lines(&mut self, lost: u64, dup: u64) {
+        self.lost = Some(lost);
+        self.dup = Some(dup);
+        self.expect(lost == 0, format!("{lost} lines lost"));
+        self.expect(dup == 0, format!("{dup} lines duplicated"));
+    }
+
+    /// `pass`, `pass*` (with documented deviations) or `FAIL`.
+    pub(crate) fn verdict(&self) -> &'static str {
+        match (self.passed, self.deviations) {
+            (false, _) => "FAIL",
+            (true, 0) => "pass",
+            (true, _) => "pass*",
+        }
+    }
+
+    /// The one-line summary the issue asks for.
+    pub(crate) fn summary(&self) -> String {
+        let number = |value: Option<u64>| value.map_or("-".to_owned(), |value| value.to_string());
+        format!(
+            "{} lost={} dup={} recovered_in={}",
+            self.name,
+            number(self.lost),
+            number(self.dup),
+            self.recovered_in.map_or("-".to_owned(), |elapsed| format!(
+                "{:.1}s",
+                elapsed.as_secs_f64()
+            ))
+        )
+    }
+}
+
+/// One scenario's directory, containers and capturer settings.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    pub(crate) dir: PathBuf,
+    pub(crate) containers: ContainerSet,
+    pub(crate) config: CapturerConfig,
+    starts: u32,
+}
+
+impl Stage {
+    /// A fresh stage whose capturer uses a file sink (no rotation) and reads containers that
+    /// were already running from their beginning.
+    pub(crate) fn new(ctx: &Ctx, name: &'static str) -> Result<Stage> {
+        let dir = ctx.out_root.join(name);
+        fresh_dir(&dir)?;
+        let containers = ContainerSet::new(LABEL_KEY, format!("{}-{name}", ctx.run_id));
+        let data_dir = dir.join("data");
+        let config = CapturerConfig {
+            binary: ctx.binary.clone(),
+            data_dir: data_dir.clone(),
+            include_label: containers.label(),
+            heartbeat_interval: None,
+            task_timeout: None,
+            read_from_beginning: true,
+            log_file: dir.join("log-capturer.log"),
+            extra_env: Vec::new(),
+        };
+        let mut stage = Stage {
+            dir,
+            containers,
+            config,
+            starts: 0,
+        };
+        stage.set_sinks(&file_sink(&data_dir))?;
+        Ok(stage)
+    }
+
+    /// Writes `sinks` (TOML) as the capturer's config file.
+    pub(crate) fn set_sinks(&mut self, sinks: &str) -> Result<()> {
+        let path = self.dir.join("config.toml");
+        std::fs::write(&path, sinks).with_context(|| format!("write {}", path.display()))?;
+        self.set_env("LOG_CAPTURER_CONFIG", &path.to_string_lossy());
+        Ok(())
+    }
+
+    /// Sets (or replaces) an environment variable of the capturer.
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.config.extra_env.retain(|(name, _)| name != key);
+        self.config
+            .extra_env
+            .push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The file sink's active file.
+    pub(crate) fn records_path(&self) -> PathBuf {
+        self.config.data_dir.join("logs").join("containers.jsonl")
+    }
+
+    /// Starts the capturer, with its log in a new numbered file.
+    pub(crate) fn spawn(&mut self) -> Result<Capturer> {
+        self.starts += 1;
+        let mut config = self.config.clone();
+        config.log_file = self.dir.join(format!("log-capturer.{}.log", self.starts));
+        Capturer::spawn(&config)
+    }
+
+    /// The log of the latest start.
+    pub(crate) fn last_log(&self) -> PathBuf {
+        self.dir.join(format!("log-capturer.{}.log", self.starts))
+    }
+
+    /// Every log the capturer wrote in this stage, concatenated.
+    pub(crate) fn capturer_logs(&self) -> String {
+        (1..=self.starts)
+            .filter_map(|start| {
+                std::fs::read_to_string(self.dir.join(format!("log-capturer.{start}.log"))).ok()
+            })
+            .collect()
+    }
+
+    /// Runs a loggen container named `<stage>-<name>` with `flags` before the image.
+    pub(crate) fn loggen(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        flags: &[&str],
+        args: &[&str],
+    ) -> Result<String> {
+        self.containers
+            .run(&self.run_args(name, flags, ctx.loggen, args))
+    }
+
+    /// The `docker run` arguments after `--detach --label`.
+    pub(crate) fn run_args(
+        &self,
+        name: &str,
+        flags: &[&str],
+        image: &str,
+        args: &[&str],
+    ) -> Vec<String> {
+        let mut full = vec![
+            "--name".to_owned(),
+            format!(
+                "lcchaos-{}-{name}",
+                self.containers.label().replace('=', "-")
+            ),
+        ];
+        full.extend(flags.iter().map(|&flag| flag.to_owned()));
+        full.push(image.to_owned());
+        full.extend(args.iter().map(|&arg| arg.to_owned()));
+        full
+    }
+}
+
+/// `docker kill` (running ones only; errors for stopped ones are ignored).
+pub(crate) fn kill_all(ids: &[String]) {
+    for group in ids.chunks(20) {
+        let mut args = vec!["kill"];
+        args.extend(group.iter().map(String::as_str));
+        let _ = docker(&args);
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes; returns how long it took.
+pub(crate) fn wait_for(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> Result<bool>,
+) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if condition().unwrap_or(false) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        // Observing other processes (the daemon, the capturer); nothing to subscribe to.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sleeps `duration` while polling the ledger-like `tick` every 200 ms (so files are read as
+/// they grow and rotations are followed).
+pub(crate) fn pace(duration: Duration, mut tick: impl FnMut() -> Result<()>) -> Result<()> {
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        tick()?;
+        // Pacing a scenario's timeline is what this function is for.
+        std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
+    }
+    tick()
+}
+
+/// Sends `signal` (`KILL`, `TERM`, ...) to a process.
+pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .context("run kill")?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Builds the busybox image (FROM scratch, Debian's static busybox) once; never pulls.
+pub(crate) fn busybox_image(scratch: &Path) -> Result<&'static str> {
+    if docker(&["image", "inspect", "--format", "{{.Id}}", BUSYBOX_IMAGE]).is_ok() {
+        return Ok(BUSYBOX_IMAGE);
+    }
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .context("busybox is not installed (apt-get install busybox-static)")?;
+    let context = scratch.join("busybox-image");
+    fresh_dir(&context)?;
+    std::fs::copy(busybox, context.join("busybox"))?;
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )?;
+    docker(&[
+        "build",
+        "--quiet",
+        "--tag",
+        BUSYBOX_IMAGE,
+        &context.to_string_lossy(),
+    ])?;
+    Ok(BUSYBOX_IMAGE)
+}
