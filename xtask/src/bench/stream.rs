@@ -34,7 +34,7 @@ use crate::{
     harness::{
         capturer::Capturer,
         containers::{ContainerSet, docker},
-        procfs,
+        parallel_map, procfs,
         tail::FileTail,
     },
     report::Table,
@@ -239,23 +239,7 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
     let socket = docker_socket()?;
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let started = Instant::now();
-    let reads = std::thread::scope(|scope| {
-        let handles: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                let socket = &socket;
-                scope.spawn(move || raw_read(socket, id, lines))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| bail!("a raw reader panicked"))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
+    let reads = parallel_map(&ids, "a raw reader", |id| raw_read(&socket, id, lines))?;
     let raw_seconds = started.elapsed().as_secs_f64();
     let raw_dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
     for (id, read) in ids.iter().zip(&reads) {

@@ -13,11 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::Value;
 use test_support::checker::{LineChecker, SequenceKey};
 
-use crate::harness::{containers::logs, tail::FileTail};
+use crate::harness::{containers::logs, parallel_map, tail::FileTail};
 
 /// How many `docker logs` run at once when taking the truth of many containers.
 const PARALLEL_LOGS: usize = 8;
@@ -110,20 +110,7 @@ impl Ledger {
     /// Takes the truth of these containers from Docker (they must still exist).
     pub(crate) fn add_truth(&mut self, ids: &[String]) -> Result<()> {
         for group in ids.chunks(PARALLEL_LOGS) {
-            let outputs = std::thread::scope(|scope| {
-                let handles: Vec<_> = group
-                    .iter()
-                    .map(|id| scope.spawn(move || logs(id)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|handle| {
-                        handle
-                            .join()
-                            .unwrap_or_else(|_| bail!("docker logs panicked"))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?;
+            let outputs = parallel_map(group, "docker logs", |id| logs(id))?;
             for (id, (stdout, stderr)) in group.iter().zip(outputs) {
                 self.add_truth_from(id, &stdout, &stderr);
             }

@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use super::parallel_map;
+
 /// How many `docker` commands run at once when creating or removing many containers; the
 /// daemon serialises much of the work, so more threads only add contention on two cores.
 const PARALLEL_DOCKER_COMMANDS: usize = 8;
@@ -63,25 +65,10 @@ pub(crate) fn remove_labelled(label: &str) -> Result<usize> {
     let ids: Vec<&str> = listed.split_whitespace().collect();
     let batches: Vec<&[&str]> = ids.chunks(REMOVE_BATCH).collect();
     for group in batches.chunks(PARALLEL_DOCKER_COMMANDS) {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = group
-                .iter()
-                .map(|batch| {
-                    scope.spawn(move || {
-                        let mut args = vec!["rm", "--force", "--volumes"];
-                        args.extend_from_slice(batch);
-                        docker(&args)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| bail!("docker rm panicked"))
-                })
-                .collect::<Result<Vec<_>>>()
+        parallel_map(group, "docker rm", |batch| {
+            let mut args = vec!["rm", "--force", "--volumes"];
+            args.extend_from_slice(batch);
+            docker(&args)
         })?;
     }
     Ok(ids.len())
@@ -121,21 +108,7 @@ impl ContainerSet {
     pub(crate) fn run_many(&self, specs: &[Vec<String>]) -> Result<Vec<String>> {
         let mut ids = Vec::with_capacity(specs.len());
         for group in specs.chunks(PARALLEL_DOCKER_COMMANDS) {
-            let started = std::thread::scope(|scope| {
-                let handles: Vec<_> = group
-                    .iter()
-                    .map(|spec| scope.spawn(move || self.run(spec)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|handle| {
-                        handle
-                            .join()
-                            .unwrap_or_else(|_| bail!("docker run panicked"))
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            ids.extend(started);
+            ids.extend(parallel_map(group, "docker run", |spec| self.run(spec))?);
         }
         Ok(ids)
     }
