@@ -13,6 +13,7 @@
 //! - [`Acknowledgement`]: sent back from the pipeline once a batch is delivered (or durably
 //!   buffered), so the source's cursor only moves past lines that cannot be lost any more.
 //! - [`status`]: snapshots of tasks, sinks and the Docker connection, for the health API.
+//! - [`ErrorChain`]: an error and its causes on one line, for logs and `last_error`.
 //!
 //! # Example
 //!
@@ -40,11 +41,13 @@
 
 mod batch;
 mod container;
+mod error;
 mod position;
 pub mod status;
 
 pub use batch::{Acknowledgement, EventBatch, EventBatchBuilder, LogLine};
 pub use container::{ContainerId, ContainerInfo, InvalidContainerId};
+pub use error::ErrorChain;
 pub use position::{LogStream, Position, format_rfc3339_nanos};
 
 #[cfg(test)]

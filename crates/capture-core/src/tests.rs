@@ -108,3 +108,47 @@ fn task_snapshot_serialises_to_the_contract_shape() {
     assert_eq!(json["started_at"], "1970-01-01T00:00:00Z");
     assert!(json["last_error"].is_null());
 }
+
+mod error_chain {
+    use crate::ErrorChain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(String, #[source] Option<Box<Layer>>);
+
+    fn chain(messages: &[&str]) -> Layer {
+        messages
+            .iter()
+            .rev()
+            .fold(None, |inner, message| {
+                Some(Layer(message.to_string(), inner.map(Box::new)))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn every_cause_is_shown_once_in_order() {
+        let error = chain(&[
+            "request failed",
+            "connect",
+            "Permission denied (os error 13)",
+        ]);
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "request failed: connect: Permission denied (os error 13)"
+        );
+    }
+
+    #[test]
+    fn a_cause_already_in_its_error_message_is_not_repeated() {
+        let error = chain(&[
+            "client: client error (Connect)",
+            "client error (Connect)",
+            "refused",
+        ]);
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            "client: client error (Connect): refused"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use bollard::{
     query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions},
 };
 use capture_core::{
-    Acknowledgement, ContainerId, ContainerInfo, EventBatch, Position,
+    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch, Position,
     status::{DockerSnapshot, DockerState},
 };
 use futures_util::{Stream, StreamExt, future::join_all};
@@ -263,8 +263,9 @@ impl Discovery<'_> {
                     }
                     Err(error) => {
                         let delay = backoff.next_delay();
+                        let error = ErrorChain(&error).to_string();
                         warn!(error = %error, retry_in = ?delay, "cannot reach Docker");
-                        self.set_status(DockerState::Disconnected, Some(error.to_string()));
+                        self.set_status(DockerState::Disconnected, Some(error));
                         reconnect_at = Instant::now() + delay;
                     }
                 }
@@ -294,7 +295,7 @@ impl Discovery<'_> {
                     ended => {
                         let delay = backoff.next_delay();
                         let error = match ended {
-                            Some(Err(error)) => error.to_string(),
+                            Some(Err(error)) => ErrorChain(&error).to_string(),
                             _ => "the events stream ended".to_owned(),
                         };
                         warn!(error = %error, retry_in = ?delay, "lost the Docker events stream; reconnecting");
@@ -473,7 +474,7 @@ impl Discovery<'_> {
                 self.forget(id).await;
             }
             Err(error) => {
-                warn!(container_id = %id, error = %error, "cannot inspect container; will retry");
+                warn!(container_id = %id, error = %ErrorChain(&error), "cannot inspect container; will retry");
                 self.retry_inspect.insert(id.clone());
             }
         }
@@ -563,7 +564,7 @@ impl Discovery<'_> {
                 self.pending_spawns.insert(id.clone());
             }
             Err(error) => {
-                debug!(container_id = %id, error = %error, "not starting a log task");
+                debug!(container_id = %id, error = %ErrorChain(&error), "not starting a log task");
                 monitored.shared.mark_inactive();
             }
         }
@@ -645,11 +646,11 @@ impl Discovery<'_> {
         match written {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                warn!(error = %error, "cannot save the checkpoints; will retry");
+                warn!(error = %ErrorChain(&error), "cannot save the checkpoints; will retry");
                 self.checkpoints.mark_dirty();
             }
             Err(error) => {
-                warn!(error = %error, "the checkpoint writer failed; will retry");
+                warn!(error = %ErrorChain(&error), "the checkpoint writer failed; will retry");
                 self.checkpoints.mark_dirty();
             }
         }

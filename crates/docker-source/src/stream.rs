@@ -35,7 +35,7 @@ use bollard::{
     query_parameters::{InspectContainerOptions, LogsOptions},
 };
 use capture_core::{
-    ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
+    ContainerId, ContainerInfo, ErrorChain, EventBatch, EventBatchBuilder, LogStream, Position,
 };
 use futures_util::{FutureExt, Stream, StreamExt};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
@@ -234,7 +234,7 @@ pub(crate) async fn container_task(ctx: TaskContext, env: TaskEnv) -> Result<(),
                 ::metrics::counter!(metric_names::CONTAINERS_UNREADABLE_TOTAL, "reason" => reason)
                     .increment(1);
             }
-            warn!(container_id = %id, error = %error, "container logs cannot be read; giving up on it");
+            warn!(container_id = %id, error = %ErrorChain(&error), "container logs cannot be read; giving up on it");
             follower.env.shared.mark_inactive();
             Err(TaskError::permanent(error))
         }
@@ -307,7 +307,7 @@ impl Follower {
                 }
                 // 409: the container is dead or being removed; see what became of it.
                 StreamEnd::Failed(error) if docker_status(&error) == Some(409) => {
-                    debug!(container_id = %id, error = %error, "container is going away");
+                    debug!(container_id = %id, error = %ErrorChain(&error), "container is going away");
                 }
                 StreamEnd::Failed(error) => {
                     let status = docker_status(&error);
@@ -325,7 +325,7 @@ impl Follower {
                             source: error,
                         });
                     }
-                    warn!(container_id = %id, error = %error, "log stream failed; reopening");
+                    warn!(container_id = %id, error = %ErrorChain(&error), "log stream failed; reopening");
                     reconnected("error");
                     if self.pause(backoff.next_delay()).await {
                         return Ok(());
@@ -360,7 +360,7 @@ impl Follower {
                             source: error,
                         });
                     }
-                    warn!(container_id = %id, error = %error, "cannot inspect container; reopening its logs");
+                    warn!(container_id = %id, error = %ErrorChain(&error), "cannot inspect container; reopening its logs");
                     reconnected("error");
                     if self.pause(backoff.next_delay()).await {
                         return Ok(());

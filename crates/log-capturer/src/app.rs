@@ -196,13 +196,15 @@ fn ended<E: std::fmt::Display>(
     }
 }
 
-fn log_outcome<E: std::fmt::Display>(
+fn log_outcome<E: std::error::Error + 'static>(
     what: &str,
     result: Result<Result<(), E>, tokio::task::JoinError>,
 ) {
     match result {
         Ok(Ok(())) => info!(component = what, "stopped cleanly"),
-        Ok(Err(e)) => error!(component = what, error = %e, "stopped with an error"),
+        Ok(Err(e)) => {
+            error!(component = what, error = %capture_core::ErrorChain(&e), "stopped with an error")
+        }
         Err(e) => error!(component = what, error = %e, "task failed"),
     }
 }

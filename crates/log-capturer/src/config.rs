@@ -142,6 +142,75 @@ fn error(key: impl Into<String>, message: impl fmt::Display) -> ConfigError {
     }
 }
 
+/// Parses `[[sinks]]` one entry at a time, by its `type`, so an error names the field
+/// (`sinks[1].batch_size`): serde's internally tagged enums buffer their content and would
+/// report only `sinks[1]`.
+fn take_sinks(table: &mut Table) -> Result<Vec<sink_pipeline::SinkConfig>, ConfigError> {
+    use sink_pipeline::SinkConfig;
+
+    fn parse<T: serde::de::DeserializeOwned>(at: &str, entry: Table) -> Result<T, ConfigError> {
+        serde_path_to_error::deserialize(Value::Table(entry)).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." {
+                at.to_owned()
+            } else {
+                format!("{at}.{path}")
+            };
+            error(key, e.inner())
+        })
+    }
+
+    let Some(sinks) = table.remove("sinks") else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(entries) = sinks else {
+        return Err(error(
+            "sinks",
+            format!(
+                "expected an array of tables ([[sinks]]), found {}",
+                sinks.type_str()
+            ),
+        ));
+    };
+    let mut parsed = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let at = format!("sinks[{index}]");
+        let Value::Table(mut entry) = entry else {
+            return Err(error(
+                at,
+                format!("expected a table, found {}", entry.type_str()),
+            ));
+        };
+        let kind = match entry.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(error(
+                    format!("{at}.type"),
+                    format!("expected a string, found {}", other.type_str()),
+                ));
+            }
+            None => {
+                return Err(error(
+                    format!("{at}.type"),
+                    "missing; expected one of `file`, `stdout`, `loki`",
+                ));
+            }
+        };
+        parsed.push(match kind.as_str() {
+            "file" => SinkConfig::File(parse(&at, entry)?),
+            "stdout" => SinkConfig::Stdout(parse(&at, entry)?),
+            "loki" => SinkConfig::Loki(parse(&at, entry)?),
+            _ => {
+                return Err(error(
+                    format!("{at}.type"),
+                    format!("unknown sink type `{kind}`; expected one of `file`, `stdout`, `loki`"),
+                ));
+            }
+        });
+    }
+    Ok(parsed)
+}
+
 impl Config {
     /// Loads the configuration for `cli`, with `env` as the process environment.
     pub(crate) fn load(
@@ -155,8 +224,10 @@ impl Config {
         apply_env(&mut table, env)?;
         apply_flags(&mut table, cli);
         let explicit_deadlines = DOCKER_DEADLINES.map(|key| is_set(&table, "docker", key));
+        let sinks = take_sinks(&mut table)?;
         let mut config: Config = serde_path_to_error::deserialize(Value::Table(table))
             .map_err(|e| error(e.path().to_string(), e.inner()))?;
+        config.sinks = sinks;
         config.fit_docker_deadlines(explicit_deadlines);
         config.validate()?;
         Ok(config)

@@ -72,16 +72,3 @@ impl Error {
         }
     }
 }
-
-/// Formats an error with its chain of sources, `outer: inner: innermost`, for health reports
-/// and logs that show one line.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}

@@ -7,6 +7,11 @@
 //! receives is appended to the disk buffer (and then counts as done for acknowledgement), and
 //! deliveries are replayed from the buffer's head, oldest first, after a single backoff timer.
 //! When the buffer is empty again the worker returns to memory.
+//!
+//! When the disk buffer itself cannot be written (disk full), what cannot be spilled stays in
+//! memory, still bounded by [`MEMORY_CHUNKS`] (so the input pushes back), the sink's retries go
+//! on with their backoff (so it turns `failing` with an error naming both causes), and the
+//! error is logged once per episode, not once per attempt.
 
 use std::{
     collections::VecDeque,
@@ -19,7 +24,7 @@ use std::{
 };
 
 use capture_core::{
-    EventBatch,
+    ErrorChain, EventBatch,
     status::{SinkSnapshot, SinkState},
 };
 use tokio::{
@@ -32,7 +37,6 @@ use tracing::{error, info, warn};
 use crate::{
     buffer::{AppendError, DiskBuffer, ReplayRecord},
     config::{BufferConfig, RetryConfig},
-    error::error_chain,
     sink::{DynSink, SinkError},
 };
 
@@ -186,6 +190,10 @@ struct WorkerState {
     replay: Option<ReplayRecord>,
     /// Appended to the buffer but not yet synced: completed once a sync succeeds.
     unsynced: Vec<Arc<Chunk>>,
+    /// Why the disk buffer last refused a write or sync (disk full, ...), until one succeeds.
+    /// While set, what cannot be spilled stays in memory (bounded by [`MEMORY_CHUNKS`], then
+    /// the queue fills: backpressure) and the sink's own retries go on.
+    buffer_error: Option<String>,
     /// Whether the front of `pending` is being delivered (it must not be spilled meanwhile).
     memory_in_flight: bool,
     /// Whether a buffer record is being delivered.
@@ -221,6 +229,7 @@ impl SinkWorker {
                 buffer: prepared.buffer,
                 replay: None,
                 unsynced: Vec::new(),
+                buffer_error: None,
                 memory_in_flight: false,
                 disk_in_flight: false,
                 attempt: 0,
@@ -315,7 +324,7 @@ impl SinkWorker {
             result = self.sink.flush_boxed() => result,
         };
         if let Err(error) = result {
-            warn!(sink = %self.state.name, error = %error_chain(&error), "sink flush failed");
+            warn!(sink = %self.state.name, error = %ErrorChain(&error), "sink flush failed");
         }
     }
 
@@ -333,7 +342,7 @@ impl SinkWorker {
         match tokio::time::timeout(HARD_STOP_FLUSH_TIMEOUT, self.sink.flush_boxed()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
-                warn!(sink = %self.state.name, error = %error_chain(&error), "sink flush failed");
+                warn!(sink = %self.state.name, error = %ErrorChain(&error), "sink flush failed");
             }
             Err(_) => warn!(sink = %self.state.name, "sink flush timed out at the hard stop"),
         }
@@ -401,11 +410,10 @@ impl WorkerState {
                 // Blocked: the worker holds these until a replay frees space; once `pending`
                 // is full its queue fills and the dispatcher waits.
                 Err(AppendError::Full) => break,
+                // Not retried on a timer of its own: the next input, retry or replay tries
+                // again, and the sink's retries are not held up by it.
                 Err(AppendError::Io(error)) => {
-                    error!(sink = %self.name, error = %error, "cannot write to the disk buffer; holding events in memory");
-                    if self.retry_at.is_none() {
-                        self.retry_at = Some(Instant::now() + self.backoff());
-                    }
+                    self.on_buffer_error("cannot write to the disk buffer", &error);
                     break;
                 }
             }
@@ -423,17 +431,36 @@ impl WorkerState {
         }
         match self.buffer.sync() {
             Ok(()) => {
+                if let Some(error) = self.buffer_error.take() {
+                    info!(sink = %self.name, previous_error = %error, "disk buffer writable again");
+                }
                 for chunk in self.unsynced.drain(..) {
                     chunk.complete();
                 }
             }
-            Err(error) => {
-                error!(sink = %self.name, error = %error, "cannot sync the disk buffer; not acknowledging yet");
-                if self.retry_at.is_none() {
-                    self.retry_at = Some(Instant::now() + self.backoff());
-                }
-            }
+            Err(error) => self.on_buffer_error("cannot sync the disk buffer", &error),
         }
+    }
+
+    /// Logs a disk buffer failure once per episode (not once per attempt) and keeps it for
+    /// `/health`: the sink's `last_error` names it until a write succeeds.
+    fn on_buffer_error(&mut self, what: &str, error: &std::io::Error) {
+        let text = format!("{what}: {error}");
+        if self.buffer_error.is_none() {
+            error!(
+                sink = %self.name,
+                error = %text,
+                held_events = self.pending_events,
+                "disk buffer unavailable; holding at most {MEMORY_CHUNKS} deliveries in memory, then pushing back"
+            );
+        }
+        if let Some(last_error) = &mut self.snapshot.last_error
+            && !last_error.contains(&text)
+        {
+            last_error.push_str("; ");
+            last_error.push_str(&text);
+        }
+        self.buffer_error = Some(text);
     }
 
     fn on_result(&mut self, head: Head, result: Result<(), SinkError>, elapsed: Duration) {
@@ -447,7 +474,7 @@ impl WorkerState {
             }
             Err(SinkError::Rejected(source)) => {
                 let error = SinkError::Rejected(source);
-                let text = error_chain(&error);
+                let text = ErrorChain(&error).to_string();
                 warn!(sink = %self.name, events, error = %text, "sink rejected events; dropping them");
                 self.metrics.dropped.increment(events);
                 self.snapshot.dropped_events += events;
@@ -520,7 +547,7 @@ impl WorkerState {
         } else {
             SinkState::Retrying
         };
-        let text = error_chain(error);
+        let text = ErrorChain(error).to_string();
         let delay = if permanent {
             self.retry.max_backoff
         } else {
@@ -534,7 +561,10 @@ impl WorkerState {
             state = ?self.snapshot.state,
             "sink delivery failed"
         );
-        self.snapshot.last_error = Some(text);
+        self.snapshot.last_error = Some(match &self.buffer_error {
+            Some(buffer_error) => format!("{text}; {buffer_error}"),
+            None => text,
+        });
         self.retry_at = Some(now + delay);
     }
 

@@ -78,12 +78,6 @@ impl<E: Into<BoxError>> From<E> for TaskError {
 /// the only place an operator sees it.
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.error)?;
-        let mut source = self.error.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
+        write!(f, "{}", capture_core::ErrorChain(&*self.error))
     }
 }

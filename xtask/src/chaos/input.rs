@@ -84,8 +84,8 @@ const BAD_CONFIGS: &[BadConfig] = &[
         what: "bad buffer policy",
         file: "[[sinks]]\ntype = \"file\"\npath = \"/tmp/x.jsonl\"\nbuffer = { when_full = \"explode\" }\n",
         env: &[],
-        known_deviation: Some("sinks[0]"),
-        names: "when_full",
+        known_deviation: None,
+        names: "sinks[0].buffer.when_full",
     },
     BadConfig {
         what: "TOML syntax error",
@@ -250,6 +250,7 @@ fn unreachable_docker(stage: &mut Stage, outcome: &mut Outcome, case: &str) -> R
         "Permission denied",
         "permission denied",
         "No such file",
+        "not found",
         "os error",
     ]
     .iter()

@@ -1,7 +1,7 @@
 //! Containers restarted, stopped and started again, removed, started late: no loss, no
 //! duplicate.
 
-use capture_core::status::TaskState;
+use capture_core::status::{DockerState, TaskState};
 
 use crate::harness::{self, Harness, Sink, config, docker_line_count, loggen, unique};
 
@@ -117,4 +117,35 @@ async fn restarts_stops_removals_and_late_starts_lose_and_duplicate_nothing() {
         assert_eq!(runs(again.id()), 2);
     });
     harness.stop().await;
+}
+
+/// An unreachable daemon is reported `disconnected` with the operating system's reason, in
+/// `/health`'s `last_error` as in the log, not only "cannot reach Docker".
+#[tokio::test]
+async fn an_unreachable_daemon_is_reported_with_the_os_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // A socket file nobody listens on any more: connecting is refused.
+    let refused = dir.path().join("refused.sock");
+    drop(std::os::unix::net::UnixListener::bind(&refused).unwrap());
+    let missing = dir.path().join("missing.sock");
+    for (socket, reason) in [(&missing, "not found"), (&refused, "Connection refused")] {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config = docker_source::DockerConfig {
+            host: Some(format!("unix://{}", socket.display())),
+            ..config("unreachable")
+        };
+        let mut harness = Harness::start(config, data_dir.path(), Sink::default());
+        let status = tokio::time::timeout(
+            harness::WAIT,
+            harness.status_rx.wait_for(|s| s.last_error.is_some()),
+        )
+        .await
+        .expect("an error is reported")
+        .unwrap()
+        .clone();
+        assert_eq!(status.state, DockerState::Disconnected);
+        let error = status.last_error.unwrap();
+        assert!(error.contains(reason), "{error:?} does not say {reason:?}");
+        harness.stop().await;
+    }
 }

@@ -183,3 +183,40 @@ fn an_explicit_docker_deadline_that_does_not_fit_is_named() {
     .unwrap_err();
     assert_eq!(error.key, "docker.inactivity_timeout", "{error}");
 }
+
+#[test]
+fn a_bad_value_inside_a_sink_names_the_field() {
+    let config_file = file(
+        "[[sinks]]\ntype = \"file\"\npath = \"/tmp/a.jsonl\"\n\n\
+         [[sinks]]\ntype = \"loki\"\nendpoint = \"http://127.0.0.1:3100\"\nretry = { max_backoff = \"soon\" }\n",
+    );
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert_eq!(error.key, "sinks[1].retry.max_backoff", "{error}");
+}
+
+#[test]
+fn an_unknown_field_or_type_of_a_sink_is_named() {
+    let config_file = file("[[sinks]]\ntype = \"file\"\npaht = \"/tmp/a.jsonl\"\n");
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert_eq!(error.key, "sinks[0].paht", "{error}");
+
+    for (sink, key, says) in [
+        ("type = \"kafka\"", "sinks[0].type", "kafka"),
+        ("path = \"/tmp/a.jsonl\"", "sinks[0].type", "missing"),
+    ] {
+        let config_file = file(&format!("[[sinks]]\n{sink}\n"));
+        let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+        assert_eq!(error.key, key, "{error}");
+        assert!(error.message.contains(says), "{error}");
+    }
+}
+
+#[test]
+fn configured_sinks_are_parsed_by_type() {
+    let config_file = file(
+        "[[sinks]]\ntype = \"stdout\"\n\n[[sinks]]\ntype = \"loki\"\nendpoint = \"http://127.0.0.1:3100\"\n",
+    );
+    let config = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap();
+    let kinds: Vec<&str> = config.sinks.iter().map(|sink| sink.kind()).collect();
+    assert_eq!(kinds, ["stdout", "loki"]);
+}

@@ -360,6 +360,23 @@ async fn a_directory_that_disappears_makes_the_sink_retry_then_recover() {
 /// A small tmpfs, unmounted (lazily, as the pipeline may still hold a file open) on drop.
 struct Tmpfs(PathBuf);
 
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` at `dir` (created), or `None` when not running as root.
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        if !running_as_root() {
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount failed although running as root");
+        Some(Tmpfs(dir.to_owned()))
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
@@ -376,22 +393,22 @@ fn running_as_root() -> bool {
         .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
 }
 
+/// The messages of every record under `path`, oldest first.
+fn messages(path: &Path) -> Vec<String> {
+    timestamps_and_ordinals(&all_lines(path))
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_full_disk_makes_the_sink_retry_without_losing_lines() {
-    if !running_as_root() {
-        // Mounting a tmpfs needs root; the directory test above covers the failure path.
-        return;
-    }
     let data_dir = tempfile::tempdir().unwrap();
     let mount_point = data_dir.path().join("small");
-    std::fs::create_dir(&mount_point).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&mount_point)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mount failed although running as root");
-    let _tmpfs = Tmpfs(mount_point.clone());
+    // Mounting a tmpfs needs root; the directory test above covers the failure path.
+    let Some(_tmpfs) = Tmpfs::mount(&mount_point, "64k") else {
+        return;
+    };
     let filler = mount_point.join("filler");
     std::fs::write(&filler, vec![0u8; 40 * 1024]).unwrap();
 
@@ -427,10 +444,87 @@ async fn a_full_disk_makes_the_sink_retry_without_losing_lines() {
         .await
         .unwrap();
     running.finish().await;
-    let messages: Vec<String> = timestamps_and_ordinals(&all_lines(&path))
-        .into_iter()
-        .map(|(_, m)| m)
-        .collect();
     let expected: Vec<String> = (0..200).map(|n| format!("line {n}")).collect();
-    assert_eq!(messages, expected);
+    assert_eq!(messages(&path), expected);
+}
+
+/// The data dir itself is full: neither the sink nor its disk buffer can write. The sink keeps
+/// retrying and turns `failing` with a clear error, the worker holds a bounded amount in memory
+/// and pushes back on the input, and once space returns every accepted line is written once.
+#[tokio::test(start_paused = true)]
+async fn a_full_data_dir_pushes_back_turns_failing_and_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    // Large enough for everything the pipeline takes in before it pushes back.
+    let Some(_tmpfs) = Tmpfs::mount(&data_dir, "8m") else {
+        return;
+    };
+    let file = FileSinkConfig {
+        retry: RetryConfig {
+            failing_after: std::time::Duration::from_secs(1),
+            ..fast_retry()
+        },
+        ..FileSinkConfig::default_for(&data_dir)
+    };
+    let path = file.path.clone();
+    let running = start(pipeline(&data_dir, file));
+    let web = container(1);
+    running.batch_tx.send(numbered(&web, 0, 50)).await.unwrap();
+    running
+        .status
+        .clone()
+        .wait_for(|sinks| sinks[0].last_success.is_some())
+        .await
+        .unwrap();
+
+    // Fill what is left of the tmpfs.
+    let filler = data_dir.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        while file.write_all(&[0u8; 4096]).is_ok() {}
+    }
+
+    // The pipeline accepts a bounded amount, then the input stops moving.
+    let mut sent = 50;
+    let mut pushed_back = false;
+    while sent < 50 * 1000 {
+        let send = running.batch_tx.send(numbered(&web, sent, 50));
+        match tokio::time::timeout(std::time::Duration::from_secs(60), send).await {
+            Ok(result) => result.unwrap(),
+            Err(_) => {
+                pushed_back = true;
+                break;
+            }
+        }
+        sent += 50;
+    }
+    assert!(
+        pushed_back,
+        "the input never pushed back ({sent} lines taken)"
+    );
+    assert!(sent < 50 * 200, "{sent} lines taken before pushing back");
+
+    let mut status = running.status.clone();
+    let failing = status.wait_for(|sinks| sinks[0].state == SinkState::Failing);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(600), failing)
+        .await
+        .expect("the sink never turned failing")
+        .unwrap()
+        .clone();
+    let error = status[0].last_error.clone().unwrap();
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(error.contains("disk buffer"), "{error}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let mut status = running.status.clone();
+    let recovered =
+        status.wait_for(|sinks| sinks[0].state == SinkState::Ok && sinks[0].buffered_events == 0);
+    tokio::time::timeout(std::time::Duration::from_secs(600), recovered)
+        .await
+        .expect("no recovery within 10 (virtual) minutes of space returning")
+        .unwrap();
+    running.finish().await;
+    let expected: Vec<String> = (0..sent).map(|n| format!("line {n}")).collect();
+    assert_eq!(messages(&path), expected);
 }
