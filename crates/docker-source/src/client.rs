@@ -1,9 +1,10 @@
 //! The Docker client: which endpoint, which transport, which API version.
 //!
-//! One client (and its configuration) serves the whole source. bollard's client keeps no idle
-//! connection: every request opens its own, and hyper spawns that connection's task on the
-//! runtime that issues the request. So a log stream requested from a stream-worker thread has
-//! its connection, its body channel and its decoder on that one thread.
+//! One client (and its configuration) serves the whole source for listing, inspecting and
+//! events. Log streams are read by [`raw_logs`](crate::raw_logs) straight from the socket
+//! ([`Endpoint`] tells where), except over TLS, where bollard's `logs()` is used: bollard keeps
+//! no idle connection and hyper spawns each connection's task on the runtime that issues the
+//! request, so a stream requested from a stream-worker thread stays on that thread either way.
 
 use std::{
     path::{Path, PathBuf},

@@ -22,9 +22,11 @@
 //!   every container, then follows `/events`; on any events error it reconnects with backoff and
 //!   lists again. A list or inspect failure never ends the source.
 //! - **Container tasks** (`stream.rs`) are supervised tasks `container_<full id>` of type
-//!   `container`, spawned on a stream-worker thread (`workers.rs`), so the hyper connection, the
-//!   body channel and the decoder share one thread: no cross-thread wake-up per frame, only per
-//!   batch. A task heartbeats while its stream is alive, also when the container is silent or
+//!   `container`, spawned on a stream-worker thread (`workers.rs`), so the connection and the
+//!   decoder share one thread: no cross-thread wake-up per frame, only per batch. The stream is
+//!   read straight from the daemon's socket (`raw_logs.rs`: large reads, no task hand-off per
+//!   HTTP chunk, and while it is hot one read per millisecond instead of a wake-up per line;
+//!   over TLS, bollard's `logs()`). A task heartbeats while its stream is alive, also when the container is silent or
 //!   the batch channel is full; a silent stream is reopened after `inactivity_timeout`. When the
 //!   container stops, the task completes; its next `start` spawns it again.
 //! - **Decoding** (`decoder.rs`, `timestamp.rs`): multiplexed or TTY streams, Docker's
@@ -82,6 +84,7 @@ mod decoder;
 mod error;
 mod filter;
 mod metric_names;
+mod raw_logs;
 mod source;
 mod stream;
 mod timestamp;

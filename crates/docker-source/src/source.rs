@@ -40,6 +40,7 @@ use crate::{
     error::docker_status,
     filter::{ContainerFilter, SelfContainer},
     metric_names,
+    raw_logs::RawEndpoint,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
 };
@@ -84,7 +85,7 @@ impl DockerSource {
     pub fn new(config: DockerConfig, data_dir: &Path) -> Result<DockerSource> {
         let filter = ContainerFilter::new(&config)?;
         let host = client::effective_host(&config);
-        client::Endpoint::parse(&host)?;
+        let endpoint = client::Endpoint::parse(&host)?;
         let checkpoints = Checkpoints::load(data_dir);
         let workers = StreamWorkers::start(config.stream_threads.max(1))?;
         let settings = Arc::new(StreamSettings {
@@ -94,6 +95,8 @@ impl DockerSource {
             batch_max_lines: config.batch_max_lines.max(1),
             batch_max_bytes: config.batch_max_bytes.max(1),
             batch_max_latency: config.batch_max_latency,
+            request_timeout: config.request_timeout,
+            raw_endpoint: RawEndpoint::new(&endpoint),
         });
         let self_container = SelfContainer::detect();
         if let Some(id) = self_container.describe() {

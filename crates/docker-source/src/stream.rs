@@ -37,7 +37,7 @@ use bollard::{
 use capture_core::{
     ContainerId, ContainerInfo, ErrorChain, EventBatch, EventBatchBuilder, LogStream, Position,
 };
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt, future::Either};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -46,10 +46,11 @@ use tracing::{debug, info, warn};
 use crate::{
     Error,
     checkpoint::StreamPositions,
-    client::Backoff,
+    client::{self, Backoff},
     decoder::{Decoder, LineSink},
     error::{docker_status, is_permanent_status},
     metric_names,
+    raw_logs::{self, LogsRequest, RawEndpoint},
 };
 
 /// A burst (what was ready without waiting) of at least this many frames means the stream is
@@ -206,6 +207,10 @@ pub(crate) struct StreamSettings {
     pub(crate) batch_max_lines: usize,
     pub(crate) batch_max_bytes: usize,
     pub(crate) batch_max_latency: Duration,
+    /// Bounds opening a log stream (connection, request, response head).
+    pub(crate) request_timeout: Duration,
+    /// Where log streams are read from directly ([`raw_logs`]); `None` (TLS): through bollard.
+    pub(crate) raw_endpoint: Option<RawEndpoint>,
 }
 
 /// Everything one attempt of a container task needs (cloned per attempt).
@@ -456,11 +461,32 @@ impl Follower {
             tail: "all".to_owned(),
         };
         debug!(container_id = %self.env.shared.id, since, ?mode, "opening log stream");
-        let stream = self
-            .env
-            .docker
-            .logs(self.env.shared.id.as_str(), Some(options));
-        self.pump(pin!(stream), tty).await
+        // The raw reader coalesces wake-ups itself (see `raw_logs`); bollard's stream needs the
+        // pump to pause.
+        let coalesce = self.env.settings.raw_endpoint.is_none();
+        let stream = match &self.env.settings.raw_endpoint {
+            Some(endpoint) => {
+                let api_version = client::version_string(&self.env.docker);
+                let request = LogsRequest {
+                    api_version: &api_version,
+                    container_id: self.env.shared.id.as_str(),
+                    follow: options.follow,
+                    since,
+                    tty,
+                };
+                Either::Left(raw_logs::logs(
+                    endpoint,
+                    &request,
+                    self.env.settings.request_timeout,
+                ))
+            }
+            None => Either::Right(
+                self.env
+                    .docker
+                    .logs(self.env.shared.id.as_str(), Some(options)),
+            ),
+        };
+        self.pump(pin!(stream), tty, coalesce).await
     }
 
     async fn pump(
@@ -469,6 +495,7 @@ impl Follower {
             &mut impl Stream<Item = Result<LogOutput, bollard::errors::Error>>,
         >,
         tty: bool,
+        coalesce: bool,
     ) -> StreamEnd {
         let settings = self.env.settings.clone();
         let cancel = self.cancel.clone();
@@ -588,7 +615,7 @@ impl Follower {
             } else if !self.assembler.is_empty() && batch_deadline.is_none() {
                 batch_deadline = Some(now + settings.batch_max_latency);
             }
-            if busy {
+            if busy && coalesce {
                 // Let the socket buffer fill: the next burst then carries many frames.
                 tokio::select! {
                     biased;

@@ -2,8 +2,8 @@
 //!
 //! A followed log stream delivers one frame per line. On a multi-thread runtime every frame
 //! costs a cross-thread wake-up (hyper's connection task on one worker, the body's reader on
-//! another), which dominates the CPU cost. Here the container's task, the hyper connection it
-//! opens and the decoder all live on one thread, and only whole batches cross threads.
+//! another), which dominates the CPU cost. Here the container's task, the connection it opens
+//! and the decoder all live on one thread, and only whole batches cross threads.
 
 use std::{
     sync::{
