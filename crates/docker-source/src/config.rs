@@ -104,7 +104,7 @@ impl Default for DockerConfig {
             stream_threads: 1,
             batch_max_lines: 2048,
             batch_max_bytes: 1024 * 1024,
-            batch_max_latency: Duration::from_millis(50),
+            batch_max_latency: Duration::from_millis(20),
         }
     }
 }

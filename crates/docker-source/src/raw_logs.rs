@@ -5,12 +5,12 @@
 //! reader over a channel, so a fast writer costs a task hand-off (and bollard a zero-filled
 //! 8 KiB buffer) per line: measured here, 3 to 5 µs of CPU per line. This module sends the
 //! one `GET /containers/{id}/logs` request itself, parses the response head with `httparse`,
-//! and then reads the body in large reads (one `read` per [`READ_BYTES`]), removing the chunked
+//! and then reads the body in large reads (up to [`READ_BYTES`] each), removing the chunked
 //! transfer framing and splitting Docker's 8-byte frame headers in place: a line costs a copy
 //! and a reference count, not a wake-up.
 //!
 //! It also removes the wake-up per line that remains: while a stream is hot (several reads
-//! within [`COALESCE_PAUSE`], or one read that found half a buffer waiting), its socket is taken out of the reactor (`into_std`) and read
+//! within [`COALESCE_PAUSE`], or one read that filled the buffer), its socket is taken out of the reactor (`into_std`) and read
 //! without blocking once per [`COALESCE_PAUSE`] on a timer, so the daemon's writes accumulate in
 //! the socket buffer instead of waking the thread one by one; the first read that finds
 //! nothing puts the socket back under the reactor. A line waits at most one pause longer.
@@ -42,6 +42,10 @@ use crate::client::Endpoint;
 
 /// How much one read from the socket may take in.
 pub(crate) const READ_BYTES: usize = 64 * 1024;
+/// The read buffer of a quiet stream: most containers are idle, and their buffers are most of
+/// the source's memory. It doubles (up to [`READ_BYTES`]) when a read fills it, and shrinks back
+/// when the stream cools down.
+const QUIET_READ_BYTES: usize = 4 * 1024;
 /// The largest response head accepted.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The largest chunk-size or trailer line accepted.
@@ -327,14 +331,16 @@ impl Body {
                 Socket::Registered(conn) => {
                     let read = ready!(conn.poll_read(cx, &mut self.scratch))?;
                     self.raw.extend_from_slice(&self.scratch[..read]);
+                    let filled = read == self.scratch.len();
+                    self.grow_if_filled(read);
                     let now = Instant::now();
                     if now.duration_since(self.window_start) >= COALESCE_PAUSE {
                         self.window_start = now;
                         self.window_reads = 0;
                     }
                     self.window_reads += 1;
-                    // Hot: reads follow each other closely, or one read found a lot waiting.
-                    if read > 0 && (self.window_reads >= HOT_READS || read >= READ_BYTES / 2) {
+                    // Hot: reads follow each other closely, or one read filled the buffer.
+                    if read > 0 && (self.window_reads >= HOT_READS || filled) {
                         self.move_socket(|socket| match socket {
                             Socket::Registered(conn) => conn.park().map(Socket::Parked),
                             other => Ok(other),
@@ -355,12 +361,14 @@ impl Body {
                         Ok(read) => {
                             self.raw.extend_from_slice(&self.scratch[..read]);
                             self.read_again = read == self.scratch.len();
+                            self.grow_if_filled(read);
                             return Poll::Ready(Ok(read));
                         }
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                             // Cool again: wait for readiness.
                             self.read_again = false;
                             self.window_reads = 0;
+                            self.shrink();
                             self.move_socket(|socket| match socket {
                                 Socket::Parked(parked) => parked.unpark().map(Socket::Registered),
                                 other => Ok(other),
@@ -375,6 +383,25 @@ impl Body {
                 Socket::Moving => {
                     return Poll::Ready(Err(io::Error::other("the connection was lost")));
                 }
+            }
+        }
+    }
+
+    /// A read that filled the buffer: the next one may take more.
+    fn grow_if_filled(&mut self, read: usize) {
+        if read == self.scratch.len() && read < READ_BYTES {
+            self.scratch = vec![0u8; (read * 2).min(READ_BYTES)].into_boxed_slice();
+        }
+    }
+
+    /// The stream went quiet: give back what a busy spell grew.
+    fn shrink(&mut self) {
+        if self.scratch.len() > QUIET_READ_BYTES {
+            self.scratch = vec![0u8; QUIET_READ_BYTES].into_boxed_slice();
+        }
+        for buffer in [&mut self.raw, &mut self.payload] {
+            if buffer.is_empty() && buffer.capacity() > QUIET_READ_BYTES {
+                *buffer = BytesMut::new();
             }
         }
     }
@@ -603,8 +630,8 @@ fn invalid_data(message: impl Into<String>) -> io::Error {
 async fn open(endpoint: RawEndpoint, head: String) -> Result<Body, DockerError> {
     let mut conn = Conn::connect(&endpoint).await?;
     conn.write_all(head.as_bytes()).await?;
-    let mut scratch = vec![0u8; READ_BYTES].into_boxed_slice();
-    let mut raw = BytesMut::with_capacity(READ_BYTES);
+    let mut scratch = vec![0u8; QUIET_READ_BYTES].into_boxed_slice();
+    let mut raw = BytesMut::with_capacity(QUIET_READ_BYTES);
     let (status, framing) = loop {
         let read = conn.read(&mut scratch).await?;
         raw.extend_from_slice(&scratch[..read]);
@@ -636,9 +663,9 @@ async fn open(endpoint: RawEndpoint, head: String) -> Result<Body, DockerError> 
     let mut body = Body {
         socket: Socket::Registered(conn),
         scratch,
-        raw: BytesMut::with_capacity(READ_BYTES),
+        raw: BytesMut::new(),
         framing,
-        payload: BytesMut::with_capacity(READ_BYTES),
+        payload: BytesMut::new(),
         window_start: Instant::now(),
         window_reads: 0,
         pause: Box::pin(tokio::time::sleep(Duration::ZERO)),

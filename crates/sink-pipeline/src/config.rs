@@ -50,7 +50,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 10_000,
             max_bytes: 4 * 1024 * 1024,
-            max_age: Duration::from_millis(100),
+            max_age: Duration::from_millis(50),
         }
     }
 }

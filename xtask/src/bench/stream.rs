@@ -298,7 +298,7 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
 }
 
 /// The Docker socket: `$DOCKER_HOST` when it is a unix socket, else the default path.
-fn docker_socket() -> Result<PathBuf> {
+pub(super) fn docker_socket() -> Result<PathBuf> {
     match std::env::var("DOCKER_HOST") {
         Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
             Some(path) => Ok(PathBuf::from(path)),

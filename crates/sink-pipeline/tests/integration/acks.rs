@@ -83,11 +83,12 @@ async fn a_single_event_is_flushed_at_max_age_not_before() {
         .send(numbered(&container(1), 0, 1))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(99)).await;
+    let max_age = BatchConfig::default().max_age;
+    tokio::time::sleep(max_age - Duration::from_millis(1)).await;
     assert!(delivered_rx.try_recv().is_err(), "flushed before max_age");
     let batches = delivered_rx.recv().await.unwrap();
     assert_eq!(batches.len(), 1);
-    assert_eq!(sent_at.elapsed(), Duration::from_millis(100));
+    assert_eq!(sent_at.elapsed(), max_age);
     running.finish().await;
 }
 
