@@ -65,6 +65,7 @@ Options:
   --heartbeat-interval D  passed to log-capturer (default 30s)
   --task-timeout D        passed to log-capturer (default 5m)
   --keep                  leave the containers for debugging (the next run removes them)
+  --sink-loki URL         also push to the Loki at URL (lines are counted in the file sink)
 
 A compressed run reproduces the old 6-minute failure window in seconds:
   cargo xtask soak --duration 2m --heartbeat-interval 1s --task-timeout 5s
@@ -94,6 +95,8 @@ pub(crate) struct SoakOptions {
     pub(crate) heartbeat_interval: Duration,
     pub(crate) task_timeout: Duration,
     pub(crate) keep: bool,
+    /// A Loki endpoint to push to beside the file sink.
+    pub(crate) sink_loki: Option<String>,
 }
 
 impl SoakOptions {
@@ -105,6 +108,7 @@ impl SoakOptions {
             heartbeat_interval: Duration::from_secs(30),
             task_timeout: Duration::from_secs(300),
             keep: false,
+            sink_loki: None,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -125,6 +129,7 @@ impl SoakOptions {
                 "--rate" => options.rate = value.parse().context("--rate")?,
                 "--heartbeat-interval" => options.heartbeat_interval = parse_duration(value)?,
                 "--task-timeout" => options.task_timeout = parse_duration(value)?,
+                "--sink-loki" => options.sink_loki = Some(value.clone()),
                 other => bail!("unknown option {other}\n\n{HELP}"),
             }
         }
@@ -230,6 +235,25 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         std::process::id() & 0xffff
     );
     let containers = ContainerSet::new(LABEL_KEY, run_id.clone());
+    let mut extra_env = compressed_timeouts(options.task_timeout);
+    if let Some(endpoint) = &options.sink_loki {
+        // Configured sinks replace the default file sink: name it again, at the same path.
+        let config = out_dir.join("sinks.toml");
+        let records = out_dir.join("data").join("logs").join("containers.jsonl");
+        std::fs::create_dir_all(&out_dir)?;
+        std::fs::write(
+            &config,
+            format!(
+                "[[sinks]]\ntype = \"file\"\npath = {records:?}\n\n\
+                 [[sinks]]\ntype = \"loki\"\nendpoint = {endpoint:?}\n"
+            ),
+        )
+        .with_context(|| format!("write {}", config.display()))?;
+        extra_env.push((
+            "LOG_CAPTURER_CONFIG".to_owned(),
+            config.to_string_lossy().into_owned(),
+        ));
+    }
     let capturer_config = CapturerConfig {
         binary,
         data_dir: out_dir.join("data"),
@@ -238,7 +262,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         task_timeout: Some(options.task_timeout),
         read_from_beginning: true,
         log_file: out_dir.join("log-capturer.log"),
-        extra_env: compressed_timeouts(options.task_timeout),
+        extra_env,
     };
     eprintln!(
         "soak {run_id}: {} for {}, checks every {:?}, samples every {:?}",
@@ -811,4 +835,51 @@ pub(crate) fn trends(observations: &Observations) -> Vec<Trend> {
 /// The generators by tag, for the report.
 pub(crate) fn generators(observations: &Observations) -> &[Generator] {
     &observations.plan.generators
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::SoakOptions;
+
+    fn parse(args: &[&str]) -> anyhow::Result<SoakOptions> {
+        SoakOptions::parse(&args.iter().map(|arg| arg.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options_default_to_the_ten_minute_run_and_take_every_flag() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(defaults.duration, Duration::from_secs(600));
+        assert_eq!(defaults.sink_loki, None);
+        let options = parse(&[
+            "--duration",
+            "2m",
+            "--heartbeat-interval",
+            "1s",
+            "--task-timeout",
+            "5s",
+            "--sink-loki",
+            "http://127.0.0.1:3100",
+            "--keep",
+        ])
+        .unwrap();
+        assert_eq!(options.duration, Duration::from_secs(120));
+        assert_eq!(options.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(options.task_timeout, Duration::from_secs(5));
+        assert_eq!(options.sink_loki.as_deref(), Some("http://127.0.0.1:3100"));
+        assert!(options.keep);
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        for args in [
+            &["--duration", "5s"][..],
+            &["--sink-loki"][..],
+            &["--bogus", "1"][..],
+            &["--task-timeout", "0s"][..],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
 }
