@@ -9,11 +9,13 @@
 //! transfer framing and splitting Docker's 8-byte frame headers in place: a line costs a copy
 //! and a reference count, not a wake-up.
 //!
-//! It also removes the wake-up per line that remains: while a stream is hot (several reads
-//! within [`COALESCE_PAUSE`], or one read that filled the buffer), its socket is taken out of the reactor (`into_std`) and read
-//! without blocking once per [`COALESCE_PAUSE`] on a timer, so the daemon's writes accumulate in
-//! the socket buffer instead of waking the thread one by one; the first read that finds
-//! nothing puts the socket back under the reactor. A line waits at most one pause longer.
+//! It also removes the wake-up per line that remains: while a stream is hot (several small
+//! reads within [`COALESCE_PAUSE`]), its socket is taken out of the reactor (`into_std`) and
+//! read without blocking once per [`COALESCE_PAUSE`] on a timer, so the daemon's writes
+//! accumulate in the socket buffer instead of waking the thread one by one. A read that finds
+//! nothing (the stream cooled down) or a lot (the writer outpaces the pause, and would block on
+//! the socket buffer) puts the socket back under the reactor. A line waits at most one pause
+//! longer.
 //!
 //! It yields the same items as bollard's `logs()` ([`LogOutput`] or a bollard error), so the
 //! follower treats both alike: a non-200 answer is a `DockerResponseServerError` with Docker's
@@ -57,8 +59,12 @@ const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 /// While a stream is hot, its socket is read once per pause instead of on every write.
 pub(crate) const COALESCE_PAUSE: Duration = Duration::from_millis(1);
-/// Reads within one [`COALESCE_PAUSE`] that make a stream hot.
+/// Small reads within one [`COALESCE_PAUSE`] that make a stream hot.
 const HOT_READS: u32 = 4;
+/// Reading this much at a wake-up shares it among fifty lines or more: no need to park. After a
+/// pause it means the writer outpaces the pause: a Unix socket holds only a few hundred writes
+/// (each write is a buffer of its own), so pausing on would cap the rate.
+const BIG_READ_BYTES: usize = 8 * 1024;
 
 /// Where the daemon listens, for the raw path; `None` from [`RawEndpoint::new`] for TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +262,8 @@ struct Body {
     pause_armed: bool,
     /// The last parked read filled the scratch buffer: read again without pausing.
     read_again: bool,
+    /// Bytes read since the last pause ended.
+    burst_bytes: usize,
 }
 
 impl Stream for RawLogs {
@@ -331,16 +339,20 @@ impl Body {
                 Socket::Registered(conn) => {
                     let read = ready!(conn.poll_read(cx, &mut self.scratch))?;
                     self.raw.extend_from_slice(&self.scratch[..read]);
-                    let filled = read == self.scratch.len();
                     self.grow_if_filled(read);
                     let now = Instant::now();
                     if now.duration_since(self.window_start) >= COALESCE_PAUSE {
                         self.window_start = now;
                         self.window_reads = 0;
                     }
-                    self.window_reads += 1;
-                    // Hot: reads follow each other closely, or one read filled the buffer.
-                    if read > 0 && (self.window_reads >= HOT_READS || filled) {
+                    // A big read already shares its wake-up among many lines; small reads in
+                    // quick succession are a wake-up per line or two: park.
+                    if read >= BIG_READ_BYTES {
+                        self.window_reads = 0;
+                    } else {
+                        self.window_reads += 1;
+                    }
+                    if read > 0 && self.window_reads >= HOT_READS {
                         self.move_socket(|socket| match socket {
                             Socket::Registered(conn) => conn.park().map(Socket::Parked),
                             other => Ok(other),
@@ -349,20 +361,40 @@ impl Body {
                     return Poll::Ready(Ok(read));
                 }
                 Socket::Parked(parked) => {
-                    if !self.read_again {
+                    let paused = !self.read_again;
+                    if paused {
                         if !self.pause_armed {
                             self.pause.as_mut().reset(Instant::now() + COALESCE_PAUSE);
                             self.pause_armed = true;
                         }
                         ready!(self.pause.as_mut().poll(cx));
                         self.pause_armed = false;
+                        self.burst_bytes = 0;
                     }
                     match parked.read(&mut self.scratch) {
                         Ok(read) => {
                             self.raw.extend_from_slice(&self.scratch[..read]);
                             self.read_again = read == self.scratch.len();
                             self.grow_if_filled(read);
+                            self.burst_bytes += read;
+                            if self.burst_bytes >= BIG_READ_BYTES {
+                                // The writer outpaces the pause (it may be blocked on a full
+                                // socket buffer, capping the rate): readiness serves it better,
+                                // each wake-up finding many lines.
+                                self.read_again = false;
+                                self.window_reads = 0;
+                                self.move_socket(|socket| match socket {
+                                    Socket::Parked(parked) => {
+                                        parked.unpark().map(Socket::Registered)
+                                    }
+                                    other => Ok(other),
+                                })?;
+                            }
                             return Poll::Ready(Ok(read));
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock && !paused => {
+                            // Caught up after reading on: pause before the next read.
+                            self.read_again = false;
                         }
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                             // Cool again: wait for readiness.
@@ -671,6 +703,7 @@ async fn open(endpoint: RawEndpoint, head: String) -> Result<Body, DockerError> 
         pause: Box::pin(tokio::time::sleep(Duration::ZERO)),
         pause_armed: false,
         read_again: false,
+        burst_bytes: 0,
     };
     body.framing.decode(&mut raw, &mut body.payload)?;
     if status == 200 {

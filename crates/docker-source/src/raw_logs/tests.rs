@@ -309,10 +309,11 @@ async fn a_missing_socket_is_an_io_error() {
     );
 }
 
-/// A writer faster than the reader: the socket is parked (read on a timer, not on every
-/// write) and every frame still arrives once, in order; when it goes quiet the socket is back
-/// under the reactor and a late frame is read at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Frames written one by one (a wake-up each) make the stream hot: its socket is parked (read
+/// on a timer, not on every write); a writer that then outpaces the timer puts it back under
+/// the reactor; every frame arrives once, in order, and a late one after a quiet spell too.
+/// Paused time: the policy's clock is tokio's, so the test does not depend on the machine.
+#[tokio::test(start_paused = true)]
 async fn a_hot_stream_is_read_on_a_timer_without_losing_a_frame() {
     const FRAMES: usize = 20_000;
     let dir = tempfile::tempdir().unwrap();
@@ -330,6 +331,7 @@ async fn a_hot_stream_is_read_on_a_timer_without_losing_a_frame() {
                 .write_all(&chunk(&frame(1, line.as_bytes())))
                 .await
                 .unwrap();
+            tokio::task::yield_now().await;
         }
         late_rx.await.unwrap();
         stream
@@ -340,6 +342,7 @@ async fn a_hot_stream_is_read_on_a_timer_without_losing_a_frame() {
     });
     let mut stream = logs(&RawEndpoint::Unix(path), &request(false), TIMEOUT);
     let mut parked_seen = false;
+    let mut unparked_after = false;
     for n in 0..FRAMES {
         let item = stream.next().await.unwrap().unwrap();
         assert_eq!(
@@ -347,10 +350,16 @@ async fn a_hot_stream_is_read_on_a_timer_without_losing_a_frame() {
             [format!("out:2024-01-01T00:00:00Z line {n}\n")]
         );
         if let State::Reading(body) = &stream.state {
-            parked_seen |= matches!(body.socket, super::Socket::Parked(_));
+            let parked = matches!(body.socket, super::Socket::Parked(_));
+            unparked_after |= parked_seen && !parked;
+            parked_seen |= parked;
         }
     }
     assert!(parked_seen, "the socket was never parked");
+    assert!(
+        unparked_after,
+        "the socket never went back under the reactor"
+    );
     late_tx.send(()).unwrap();
     let late = tokio::time::timeout(TIMEOUT, stream.next())
         .await
