@@ -9,6 +9,15 @@ use crate::{ContainerId, ContainerInfo, LogStream, Position};
 /// This is the unit that crosses threads and channels: the source builds a batch on its stream
 /// thread and sends it whole, so the cost of a channel send and a wake-up is paid per batch,
 /// not per line. Within a batch the lines of each stream are in stream order.
+///
+/// # Replay
+///
+/// A batch says, per stream, whether its lines are a *replay*: lines the source read again after
+/// opening a stream (an agent restart, a reopen) that an earlier run may already have delivered,
+/// which the source cannot tell apart. A sink that deduplicates (the file sink) skips replayed
+/// lines at or below what it already holds; every other line is *live* and is written even if
+/// its timestamp goes back (a clock step). The flag costs nothing per line: the source cuts its
+/// batches where a stream's replay ends, so it is one bit per stream of the batch.
 #[derive(Debug, Clone)]
 pub struct EventBatch {
     container: Arc<ContainerInfo>,
@@ -16,6 +25,8 @@ pub struct EventBatch {
     text: String,
     lines: Vec<LineEntry>,
     invalid_utf8_lines: u32,
+    /// Bit `stream.index()` set: the lines of that stream are a replay (see the type's docs).
+    replay: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +83,18 @@ impl EventBatch {
     /// How many lines had invalid UTF-8 replaced by U+FFFD when the batch was built.
     pub fn invalid_utf8_lines(&self) -> u32 {
         self.invalid_utf8_lines
+    }
+
+    /// Whether the lines of `stream` in this batch are a replay: they may have been delivered
+    /// before (see the type's documentation).
+    pub fn is_replay(&self, stream: LogStream) -> bool {
+        self.replay & (1 << stream.index()) != 0
+    }
+
+    /// Marks the lines of every stream of this batch as a replay (for example when a batch is
+    /// read back from a disk buffer after a restart: a sink may already have taken it).
+    pub fn mark_replay(&mut self) {
+        self.replay = (1 << LogStream::ALL.len()) - 1;
     }
 
     /// The line at `index`, if any.
@@ -140,6 +163,7 @@ impl EventBatchBuilder {
                 text: String::with_capacity(bytes),
                 lines: Vec::with_capacity(lines),
                 invalid_utf8_lines: 0,
+                replay: 0,
             },
         }
     }
@@ -168,6 +192,22 @@ impl EventBatchBuilder {
             end,
         });
         valid
+    }
+
+    /// Marks the lines of `stream` as a replay, or as live (the default). It applies to the
+    /// stream's lines of the whole batch: a source cuts its batch where a stream's replay ends.
+    pub fn set_replay(&mut self, stream: LogStream, replay: bool) {
+        let bit = 1 << stream.index();
+        if replay {
+            self.batch.replay |= bit;
+        } else {
+            self.batch.replay &= !bit;
+        }
+    }
+
+    /// Whether the lines of `stream` are marked as a replay.
+    pub fn is_replay(&self, stream: LogStream) -> bool {
+        self.batch.is_replay(stream)
     }
 
     /// The container the batch is for. A rename needs a new builder (and a new batch).

@@ -72,6 +72,20 @@ fn batch_keeps_lines_in_order_and_acknowledges_last_of_each_stream() {
 }
 
 #[test]
+fn replay_is_marked_per_stream_and_defaults_to_live() {
+    let mut builder = EventBatchBuilder::new(info());
+    builder.push(LogStream::Stdout, Position::new(1, 0), b"a");
+    assert!(!builder.is_replay(LogStream::Stdout));
+    builder.set_replay(LogStream::Stdout, true);
+    builder.set_replay(LogStream::Tty, true);
+    builder.set_replay(LogStream::Tty, false);
+    let batch = builder.finish();
+    assert!(batch.is_replay(LogStream::Stdout));
+    assert!(!batch.is_replay(LogStream::Stderr));
+    assert!(!batch.is_replay(LogStream::Tty));
+}
+
+#[test]
 fn invalid_utf8_is_replaced_and_counted() {
     let mut builder = EventBatchBuilder::new(info());
     assert!(!builder.push(LogStream::Stdout, Position::new(1, 0), b"\xff\xfeok"));

@@ -81,6 +81,13 @@ pub struct DockerConfig {
     /// A batch is sent at the latest this long after its first line.
     #[serde(with = "humantime_serde")]
     pub batch_max_latency: Duration,
+    /// A removed container's stream is read on (Docker serves it from its open file) until it
+    /// ends, or until nothing was read or handed over for this long.
+    #[serde(with = "humantime_serde")]
+    pub removed_drain_timeout: Duration,
+    /// ... or at the latest this long after the removal, even while it progresses.
+    #[serde(with = "humantime_serde")]
+    pub removed_drain_max: Duration,
 }
 
 impl Default for DockerConfig {
@@ -105,6 +112,8 @@ impl Default for DockerConfig {
             batch_max_lines: 2048,
             batch_max_bytes: 1024 * 1024,
             batch_max_latency: Duration::from_millis(20),
+            removed_drain_timeout: Duration::from_secs(5),
+            removed_drain_max: Duration::from_secs(120),
         }
     }
 }
@@ -167,10 +176,18 @@ impl DockerConfig {
             ("partial_flush_timeout", self.partial_flush_timeout),
             ("checkpoint_interval", self.checkpoint_interval),
             ("batch_max_latency", self.batch_max_latency),
+            ("removed_drain_timeout", self.removed_drain_timeout),
+            ("removed_drain_max", self.removed_drain_max),
         ] {
             if value.is_zero() {
                 return Err(Error::config(key, "must be above zero"));
             }
+        }
+        if self.removed_drain_max < self.removed_drain_timeout {
+            return Err(Error::config(
+                "removed_drain_max",
+                "must be at least removed_drain_timeout",
+            ));
         }
         Ok(())
     }

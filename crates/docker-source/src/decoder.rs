@@ -14,50 +14,44 @@
 //!
 //! Each line gets the [`Position`] `(timestamp, ordinal)` (ordinal: earlier lines of the stream
 //! with the same timestamp). Lines at or before a stream's resume cursor are skipped, so a
-//! reopened stream (asked from the cursor's whole second) delivers no duplicate. Lines beyond
-//! `max_line_bytes` are truncated and counted; bad frames are counted and skipped. The decoder
-//! never allocates per line: complete lines go straight from the frame to the [`LineSink`];
-//! only lines Docker split are buffered.
+//! reopened stream (asked from the cursor's whole second) delivers no duplicate; copies Docker
+//! sends again around a log rotation are skipped too, and lines an earlier run of the agent may
+//! have delivered are flagged as a replay (see [`crate::cursor`]). Lines beyond `max_line_bytes`
+//! are truncated and counted; bad frames are counted and skipped. The decoder never allocates
+//! per line: complete lines go straight from the frame to the [`LineSink`]; only lines Docker
+//! split are buffered.
+//!
+//! A line whose end is late is sent in parts ([`Decoder::flush_partials`]): the head, then the
+//! rest with the next ordinal of the same timestamp. If the stream is reopened in between, the
+//! reopened stream brings the whole line again: its head is skipped by length and the rest is
+//! delivered as that next part, so nothing is lost or sent twice.
 
 use capture_core::{LogStream, Position};
 
-use crate::timestamp::{MAX_PREFIX_BYTES, Prefix, scan_prefix};
+use crate::{
+    cursor::{Cursor, Verdict, fingerprint},
+    timestamp::{MAX_PREFIX_BYTES, Prefix, scan_prefix},
+};
 
 /// The size of the pieces Docker splits long lines into (its log copier's buffer).
 pub(crate) const DOCKER_PIECE_BYTES: usize = 16 * 1024;
 
 /// Where decoded lines go.
 pub(crate) trait LineSink {
-    /// One complete line: its stream, position and message (no timestamp, no newline).
-    fn line(&mut self, stream: LogStream, position: Position, message: &[u8]);
+    /// One complete line: its stream, position and message (no timestamp, no newline);
+    /// `replay`: an earlier run of the agent may have delivered it.
+    fn line(&mut self, stream: LogStream, position: Position, message: &[u8], replay: bool);
 }
 
-/// Per-stream position bookkeeping.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cursor {
-    /// The position of the last line seen (skipped or not), for ordinals.
-    last: Option<Position>,
-    /// Lines up to this position were delivered before: skip them. Cleared by the first line
-    /// past it, so a wall clock that steps back later cannot make the decoder drop live lines.
-    skip_through: Option<Position>,
-}
-
-impl Cursor {
-    /// The position of a new line with `timestamp`, and whether it is to be delivered.
-    fn next(&mut self, timestamp: i64) -> (Position, bool) {
-        let position = match self.last {
-            Some(last) => last.next_for(timestamp),
-            None => Position::new(timestamp, 0),
-        };
-        self.last = Some(position);
-        if let Some(skip) = self.skip_through {
-            if position <= skip {
-                return (position, false);
-            }
-            self.skip_through = None;
-        }
-        (position, true)
-    }
+/// A line sent in parts whose rest has not been delivered yet.
+#[derive(Debug, Clone, Copy)]
+struct SentPart {
+    /// The position of the line (its first part).
+    first: Position,
+    /// The position of its last part sent.
+    last: Position,
+    /// How many bytes of its text were sent (before truncation).
+    bytes: usize,
 }
 
 /// A line being assembled from pieces.
@@ -75,24 +69,67 @@ struct Partial {
     /// Whether the line continues one sent early by [`Decoder::flush_partials`]: if nothing but
     /// its end comes, there is no line to send.
     continuation: bool,
+    /// Whether the line is flagged as a replay.
+    replay: bool,
+    /// A TTY line with the timestamp of a recent line: whether it is a copy is decided once its
+    /// text is known.
+    suspect: bool,
+    /// The position of the line's first part (this one, unless it continues a part sent).
+    first: Position,
+    /// Bytes of the line's text seen so far, parts sent before included.
+    seen: usize,
+    /// Bytes at the start of the text still to be dropped: a part sent before a reopen.
+    skip: usize,
     buffer: Vec<u8>,
 }
 
 impl Partial {
-    fn open(&mut self, timestamp: i64, position: Position, deliver: bool) {
+    fn open(&mut self, timestamp: i64, position: Position, deliver: bool, replay: bool) {
         self.open = true;
         self.timestamp = timestamp;
         self.position = position;
         self.deliver = deliver;
         self.truncated = false;
         self.continuation = false;
+        self.replay = replay;
+        self.suspect = false;
+        self.first = position;
+        self.seen = 0;
+        self.skip = 0;
         self.buffer.clear();
     }
 
+    /// Makes the open line the rest of `sent`: `seen` bytes of it are delivered already, and
+    /// `skip` of them come again (a reopen).
+    fn continue_from(&mut self, sent: SentPart, skip: usize) {
+        self.continuation = true;
+        self.first = sent.first;
+        self.seen = sent.bytes - skip;
+        self.skip = skip;
+    }
+
+    /// Where the line stands once this part is sent.
+    fn sent_part(&self) -> SentPart {
+        SentPart {
+            first: self.first,
+            last: self.position,
+            bytes: self.seen,
+        }
+    }
+
+    /// Whether, this being the rest of a line sent in parts, nothing is left to send.
+    fn is_empty_rest(&self) -> bool {
+        self.continuation && self.buffer.is_empty() && !self.truncated
+    }
+
     fn append(&mut self, text: &[u8], max_line_bytes: usize) {
+        self.seen += text.len();
         if !self.deliver {
             return;
         }
+        let dropped = self.skip.min(text.len());
+        self.skip -= dropped;
+        let text = &text[dropped..];
         let room = max_line_bytes.saturating_sub(self.buffer.len());
         if text.len() > room {
             self.truncated = true;
@@ -133,6 +170,11 @@ pub(crate) struct DecodeCounters {
     pub(crate) malformed: u64,
     /// Lines skipped as at or before the resume cursor.
     pub(crate) skipped: u64,
+    /// Copies of recent lines Docker sent again (around a log rotation), skipped.
+    pub(crate) repeated: u64,
+    /// Reopened streams whose cursor line Docker no longer had (rotated away): lines after it
+    /// may be lost.
+    pub(crate) cursor_gone: u64,
 }
 
 /// The decoder of one container's log stream (see the module documentation).
@@ -142,9 +184,11 @@ pub(crate) struct Decoder {
     cursors: [Cursor; 3],
     /// Stdout and stderr lines split into frames.
     partials: [Partial; 2],
-    /// Whether stdout's (stderr's) last line was sent early by [`Decoder::flush_partials`]: a
-    /// final empty piece that still comes is its end, not a line.
+    /// Whether stdout's (stderr's) last line was sent early by [`Decoder::flush_partials`]: the
+    /// next piece is its rest, and a final empty piece is its end, not a line.
     flushed: [bool; 2],
+    /// Per stream, a line sent in parts whose rest is not delivered yet; kept across a reopen.
+    sent_parts: [Option<SentPart>; 3],
     tty_phase: TtyPhase,
     tty_line: Partial,
     /// A timestamp prefix (or piece-boundary look-ahead) cut by a chunk boundary.
@@ -157,9 +201,10 @@ impl Decoder {
     pub(crate) fn new(max_line_bytes: usize) -> Decoder {
         Decoder {
             max_line_bytes,
-            cursors: [Cursor::default(); 3],
+            cursors: Default::default(),
             partials: [Partial::default(), Partial::default()],
             flushed: [false; 2],
+            sent_parts: [None; 3],
             tty_phase: TtyPhase::Prefix,
             tty_line: Partial::default(),
             tty_carry: Vec::new(),
@@ -168,14 +213,19 @@ impl Decoder {
     }
 
     /// Prepares for a new stream that starts at or before `resume` (per stream, indexed by
-    /// [`LogStream::index`]): lines at or before it are skipped. Open partial lines are dropped
-    /// (they were not delivered, so the new stream delivers them whole).
-    pub(crate) fn reset(&mut self, resume: [Option<Position>; 3]) {
-        for (cursor, resume) in self.cursors.iter_mut().zip(resume) {
-            *cursor = Cursor {
-                last: None,
-                skip_through: resume,
-            };
+    /// [`LogStream::index`]): lines at or before it are skipped, lines up to `replay_through`
+    /// (a timestamp) are flagged as a replay. Open partial lines are dropped (they were not
+    /// delivered, so the new stream delivers them whole); a line whose head was sent and is the
+    /// last line sent (`resume`) is continued where it was left.
+    pub(crate) fn reset(&mut self, resume: [Option<Position>; 3], replay_through: Option<i64>) {
+        for ((cursor, resume), sent) in self
+            .cursors
+            .iter_mut()
+            .zip(resume)
+            .zip(&mut self.sent_parts)
+        {
+            cursor.reset(resume, replay_through);
+            *sent = sent.filter(|sent| resume == Some(sent.last));
         }
         for partial in &mut self.partials {
             partial.close();
@@ -202,6 +252,75 @@ impl Decoder {
         self.counters.malformed += 1;
     }
 
+    /// Opens a new line of `stream` at `timestamp` in `partial`: asks the cursor what to do with
+    /// it, or continues a line sent in parts before a reopen. Returns whether it is delivered.
+    fn start_line(
+        cursor: &mut Cursor,
+        sent: &mut Option<SentPart>,
+        counters: &mut DecodeCounters,
+        partial: &mut Partial,
+        timestamp: i64,
+        print: Option<u32>,
+    ) -> bool {
+        let (position, verdict, noticed) = cursor.next(timestamp, print);
+        counters.cursor_gone += u64::from(noticed.cursor_gone);
+        match verdict {
+            Verdict::Replayed => match sent.take() {
+                Some(part) if part.first == position => {
+                    // The head of this line was sent before the reopen: deliver the rest.
+                    let rest = part.last.next_for(timestamp);
+                    cursor.resume_line(rest, print.unwrap_or_default());
+                    partial.open(timestamp, rest, true, false);
+                    partial.continue_from(part, part.bytes);
+                    true
+                }
+                other => {
+                    *sent = other;
+                    counters.skipped += 1;
+                    partial.open(timestamp, position, false, false);
+                    false
+                }
+            },
+            Verdict::Repeated => {
+                counters.repeated += 1;
+                partial.open(timestamp, position, false, false);
+                false
+            }
+            Verdict::Deliver { replay } => {
+                partial.open(timestamp, position, true, replay);
+                true
+            }
+            Verdict::Suspect { replay } => {
+                partial.open(timestamp, position, true, replay);
+                partial.suspect = true;
+                true
+            }
+        }
+    }
+
+    /// Sends the open line of `stream` in `partial` (complete, or its end is late) and closes
+    /// it; remembers a line sent early, so its rest continues it.
+    fn send_line(
+        partial: &mut Partial,
+        stream: LogStream,
+        early: bool,
+        sent: &mut Option<SentPart>,
+        counters: &mut DecodeCounters,
+        sink: &mut impl LineSink,
+    ) {
+        let delivered = partial.deliver && !partial.is_empty_rest();
+        if delivered {
+            counters.truncated += u64::from(partial.truncated);
+            sink.line(stream, partial.position, &partial.buffer, partial.replay);
+        }
+        if !early {
+            *sent = None;
+        } else if delivered {
+            *sent = Some(partial.sent_part());
+        }
+        partial.close();
+    }
+
     /// One multiplexed frame of `stream` (stdout or stderr).
     pub(crate) fn frame(&mut self, stream: LogStream, payload: &[u8], sink: &mut impl LineSink) {
         let index = match stream {
@@ -219,36 +338,47 @@ impl Decoder {
             _ => (text, false),
         };
         let max = self.max_line_bytes;
-        if std::mem::take(&mut self.flushed[index]) && complete && text.is_empty() {
-            return;
-        }
         let partial = &mut self.partials[index];
-        if partial.open {
-            partial.append(text, max);
-            if complete {
-                if partial.deliver {
-                    self.counters.truncated += u64::from(partial.truncated);
-                    sink.line(stream, partial.position, &partial.buffer);
+        let cursor = &mut self.cursors[stream.index()];
+        let sent = &mut self.sent_parts[stream.index()];
+        if std::mem::take(&mut self.flushed[index]) {
+            // The rest of the line sent early.
+            if complete && text.is_empty() {
+                *sent = None;
+                return;
+            }
+            match *sent {
+                Some(part) => {
+                    let replay = partial.replay;
+                    partial.open(timestamp, cursor.continuation(timestamp), true, replay);
+                    partial.continue_from(part, 0);
                 }
-                partial.close();
+                // The rest of a line that is not delivered (skipped, or a copy).
+                None => partial.open(timestamp, Position::new(timestamp, 0), false, false),
             }
-            return;
         }
-        let (position, deliver) = self.cursors[stream.index()].next(timestamp);
+        if !partial.open {
+            if complete {
+                // The common case, without copying the text.
+                let (position, verdict, noticed) = cursor.next(timestamp, Some(fingerprint(text)));
+                self.counters.cursor_gone += u64::from(noticed.cursor_gone);
+                match verdict {
+                    Verdict::Deliver { replay } | Verdict::Suspect { replay } => {
+                        let cut = text.len().min(max);
+                        self.counters.truncated += u64::from(cut < text.len());
+                        sink.line(stream, position, &text[..cut], replay);
+                    }
+                    Verdict::Replayed => self.counters.skipped += 1,
+                    Verdict::Repeated => self.counters.repeated += 1,
+                }
+                return;
+            }
+            let print = Some(fingerprint(text));
+            Self::start_line(cursor, sent, &mut self.counters, partial, timestamp, print);
+        }
+        partial.append(text, max);
         if complete {
-            if deliver {
-                let cut = text.len().min(max);
-                self.counters.truncated += u64::from(cut < text.len());
-                sink.line(stream, position, &text[..cut]);
-            } else {
-                self.counters.skipped += 1;
-            }
-        } else {
-            if !deliver {
-                self.counters.skipped += 1;
-            }
-            partial.open(timestamp, position, deliver);
-            partial.append(text, max);
+            Self::send_line(partial, stream, false, sent, &mut self.counters, sink);
         }
     }
 
@@ -261,12 +391,16 @@ impl Decoder {
                     let (scan, _) = self.scan_tty_prefix(&mut rest);
                     match scan {
                         Prefix::Found(timestamp, _) => {
-                            let (position, deliver) =
-                                self.cursors[LogStream::Tty.index()].next(timestamp);
-                            if !deliver {
-                                self.counters.skipped += 1;
-                            }
-                            self.tty_line.open(timestamp, position, deliver);
+                            // The text is not known yet: the line is remembered once complete.
+                            let tty = LogStream::Tty.index();
+                            Self::start_line(
+                                &mut self.cursors[tty],
+                                &mut self.sent_parts[tty],
+                                &mut self.counters,
+                                &mut self.tty_line,
+                                timestamp,
+                                None,
+                            );
                             self.tty_phase = TtyPhase::Text { piece: 0 };
                         }
                         Prefix::NeedMore => return,
@@ -363,30 +497,43 @@ impl Decoder {
 
     fn finish_tty_line(&mut self, last_text: &[u8], sink: &mut impl LineSink) {
         let line = &mut self.tty_line;
-        let nothing = line.buffer.is_empty() && matches!(last_text, b"" | b"\r");
-        if line.deliver && !(line.continuation && nothing) {
-            let max = self.max_line_bytes;
-            if line.buffer.is_empty() && !line.truncated {
-                // The whole line is in this chunk: no copy.
-                let text = last_text.strip_suffix(b"\r").unwrap_or(last_text);
-                let cut = text.len().min(max);
-                self.counters.truncated += u64::from(cut < text.len());
-                sink.line(LogStream::Tty, line.position, &text[..cut]);
-            } else {
-                line.append(last_text, max);
-                if line.buffer.last() == Some(&b'\r') {
-                    line.buffer.pop();
-                }
-                self.counters.truncated += u64::from(line.truncated);
-                sink.line(LogStream::Tty, line.position, &line.buffer);
+        let cursor = &mut self.cursors[LogStream::Tty.index()];
+        let sent = &mut self.sent_parts[LogStream::Tty.index()];
+        if line.buffer.is_empty() && !line.truncated && line.skip == 0 {
+            // The whole line is in this chunk: no copy.
+            let text = last_text.strip_suffix(b"\r").unwrap_or(last_text);
+            if line.deliver && !line.continuation {
+                line.deliver = cursor.settle(line.position, fingerprint(text), line.suspect);
+                self.counters.repeated += u64::from(!line.deliver);
             }
+            if line.deliver && !(line.continuation && text.is_empty()) {
+                let cut = text.len().min(self.max_line_bytes);
+                self.counters.truncated += u64::from(cut < text.len());
+                sink.line(LogStream::Tty, line.position, &text[..cut], line.replay);
+            }
+            *sent = None;
+            line.close();
+            return;
         }
-        line.close();
+        line.append(last_text, self.max_line_bytes);
+        if line.buffer.last() == Some(&b'\r') {
+            line.buffer.pop();
+        }
+        Self::settle_tty(line, cursor, &mut self.counters);
+        Self::send_line(line, LogStream::Tty, false, sent, &mut self.counters, sink);
+    }
+
+    /// Remembers a complete (or flushed) TTY line, or finds it is a copy and does not send it.
+    fn settle_tty(line: &mut Partial, cursor: &mut Cursor, counters: &mut DecodeCounters) {
+        if line.deliver && !line.continuation {
+            line.deliver = cursor.settle(line.position, fingerprint(&line.buffer), line.suspect);
+            counters.repeated += u64::from(!line.deliver);
+        }
     }
 
     /// Sends the lines still waiting for pieces as they are: their end did not come in time, or
-    /// the stream ended for good (the container stopped). Pieces that still come start a new
-    /// line with the next ordinal.
+    /// the stream ended for good (the container stopped). Pieces that still come are the rest of
+    /// the line, sent as a line of its own with the next ordinal.
     pub(crate) fn flush_partials(&mut self, sink: &mut impl LineSink) {
         for (index, stream) in [LogStream::Stdout, LogStream::Stderr]
             .into_iter()
@@ -394,27 +541,31 @@ impl Decoder {
         {
             let partial = &mut self.partials[index];
             if partial.open {
-                if partial.deliver {
-                    self.counters.truncated += u64::from(partial.truncated);
-                    sink.line(stream, partial.position, &partial.buffer);
-                }
-                partial.close();
+                let sent = &mut self.sent_parts[stream.index()];
+                Self::send_line(partial, stream, true, sent, &mut self.counters, sink);
                 self.flushed[index] = true;
             }
         }
         if self.tty_line.open {
+            let tty = LogStream::Tty.index();
             let line = &mut self.tty_line;
-            if line.deliver && !(line.continuation && line.buffer.is_empty()) {
-                self.counters.truncated += u64::from(line.truncated);
-                sink.line(LogStream::Tty, line.position, &line.buffer);
-            }
+            let sent = &mut self.sent_parts[tty];
+            Self::settle_tty(line, &mut self.cursors[tty], &mut self.counters);
+            let (timestamp, deliver, replay) = (line.timestamp, line.deliver, line.replay);
+            Self::send_line(line, LogStream::Tty, true, sent, &mut self.counters, sink);
             // The TTY phase stays as it is: more text of the line (and Docker's piece
             // boundaries) may follow, as a line of its own with the next ordinal.
-            let timestamp = line.timestamp;
-            line.close();
-            let (position, deliver) = self.cursors[LogStream::Tty.index()].next(timestamp);
-            line.open(timestamp, position, deliver);
-            line.continuation = true;
+            match *sent {
+                Some(part) => {
+                    let position = self.cursors[tty].continuation(timestamp);
+                    line.open(timestamp, position, deliver, replay);
+                    line.continue_from(part, 0);
+                }
+                None => {
+                    line.open(timestamp, Position::new(timestamp, 0), false, false);
+                    line.continuation = true;
+                }
+            }
         }
     }
 }

@@ -77,14 +77,17 @@
 //! # fn toml_like_defaults() -> DockerConfig { DockerConfig::default() }
 //! ```
 
+mod assembler;
 mod checkpoint;
 mod client;
 mod config;
+mod cursor;
 mod decoder;
 mod error;
 mod filter;
 mod metric_names;
 mod raw_logs;
+mod removal;
 mod source;
 mod stream;
 mod timestamp;

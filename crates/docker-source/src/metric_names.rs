@@ -14,9 +14,20 @@ pub(crate) const CONTAINERS_MONITORED: &str = "log_capturer_containers_monitored
 /// `error` (a transport or daemon error).
 pub(crate) const STREAM_RECONNECTS_TOTAL: &str = "log_capturer_stream_reconnects_total";
 /// `log_capturer_lines_dropped_total{reason}`: `malformed` (a frame with a bad stream byte or
-/// timestamp, dropped) and `truncated` (a line longer than `max_line_bytes`: its first
-/// `max_line_bytes` are delivered, the rest is dropped, and the line is counted here once).
+/// timestamp, dropped), `truncated` (a line longer than `max_line_bytes`: its first
+/// `max_line_bytes` are delivered, the rest is dropped, and the line is counted here once) and
+/// `removed` (lines of a removed container that were read but not taken by the pipeline before
+/// the drain's bound).
 pub(crate) const LINES_DROPPED_TOTAL: &str = "log_capturer_lines_dropped_total";
+/// `log_capturer_lines_skipped_total{reason}`: lines read and not sent because they were sent
+/// already: `replayed` (at or before the cursor of a reopened stream), `repeated` (copies Docker
+/// sent again of recent lines, around a log rotation).
+pub(crate) const LINES_SKIPPED_TOTAL: &str = "log_capturer_lines_skipped_total";
+/// `log_capturer_stream_gaps_total{reason}`: places where Docker no longer had lines the agent
+/// had not read, their number unknown: `removed` (a container removed before its logs were read
+/// to the end: the drain reached its bound, or the logs were gone when asked for), `rotated`
+/// (a reopened stream's cursor line was deleted by Docker's log rotation).
+pub(crate) const STREAM_GAPS_TOTAL: &str = "log_capturer_stream_gaps_total";
 /// `log_capturer_invalid_utf8_lines_total`: lines delivered with invalid UTF-8 replaced.
 pub(crate) const INVALID_UTF8_LINES_TOTAL: &str = "log_capturer_invalid_utf8_lines_total";
 /// `log_capturer_containers_unreadable_total{reason}`: containers whose logs cannot be read:
@@ -36,8 +47,14 @@ pub(crate) fn publish_zeroes() {
     for reason in ["eof", "inactivity", "error"] {
         ::metrics::counter!(STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(0);
     }
-    for reason in ["malformed", "truncated"] {
+    for reason in ["malformed", "truncated", "removed"] {
         ::metrics::counter!(LINES_DROPPED_TOTAL, "reason" => reason).increment(0);
+    }
+    for reason in ["replayed", "repeated"] {
+        ::metrics::counter!(LINES_SKIPPED_TOTAL, "reason" => reason).increment(0);
+    }
+    for reason in ["removed", "rotated"] {
+        ::metrics::counter!(STREAM_GAPS_TOTAL, "reason" => reason).increment(0);
     }
     ::metrics::counter!(INVALID_UTF8_LINES_TOTAL).increment(0);
     for reason in ["not_found", "unsupported_log_driver"] {

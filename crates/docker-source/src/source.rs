@@ -41,6 +41,7 @@ use crate::{
     filter::{ContainerFilter, SelfContainer},
     metric_names,
     raw_logs::RawEndpoint,
+    removal::DrainBounds,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
 };
@@ -88,6 +89,13 @@ impl DockerSource {
         let endpoint = client::Endpoint::parse(&host)?;
         let checkpoints = Checkpoints::load(data_dir);
         let workers = StreamWorkers::start(config.stream_threads.max(1))?;
+        let started_at_nanos = i64::try_from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        )
+        .unwrap_or(i64::MAX);
         let settings = Arc::new(StreamSettings {
             inactivity_timeout: config.inactivity_timeout,
             partial_flush_timeout: config.partial_flush_timeout,
@@ -97,18 +105,16 @@ impl DockerSource {
             batch_max_latency: config.batch_max_latency,
             request_timeout: config.request_timeout,
             raw_endpoint: RawEndpoint::new(&endpoint),
+            replay_through: started_at_nanos,
+            removed_drain: DrainBounds {
+                idle: config.removed_drain_timeout,
+                max: config.removed_drain_max,
+            },
         });
         let self_container = SelfContainer::detect();
         if let Some(id) = self_container.describe() {
             info!(container_id = %id, "running in a container; its own logs are not captured");
         }
-        let started_at_nanos = i64::try_from(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        )
-        .unwrap_or(i64::MAX);
         let (status_tx, _) = watch::channel(DockerSnapshot::default());
         Ok(DockerSource {
             config,
@@ -208,6 +214,14 @@ struct Monitored {
     slot: WorkerSlot,
 }
 
+/// A destroyed container, kept while its task drains and its last batches are acknowledged.
+#[derive(Debug)]
+struct Destroyed {
+    monitored: Monitored,
+    /// When its task was found ended and removed from the supervisor.
+    reaped_at: Option<Instant>,
+}
+
 /// The discovery loop's state.
 struct Discovery<'a> {
     config: DockerConfig,
@@ -225,8 +239,9 @@ struct Discovery<'a> {
     batch_tx: Option<mpsc::Sender<EventBatch>>,
     docker: Option<Docker>,
     containers: HashMap<ContainerId, Monitored>,
-    /// Destroyed containers whose last batches may still be acknowledged.
-    destroyed: HashMap<ContainerId, (Arc<ContainerShared>, Instant)>,
+    /// Destroyed containers: their tasks drain what Docker still serves, then their last
+    /// batches may still be acknowledged.
+    destroyed: HashMap<ContainerId, Destroyed>,
     /// Containers whose task could not be spawned yet (its previous run was still ending).
     pending_spawns: HashSet<ContainerId>,
     /// Containers whose inspection failed; retried on the next checkpoint tick.
@@ -285,6 +300,7 @@ impl Discovery<'_> {
                 },
                 _ = checkpoint_tick.tick() => {
                     self.retry_inspections().await;
+                    self.reap_destroyed();
                     self.forget_acknowledged_destroyed(false);
                     self.save_checkpoints().await;
                 }
@@ -580,8 +596,9 @@ impl Discovery<'_> {
         }
     }
 
-    /// Stops monitoring a container that is gone; its checkpoint is dropped once its last batch
-    /// is acknowledged.
+    /// Stops monitoring a container that is gone. Its task is not stopped: it reads what Docker
+    /// still serves (within the `removed_drain_*` bounds) and ends; it is then removed from the
+    /// supervisor, and the checkpoint is dropped once its last batch is acknowledged.
     async fn forget(&mut self, id: &ContainerId) {
         self.pending_spawns.remove(id);
         self.retry_inspect.remove(id);
@@ -591,13 +608,33 @@ impl Discovery<'_> {
             }
             return;
         };
-        info!(container_id = %id, "container destroyed; its log task is removed");
-        self.supervisor.stop(&monitored.task_id).await;
-        self.supervisor.remove(&monitored.task_id);
-        monitored.shared.mark_inactive();
-        self.destroyed
-            .insert(id.clone(), (monitored.shared.clone(), Instant::now()));
+        info!(
+            container_id = %id,
+            name = %monitored.shared.info().name,
+            "container destroyed; its log task reads what Docker still serves, then ends"
+        );
+        monitored.shared.removal.mark();
+        let destroyed = Destroyed {
+            monitored,
+            reaped_at: None,
+        };
+        self.destroyed.insert(id.clone(), destroyed);
+        self.reap_destroyed();
         self.update_gauge();
+    }
+
+    /// Removes the tasks of destroyed containers that have ended from the supervisor.
+    fn reap_destroyed(&mut self) {
+        for destroyed in self.destroyed.values_mut() {
+            let monitored = &destroyed.monitored;
+            if destroyed.reaped_at.is_none()
+                && !monitored.shared.is_active()
+                && (self.supervisor.remove(&monitored.task_id)
+                    || self.supervisor.task(&monitored.task_id).is_none())
+            {
+                destroyed.reaped_at = Some(Instant::now());
+            }
+        }
     }
 
     /// Stops a container's task: the container still exists but is no longer wanted.
@@ -619,11 +656,15 @@ impl Discovery<'_> {
         }
     }
 
-    /// Drops the checkpoints of destroyed containers whose last batch is acknowledged (or after
-    /// a grace period: a batch a sink dropped is never acknowledged).
+    /// Drops the checkpoints of destroyed containers whose task has ended and whose last batch
+    /// is acknowledged (or after a grace period: a batch a sink dropped is never acknowledged).
     fn forget_acknowledged_destroyed(&mut self, all: bool) {
         let checkpoints = &mut self.checkpoints;
-        self.destroyed.retain(|id, (shared, since)| {
+        self.destroyed.retain(|id, destroyed| {
+            let Some(reaped_at) = destroyed.reaped_at.or(all.then(Instant::now)) else {
+                return true;
+            };
+            let shared = &destroyed.monitored.shared;
             let read = shared.read_positions();
             let acked = checkpoints.get(id).unwrap_or([None; 3]);
             let done = read
@@ -631,7 +672,7 @@ impl Discovery<'_> {
                 .zip(shared.initial_resume().iter())
                 .zip(acked.iter())
                 .all(|((read, initial), acked)| read == initial || acked >= read);
-            if done || all || since.elapsed() >= DESTROYED_CHECKPOINT_GRACE {
+            if done || all || reaped_at.elapsed() >= DESTROYED_CHECKPOINT_GRACE {
                 checkpoints.remove(id);
                 false
             } else {
@@ -674,14 +715,16 @@ impl Discovery<'_> {
         &mut self,
         ack_rx: &mut mpsc::UnboundedReceiver<Acknowledgement>,
     ) -> Result<()> {
-        let task_ids: Vec<String> = self
+        // Destroyed containers' tasks that still drain are stopped too.
+        let monitored: Vec<&Monitored> = self
             .containers
             .values()
-            .map(|m| m.task_id.clone())
+            .chain(self.destroyed.values().map(|d| &d.monitored))
             .collect();
+        let task_ids: Vec<String> = monitored.iter().map(|m| m.task_id.clone()).collect();
         let supervisor = self.supervisor.clone();
         join_all(task_ids.iter().map(|id| supervisor.stop(id))).await;
-        for monitored in self.containers.values() {
+        for monitored in monitored {
             self.supervisor.remove(&monitored.task_id);
             monitored.shared.mark_inactive();
         }

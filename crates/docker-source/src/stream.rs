@@ -21,7 +21,8 @@
 //! the stream is read once more without `follow` (to catch what a follower may miss at a stop),
 //! and the task returns `Ok`: state `completed`. A `start` event that arrives meanwhile (see
 //! [`ContainerShared::request_run`]) makes the task loop again instead of ending, so a restart is
-//! never missed.
+//! never missed. A removed container's task reads on to the end of what Docker still serves,
+//! within bounds, and a 404 is its normal end (see [`crate::removal`]).
 
 use std::{
     pin::pin,
@@ -34,9 +35,7 @@ use bollard::{
     container::LogOutput,
     query_parameters::{InspectContainerOptions, LogsOptions},
 };
-use capture_core::{
-    ContainerId, ContainerInfo, ErrorChain, EventBatch, EventBatchBuilder, LogStream, Position,
-};
+use capture_core::{ContainerId, ContainerInfo, ErrorChain, EventBatch, LogStream};
 use futures_util::{FutureExt, Stream, StreamExt, future::Either};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
 use tokio::{sync::mpsc, time::Instant};
@@ -45,12 +44,14 @@ use tracing::{debug, info, warn};
 
 use crate::{
     Error,
+    assembler::{Assembled, Assembler},
     checkpoint::StreamPositions,
     client::{self, Backoff},
-    decoder::{Decoder, LineSink},
+    decoder::Decoder,
     error::{docker_status, is_permanent_status},
     metric_names,
     raw_logs::{self, LogsRequest, RawEndpoint},
+    removal::{self, DrainBounds, Progress, Removal},
 };
 
 /// A burst (what was ready without waiting) of at least this many frames means the stream is
@@ -82,6 +83,8 @@ pub(crate) struct ContainerShared {
     /// this has sent nothing.
     initial_resume: StreamPositions,
     lifecycle: Mutex<Lifecycle>,
+    /// Set when the container is removed: the task drains its stream, then ends.
+    pub(crate) removal: Removal,
 }
 
 /// Whether the container's task is meant to be running, and whether it was asked to look at the
@@ -100,6 +103,7 @@ impl ContainerShared {
             read: Mutex::new(resume),
             initial_resume: resume,
             lifecycle: Mutex::new(Lifecycle::default()),
+            removal: Removal::default(),
         }
     }
 
@@ -211,6 +215,11 @@ pub(crate) struct StreamSettings {
     pub(crate) request_timeout: Duration,
     /// Where log streams are read from directly ([`raw_logs`]); `None` (TLS): through bollard.
     pub(crate) raw_endpoint: Option<RawEndpoint>,
+    /// Lines up to this timestamp (the agent's start, nanoseconds) may have been delivered by an
+    /// earlier run of the agent: they are flagged as a replay.
+    pub(crate) replay_through: i64,
+    /// How long a removed container's stream is drained.
+    pub(crate) removed_drain: DrainBounds,
 }
 
 /// Everything one attempt of a container task needs (cloned per attempt).
@@ -260,6 +269,9 @@ enum StreamEnd {
     Cancelled,
     /// The pipeline is gone.
     PipelineClosed,
+    /// The container was removed and its drain reached a bound; `dropped` lines read were not
+    /// handed over.
+    RemovalCut { dropped: u64 },
 }
 
 /// Whether to follow the stream or read what Docker has and stop.
@@ -277,6 +289,8 @@ struct Follower {
     beat_every: Duration,
     decoder: Decoder,
     assembler: Assembler,
+    /// The last line read or batch taken, for a removed container's drain.
+    progress: Progress,
 }
 
 impl Follower {
@@ -289,6 +303,7 @@ impl Follower {
             beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
             decoder: Decoder::new(settings.max_line_bytes),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
+            progress: Progress::new(),
             env,
         }
     }
@@ -305,6 +320,18 @@ impl Follower {
             match end {
                 StreamEnd::Cancelled => return Ok(()),
                 StreamEnd::PipelineClosed => return Err(Error::PipelineClosed),
+                StreamEnd::RemovalCut { dropped } => {
+                    self.end_removed(dropped, true);
+                    return Ok(());
+                }
+                // The container is gone: a normal end, after what it served was read. A follow
+                // stream refused may have missed lines; a last read after the end did not.
+                StreamEnd::Failed(error) if docker_status(&error) == Some(404) => {
+                    debug!(container_id = %id, error = %ErrorChain(&error), "container removed");
+                    let dropped = self.finish_lines().await?;
+                    self.end_removed(dropped, mode == Mode::Follow);
+                    return Ok(());
+                }
                 StreamEnd::Inactive => {
                     debug!(container_id = %id, "log stream silent; reopening");
                     reconnected("inactivity");
@@ -348,14 +375,10 @@ impl Follower {
             let running = match self.is_running().await {
                 Ok(running) => running,
                 Err(error) if docker_status(&error) == Some(404) => {
-                    // Removed: what Docker had is read; the destroy event removes the task.
-                    self.finish_lines().await?;
-                    info!(container_id = %id, "container removed; log task ends");
-                    if self.env.shared.try_finish() {
-                        return Ok(());
-                    }
-                    mode = Mode::Follow;
-                    continue;
+                    // Removed: what Docker had is read.
+                    let dropped = self.finish_lines().await?;
+                    self.end_removed(dropped, false);
+                    return Ok(());
                 }
                 Err(error) => {
                     consecutive_errors += 1;
@@ -385,7 +408,11 @@ impl Follower {
                 continue;
             }
             // Stopped: the pending partial line is complete, whatever comes later.
-            self.finish_lines().await?;
+            let dropped = self.finish_lines().await?;
+            if dropped > 0 {
+                self.end_removed(dropped, true);
+                return Ok(());
+            }
             match mode {
                 Mode::Follow => mode = Mode::Drain,
                 Mode::Drain => {
@@ -400,13 +427,24 @@ impl Follower {
         }
     }
 
-    /// Flushes the partial lines and sends what is assembled.
-    async fn finish_lines(&mut self) -> Result<(), Error> {
+    /// Flushes the partial lines and sends what is assembled; returns how many lines could
+    /// not be sent because a removed container's drain reached its bound.
+    async fn finish_lines(&mut self) -> Result<u64, Error> {
         self.decoder.flush_partials(&mut self.assembler);
         match self.send_batch().await {
-            Ok(()) | Err(StreamEnd::Cancelled) => Ok(()),
+            Ok(()) | Err(StreamEnd::Cancelled) => Ok(0),
+            Err(StreamEnd::RemovalCut { dropped }) => Ok(dropped),
             Err(_) => Err(Error::PipelineClosed),
         }
+    }
+
+    /// The container is removed and its task ends: counts and logs what was not delivered
+    /// (`dropped` lines read, and, if `cut`, lines Docker may still have had).
+    fn end_removed(&self, dropped: u64, cut: bool) {
+        let info = self.env.shared.info();
+        removal::report_loss(info.id.as_str(), &info.name, dropped, cut);
+        info!(container_id = %info.id, name = %info.name, "container removed; log task completed");
+        self.env.shared.mark_inactive();
     }
 
     async fn is_running(&self) -> Result<bool, bollard::errors::Error> {
@@ -447,7 +485,8 @@ impl Follower {
     /// Opens the stream from the read position and pumps it until it ends.
     async fn follow_once(&mut self, mode: Mode) -> StreamEnd {
         let resume = self.env.shared.read_positions();
-        self.decoder.reset(resume);
+        self.decoder
+            .reset(resume, Some(self.env.settings.replay_through));
         self.assembler.discard();
         let tty = self.assembler.info.tty;
         let since = since_seconds(&resume, tty);
@@ -500,6 +539,9 @@ impl Follower {
         let settings = self.env.settings.clone();
         let cancel = self.cancel.clone();
         let mut cancelled = pin!(cancel.cancelled());
+        let removal = self.env.shared.removal.token();
+        let mut removed = pin!(removal.cancelled());
+        let mut removal_seen = false;
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut last_frame = Instant::now();
         let mut batch_deadline: Option<Instant> = None;
@@ -518,6 +560,9 @@ impl Follower {
             if let Some(partial) = partial_since {
                 deadline = deadline.min(partial + settings.partial_flush_timeout);
             }
+            if let Some(drain) = self.drain_deadline(removal_seen) {
+                deadline = deadline.min(drain);
+            }
             timer.as_mut().reset(deadline);
             let first = if let Some(item) = carried.take() {
                 item
@@ -525,6 +570,11 @@ impl Follower {
                 tokio::select! {
                 biased;
                 _ = &mut cancelled => return StreamEnd::Cancelled,
+                _ = &mut removed, if !removal_seen => {
+                    // The drain's bounds now apply.
+                    removal_seen = true;
+                    continue;
+                }
                 item = stream.next() => item,
                 _ = &mut timer => {
                     self.heartbeat.beat();
@@ -532,6 +582,17 @@ impl Follower {
                     if partial_since.is_some_and(|since| now >= since + settings.partial_flush_timeout) {
                         self.decoder.flush_partials(&mut self.assembler);
                         partial_since = None;
+                        // The head of the line goes out within the batch latency.
+                        if !self.assembler.is_empty() && batch_deadline.is_none() {
+                            batch_deadline = Some(now + settings.batch_max_latency);
+                        }
+                    }
+                    if self.drain_deadline(removal_seen).is_some_and(|drain| now >= drain) {
+                        // Removed, and nothing more came: send what can be sent, then end.
+                        return match self.send_batch().await {
+                            Ok(()) => StreamEnd::RemovalCut { dropped: 0 },
+                            Err(end) => end,
+                        };
                     }
                     let inactive = now >= last_frame + settings.inactivity_timeout;
                     if inactive || batch_deadline.is_some_and(|batch| now >= batch) {
@@ -593,6 +654,7 @@ impl Follower {
                 };
             }
             self.heartbeat.beat();
+            self.progress.made();
             let now = Instant::now();
             last_frame = now;
             partial_since = match (self.decoder.has_partial(), partial_since) {
@@ -640,6 +702,18 @@ impl Follower {
         }
     }
 
+    /// When a removed container's drain ends (`None` before the removal is seen).
+    fn drain_deadline(&self, removal_seen: bool) -> Option<Instant> {
+        if !removal_seen {
+            return None;
+        }
+        let removed_at = self.env.shared.removal.at()?;
+        Some(
+            self.progress
+                .deadline(removed_at, self.env.settings.removed_drain),
+        )
+    }
+
     /// Decodes one bollard item; returns its payload size.
     fn decode(&mut self, output: LogOutput, tty: bool) -> usize {
         match output {
@@ -672,18 +746,31 @@ impl Follower {
         }
     }
 
-    /// Sends the assembled batch (if any), beating while the channel is full; then advances the
-    /// read position. Returns the stream end to report if it could not be sent.
+    /// Sends the assembled batches (if any), beating while the channel is full; then advances
+    /// the read position. Returns the stream end to report if they could not be sent.
     async fn send_batch(&mut self) -> Result<(), StreamEnd> {
-        record_drops(self.decoder.take_counters());
-        let Some(assembled) = self.assembler.take(&self.env.shared) else {
-            return Ok(());
-        };
+        record_drops(&self.env.shared, self.decoder.take_counters());
+        while let Some(assembled) = self.assembler.take(&self.env.shared) {
+            self.send_assembled(assembled).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_assembled(&mut self, assembled: Assembled) -> Result<(), StreamEnd> {
         let lines_per_stream = assembled.lines;
+        let batch_lines = assembled.batch.len() as u64;
         let bytes = assembled.batch.message_bytes();
         let invalid = assembled.batch.invalid_utf8_lines();
+        let removal = self.env.shared.removal.token();
+        let mut removed = pin!(removal.cancelled());
+        let mut removal_seen = false;
         let mut send = pin!(self.env.batch_tx.send(assembled.batch));
         loop {
+            let now = Instant::now();
+            let drain = self.drain_deadline(removal_seen);
+            let wake = drain.map_or(now + self.beat_every, |drain| {
+                drain.min(now + self.beat_every)
+            });
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
@@ -691,10 +778,20 @@ impl Follower {
                     Ok(()) => break,
                     Err(_) => return Err(StreamEnd::PipelineClosed),
                 },
-                _ = tokio::time::sleep(self.beat_every) => self.heartbeat.beat(),
+                _ = &mut removed, if !removal_seen => removal_seen = true,
+                _ = tokio::time::sleep_until(wake) => {
+                    self.heartbeat.beat();
+                    if drain.is_some_and(|drain| Instant::now() >= drain) {
+                        // A removed container's lines that the pipeline did not take in time.
+                        let dropped = batch_lines + self.assembler.pending_lines() as u64;
+                        self.assembler.discard();
+                        return Err(StreamEnd::RemovalCut { dropped });
+                    }
+                }
             }
         }
         self.heartbeat.beat();
+        self.progress.made();
         self.env.shared.advance_read(&assembled.last);
         for stream in LogStream::ALL {
             let count = lines_per_stream[stream.index()];
@@ -735,14 +832,37 @@ fn reconnected(reason: &'static str) {
     ::metrics::counter!(metric_names::STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(1);
 }
 
-fn record_drops(counters: crate::decoder::DecodeCounters) {
-    if counters.truncated > 0 {
-        ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => "truncated")
-            .increment(counters.truncated);
+fn record_drops(shared: &ContainerShared, counters: crate::decoder::DecodeCounters) {
+    let dropped = [
+        ("truncated", counters.truncated),
+        ("malformed", counters.malformed),
+    ];
+    for (reason, count) in dropped {
+        if count > 0 {
+            ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => reason)
+                .increment(count);
+        }
     }
-    if counters.malformed > 0 {
-        ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => "malformed")
-            .increment(counters.malformed);
+    let skipped = [
+        ("replayed", counters.skipped),
+        ("repeated", counters.repeated),
+    ];
+    for (reason, count) in skipped {
+        if count > 0 {
+            ::metrics::counter!(metric_names::LINES_SKIPPED_TOTAL, "reason" => reason)
+                .increment(count);
+        }
+    }
+    if counters.cursor_gone > 0 {
+        ::metrics::counter!(metric_names::STREAM_GAPS_TOTAL, "reason" => "rotated")
+            .increment(counters.cursor_gone);
+        let info = shared.info();
+        warn!(
+            container_id = %info.id,
+            name = %info.name,
+            "Docker no longer had the last line read when the stream was reopened (its log file \
+             was rotated away): the lines after it in that file are lost, their number unknown"
+        );
     }
 }
 
@@ -764,88 +884,4 @@ pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
     }
     let seconds = earliest.div_euclid(1_000_000_000);
     i32::try_from(seconds.max(0)).unwrap_or(i32::MAX)
-}
-
-/// A batch taken from the [`Assembler`].
-struct Assembled {
-    batch: EventBatch,
-    lines: [u64; 3],
-    last: StreamPositions,
-}
-
-/// Collects decoded lines into the batch being built.
-struct Assembler {
-    info: Arc<ContainerInfo>,
-    builder: Option<EventBatchBuilder>,
-    lines: [u64; 3],
-    last: StreamPositions,
-    max_lines: usize,
-    max_bytes: usize,
-    /// The size of the last batch, to allocate the next one at once.
-    hint: (usize, usize),
-}
-
-impl Assembler {
-    fn new(info: Arc<ContainerInfo>, max_lines: usize, max_bytes: usize) -> Assembler {
-        Assembler {
-            info,
-            builder: None,
-            lines: [0; 3],
-            last: [None; 3],
-            max_lines,
-            max_bytes,
-            hint: (16, 2048),
-        }
-    }
-
-    fn pending_lines(&self) -> usize {
-        self.builder.as_ref().map_or(0, EventBatchBuilder::len)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pending_lines() == 0
-    }
-
-    fn is_full(&self) -> bool {
-        self.builder
-            .as_ref()
-            .is_some_and(|b| b.len() >= self.max_lines || b.message_bytes() >= self.max_bytes)
-    }
-
-    /// Drops what was assembled (a reopen reads it again).
-    fn discard(&mut self) {
-        self.builder = None;
-        self.lines = [0; 3];
-        self.last = [None; 3];
-    }
-
-    /// The batch, if any; picks up a renamed container's metadata for the next one.
-    fn take(&mut self, shared: &ContainerShared) -> Option<Assembled> {
-        self.info = shared.info();
-        let builder = self.builder.take()?;
-        self.hint = (
-            builder.len().next_power_of_two().min(self.max_lines),
-            builder
-                .message_bytes()
-                .next_power_of_two()
-                .min(self.max_bytes),
-        );
-        let assembled = Assembled {
-            batch: builder.finish(),
-            lines: std::mem::take(&mut self.lines),
-            last: std::mem::take(&mut self.last),
-        };
-        Some(assembled)
-    }
-}
-
-impl LineSink for Assembler {
-    fn line(&mut self, stream: LogStream, position: Position, message: &[u8]) {
-        let builder = self.builder.get_or_insert_with(|| {
-            EventBatchBuilder::with_capacity(self.info.clone(), self.hint.0, self.hint.1)
-        });
-        builder.push(stream, position, message);
-        self.lines[stream.index()] += 1;
-        self.last[stream.index()] = Some(position);
-    }
 }

@@ -9,22 +9,32 @@ use crate::{
 };
 
 /// 2026-11-24T14:26:08Z in nanoseconds.
-const BASE_NANOS: i64 = 1_795_530_368_000_000_000;
+pub(crate) const BASE_NANOS: i64 = 1_795_530_368_000_000_000;
 
 #[derive(Debug, Default)]
-struct Collected(Vec<(LogStream, Position, String)>);
+pub(crate) struct Collected(
+    pub(crate) Vec<(LogStream, Position, String)>,
+    pub(crate) Vec<bool>,
+);
 
 impl LineSink for Collected {
-    fn line(&mut self, stream: LogStream, position: Position, message: &[u8]) {
+    fn line(&mut self, stream: LogStream, position: Position, message: &[u8], replay: bool) {
         self.0.push((
             stream,
             position,
             String::from_utf8_lossy(message).into_owned(),
         ));
+        self.1.push(replay);
     }
 }
 
-fn stamp(nanos: i64) -> String {
+impl Collected {
+    pub(crate) fn texts(&self) -> Vec<&str> {
+        self.0.iter().map(|line| line.2.as_str()).collect()
+    }
+}
+
+pub(crate) fn stamp(nanos: i64) -> String {
     let ts = jiff::Timestamp::from_nanosecond(i128::from(nanos)).unwrap();
     // Docker 20.10 writes nine digits; newer daemons trim zeros: alternate both.
     if nanos % 2 == 0 {
@@ -35,7 +45,7 @@ fn stamp(nanos: i64) -> String {
 }
 
 /// A frame payload as the daemon writes it.
-fn frame(nanos: i64, text: &str, newline: bool) -> Vec<u8> {
+pub(crate) fn frame(nanos: i64, text: &str, newline: bool) -> Vec<u8> {
     let mut payload = stamp(nanos).into_bytes();
     payload.extend_from_slice(text.as_bytes());
     if newline {
@@ -66,7 +76,7 @@ fn tty_stream(lines: &[(i64, String)]) -> Vec<u8> {
     out
 }
 
-fn decoder() -> Decoder {
+pub(crate) fn decoder() -> Decoder {
     Decoder::new(1024 * 1024)
 }
 
@@ -116,7 +126,7 @@ fn split_frames_merge_per_stream_even_when_interleaved() {
         // Another stream's lines in between do not disturb the merge.
         decoder.frame(
             LogStream::Stderr,
-            &frame(BASE_NANOS + 5, "x", true),
+            &frame(BASE_NANOS + 5 + i as i64, "x", true),
             &mut out,
         );
     }
@@ -190,7 +200,7 @@ fn resume_skips_exactly_what_was_delivered() {
             decoder.frame(LogStream::Stdout, &frame(*nanos, text, true), &mut first);
         }
         let cursor = first.0.last().map(|line| line.1);
-        decoder.reset([cursor, None, None]);
+        decoder.reset([cursor, None, None], None);
         for (nanos, text) in &lines {
             decoder.frame(LogStream::Stdout, &frame(*nanos, text, true), &mut out);
         }
@@ -204,7 +214,7 @@ fn resume_skips_exactly_what_was_delivered() {
 #[test]
 fn a_clock_stepping_back_after_the_resume_point_drops_nothing() {
     let mut decoder = decoder();
-    decoder.reset([Some(Position::new(BASE_NANOS, 0)), None, None]);
+    decoder.reset([Some(Position::new(BASE_NANOS, 0)), None, None], None);
     let mut out = Collected::default();
     decoder.frame(LogStream::Stdout, &frame(BASE_NANOS, "old", true), &mut out);
     decoder.frame(
@@ -385,7 +395,7 @@ fn reset_drops_partial_lines_so_a_reopen_reads_them_whole() {
         &frame(BASE_NANOS, "head ", false),
         &mut out,
     );
-    decoder.reset([None; 3]);
+    decoder.reset([None; 3], None);
     decoder.frame(
         LogStream::Stdout,
         &frame(BASE_NANOS, "head ", false),

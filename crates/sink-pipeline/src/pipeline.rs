@@ -72,7 +72,7 @@ impl Pipeline {
             let sink: Box<dyn DynSink> = match sink_config {
                 SinkConfig::File(file) => {
                     file.validate(&name)?;
-                    Box::new(FileSink::open(&file).map_err(open_error)?)
+                    Box::new(FileSink::open(&file, &name).map_err(open_error)?)
                 }
                 SinkConfig::Stdout(stdout) => Box::new(StdoutSink::new(&stdout)),
                 SinkConfig::Loki(loki) => Box::new(LokiSink::new(loki).map_err(open_error)?),

@@ -227,6 +227,22 @@ fn buffer_round_trips_batches_and_resumes_after_reopen() {
 }
 
 #[test]
+fn the_buffer_codec_keeps_each_streams_replay_flag() {
+    let mut replayed = EventBatchBuilder::new(container());
+    replayed.push(LogStream::Stdout, Position::new(1, 0), b"again");
+    replayed.push(LogStream::Stderr, Position::new(2, 0), b"live");
+    replayed.set_replay(LogStream::Stdout, true);
+    let batches = [numbered(0, 2), replayed.finish()];
+    let mut bytes = Vec::new();
+    crate::buffer::codec::encode(&mut bytes, &batches);
+    let decoded = crate::buffer::codec::decode(&bytes).unwrap();
+    let flags = |batch: &EventBatch| LogStream::ALL.map(|stream| batch.is_replay(stream));
+    assert_eq!(flags(&decoded[0]), [false; 3]);
+    assert_eq!(flags(&decoded[1]), [true, false, false]);
+    assert_eq!(decoded[1].container(), batches[1].container());
+}
+
+#[test]
 fn buffer_blocks_or_drops_oldest_when_full() {
     let dir = tempfile::tempdir().unwrap();
     let block = BufferConfig {
@@ -318,4 +334,79 @@ fn file_sink_default_lives_in_the_data_dir() {
         config.path,
         std::path::Path::new("/data/logs/containers.jsonl")
     );
+}
+
+/// A batch of stdout lines `(timestamp, message)` of [`container`], live or replayed.
+fn stdout_batch(lines: &[(i64, &str)], replay: bool) -> EventBatch {
+    let mut builder = EventBatchBuilder::new(container());
+    for (timestamp, message) in lines {
+        builder.push(
+            LogStream::Stdout,
+            Position::new(*timestamp, 0),
+            message.as_bytes(),
+        );
+    }
+    builder.set_replay(LogStream::Stdout, replay);
+    builder.finish()
+}
+
+fn file_messages(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["message"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_file_sink_skips_only_replayed_lines_and_writes_live_lines_after_a_clock_step() {
+    use crate::sink::Sink;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::FileSinkConfig::default_for(dir.path());
+    let mut sink = crate::sinks::file::FileSink::open(&config, "file").unwrap();
+    sink.deliver(&[stdout_batch(&[(100, "a"), (200, "b")], false)])
+        .await
+        .unwrap();
+    // The clock stepped back: live lines older than the mark are new lines.
+    sink.deliver(&[stdout_batch(&[(150, "stepped"), (160, "after step")], false)])
+        .await
+        .unwrap();
+    // A reopen replays: what is at or below the last line written (160) is skipped.
+    sink.deliver(&[stdout_batch(
+        &[(150, "stepped"), (160, "after step"), (170, "new")],
+        true,
+    )])
+    .await
+    .unwrap();
+    drop(sink);
+    // The mark recovered from the file is the last line written (170), not the largest (200).
+    let mut sink = crate::sinks::file::FileSink::open(&config, "file").unwrap();
+    sink.deliver(&[stdout_batch(&[(170, "new"), (180, "next")], true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        file_messages(&config.path),
+        ["a", "b", "stepped", "after step", "new", "next"]
+    );
+}
+
+#[tokio::test]
+async fn the_file_sink_writes_a_live_line_equal_to_its_mark_but_not_a_replayed_one() {
+    use crate::sink::Sink;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::FileSinkConfig::default_for(dir.path());
+    let mut sink = crate::sinks::file::FileSink::open(&config, "file").unwrap();
+    sink.deliver(&[stdout_batch(&[(100, "a")], false)])
+        .await
+        .unwrap();
+    sink.deliver(&[stdout_batch(&[(100, "a")], true)])
+        .await
+        .unwrap();
+    sink.deliver(&[stdout_batch(&[(90, "b")], false)])
+        .await
+        .unwrap();
+    assert_eq!(file_messages(&config.path), ["a", "b"]);
 }

@@ -5,10 +5,14 @@
 //! ```text
 //! u32 containers, then per container: str id, str name, str image, u8 tty,
 //!                                     u32 labels, then per label: str key, str value
-//! u32 batches, then per batch: u32 container index, u32 lines,
+//! u32 batches, then per batch: u32 container index | replay << 29, u32 lines,
 //!                              then per line: u8 stream, i64 timestamp, u32 ordinal, str message
 //! str = u32 length + UTF-8 bytes
 //! ```
+//!
+//! `replay` (3 bits, bit `stream.index()`) is the batch's replay flag per stream
+//! ([`EventBatch::is_replay`]). Records written before the flag existed have zeros there and
+//! decode as live batches.
 //!
 //! Containers are written once per record even when many batches share them. Decoding checks
 //! every length and never panics: a record that passed its checksum but does not decode is
@@ -19,6 +23,10 @@ use std::{collections::BTreeMap, sync::Arc};
 use capture_core::{
     ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
 };
+
+/// The container index's bits that carry the batch's replay flags.
+const REPLAY_SHIFT: u32 = 29;
+const INDEX_MASK: u32 = (1 << REPLAY_SHIFT) - 1;
 
 /// A record that does not decode.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +67,12 @@ pub(crate) fn encode(out: &mut Vec<u8>, batches: &[EventBatch]) {
     }
     put_u32(out, batches.len());
     for (batch, index) in batches.iter().zip(indexes) {
-        out.extend_from_slice(&index.to_le_bytes());
+        let replay = LogStream::ALL
+            .iter()
+            .filter(|stream| batch.is_replay(**stream))
+            .fold(0u32, |bits, stream| bits | 1 << stream.index());
+        let word = index.min(INDEX_MASK) | replay << REPLAY_SHIFT;
+        out.extend_from_slice(&word.to_le_bytes());
         put_u32(out, batch.len());
         for line in batch.lines() {
             out.push(line.stream.index() as u8);
@@ -103,12 +116,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<EventBatch>, DecodeError> {
     let batch_count = reader.u32()? as usize;
     let mut batches = Vec::with_capacity(batch_count.min(65_536));
     for _ in 0..batch_count {
+        let word = reader.u32()?;
         let container = containers
-            .get(reader.u32()? as usize)
+            .get((word & INDEX_MASK) as usize)
             .ok_or(DecodeError("bad container index"))?;
         let lines = reader.u32()? as usize;
         let mut builder =
             EventBatchBuilder::with_capacity(Arc::clone(container), lines.min(65_536), 0);
+        for stream in LogStream::ALL {
+            builder.set_replay(stream, word >> REPLAY_SHIFT & 1 << stream.index() != 0);
+        }
         for _ in 0..lines {
             let stream = *LogStream::ALL
                 .get(reader.u8()? as usize)

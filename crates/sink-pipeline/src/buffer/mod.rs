@@ -16,7 +16,7 @@
 //! replayed, a record whose checksum or decoding fails is skipped. Both losses are counted as
 //! dropped events and logged, never a panic.
 
-mod codec;
+pub(crate) mod codec;
 
 use std::{
     collections::VecDeque,
@@ -494,10 +494,15 @@ impl DiskBuffer {
         if hasher.finalize() != crc {
             return Ok(Err((length, events, "checksum mismatch")));
         }
-        let batches = match codec::decode(&self.scratch) {
+        let mut batches = match codec::decode(&self.scratch) {
             Ok(batches) => batches,
             Err(_) => return Ok(Err((length, events, "undecodable payload"))),
         };
+        // A record read back may be the one a sink was taking when the agent died: a sink
+        // that deduplicates (the file sink) may skip what it already holds.
+        for batch in &mut batches {
+            batch.mark_replay();
+        }
         let start = self.cursor;
         Ok(Ok(ReplayRecord {
             batches,

@@ -1,12 +1,16 @@
 //! The file sink: JSON lines with size-based rotation, exactly-once over at-least-once input.
 //!
 //! Idempotency: the sink keeps, per container and stream, the [`Position`] of the last line it
-//! wrote (its high-water mark) and skips lines at or below it, so batches the source replays
-//! after a restart or reconnect are not written twice. At open the marks are recovered from the
-//! files themselves: the last timestamp of each stream, and the ordinal as the number of
-//! consecutive records of that stream carrying that timestamp (counted across rotated files
-//! when the run of equal timestamps crosses a rotation). Positions order a stream's lines
-//! strictly and are assigned in read order, so this reproduces the source's positions exactly.
+//! wrote (its high-water mark). Lines of a batch the source marks as a *replay*
+//! ([`EventBatch::is_replay`]: read again after an agent restart or a reopen, or read back from
+//! the disk buffer) are skipped when at or below the mark, and counted in
+//! `log_capturer_sink_lines_skipped_total{sink}`. Live lines are always written, also when their
+//! timestamp is older than the mark (the wall clock stepped back: NTP, a leap second), and the
+//! mark follows them: it is the last line written, not the largest. At open the marks are
+//! recovered from the files themselves: the last record of each stream, and the ordinal as the
+//! number of consecutive records of that stream carrying its timestamp (counted across rotated
+//! files when the run of equal timestamps crosses a rotation). Positions are assigned in read
+//! order, so this reproduces the source's positions exactly.
 
 use std::{
     collections::HashMap,
@@ -57,6 +61,10 @@ impl From<FileSinkError> for SinkError {
     }
 }
 
+/// `log_capturer_sink_lines_skipped_total{sink}`: replayed lines a sink skipped because it
+/// already held them.
+pub(crate) const SKIPPED_LINES_TOTAL: &str = "log_capturer_sink_lines_skipped_total";
+
 /// High-water marks of one container, one per stream (indexed by [`LogStream::index`]).
 type StreamMarks = [Option<Position>; 3];
 
@@ -80,6 +88,8 @@ pub(crate) struct FileSink {
     encoder: RecordEncoder,
     /// Reused for every delivery: all its records, written with one `write` call.
     buffer: Vec<u8>,
+    /// `log_capturer_sink_lines_skipped_total{sink}`: replayed lines already in the file.
+    skipped_lines: metrics::Counter,
     /// The thread gzipping the last rotated file. Joined before the next rotation and on drop,
     /// so two compressions never race on the same names.
     compressor: Option<JoinHandle<()>>,
@@ -87,7 +97,8 @@ pub(crate) struct FileSink {
 
 impl FileSink {
     /// Opens (or creates) the active file and recovers the high-water marks from the files.
-    pub(crate) fn open(config: &FileSinkConfig) -> Result<FileSink, SinkError> {
+    /// `name` is the sink's name, the label of its metrics.
+    pub(crate) fn open(config: &FileSinkConfig, name: &str) -> Result<FileSink, SinkError> {
         let path = config.path.clone();
         if let Some(parent) = path
             .parent()
@@ -109,8 +120,11 @@ impl FileSink {
             undo: Vec::new(),
             encoder: RecordEncoder::default(),
             buffer: Vec::new(),
+            skipped_lines: metrics::counter!(SKIPPED_LINES_TOTAL, "sink" => name.to_owned()),
             compressor: None,
         };
+        // Published at zero, so the series exists before the first skip.
+        sink.skipped_lines.increment(0);
         sink.high_water = sink.recover()?;
         sink.reopen()?;
         info!(
@@ -339,9 +353,13 @@ impl Sink for FileSink {
             let previous = self.high_water.get(&container.id).copied();
             self.undo.push((container.id.clone(), previous));
             let mut marks = previous.unwrap_or_default();
+            let replay = LogStream::ALL.map(|stream| batch.is_replay(stream));
             for line in batch.lines() {
-                let mark = &mut marks[line.stream.index()];
-                if mark.is_some_and(|mark| line.position <= mark) {
+                let index = line.stream.index();
+                let mark = &mut marks[index];
+                // Only a replay can hold lines already written; a live line older than the mark
+                // was written after a clock step and is new.
+                if replay[index] && mark.is_some_and(|mark| line.position <= mark) {
                     skipped += 1;
                     continue;
                 }
@@ -355,13 +373,9 @@ impl Sink for FileSink {
                 }
             }
         }
-        if skipped > 0 {
-            debug!(lines = skipped, "skipped lines already in the file");
-        }
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        if let Err(error) = self.write_buffer() {
+        if !self.buffer.is_empty()
+            && let Err(error) = self.write_buffer()
+        {
             for (id, marks) in self.undo.drain(..).rev() {
                 match marks {
                     Some(marks) => self.high_water.insert(id, marks),
@@ -369,6 +383,11 @@ impl Sink for FileSink {
                 };
             }
             return Err(error.into());
+        }
+        if skipped > 0 {
+            // Counted once the delivery is done, so a retried delivery is not counted twice.
+            debug!(lines = skipped, "skipped replayed lines already in the file");
+            self.skipped_lines.increment(skipped as u64);
         }
         Ok(())
     }
@@ -412,7 +431,8 @@ fn compress_file(from: &Path, to: &Path) -> io::Result<()> {
 /// What one file says about one stream of one container.
 #[derive(Debug, Clone, Copy)]
 struct FileStreamStat {
-    /// The last (largest) timestamp of the stream in the file.
+    /// The timestamp of the stream's last record in the file (the largest, unless the clock
+    /// stepped back).
     last_timestamp: i64,
     /// How many records of the stream carry `last_timestamp`.
     trailing: u32,
@@ -459,12 +479,11 @@ fn scan_records(reader: impl Read) -> io::Result<HashMap<String, [Option<FileStr
                 });
             }
             Some(stat) if key.timestamp_nanos == stat.last_timestamp => stat.trailing += 1,
+            // The last record wins, as the mark is the last line written.
             Some(stat) => {
                 stat.uniform = false;
-                if key.timestamp_nanos > stat.last_timestamp {
-                    stat.last_timestamp = key.timestamp_nanos;
-                    stat.trailing = 1;
-                }
+                stat.last_timestamp = key.timestamp_nanos;
+                stat.trailing = 1;
             }
         }
     }

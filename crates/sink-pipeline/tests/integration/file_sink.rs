@@ -6,7 +6,7 @@ use std::{
     sync::Arc,
 };
 
-use capture_core::{EventBatchBuilder, LogStream, Position, status::SinkState};
+use capture_core::{EventBatch, EventBatchBuilder, LogStream, Position, status::SinkState};
 use sink_pipeline::{FileSinkConfig, Pipeline, PipelineConfig, RetryConfig, SinkConfig};
 
 use crate::support::{container, fast_retry, numbered, small_batches, start};
@@ -233,17 +233,34 @@ async fn replayed_lines_are_not_written_twice_even_across_restarts_and_rotations
     running.finish().await;
     assert_eq!(all_lines(&path).len(), 16);
 
-    // The source replays from earlier positions after a restart.
+    // The source replays from earlier positions after a restart, and says so.
+    let replayed = |mut batch: EventBatch| {
+        batch.mark_replay();
+        batch
+    };
     let running = start(pipeline(data_dir.path(), file.clone()));
-    running.batch_tx.send(numbered(&web, 5, 5)).await.unwrap();
-    running.batch_tx.send(numbered(&db, 1, 4)).await.unwrap();
-    running.batch_tx.send(burst(0..5, true)).await.unwrap();
+    let replays = [
+        numbered(&web, 5, 5),
+        numbered(&db, 1, 4),
+        burst(0..5, true),
+    ];
+    for batch in replays {
+        running.batch_tx.send(replayed(batch)).await.unwrap();
+    }
     running.finish().await;
 
     // And once more within one run.
     let running = start(pipeline(data_dir.path(), file));
-    running.batch_tx.send(burst(0..5, true)).await.unwrap();
-    running.batch_tx.send(burst(0..5, true)).await.unwrap();
+    running
+        .batch_tx
+        .send(replayed(burst(0..5, true)))
+        .await
+        .unwrap();
+    running
+        .batch_tx
+        .send(replayed(burst(0..5, true)))
+        .await
+        .unwrap();
     running.finish().await;
 
     let messages: Vec<String> = timestamps_and_ordinals(&all_lines(&path))
