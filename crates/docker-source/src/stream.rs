@@ -885,3 +885,6 @@ pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
     let seconds = earliest.div_euclid(1_000_000_000);
     i32::try_from(seconds.max(0)).unwrap_or(i32::MAX)
 }
+
+#[cfg(test)]
+mod tests;
