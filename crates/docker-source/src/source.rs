@@ -41,7 +41,7 @@ use crate::{
     filter::{ContainerFilter, SelfContainer},
     metric_names,
     raw_logs::RawEndpoint,
-    removal::DrainBounds,
+    removal::{self, DrainBounds},
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
 };
@@ -456,11 +456,36 @@ impl Discovery<'_> {
         let action = event.action.unwrap_or_default();
         debug!(container_id = %id, action = %action, "docker event");
         match action.as_str() {
-            "start" => self.refresh(&id, false, true).await,
-            "unpause" | "rename" => self.refresh(&id, false, false).await,
+            "start" => {
+                let known = self.containers.contains_key(&id) || self.destroyed.contains_key(&id);
+                if !self.refresh(&id, false, true).await && !known {
+                    self.removed_before_read(&id, actor.attributes.unwrap_or_default());
+                }
+            }
+            "unpause" | "rename" => {
+                self.refresh(&id, false, false).await;
+            }
             "destroy" => self.forget(&id).await,
             // A stopping container's stream ends on its own; a paused one is silent.
             _ => {}
+        }
+    }
+
+    /// A container that started and was removed before the source could look at it (a short
+    /// `--rm` job on a busy host): its logs are gone. If the filters would have taken it
+    /// (judged on the event's name, image and labels), the loss is counted and logged.
+    fn removed_before_read(&self, id: &ContainerId, attributes: HashMap<String, String>) {
+        let mut info = ContainerInfo::new(
+            id.clone(),
+            attributes.get("name").cloned().unwrap_or_default(),
+            attributes.get("image").cloned().unwrap_or_default(),
+        );
+        info.labels = attributes
+            .into_iter()
+            .filter(|(key, _)| key != "name" && key != "image")
+            .collect();
+        if !self.self_container.is(id.as_str()) && self.filter.accepts(&info) {
+            removal::report_loss(id.as_str(), &info.name, 0, true);
         }
     }
 
@@ -469,10 +494,10 @@ impl Discovery<'_> {
     /// `started`: the container is known to have started since it was last read (a `start`
     /// event, or found stopped by a re-listing after it started while the source was not
     /// looking), so its task runs even if the container has already exited again: what it
-    /// wrote is still to be read.
-    async fn refresh(&mut self, id: &ContainerId, initial: bool, started: bool) {
+    /// wrote is still to be read. Returns `false` if the container no longer exists.
+    async fn refresh(&mut self, id: &ContainerId, initial: bool, started: bool) -> bool {
         let Some(docker) = self.docker.clone() else {
-            return;
+            return true;
         };
         let inspected = docker
             .inspect_container(id.as_str(), None::<InspectContainerOptions>)
@@ -491,12 +516,14 @@ impl Discovery<'_> {
             Err(error) if docker_status(&error) == Some(404) => {
                 self.retry_inspect.remove(id);
                 self.forget(id).await;
+                return false;
             }
             Err(error) => {
                 warn!(container_id = %id, error = %ErrorChain(&error), "cannot inspect container; will retry");
                 self.retry_inspect.insert(id.clone());
             }
         }
+        true
     }
 
     async fn retry_inspections(&mut self) {

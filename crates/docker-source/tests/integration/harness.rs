@@ -150,6 +150,10 @@ impl Collected {
 pub(crate) struct Sink {
     pub(crate) collected: Arc<Mutex<Collected>>,
     changed_tx: Arc<watch::Sender<u64>>,
+    /// How long the fake pipeline takes per batch (a slow sink).
+    delay: Duration,
+    /// While `true`, the fake pipeline takes no batch (a stalled sink).
+    paused_tx: Arc<watch::Sender<bool>>,
 }
 
 impl Default for Sink {
@@ -157,11 +161,26 @@ impl Default for Sink {
         Sink {
             collected: Arc::default(),
             changed_tx: Arc::new(watch::channel(0).0),
+            delay: Duration::ZERO,
+            paused_tx: Arc::new(watch::channel(false).0),
         }
     }
 }
 
 impl Sink {
+    /// A pipeline that takes `delay` per batch.
+    pub(crate) fn slow(delay: Duration) -> Sink {
+        Sink {
+            delay,
+            ..Sink::default()
+        }
+    }
+
+    /// Stops (`true`) or resumes taking batches.
+    pub(crate) fn pause(&self, paused: bool) {
+        self.paused_tx.send_replace(paused);
+    }
+
     /// Waits (bounded by [`WAIT`]) until `condition` holds for what was received; panics with
     /// `what` otherwise.
     pub(crate) async fn wait_until(&self, what: &str, condition: impl Fn(&Collected) -> bool) {
@@ -237,8 +256,19 @@ impl Harness {
         let source_task =
             tokio::spawn(source.run(supervisor.clone(), batch_tx, ack_rx, shutdown.clone()));
         let pipeline_sink = sink.clone();
+        let mut paused_rx = sink.paused_tx.subscribe();
         let pipeline_task = tokio::spawn(async move {
-            while let Some(batch) = batch_rx.recv().await {
+            loop {
+                // Not taking batches while paused; the wait ends with the test.
+                if paused_rx.wait_for(|paused| !paused).await.is_err() {
+                    break;
+                }
+                let Some(batch) = batch_rx.recv().await else {
+                    break;
+                };
+                if !pipeline_sink.delay.is_zero() {
+                    tokio::time::sleep(pipeline_sink.delay).await;
+                }
                 pipeline_sink.collected.lock().unwrap().record(&batch);
                 for ack in batch.acknowledgements() {
                     let _ = ack_tx.send(ack);

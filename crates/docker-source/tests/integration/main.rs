@@ -9,4 +9,5 @@ mod capture;
 mod harness;
 mod leaks;
 mod lifecycle;
+mod removal;
 mod resume;

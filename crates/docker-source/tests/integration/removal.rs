@@ -1,0 +1,104 @@
+//! Removed containers: a `--rm` job's lines are read to the end after its removal, through a
+//! slow pipeline; a drain that cannot progress ends at its bound and counts what it lost.
+
+use std::time::Duration;
+
+use docker_source::DockerConfig;
+
+use crate::harness::{self, Harness, Sink, config, counter, loggen, unique};
+
+const LINES: usize = 30_000;
+
+/// A `--rm` loggen job writing `LINES` lines as fast as it can, once the source follows it.
+/// Docker removes it when it exits; the guard only cleans up after a failed test.
+fn rm_job(label: &str, tag: &str) -> test_support::docker::Container {
+    loggen(
+        label,
+        &["--rm"],
+        &[
+            "--tag",
+            tag,
+            "--lines",
+            &LINES.to_string(),
+            // The source has its stream open before the first line.
+            "--delay-secs",
+            "2",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rm_jobs_lines_are_all_read_after_its_removal_through_a_slow_pipeline() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let label = unique("removal");
+    let dir = tempfile::tempdir().unwrap();
+    // About 0.7 s per 20 000 lines: the pipeline is still behind when Docker removes the job.
+    let harness = Harness::start(
+        config(&label),
+        dir.path(),
+        Sink::slow(Duration::from_millis(70)),
+    );
+    let gaps_before = counter("log_capturer_stream_gaps_total", Some(("reason", "removed")));
+    let job = rm_job(&label, "rm");
+    let id = job.id().to_owned();
+    harness
+        .sink
+        .collected
+        .lock()
+        .unwrap()
+        .checker
+        .expect(&id, "rm", LINES as u64);
+    harness
+        .sink
+        .wait_until("every line of the --rm job", |c| c.count(&id) >= LINES)
+        .await;
+    harness
+        .wait_task(&id, "removed once drained", |state| state.is_none())
+        .await;
+    harness.sink.with(|c| {
+        c.report().assert_perfect();
+        assert_eq!(c.count(&id), LINES);
+    });
+    assert_eq!(
+        counter("log_capturer_stream_gaps_total", Some(("reason", "removed"))),
+        gaps_before
+    );
+    assert_eq!(counter("task_failures_total", None), 0);
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_cannot_progress_ends_at_its_bound_and_counts_the_loss() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let label = unique("removal-stalled");
+    let dir = tempfile::tempdir().unwrap();
+    let config = DockerConfig {
+        removed_drain_timeout: Duration::from_secs(2),
+        batch_max_lines: 100,
+        ..config(&label)
+    };
+    let sink = Sink::default();
+    sink.pause(true);
+    let harness = Harness::start(config, dir.path(), sink);
+    let job = rm_job(&label, "stalled");
+    let id = job.id().to_owned();
+    // The job ends and is removed while nothing is taken; the drain gives up 2 s later.
+    harness
+        .wait_task(&id, "ended at its drain bound", |state| state.is_none())
+        .await;
+    harness.sink.pause(false);
+    let dropped = counter("log_capturer_lines_dropped_total", Some(("reason", "removed")));
+    let gaps = counter("log_capturer_stream_gaps_total", Some(("reason", "removed")));
+    assert!(dropped > 0, "the lines read and not taken are counted");
+    assert_eq!(gaps, 1, "the rest Docker had is counted as one gap");
+    harness
+        .sink
+        .wait_until("the batches that were queued", |c| c.count(&id) > 0)
+        .await;
+    let received = harness.sink.with(|c| c.count(&id));
+    assert!(received as u64 + dropped <= LINES as u64);
+    assert_eq!(counter("task_failures_total", None), 0);
+    harness.stop().await;
+}
