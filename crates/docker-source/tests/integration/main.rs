@@ -11,3 +11,4 @@ mod leaks;
 mod lifecycle;
 mod removal;
 mod resume;
+mod rotation;
