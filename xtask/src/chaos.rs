@@ -9,6 +9,8 @@
 //! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
 //! - [`sink`]: `sink-down`, `disk-full`.
+//! - [`rotation`]: `rotation` (Docker's `max-size`/`max-file` at several rates).
+//! - [`removal`]: `rm-burst` (`--rm` jobs through a slow Loki).
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -21,6 +23,8 @@ mod input;
 mod ledger;
 mod loki;
 mod process;
+mod removal;
+mod rotation;
 mod sink;
 mod stage;
 
@@ -46,7 +50,8 @@ counts every line: `scenario lost=N dup=N recovered_in=Xs`. With no scenario, ru
 Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its expectation.
 
 Options:
-  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s)
+  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
+            rotation (2 rates), rm-burst (2 + 2 jobs)
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
@@ -84,6 +89,18 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: true,
         about: "Loki answers 503 for 5 min (CI: 20 s); buffer holds, all delivered once",
         run: sink::sink_down,
+    },
+    Scenario {
+        name: "rotation",
+        in_ci: true,
+        about: "max-size=1m, max-file 1 and 3, at 2k, 20k lines/s and full speed (CI: 2k, 20k)",
+        run: rotation::rotation,
+    },
+    Scenario {
+        name: "rm-burst",
+        in_ci: true,
+        about: "--rm jobs of 50k lines through a Loki answering after 500 ms",
+        run: removal::rm_burst,
     },
     Scenario {
         name: "sigterm-under-load",

@@ -124,3 +124,42 @@ impl LineSink for Assembler {
         self.last[index] = Some(position);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use capture_core::{ContainerId, ContainerInfo, LogStream, Position};
+
+    use super::Assembler;
+    use crate::{decoder::LineSink, stream::ContainerShared};
+
+    #[test]
+    fn a_batch_is_cut_where_a_streams_replay_ends() {
+        let info = Arc::new(ContainerInfo::new(
+            ContainerId::new("a".repeat(64)).unwrap(),
+            "web",
+            "nginx",
+        ));
+        let shared = ContainerShared::new(info.clone(), [None; 3]);
+        let mut assembler = Assembler::new(info, 100, 1 << 20);
+        let at = |n| Position::new(n, 0);
+        assembler.line(LogStream::Stdout, at(1), b"replayed", true);
+        assembler.line(LogStream::Stderr, at(2), b"live err", false);
+        assembler.line(LogStream::Stdout, at(3), b"replayed too", true);
+        // Stdout's replay ends: the batch so far is finished.
+        assembler.line(LogStream::Stdout, at(4), b"live", false);
+        assembler.line(LogStream::Stderr, at(5), b"live err too", false);
+        assert!(assembler.is_full(), "a finished batch waits to be sent");
+        assert_eq!(assembler.pending_lines(), 5);
+        let first = assembler.take(&shared).unwrap();
+        assert_eq!(first.batch.len(), 3);
+        assert!(first.batch.is_replay(LogStream::Stdout));
+        assert!(!first.batch.is_replay(LogStream::Stderr));
+        let second = assembler.take(&shared).unwrap();
+        assert_eq!(second.batch.len(), 2);
+        assert!(!second.batch.is_replay(LogStream::Stdout));
+        assert_eq!(second.last[LogStream::Stdout.index()], Some(at(4)));
+        assert!(assembler.take(&shared).is_none());
+    }
+}

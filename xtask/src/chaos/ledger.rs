@@ -134,19 +134,55 @@ impl Ledger {
         }
     }
 
+    /// Records the truth of a generator whose copy Docker no longer has (a `--rm` job, rotated
+    /// logs): `lines` per stream of loggen run `run` with `tag` in `container`.
+    pub(crate) fn add_generated_truth(
+        &mut self,
+        container: &str,
+        tag: &str,
+        run: &str,
+        streams: &[&str],
+        lines: u64,
+    ) {
+        for stream in streams {
+            let key = SequenceKey {
+                container: container.to_owned(),
+                tag: tag.to_owned(),
+                run: run.to_owned(),
+                stream: (*stream).to_owned(),
+            };
+            self.truth.insert(key, lines);
+        }
+    }
+
     /// The capture against the truth, over the containers that have a truth.
     pub(crate) fn tally(&self) -> Tally {
+        self.tally_where(|_| true)
+    }
+
+    /// [`Ledger::tally`] over the containers in `containers` only.
+    pub(crate) fn tally_of(&self, containers: &[String]) -> Tally {
+        self.tally_where(|container| containers.iter().any(|id| id == container))
+    }
+
+    fn tally_where(&self, wanted: impl Fn(&str) -> bool) -> Tally {
         let report = self.checker.report();
         let mut tally = Tally {
-            expected: self.truth.values().sum(),
+            expected: self
+                .truth
+                .iter()
+                .filter(|(key, _)| wanted(&key.container))
+                .map(|(_, length)| length)
+                .sum(),
             ..Tally::default()
         };
         let captured: BTreeMap<&SequenceKey, _> = report
             .sequences
             .iter()
+            .filter(|sequence| wanted(&sequence.key.container))
             .map(|sequence| (&sequence.key, sequence))
             .collect();
-        for (key, &length) in &self.truth {
+        for (key, &length) in self.truth.iter().filter(|(key, _)| wanted(&key.container)) {
             let Some(sequence) = captured.get(key) else {
                 tally.lost += length;
                 continue;

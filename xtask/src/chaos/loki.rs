@@ -16,7 +16,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::Duration,
@@ -54,6 +54,8 @@ pub(crate) struct LokiState {
 pub(crate) struct LokiReceiver {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
+    /// Milliseconds every answer waits (a slow Loki).
+    delay_ms: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     state: Arc<Mutex<LokiState>>,
     acceptor: Option<JoinHandle<()>>,
@@ -66,6 +68,7 @@ impl LokiReceiver {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let up = Arc::new(AtomicBool::new(true));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(LokiState {
             ledger: Ledger::new(),
@@ -76,12 +79,18 @@ impl LokiReceiver {
             bad_requests: 0,
         }));
         let acceptor = {
-            let (up, stop, state) = (up.clone(), stop.clone(), state.clone());
-            std::thread::spawn(move || accept_loop(&listener, &up, &stop, &state))
+            let answer = Answer {
+                up: up.clone(),
+                delay_ms: delay_ms.clone(),
+                state: state.clone(),
+            };
+            let stop = stop.clone();
+            std::thread::spawn(move || accept_loop(&listener, &answer, &stop))
         };
         Ok(LokiReceiver {
             addr,
             up,
+            delay_ms,
             stop,
             state,
             acceptor: Some(acceptor),
@@ -96,6 +105,12 @@ impl LokiReceiver {
     /// Makes the receiver answer 204 (`true`) or 503 (`false`).
     pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::SeqCst);
+    }
+
+    /// Makes every answer wait `delay` (a slow but healthy Loki).
+    pub(crate) fn set_delay(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(millis, Ordering::SeqCst);
     }
 
     /// What it has seen so far.
@@ -115,19 +130,22 @@ impl Drop for LokiReceiver {
     }
 }
 
-fn accept_loop(
-    listener: &TcpListener,
-    up: &Arc<AtomicBool>,
-    stop: &AtomicBool,
-    state: &Arc<Mutex<LokiState>>,
-) {
+/// How the receiver answers; shared with every connection thread.
+#[derive(Debug, Clone)]
+struct Answer {
+    up: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
+    state: Arc<Mutex<LokiState>>,
+}
+
+fn accept_loop(listener: &TcpListener, answer: &Answer, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let (up, state) = (up.clone(), state.clone());
+                let answer = answer.clone();
                 // Connection threads end with their request (bounded by READ_TIMEOUT).
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &up, &state);
+                    let _ = serve(stream, &answer);
                 });
             }
             // Non-blocking accept: nothing waits; check for shutdown again shortly.
@@ -136,7 +154,12 @@ fn accept_loop(
     }
 }
 
-fn serve(stream: TcpStream, up: &AtomicBool, state: &Mutex<LokiState>) -> Result<()> {
+fn serve(stream: TcpStream, answer: &Answer) -> Result<()> {
+    let Answer {
+        up,
+        delay_ms,
+        state,
+    } = answer;
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut writer = stream.try_clone()?;
@@ -175,6 +198,8 @@ fn serve(stream: TcpStream, up: &AtomicBool, state: &Mutex<LokiState>) -> Result
             }
         }
     };
+    // A slow Loki: the answer (and so the sink's next push) waits.
+    std::thread::sleep(Duration::from_millis(delay_ms.load(Ordering::SeqCst)));
     write!(
         writer,
         "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"

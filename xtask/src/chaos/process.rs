@@ -47,10 +47,26 @@ pub(crate) fn conclude(
     containers: usize,
     outcome: &mut Outcome,
 ) -> Result<()> {
-    let code = capturer.stop(STOP_TIMEOUT);
-    ledger.poll()?;
+    stop_and_check(stage, capturer, ledger, outcome)?;
     let tally = ledger.tally();
     outcome.lines(tally.lost, tally.dup);
+    outcome.note(format!(
+        "{} lines from {containers} containers, {} records, out-of-order {}",
+        tally.expected, ledger.records, tally.out_of_order
+    ));
+    Ok(())
+}
+
+/// Stops the capturer (SIGTERM must exit 0), reads the last records and checks the file holds
+/// whole records and the capturer never panicked; the lines are for the caller to judge.
+pub(crate) fn stop_and_check(
+    stage: &Stage,
+    capturer: Capturer,
+    ledger: &mut Ledger,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let code = capturer.stop(STOP_TIMEOUT);
+    ledger.poll()?;
     outcome.expect(matches!(code, Ok(0)), format!("final SIGTERM: {code:?}"));
     outcome.expect(
         ledger.malformed == 0 && ledger.truncated() == 0,
@@ -62,10 +78,6 @@ pub(crate) fn conclude(
     );
     let logs = stage.capturer_logs();
     outcome.expect(!logs.contains("panicked"), "the capturer panicked");
-    outcome.note(format!(
-        "{} lines from {containers} containers, {} records, out-of-order {}",
-        tally.expected, ledger.records, tally.out_of_order
-    ));
     Ok(())
 }
 

@@ -243,3 +243,24 @@ fn fingerprints_tell_lines_of_equal_length_apart() {
     assert_ne!(fingerprint(b""), fingerprint(b"\0"));
     assert_eq!(fingerprint(b"same"), fingerprint(b"same"));
 }
+
+#[test]
+fn a_copy_of_a_tty_line_is_skipped_once_its_text_is_known() {
+    let stamp = |offset| crate::tests::stamp(BASE_NANOS + offset);
+    let line = |offset, text: &str| format!("{}{text}\r\n", stamp(offset));
+    let mut decoder = decoder();
+    let mut out = Collected::default();
+    let stream = [
+        line(1, "a"),
+        line(2, "b"),
+        // Docker's copy after a rotation, and a different line in the same nanosecond.
+        line(2, "b"),
+        line(2, "c"),
+        line(3, "d"),
+    ]
+    .concat();
+    decoder.tty(stream.as_bytes(), &mut out);
+    assert_eq!(out.texts(), ["a", "b", "c", "d"]);
+    assert_eq!(out.0[2].1, Position::new(BASE_NANOS + 2, 2));
+    assert_eq!(decoder.take_counters().repeated, 1);
+}
