@@ -13,8 +13,17 @@
 //!   this long after the removal;
 //! - `removed_drain_max`: this long after the removal, progressing or not.
 //!
-//! A task cut by either bound, or whose logs were already gone (404) when it asked for them,
-//! counts what it could not deliver: the lines it had read but not handed over in
+//! A follow stream that Docker opens while the container runs serves a snapshot of the log
+//! file first and follows it after; if the container exits before the snapshot is read, Docker
+//! ends the stream at the snapshot's end (20.10 `ReadLogs` returns when the logger is closed),
+//! and the task's last read without `follow` is what brings the rest. When the container is
+//! removed before that read, the rest is gone. The task knows it read everything only if it read
+//! a line written after it opened the stream (Docker was following then and serves the file to
+//! its end), or if the container died before the stream was opened (Docker then reads the whole
+//! file without following).
+//!
+//! A task cut by either bound, whose logs were already gone (404) when it asked for them, or whose
+//! stream may have ended at Docker's snapshot, counts what it could not deliver: the lines it had read but not handed over in
 //! `log_capturer_lines_dropped_total{reason="removed"}`, and the cut itself (the number of lines
 //! Docker still had is unknown) in `log_capturer_stream_gaps_total{reason="removed"}`; it logs
 //! one warning with the container's name.
@@ -43,6 +52,8 @@ pub(crate) struct DrainBounds {
 #[derive(Debug, Default)]
 pub(crate) struct Removal {
     at: Mutex<Option<Instant>>,
+    /// When the container last died (the `die` event's time, unix nanoseconds).
+    died_at_nanos: Mutex<Option<i64>>,
     /// Cancelled at the removal, to wake a task that waits.
     token: CancellationToken,
 }
@@ -65,6 +76,22 @@ impl Removal {
     /// A token cancelled at the removal.
     pub(crate) fn token(&self) -> CancellationToken {
         self.token.clone()
+    }
+
+    /// The container died at `nanos` (unix nanoseconds, the `die` event's time).
+    pub(crate) fn set_died_at(&self, nanos: i64) {
+        *self
+            .died_at_nanos
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(nanos);
+    }
+
+    /// Whether the container is known to have died before `nanos` (unix nanoseconds).
+    pub(crate) fn died_before(&self, nanos: i64) -> bool {
+        self.died_at_nanos
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|died| died <= nanos)
     }
 }
 

@@ -466,7 +466,14 @@ impl Discovery<'_> {
                 self.refresh(&id, false, false).await;
             }
             "destroy" => self.forget(&id).await,
-            // A stopping container's stream ends on its own; a paused one is silent.
+            // A stopping container's stream ends on its own; its task learns when it died.
+            "die" => {
+                if let (Some(monitored), Some(nanos)) = (self.containers.get(&id), event.time_nano)
+                {
+                    monitored.shared.removal.set_died_at(nanos);
+                }
+            }
+            // A paused one is silent.
             _ => {}
         }
     }

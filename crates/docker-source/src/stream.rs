@@ -291,6 +291,10 @@ struct Follower {
     assembler: Assembler,
     /// The last line read or batch taken, for a removed container's drain.
     progress: Progress,
+    /// Whether the last follow stream is known to have served the log to its end (see
+    /// [`crate::removal`]): it read a line written after it was opened, or the container had
+    /// died before.
+    served_to_end: bool,
 }
 
 impl Follower {
@@ -304,6 +308,7 @@ impl Follower {
             decoder: Decoder::new(settings.max_line_bytes),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             progress: Progress::new(),
+            served_to_end: false,
             env,
         }
     }
@@ -329,7 +334,7 @@ impl Follower {
                 StreamEnd::Failed(error) if docker_status(&error) == Some(404) => {
                     debug!(container_id = %id, error = %ErrorChain(&error), "container removed");
                     let dropped = self.finish_lines().await?;
-                    self.end_removed(dropped, mode == Mode::Follow);
+                    self.end_removed(dropped, mode == Mode::Follow || !self.served_to_end);
                     return Ok(());
                 }
                 StreamEnd::Inactive => {
@@ -375,9 +380,9 @@ impl Follower {
             let running = match self.is_running().await {
                 Ok(running) => running,
                 Err(error) if docker_status(&error) == Some(404) => {
-                    // Removed: what Docker had is read.
+                    // Removed before the last read: complete if the stream served to the end.
                     let dropped = self.finish_lines().await?;
-                    self.end_removed(dropped, false);
+                    self.end_removed(dropped, !self.served_to_end);
                     return Ok(());
                 }
                 Err(error) => {
@@ -487,6 +492,7 @@ impl Follower {
         let resume = self.env.shared.read_positions();
         self.decoder
             .reset(resume, Some(self.env.settings.replay_through));
+        let opened_at = unix_nanos();
         self.assembler.discard();
         let tty = self.assembler.info.tty;
         let since = since_seconds(&resume, tty);
@@ -525,7 +531,16 @@ impl Follower {
                     .logs(self.env.shared.id.as_str(), Some(options)),
             ),
         };
-        self.pump(pin!(stream), tty, coalesce).await
+        let end = self.pump(pin!(stream), tty, coalesce).await;
+        if mode == Mode::Follow {
+            let read = self.env.shared.read_positions();
+            self.served_to_end = self.env.shared.removal.died_before(opened_at)
+                || read
+                    .iter()
+                    .flatten()
+                    .any(|position| position.timestamp_nanos > opened_at);
+        }
+        end
     }
 
     async fn pump(
@@ -826,6 +841,15 @@ async fn yield_to_local_tasks() {
         }
     })
     .await;
+}
+
+/// The wall clock in unix nanoseconds (Docker's timestamps are on the same clock).
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX)
+        })
 }
 
 fn reconnected(reason: &'static str) {
