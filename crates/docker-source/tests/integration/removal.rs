@@ -84,6 +84,9 @@ async fn a_drain_that_cannot_progress_ends_at_its_bound_and_counts_the_loss() {
     let harness = Harness::start(config, dir.path(), sink);
     let job = rm_job(&label, "stalled");
     let id = job.id().to_owned();
+    harness
+        .wait_task(&id, "following the job", |state| state.is_some())
+        .await;
     // The job ends and is removed while nothing is taken; the drain gives up 2 s later.
     harness
         .wait_task(&id, "ended at its drain bound", |state| state.is_none())
