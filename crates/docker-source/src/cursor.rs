@@ -24,11 +24,65 @@
 //! remembered lines: its lines are delivered flagged as a replay, so a sink that deduplicates
 //! (the file sink) drops those it already holds. Nothing is added per line but a comparison and
 //! two stores; the search runs only for lines that go back.
+//!
+//! # Files the follower skipped
+//!
+//! A follower that is more than one file behind when Docker rotates moves from the file it
+//! finished to the newest one, skipping those in between (their lines are still on disk while
+//! `max-file` keeps them). The run of copies that follows every file switch starts at the new
+//! file's first line; the line delivered just before that one (remembered in [`Jumps`] when the
+//! time between them is over [`SWITCH_GAP_NANOS`]) is the last line of the file it left. The
+//! cursor reports such a [`FileSwitch`], and the task asks Docker for the lines between the two
+//! (`crate::recovery`).
 
-use capture_core::Position;
+use std::collections::VecDeque;
+
+use capture_core::{LogStream, Position};
 
 /// How many delivered lines each stream remembers (12 bytes each, allocated as lines come).
 pub(crate) const RECENT_LINES: usize = 4096;
+
+/// Two consecutive lines further apart than this may straddle files the follower skipped: at
+/// least a rotated file's worth of writes lies between them. Closer lines are written too fast
+/// for a file (of the sizes rotation is used with) to fit between them.
+pub(crate) const SWITCH_GAP_NANOS: i64 = 1_000_000;
+
+/// How many such jumps each stream remembers.
+const JUMPS: usize = 256;
+
+/// A place where Docker's follower moved to another file: it delivered `first` right after
+/// `after` (timestamps); lines of `stream` strictly between them may be in files it skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileSwitch {
+    pub(crate) stream: LogStream,
+    pub(crate) after: i64,
+    pub(crate) first: i64,
+}
+
+/// Recent jumps in a stream: `(timestamp before, timestamp after)` of consecutive delivered
+/// lines more than [`SWITCH_GAP_NANOS`] apart, oldest first.
+#[derive(Debug, Default)]
+struct Jumps(VecDeque<(i64, i64)>);
+
+impl Jumps {
+    fn note(&mut self, before: i64, after: i64) {
+        if after - before > SWITCH_GAP_NANOS {
+            if self.0.len() == JUMPS {
+                self.0.pop_front();
+            }
+            self.0.push_back((before, after));
+        }
+    }
+
+    /// The line delivered just before the one at `first`, if they were a jump apart.
+    fn before(&self, first: i64) -> Option<i64> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(_, after)| *after == first)
+            .map(|(before, _)| *before)
+    }
+}
 
 /// The ordinal of a resume cursor that is a boundary (`read_from = "end"`, a start time), not
 /// the position of a line: it is never looked for among the lines.
@@ -164,6 +218,11 @@ pub(crate) struct Cursor {
     /// The last line delivered (in stream order, which a clock step makes non-monotonic).
     delivered: Option<Position>,
     recent: RecentLines,
+    jumps: Jumps,
+    /// Whether the stream is in a run of copies: its first line is reported once.
+    rewinding: bool,
+    /// A file switch seen and not taken yet.
+    switch: Option<(i64, i64)>,
 }
 
 /// What [`Cursor::next`] noticed besides its verdict.
@@ -182,6 +241,8 @@ impl Cursor {
         self.replay_through = replay_through;
         self.delivered = None;
         self.recent.clear();
+        self.jumps.0.clear();
+        self.rewinding = false;
     }
 
     fn position_for(&self, timestamp: i64) -> Position {
@@ -213,7 +274,11 @@ impl Cursor {
         if let Some(delivered) = self.delivered
             && timestamp <= delivered.timestamp_nanos
         {
-            match self.recent.find(timestamp, fingerprint) {
+            let found = self.recent.find(timestamp, fingerprint);
+            if found != Lookup::Absent {
+                self.note_rewind(timestamp);
+            }
+            match found {
                 Lookup::Found if fingerprint.is_none() => {
                     self.last = Some(position);
                     let replay = self.replay_flag(timestamp);
@@ -237,6 +302,22 @@ impl Cursor {
         }
         let replay = self.replay_flag(timestamp);
         (position, Verdict::Deliver { replay }, noticed)
+    }
+
+    /// A run of copies (or of lines that may be copies) starts at `timestamp`: if the line
+    /// delivered before its first delivery was a jump away, the follower switched files there.
+    fn note_rewind(&mut self, timestamp: i64) {
+        if std::mem::replace(&mut self.rewinding, true) {
+            return;
+        }
+        if let Some(after) = self.jumps.before(timestamp) {
+            self.switch = Some((after, timestamp));
+        }
+    }
+
+    /// The file switch seen since the last call, if any: `(after, first)`.
+    pub(crate) fn take_switch(&mut self) -> Option<(i64, i64)> {
+        self.switch.take()
     }
 
     /// Whether a line delivered at `timestamp` is a replay; the first one past the boundary
@@ -284,8 +365,13 @@ impl Cursor {
     }
 
     fn record(&mut self, position: Position, fingerprint: u32) {
+        if let Some(delivered) = self.delivered {
+            self.jumps
+                .note(delivered.timestamp_nanos, position.timestamp_nanos);
+        }
         self.last = Some(position);
         self.delivered = Some(position);
+        self.rewinding = false;
         self.recent.push(position.timestamp_nanos, fingerprint);
     }
 }

@@ -29,7 +29,7 @@
 use capture_core::{LogStream, Position};
 
 use crate::{
-    cursor::{Cursor, Verdict, fingerprint},
+    cursor::{Cursor, FileSwitch, Verdict, fingerprint},
     timestamp::{MAX_PREFIX_BYTES, Prefix, scan_prefix},
 };
 
@@ -234,6 +234,22 @@ impl Decoder {
         self.tty_line.close();
         self.tty_phase = TtyPhase::Prefix;
         self.tty_carry.clear();
+    }
+
+    /// The places where Docker's follower switched files since the last call (see
+    /// [`crate::cursor`]): what lies between may be in files it skipped.
+    pub(crate) fn take_file_switches(&mut self) -> Vec<FileSwitch> {
+        let mut switches = Vec::new();
+        for stream in LogStream::ALL {
+            if let Some((after, first)) = self.cursors[stream.index()].take_switch() {
+                switches.push(FileSwitch {
+                    stream,
+                    after,
+                    first,
+                });
+            }
+        }
+        switches
     }
 
     /// Takes the counters accumulated since the last call.

@@ -87,6 +87,7 @@ mod error;
 mod filter;
 mod metric_names;
 mod raw_logs;
+mod recovery;
 mod removal;
 mod source;
 mod stream;

@@ -28,6 +28,10 @@ pub(crate) const LINES_SKIPPED_TOTAL: &str = "log_capturer_lines_skipped_total";
 /// to the end: the drain reached its bound, or the logs were gone when asked for), `rotated`
 /// (a reopened stream's cursor line was deleted by Docker's log rotation).
 pub(crate) const STREAM_GAPS_TOTAL: &str = "log_capturer_stream_gaps_total";
+/// `log_capturer_rotation_recovered_lines_total`: lines Docker's log follower skipped when it
+/// moved to a newer log file, read back from the rotated files Docker still kept.
+pub(crate) const ROTATION_RECOVERED_LINES_TOTAL: &str =
+    "log_capturer_rotation_recovered_lines_total";
 /// `log_capturer_invalid_utf8_lines_total`: lines delivered with invalid UTF-8 replaced.
 pub(crate) const INVALID_UTF8_LINES_TOTAL: &str = "log_capturer_invalid_utf8_lines_total";
 /// `log_capturer_containers_unreadable_total{reason}`: containers whose logs cannot be read:
@@ -61,5 +65,6 @@ pub(crate) fn publish_zeroes() {
         ::metrics::counter!(CONTAINERS_UNREADABLE_TOTAL, "reason" => reason).increment(0);
     }
     ::metrics::counter!(DOCKER_RECONNECTS_TOTAL).increment(0);
+    ::metrics::counter!(ROTATION_RECOVERED_LINES_TOTAL).increment(0);
     ::metrics::gauge!(CONTAINERS_MONITORED).set(0.0);
 }

@@ -100,6 +100,8 @@ pub(crate) struct LogsRequest<'a> {
     pub(crate) follow: bool,
     /// Unix seconds; 0 for everything.
     pub(crate) since: i32,
+    /// Unix seconds; 0 for no end.
+    pub(crate) until: i32,
     /// Whether the container has a TTY: its stream is raw bytes, not multiplexed frames.
     pub(crate) tty: bool,
 }
@@ -113,12 +115,16 @@ pub(crate) fn logs(
     timeout: Duration,
 ) -> RawLogs {
     let head = format!(
-        "GET /v{}/containers/{}/logs?follow={}&stdout=1&stderr=1&since={}&timestamps=1&tail=all HTTP/1.1\r\n\
+        "GET /v{}/containers/{}/logs?follow={}&stdout=1&stderr=1&since={}{}&timestamps=1&tail=all HTTP/1.1\r\n\
          Host: {}\r\nUser-Agent: log-capturer/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         request.api_version,
         request.container_id,
         u8::from(request.follow),
         request.since,
+        match request.until {
+            0 => String::new(),
+            until => format!("&until={until}"),
+        },
         endpoint.host_header(),
         env!("CARGO_PKG_VERSION"),
     );

@@ -47,10 +47,11 @@ use crate::{
     assembler::{Assembled, Assembler},
     checkpoint::StreamPositions,
     client::{self, Backoff},
-    decoder::Decoder,
+    decoder::{Decoder, LineSink},
     error::{docker_status, is_permanent_status},
     metric_names,
     raw_logs::{self, LogsRequest, RawEndpoint},
+    recovery,
     removal::{self, DrainBounds, Progress, Removal},
 };
 
@@ -517,6 +518,7 @@ impl Follower {
                     container_id: self.env.shared.id.as_str(),
                     follow: options.follow,
                     since,
+                    until: 0,
                     tty,
                 };
                 Either::Left(raw_logs::logs(
@@ -731,42 +733,30 @@ impl Follower {
 
     /// Decodes one bollard item; returns its payload size.
     fn decode(&mut self, output: LogOutput, tty: bool) -> usize {
-        match output {
-            LogOutput::StdOut { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::StdOut { message } => {
-                self.decoder
-                    .frame(LogStream::Stdout, &message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::StdErr { message } => {
-                self.decoder
-                    .frame(LogStream::Stderr, &message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::Console { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::Console { message } | LogOutput::StdIn { message } => {
-                // Not a stdout/stderr frame: most likely the daemon's own error stream
-                // ("Error grabbing logs: ...").
-                self.decoder.malformed_frame();
-                let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
-                warn!(container_id = %self.env.shared.id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
-                message.len()
-            }
-        }
+        decode_output(
+            &mut self.decoder,
+            &mut self.assembler,
+            output,
+            tty,
+            &self.env.shared.id,
+        )
     }
 
     /// Sends the assembled batches (if any), beating while the channel is full; then advances
-    /// the read position. Returns the stream end to report if they could not be sent.
+    /// the read position. Then reads what Docker's follower skipped, if it switched files (see
+    /// [`crate::recovery`]). Returns the stream end to report if they could not be sent.
     async fn send_batch(&mut self) -> Result<(), StreamEnd> {
         record_drops(&self.env.shared, self.decoder.take_counters());
         while let Some(assembled) = self.assembler.take(&self.env.shared) {
             self.send_assembled(assembled).await?;
+        }
+        for switch in self.decoder.take_file_switches() {
+            let recovered = recovery::read_skipped(&self.env, &self.cancel, &mut self.assembler, switch).await;
+            if recovered > 0 {
+                while let Some(assembled) = self.assembler.take(&self.env.shared) {
+                    self.send_assembled(assembled).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -821,6 +811,38 @@ impl Follower {
                 .increment(u64::from(invalid));
         }
         Ok(())
+    }
+}
+
+/// Decodes one bollard item into `sink`; returns its payload size.
+pub(crate) fn decode_output(
+    decoder: &mut Decoder,
+    sink: &mut impl LineSink,
+    output: LogOutput,
+    tty: bool,
+    container_id: &ContainerId,
+) -> usize {
+    match output {
+        LogOutput::StdOut { message } | LogOutput::Console { message } if tty => {
+            decoder.tty(&message, sink);
+            message.len()
+        }
+        LogOutput::StdOut { message } => {
+            decoder.frame(LogStream::Stdout, &message, sink);
+            message.len()
+        }
+        LogOutput::StdErr { message } => {
+            decoder.frame(LogStream::Stderr, &message, sink);
+            message.len()
+        }
+        LogOutput::Console { message } | LogOutput::StdIn { message } => {
+            // Not a stdout/stderr frame: most likely the daemon's own error stream
+            // ("Error grabbing logs: ...").
+            decoder.malformed_frame();
+            let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
+            warn!(container_id = %container_id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
+            message.len()
+        }
     }
 }
 

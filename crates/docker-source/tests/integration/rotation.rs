@@ -51,3 +51,61 @@ async fn lines_docker_sends_again_around_a_rotation_are_delivered_once() {
     assert!(docker_line_count(&id) <= 2 * lines as usize);
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_dockers_follower_skips_while_the_pipeline_is_stalled_are_read_back() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let label = unique("rotation-skip");
+    let dir = tempfile::tempdir().unwrap();
+    let config = docker_source::DockerConfig {
+        batch_max_lines: 100,
+        ..config(&label)
+    };
+    let harness = Harness::start(config, dir.path(), Sink::default());
+    let lines = 30_000;
+    // 4 000 lines/s fill a 100 kB file four times a second; thirty files keep seven seconds.
+    let container = loggen(
+        &label,
+        &["--log-opt", "max-size=100k", "--log-opt", "max-file=30"],
+        &[
+            "--tag",
+            "skip",
+            "--lines",
+            &lines.to_string(),
+            "--rate",
+            "4000",
+            "--delay-secs",
+            "1",
+        ],
+    );
+    let id = container.id().to_owned();
+    harness
+        .sink
+        .collected
+        .lock()
+        .unwrap()
+        .checker
+        .expect(&id, "skip", lines);
+    harness
+        .sink
+        .wait_until("the first lines", |c| c.count(&id) >= 1_000)
+        .await;
+    // The pipeline stalls: the task, then Docker's follower (once the socket and its own
+    // buffer of 4 096 lines are full), fall several files behind.
+    harness.sink.pause(true);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    harness.sink.pause(false);
+    harness
+        .sink
+        .wait_until("every line", |c| c.count(&id) >= lines as usize)
+        .await;
+    harness.sink.with(|c| {
+        // The lines read back arrive after newer ones: out of order, but each once.
+        let report = c.report();
+        assert_eq!((report.lost(), report.duplicated()), (0, 0), "{report:#?}");
+    });
+    let recovered = counter("log_capturer_rotation_recovered_lines_total", None);
+    assert!(recovered > 0, "the follower skipped files and they were read back");
+    harness.stop().await;
+}

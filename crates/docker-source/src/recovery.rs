@@ -1,0 +1,164 @@
+//! Reads back the lines Docker's follower skipped when it moved to another log file.
+//!
+//! A follow stream that is more than one file behind when the json-file (or `local`) driver
+//! rotates is moved by dockerd 20.10 to the newest file: the files in between are never read by
+//! that stream, although Docker keeps them (up to `max-file`). The decoder finds where the
+//! follower switched files (see [`crate::cursor`]): the last line it delivered from the old file
+//! and the first from the new one, when they are more than a millisecond apart. This module then
+//! asks Docker for that stream's lines between the two, without `follow`: Docker reads every
+//! file it still keeps, in order. The lines found were never delivered; they go to the pipeline
+//! as live lines (older than the ones around them) and are counted in
+//! `log_capturer_rotation_recovered_lines_total`. Lines in files Docker has already deleted
+//! cannot be read back, and nothing tells how many there were (see `docs/guarantees.md`).
+
+use std::pin::pin;
+
+use bollard::query_parameters::LogsOptions;
+use capture_core::{LogStream, Position};
+use futures_util::{Stream, StreamExt, future::Either};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::{
+    assembler::Assembler,
+    client,
+    cursor::{BOUNDARY_ORDINAL, FileSwitch},
+    decoder::{Decoder, LineSink},
+    metric_names,
+    raw_logs::{self, LogsRequest},
+    stream::{TaskEnv, decode_output},
+};
+
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+/// Reads the lines of `switch.stream` strictly between `switch.after` and `switch.first` into
+/// `assembler`; returns how many it found. Bounded by the request timeout; an error is logged
+/// and ends the attempt (the follow stream goes on).
+pub(crate) async fn read_skipped(
+    env: &TaskEnv,
+    cancel: &CancellationToken,
+    assembler: &mut Assembler,
+    switch: FileSwitch,
+) -> u64 {
+    let tty = assembler.info.tty;
+    let since = seconds(switch.after.div_euclid(NANOS_PER_SECOND));
+    let until = seconds(switch.first.div_euclid(NANOS_PER_SECOND) + 1);
+    let stream = open(env, since, until, tty);
+    let mut decoder = Decoder::new(env.settings.max_line_bytes);
+    // Only this stream's lines after `after`; the other streams' are skipped whole.
+    let mut resume = [Some(Position::new(i64::MAX, 0)); 3];
+    resume[switch.stream.index()] = Some(Position::new(switch.after, BOUNDARY_ORDINAL));
+    decoder.reset(resume, None);
+    let mut between = Between {
+        stream: switch.stream,
+        before: switch.first,
+        assembler,
+        lines: 0,
+    };
+    let stream = pin!(stream);
+    let read = read_all(stream, &mut decoder, &mut between, tty, env);
+    let read = tokio::time::timeout(env.settings.request_timeout, read);
+    let outcome = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return between.lines,
+        outcome = read => outcome,
+    };
+    let id = &env.shared.id;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            warn!(container_id = %id, error = %capture_core::ErrorChain(&error), "cannot read back what Docker's follower skipped");
+        }
+        Err(_) => warn!(container_id = %id, "reading back what Docker's follower skipped timed out"),
+    }
+    if between.lines > 0 {
+        ::metrics::counter!(metric_names::ROTATION_RECOVERED_LINES_TOTAL)
+            .increment(between.lines);
+        warn!(
+            container_id = %id,
+            name = %env.shared.info().name,
+            stream = %switch.stream,
+            lines = between.lines,
+            "Docker's log follower skipped a rotated file; its lines were read back"
+        );
+    } else {
+        debug!(container_id = %id, stream = %switch.stream, "no line skipped at a file switch");
+    }
+    between.lines
+}
+
+fn seconds(seconds: i64) -> i32 {
+    i32::try_from(seconds.max(0)).unwrap_or(i32::MAX)
+}
+
+/// The logs request without `follow`, from `since` to `until` (unix seconds).
+fn open(
+    env: &TaskEnv,
+    since: i32,
+    until: i32,
+    tty: bool,
+) -> impl Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + use<> {
+    match &env.settings.raw_endpoint {
+        Some(endpoint) => {
+            let api_version = client::version_string(&env.docker);
+            let request = LogsRequest {
+                api_version: &api_version,
+                container_id: env.shared.id.as_str(),
+                follow: false,
+                since,
+                until,
+                tty,
+            };
+            Either::Left(raw_logs::logs(
+                endpoint,
+                &request,
+                env.settings.request_timeout,
+            ))
+        }
+        None => Either::Right(env.docker.logs(
+            env.shared.id.as_str(),
+            Some(LogsOptions {
+                follow: false,
+                stdout: true,
+                stderr: true,
+                since,
+                until,
+                timestamps: true,
+                tail: "all".to_owned(),
+            }),
+        )),
+    }
+}
+
+async fn read_all(
+    mut stream: std::pin::Pin<
+        &mut impl Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>,
+    >,
+    decoder: &mut Decoder,
+    between: &mut Between<'_>,
+    tty: bool,
+    env: &TaskEnv,
+) -> Result<(), bollard::errors::Error> {
+    while let Some(item) = stream.next().await {
+        decode_output(decoder, between, item?, tty, &env.shared.id);
+    }
+    decoder.flush_partials(between);
+    Ok(())
+}
+
+/// Passes on the lines of one stream older than `before` (the rest was delivered).
+struct Between<'a> {
+    stream: LogStream,
+    before: i64,
+    assembler: &'a mut Assembler,
+    lines: u64,
+}
+
+impl LineSink for Between<'_> {
+    fn line(&mut self, stream: LogStream, position: Position, message: &[u8], _replay: bool) {
+        if stream == self.stream && position.timestamp_nanos < self.before {
+            self.lines += 1;
+            self.assembler.line(stream, position, message, false);
+        }
+    }
+}
