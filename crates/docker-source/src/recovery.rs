@@ -69,11 +69,12 @@ pub(crate) async fn read_skipped(
         Ok(Err(error)) => {
             warn!(container_id = %id, error = %capture_core::ErrorChain(&error), "cannot read back what Docker's follower skipped");
         }
-        Err(_) => warn!(container_id = %id, "reading back what Docker's follower skipped timed out"),
+        Err(_) => {
+            warn!(container_id = %id, "reading back what Docker's follower skipped timed out")
+        }
     }
     if between.lines > 0 {
-        ::metrics::counter!(metric_names::ROTATION_RECOVERED_LINES_TOTAL)
-            .increment(between.lines);
+        ::metrics::counter!(metric_names::ROTATION_RECOVERED_LINES_TOTAL).increment(between.lines);
         warn!(
             container_id = %id,
             name = %env.shared.info().name,

@@ -751,7 +751,8 @@ impl Follower {
             self.send_assembled(assembled).await?;
         }
         for switch in self.decoder.take_file_switches() {
-            let recovered = recovery::read_skipped(&self.env, &self.cancel, &mut self.assembler, switch).await;
+            let recovered =
+                recovery::read_skipped(&self.env, &self.cancel, &mut self.assembler, switch).await;
             if recovered > 0 {
                 while let Some(assembled) = self.assembler.take(&self.env.shared) {
                     self.send_assembled(assembled).await?;

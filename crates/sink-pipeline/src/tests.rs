@@ -371,9 +371,12 @@ async fn the_file_sink_skips_only_replayed_lines_and_writes_live_lines_after_a_c
         .await
         .unwrap();
     // The clock stepped back: live lines older than the mark are new lines.
-    sink.deliver(&[stdout_batch(&[(150, "stepped"), (160, "after step")], false)])
-        .await
-        .unwrap();
+    sink.deliver(&[stdout_batch(
+        &[(150, "stepped"), (160, "after step")],
+        false,
+    )])
+    .await
+    .unwrap();
     // A reopen replays: what is at or below the last line written (160) is skipped.
     sink.deliver(&[stdout_batch(
         &[(150, "stepped"), (160, "after step"), (170, "new")],

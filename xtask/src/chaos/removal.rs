@@ -29,7 +29,13 @@ const CATCH_UP: Duration = Duration::from_secs(180);
 const STALL: Duration = Duration::from_secs(20);
 
 /// Starts `count` `--rm` jobs, each silent for `delay_secs` before its burst.
-fn start_jobs(ctx: &Ctx, stage: &Stage, phase: &str, count: usize, delay_secs: u32) -> Result<Vec<(String, String)>> {
+fn start_jobs(
+    ctx: &Ctx,
+    stage: &Stage,
+    phase: &str,
+    count: usize,
+    delay_secs: u32,
+) -> Result<Vec<(String, String)>> {
     (0..count)
         .map(|index| {
             let run = format!("{phase}{index}");
@@ -55,11 +61,15 @@ fn start_jobs(ctx: &Ctx, stage: &Stage, phase: &str, count: usize, delay_secs: u
 
 /// Waits until Docker has removed every job.
 fn wait_removed(jobs: &[(String, String)]) -> Result<Duration> {
-    wait_for(Duration::from_secs(120), "the --rm jobs to be removed", || {
-        Ok(jobs
-            .iter()
-            .all(|(id, _)| docker(&["inspect", "--format", "{{.Id}}", id]).is_err()))
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "the --rm jobs to be removed",
+        || {
+            Ok(jobs
+                .iter()
+                .all(|(id, _)| docker(&["inspect", "--format", "{{.Id}}", id]).is_err()))
+        },
+    )
 }
 
 /// Follows the file capture (and Loki's) until both hold every line of `ids` or stop growing.

@@ -154,7 +154,10 @@ pub(crate) fn rotation(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let capturer = stage.spawn()?;
     let skipped_before = capturer
         .metrics()?
-        .sum("log_capturer_lines_skipped_total", &[("reason", "repeated")])
+        .sum(
+            "log_capturer_lines_skipped_total",
+            &[("reason", "repeated")],
+        )
         .unwrap_or(0.0);
     let (mut lost, mut dup, mut lines) = (0, 0, 0);
     for variant in variants(ctx.ci) {
@@ -184,7 +187,10 @@ pub(crate) fn rotation(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     }
     let metrics = capturer.metrics()?;
     let repeated = metrics
-        .sum("log_capturer_lines_skipped_total", &[("reason", "repeated")])
+        .sum(
+            "log_capturer_lines_skipped_total",
+            &[("reason", "repeated")],
+        )
         .unwrap_or(0.0)
         - skipped_before;
     let gaps = metrics

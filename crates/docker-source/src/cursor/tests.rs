@@ -24,7 +24,11 @@ fn feed(decoder: &mut Decoder, out: &mut Collected, lines: &[(i64, &str)]) {
 fn a_copy_of_the_last_line_is_skipped_not_given_the_next_ordinal() {
     let mut decoder = decoder();
     let mut out = Collected::default();
-    feed(&mut decoder, &mut out, &[(1, "a"), (2, "b"), (2, "b"), (3, "c")]);
+    feed(
+        &mut decoder,
+        &mut out,
+        &[(1, "a"), (2, "b"), (2, "b"), (3, "c")],
+    );
     assert_eq!(out.texts(), ["a", "b", "c"]);
     assert_eq!(decoder.take_counters().repeated, 1);
 }
@@ -85,7 +89,9 @@ fn a_rewind_longer_than_the_memory_is_flagged_as_a_replay_until_recognised() {
     let mut out = Collected::default();
     let count = RECENT_LINES as i64 + 100;
     let texts: Vec<String> = (0..count).map(|n| format!("line {n}")).collect();
-    let lines: Vec<(i64, &str)> = (0..count).map(|n| (n, texts[n as usize].as_str())).collect();
+    let lines: Vec<(i64, &str)> = (0..count)
+        .map(|n| (n, texts[n as usize].as_str()))
+        .collect();
     feed(&mut decoder, &mut out, &lines);
     let delivered = out.0.len();
     // All of it again: the first 100 are older than what is remembered.
@@ -109,7 +115,12 @@ fn lines_up_to_the_boundary_are_flagged_as_a_replay_and_batches_can_cut_there() 
     feed(
         &mut decoder,
         &mut out,
-        &[(10, "delivered"), (20, "maybe"), (30, "maybe too"), (40, "live")],
+        &[
+            (10, "delivered"),
+            (20, "maybe"),
+            (30, "maybe too"),
+            (40, "live"),
+        ],
     );
     // The clock stepping back below the boundary later does not flag live lines again.
     feed(&mut decoder, &mut out, &[(25, "stepped")]);
@@ -145,8 +156,8 @@ fn long_line(nanos: i64, pieces: usize) -> (Vec<Vec<u8>>, String) {
     let mut frames = Vec::new();
     let mut whole = String::new();
     for piece in 0..pieces {
-        let text: String = std::iter::repeat_n(char::from(b'a' + piece as u8), DOCKER_PIECE_BYTES)
-            .collect();
+        let text: String =
+            std::iter::repeat_n(char::from(b'a' + piece as u8), DOCKER_PIECE_BYTES).collect();
         frames.push(frame(nanos, &text, false));
         whole.push_str(&text);
     }
@@ -161,7 +172,11 @@ fn the_rest_of_a_long_line_sent_early_is_delivered_after_a_reopen() {
     for sent_pieces in 1..=3 {
         let mut decoder = decoder();
         let mut out = Collected::default();
-        decoder.frame(LogStream::Stdout, &frame(BASE_NANOS - 5, "before", true), &mut out);
+        decoder.frame(
+            LogStream::Stdout,
+            &frame(BASE_NANOS - 5, "before", true),
+            &mut out,
+        );
         for piece in &frames[..sent_pieces] {
             decoder.frame(LogStream::Stdout, piece, &mut out);
         }
@@ -169,13 +184,25 @@ fn the_rest_of_a_long_line_sent_early_is_delivered_after_a_reopen() {
         decoder.flush_partials(&mut out);
         let cursor = out.0.last().unwrap().1;
         decoder.reset([Some(cursor), None, None], None);
-        decoder.frame(LogStream::Stdout, &frame(BASE_NANOS - 5, "before", true), &mut out);
+        decoder.frame(
+            LogStream::Stdout,
+            &frame(BASE_NANOS - 5, "before", true),
+            &mut out,
+        );
         for piece in &frames {
             decoder.frame(LogStream::Stdout, piece, &mut out);
         }
-        decoder.frame(LogStream::Stdout, &frame(BASE_NANOS + 9, "after", true), &mut out);
+        decoder.frame(
+            LogStream::Stdout,
+            &frame(BASE_NANOS + 9, "after", true),
+            &mut out,
+        );
         let texts = out.texts();
-        assert_eq!(texts.len(), 4, "after {sent_pieces} pieces: before, head, rest, after");
+        assert_eq!(
+            texts.len(),
+            4,
+            "after {sent_pieces} pieces: before, head, rest, after"
+        );
         assert_eq!(format!("{}{}", texts[1], texts[2]), whole);
         assert_eq!(texts[3], "after");
         assert_eq!(out.0[1].1, Position::new(BASE_NANOS, 0));
@@ -212,7 +239,11 @@ fn a_line_whose_head_was_not_sent_is_read_whole_after_a_reopen() {
     let (frames, whole) = long_line(BASE_NANOS, 2);
     let mut decoder = decoder();
     let mut out = Collected::default();
-    decoder.frame(LogStream::Stdout, &frame(BASE_NANOS - 5, "before", true), &mut out);
+    decoder.frame(
+        LogStream::Stdout,
+        &frame(BASE_NANOS - 5, "before", true),
+        &mut out,
+    );
     decoder.frame(LogStream::Stdout, &frames[0], &mut out);
     decoder.flush_partials(&mut out);
     // The batch holding the head was dropped by the reopen: the cursor is before it.
@@ -239,7 +270,10 @@ fn the_rest_of_a_long_tty_line_sent_early_is_delivered_after_a_reopen() {
 
 #[test]
 fn fingerprints_tell_lines_of_equal_length_apart() {
-    assert_ne!(fingerprint(b"gen run out 1234"), fingerprint(b"gen run out 1235"));
+    assert_ne!(
+        fingerprint(b"gen run out 1234"),
+        fingerprint(b"gen run out 1235")
+    );
     assert_ne!(fingerprint(b""), fingerprint(b"\0"));
     assert_eq!(fingerprint(b"same"), fingerprint(b"same"));
 }
@@ -263,4 +297,50 @@ fn a_copy_of_a_tty_line_is_skipped_once_its_text_is_known() {
     assert_eq!(out.texts(), ["a", "b", "c", "d"]);
     assert_eq!(out.0[2].1, Position::new(BASE_NANOS + 2, 2));
     assert_eq!(decoder.take_counters().repeated, 1);
+}
+
+#[test]
+fn a_file_switch_is_reported_where_the_copies_begin_after_a_jump() {
+    use crate::cursor::{FileSwitch, SWITCH_GAP_NANOS};
+    let mut decoder = decoder();
+    let mut out = Collected::default();
+    let gap = 5 * SWITCH_GAP_NANOS;
+    // File k ends at 100; the follower skipped a file and went on at 100 + gap.
+    feed(
+        &mut decoder,
+        &mut out,
+        &[
+            (99, "k-1"),
+            (100, "k end"),
+            (100 + gap, "k+2 a"),
+            (101 + gap, "k+2 b"),
+        ],
+    );
+    assert!(decoder.take_file_switches().is_empty());
+    // At its first end of file there, Docker sends the new file again from its first line.
+    feed(
+        &mut decoder,
+        &mut out,
+        &[
+            (100 + gap, "k+2 a"),
+            (101 + gap, "k+2 b"),
+            (102 + gap, "k+2 c"),
+        ],
+    );
+    assert_eq!(
+        decoder.take_file_switches(),
+        [FileSwitch {
+            stream: LogStream::Stdout,
+            after: BASE_NANOS + 100,
+            first: BASE_NANOS + 100 + gap,
+        }]
+    );
+    assert_eq!(out.0.len(), 5);
+    // A switch between lines written close together cannot hide a file: nothing to report.
+    feed(
+        &mut decoder,
+        &mut out,
+        &[(103 + gap, "c"), (102 + gap, "k+2 c")],
+    );
+    assert!(decoder.take_file_switches().is_empty());
 }

@@ -201,7 +201,10 @@ async fn a_removed_containers_drain_ends_when_nothing_comes_for_the_timeout() {
     let removed = Instant::now();
     pumped.shared.removal.mark();
     let (end, _) = pumped.end().await;
-    assert!(matches!(end, StreamEnd::RemovalCut { dropped: 0 }), "{end:?}");
+    assert!(
+        matches!(end, StreamEnd::RemovalCut { dropped: 0 }),
+        "{end:?}"
+    );
     let waited = removed.elapsed();
     assert!(
         waited >= DRAIN_IDLE && waited < DRAIN_IDLE + Duration::from_secs(1),
@@ -261,7 +264,10 @@ async fn a_removed_containers_drain_ends_at_its_cap_even_while_it_progresses() {
         panic!("{end:?}");
     };
     let waited = removed.elapsed();
-    assert!(waited >= cap && waited < cap + Duration::from_secs(3), "cut after {waited:?}");
+    assert!(
+        waited >= cap && waited < cap + Duration::from_secs(3),
+        "cut after {waited:?}"
+    );
     received += pumped.channel_lines();
     assert!(dropped > 0);
     assert_eq!(

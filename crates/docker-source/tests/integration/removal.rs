@@ -39,7 +39,10 @@ async fn a_rm_jobs_lines_are_all_read_after_its_removal_through_a_slow_pipeline(
         dir.path(),
         Sink::slow(Duration::from_millis(70)),
     );
-    let gaps_before = counter("log_capturer_stream_gaps_total", Some(("reason", "removed")));
+    let gaps_before = counter(
+        "log_capturer_stream_gaps_total",
+        Some(("reason", "removed")),
+    );
     let job = rm_job(&label, "rm");
     let id = job.id().to_owned();
     harness
@@ -61,7 +64,10 @@ async fn a_rm_jobs_lines_are_all_read_after_its_removal_through_a_slow_pipeline(
         assert_eq!(c.count(&id), LINES);
     });
     assert_eq!(
-        counter("log_capturer_stream_gaps_total", Some(("reason", "removed"))),
+        counter(
+            "log_capturer_stream_gaps_total",
+            Some(("reason", "removed"))
+        ),
         gaps_before
     );
     assert_eq!(counter("task_failures_total", None), 0);
@@ -92,8 +98,14 @@ async fn a_drain_that_cannot_progress_ends_at_its_bound_and_counts_the_loss() {
         .wait_task(&id, "ended at its drain bound", |state| state.is_none())
         .await;
     harness.sink.pause(false);
-    let dropped = counter("log_capturer_lines_dropped_total", Some(("reason", "removed")));
-    let gaps = counter("log_capturer_stream_gaps_total", Some(("reason", "removed")));
+    let dropped = counter(
+        "log_capturer_lines_dropped_total",
+        Some(("reason", "removed")),
+    );
+    let gaps = counter(
+        "log_capturer_stream_gaps_total",
+        Some(("reason", "removed")),
+    );
     assert!(dropped > 0, "the lines read and not taken are counted");
     assert_eq!(gaps, 1, "the rest Docker had is counted as one gap");
     harness

@@ -45,7 +45,10 @@ async fn lines_docker_sends_again_around_a_rotation_are_delivered_once() {
         report.assert_perfect();
         assert_eq!(c.count(&id), 2 * lines as usize);
     });
-    let repeated = counter("log_capturer_lines_skipped_total", Some(("reason", "repeated")));
+    let repeated = counter(
+        "log_capturer_lines_skipped_total",
+        Some(("reason", "repeated")),
+    );
     assert!(repeated > 0, "Docker sent lines again around its rotations");
     // What Docker still has is the tail; everything it has was delivered.
     assert!(docker_line_count(&id) <= 2 * lines as usize);
@@ -106,6 +109,9 @@ async fn files_dockers_follower_skips_while_the_pipeline_is_stalled_are_read_bac
         assert_eq!((report.lost(), report.duplicated()), (0, 0), "{report:#?}");
     });
     let recovered = counter("log_capturer_rotation_recovered_lines_total", None);
-    assert!(recovered > 0, "the follower skipped files and they were read back");
+    assert!(
+        recovered > 0,
+        "the follower skipped files and they were read back"
+    );
     harness.stop().await;
 }

@@ -386,7 +386,10 @@ impl Sink for FileSink {
         }
         if skipped > 0 {
             // Counted once the delivery is done, so a retried delivery is not counted twice.
-            debug!(lines = skipped, "skipped replayed lines already in the file");
+            debug!(
+                lines = skipped,
+                "skipped replayed lines already in the file"
+            );
             self.skipped_lines.increment(skipped as u64);
         }
         Ok(())

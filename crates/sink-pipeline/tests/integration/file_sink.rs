@@ -239,11 +239,7 @@ async fn replayed_lines_are_not_written_twice_even_across_restarts_and_rotations
         batch
     };
     let running = start(pipeline(data_dir.path(), file.clone()));
-    let replays = [
-        numbered(&web, 5, 5),
-        numbered(&db, 1, 4),
-        burst(0..5, true),
-    ];
+    let replays = [numbered(&web, 5, 5), numbered(&db, 1, 4), burst(0..5, true)];
     for batch in replays {
         running.batch_tx.send(replayed(batch)).await.unwrap();
     }
