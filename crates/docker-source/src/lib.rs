@@ -86,6 +86,7 @@ mod decoder;
 mod error;
 mod filter;
 mod metric_names;
+mod output;
 mod raw_logs;
 mod recovery;
 mod removal;

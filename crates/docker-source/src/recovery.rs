@@ -25,8 +25,9 @@ use crate::{
     cursor::{BOUNDARY_ORDINAL, FileSwitch},
     decoder::{Decoder, LineSink},
     metric_names,
+    output::decode_output,
     raw_logs::{self, LogsRequest},
-    stream::{TaskEnv, decode_output},
+    stream::TaskEnv,
 };
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;

@@ -47,9 +47,10 @@ use crate::{
     assembler::{Assembled, Assembler},
     checkpoint::StreamPositions,
     client::{self, Backoff},
-    decoder::{Decoder, LineSink},
+    decoder::Decoder,
     error::{docker_status, is_permanent_status},
     metric_names,
+    output::{decode_output, record_drops},
     raw_logs::{self, LogsRequest, RawEndpoint},
     recovery,
     removal::{self, DrainBounds, Progress, Removal},
@@ -815,38 +816,6 @@ impl Follower {
     }
 }
 
-/// Decodes one bollard item into `sink`; returns its payload size.
-pub(crate) fn decode_output(
-    decoder: &mut Decoder,
-    sink: &mut impl LineSink,
-    output: LogOutput,
-    tty: bool,
-    container_id: &ContainerId,
-) -> usize {
-    match output {
-        LogOutput::StdOut { message } | LogOutput::Console { message } if tty => {
-            decoder.tty(&message, sink);
-            message.len()
-        }
-        LogOutput::StdOut { message } => {
-            decoder.frame(LogStream::Stdout, &message, sink);
-            message.len()
-        }
-        LogOutput::StdErr { message } => {
-            decoder.frame(LogStream::Stderr, &message, sink);
-            message.len()
-        }
-        LogOutput::Console { message } | LogOutput::StdIn { message } => {
-            // Not a stdout/stderr frame: most likely the daemon's own error stream
-            // ("Error grabbing logs: ...").
-            decoder.malformed_frame();
-            let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
-            warn!(container_id = %container_id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
-            message.len()
-        }
-    }
-}
-
 /// Lets the other tasks queued on this thread (hyper's connection task) run once, then resumes.
 ///
 /// Unlike `tokio::task::yield_now`, which defers the task until the runtime has polled its I/O
@@ -877,40 +846,6 @@ fn unix_nanos() -> i64 {
 
 fn reconnected(reason: &'static str) {
     ::metrics::counter!(metric_names::STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(1);
-}
-
-fn record_drops(shared: &ContainerShared, counters: crate::decoder::DecodeCounters) {
-    let dropped = [
-        ("truncated", counters.truncated),
-        ("malformed", counters.malformed),
-    ];
-    for (reason, count) in dropped {
-        if count > 0 {
-            ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => reason)
-                .increment(count);
-        }
-    }
-    let skipped = [
-        ("replayed", counters.skipped),
-        ("repeated", counters.repeated),
-    ];
-    for (reason, count) in skipped {
-        if count > 0 {
-            ::metrics::counter!(metric_names::LINES_SKIPPED_TOTAL, "reason" => reason)
-                .increment(count);
-        }
-    }
-    if counters.cursor_gone > 0 {
-        ::metrics::counter!(metric_names::STREAM_GAPS_TOTAL, "reason" => "rotated")
-            .increment(counters.cursor_gone);
-        let info = shared.info();
-        warn!(
-            container_id = %info.id,
-            name = %info.name,
-            "Docker no longer had the last line read when the stream was reopened (its log file \
-             was rotated away): the lines after it in that file are lost, their number unknown"
-        );
-    }
 }
 
 /// The `since` to ask Docker for: the whole second of the earliest cursor of the container's

@@ -1,0 +1,79 @@
+//! Between the stream and the decoder, and the decoder and the metrics: bollard items decoded
+//! into a line sink, and the decoder's counters turned into metrics (per batch, not per line).
+
+use bollard::container::LogOutput;
+use capture_core::{ContainerId, LogStream};
+use tracing::warn;
+
+use crate::{
+    decoder::{DecodeCounters, Decoder, LineSink},
+    metric_names,
+    stream::ContainerShared,
+};
+
+/// Decodes one bollard item into `sink`; returns its payload size.
+pub(crate) fn decode_output(
+    decoder: &mut Decoder,
+    sink: &mut impl LineSink,
+    output: LogOutput,
+    tty: bool,
+    container_id: &ContainerId,
+) -> usize {
+    match output {
+        LogOutput::StdOut { message } | LogOutput::Console { message } if tty => {
+            decoder.tty(&message, sink);
+            message.len()
+        }
+        LogOutput::StdOut { message } => {
+            decoder.frame(LogStream::Stdout, &message, sink);
+            message.len()
+        }
+        LogOutput::StdErr { message } => {
+            decoder.frame(LogStream::Stderr, &message, sink);
+            message.len()
+        }
+        LogOutput::Console { message } | LogOutput::StdIn { message } => {
+            // Not a stdout/stderr frame: most likely the daemon's own error stream
+            // ("Error grabbing logs: ...").
+            decoder.malformed_frame();
+            let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
+            warn!(container_id = %container_id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
+            message.len()
+        }
+    }
+}
+
+/// Records the decoder's counters as metrics; logs a cursor line Docker no longer had.
+pub(crate) fn record_drops(shared: &ContainerShared, counters: DecodeCounters) {
+    let dropped = [
+        ("truncated", counters.truncated),
+        ("malformed", counters.malformed),
+    ];
+    for (reason, count) in dropped {
+        if count > 0 {
+            ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => reason)
+                .increment(count);
+        }
+    }
+    let skipped = [
+        ("replayed", counters.skipped),
+        ("repeated", counters.repeated),
+    ];
+    for (reason, count) in skipped {
+        if count > 0 {
+            ::metrics::counter!(metric_names::LINES_SKIPPED_TOTAL, "reason" => reason)
+                .increment(count);
+        }
+    }
+    if counters.cursor_gone > 0 {
+        ::metrics::counter!(metric_names::STREAM_GAPS_TOTAL, "reason" => "rotated")
+            .increment(counters.cursor_gone);
+        let info = shared.info();
+        warn!(
+            container_id = %info.id,
+            name = %info.name,
+            "Docker no longer had the last line read when the stream was reopened (its log file \
+             was rotated away): the lines after it in that file are lost, their number unknown"
+        );
+    }
+}
