@@ -315,8 +315,13 @@ impl Cursor {
         }
     }
 
-    /// The file switch seen since the last call, if any: `(after, first)`.
+    /// The file switch seen since the last call, if any: `(after, first)`, once the run of
+    /// copies that revealed it has ended. Read back earlier, the skipped lines (older than the
+    /// copies) would lower the file sink's mark below copies still to come as a replay.
     pub(crate) fn take_switch(&mut self) -> Option<(i64, i64)> {
+        if self.rewinding {
+            return None;
+        }
         self.switch.take()
     }
 

@@ -21,7 +21,8 @@ use super::{
 };
 use crate::harness::containers::docker;
 
-/// A rate (lines/s per stream; 0 = as fast as loggen writes) and how many lines per stream.
+/// A rate (lines/s of a container, half on each stream; 0 = as fast as loggen writes) and how
+/// many lines a container writes.
 #[derive(Debug, Clone, Copy)]
 struct Variant {
     rate: u64,
@@ -29,31 +30,14 @@ struct Variant {
 }
 
 fn variants(ci: bool) -> Vec<Variant> {
+    let variant = |rate, lines| Variant { rate, lines };
     if ci {
-        return vec![
-            Variant {
-                rate: 2_000,
-                lines: 10_000,
-            },
-            Variant {
-                rate: 20_000,
-                lines: 100_000,
-            },
-        ];
+        return vec![variant(2_000, 10_000), variant(20_000, 100_000)];
     }
     vec![
-        Variant {
-            rate: 2_000,
-            lines: 40_000,
-        },
-        Variant {
-            rate: 20_000,
-            lines: 200_000,
-        },
-        Variant {
-            rate: 0,
-            lines: 200_000,
-        },
+        variant(2_000, 40_000),
+        variant(20_000, 200_000),
+        variant(0, 200_000),
     ]
 }
 
@@ -99,9 +83,9 @@ fn start(ctx: &Ctx, stage: &Stage, variant: Variant, max_file: u32) -> Result<Ge
             "--run",
             &run,
             "--lines",
-            &variant.lines.to_string(),
+            &(variant.lines / 2).to_string(),
             "--rate",
-            &variant.rate.to_string(),
+            &(variant.rate / 2).to_string(),
             "--stream",
             "both",
             // The capturer follows the container before its first line.
@@ -172,7 +156,7 @@ pub(crate) fn rotation(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
                 "rot",
                 &generator.run,
                 &["out", "err"],
-                variant.lines,
+                variant.lines / 2,
             );
         }
         let ids: Vec<String> = generators.iter().map(|g| g.id.clone()).collect();
@@ -214,7 +198,7 @@ fn report(outcome: &mut Outcome, generator: &Generator, lost: u64, dup: u64) {
     let what = generator.describe();
     outcome.note(format!(
         "{what}: {} lines, lost={lost} dup={dup}",
-        2 * generator.variant.lines
+        generator.variant.lines
     ));
     outcome.expect(dup == 0, format!("{what}: {dup} lines duplicated"));
     let docker_keeps_enough = generator.max_file >= 3 && generator.variant.rate == 2_000;
