@@ -331,9 +331,10 @@ impl Follower {
                     self.end_removed(dropped, true);
                     return Ok(());
                 }
-                // The container is gone: a normal end, after what it served was read. A follow
-                // stream refused may have missed lines; a last read after the end did not.
-                StreamEnd::Failed(error) if docker_status(&error) == Some(404) => {
+                // The container is gone (404) or being removed (409: "dead or marked for
+                // removal"): a normal end, after what it served was read. A follow stream
+                // refused may have missed lines; a last read after the end did not.
+                StreamEnd::Failed(error) if matches!(docker_status(&error), Some(404 | 409)) => {
                     debug!(container_id = %id, error = %ErrorChain(&error), "container removed");
                     let dropped = self.finish_lines().await?;
                     self.end_removed(dropped, mode == Mode::Follow || !self.served_to_end);
@@ -343,10 +344,6 @@ impl Follower {
                     debug!(container_id = %id, "log stream silent; reopening");
                     reconnected("inactivity");
                     continue;
-                }
-                // 409: the container is dead or being removed; see what became of it.
-                StreamEnd::Failed(error) if docker_status(&error) == Some(409) => {
-                    debug!(container_id = %id, error = %ErrorChain(&error), "container is going away");
                 }
                 StreamEnd::Failed(error) => {
                     let status = docker_status(&error);
