@@ -20,7 +20,8 @@
 //! removed before that read, the rest is gone. The task knows it read everything only if it read
 //! a line written after it opened the stream (Docker was following then and serves the file to
 //! its end), or if the container died before the stream was opened (Docker then reads the whole
-//! file without following).
+//! file without following). "After it opened the stream" is judged from when the stream's first
+//! lines arrived: the snapshot was taken before those were sent.
 //!
 //! A task cut by either bound, whose logs were already gone (404) when it asked for them, or whose
 //! stream may have ended at Docker's snapshot, counts what it could not deliver: the lines it had read but not handed over in

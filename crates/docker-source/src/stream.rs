@@ -294,9 +294,12 @@ struct Follower {
     /// The last line read or batch taken, for a removed container's drain.
     progress: Progress,
     /// Whether the last follow stream is known to have served the log to its end (see
-    /// [`crate::removal`]): it read a line written after it was opened, or the container had
-    /// died before.
+    /// [`crate::removal`]): it read a line written after its first line arrived (Docker was
+    /// following, past the snapshot it sends first), or the container had died before it was
+    /// opened.
     served_to_end: bool,
+    /// When the current stream's first frames arrived (unix nanoseconds).
+    first_frame_at: Option<i64>,
 }
 
 impl Follower {
@@ -311,6 +314,7 @@ impl Follower {
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             progress: Progress::new(),
             served_to_end: false,
+            first_frame_at: None,
             env,
         }
     }
@@ -492,6 +496,7 @@ impl Follower {
         self.decoder
             .reset(resume, Some(self.env.settings.replay_through));
         let opened_at = unix_nanos();
+        self.first_frame_at = None;
         self.assembler.discard();
         let tty = self.assembler.info.tty;
         let since = since_seconds(&resume, tty);
@@ -534,11 +539,12 @@ impl Follower {
         let end = self.pump(pin!(stream), tty, coalesce).await;
         if mode == Mode::Follow {
             let read = self.env.shared.read_positions();
+            let following = self.first_frame_at.unwrap_or(i64::MAX);
             self.served_to_end = self.env.shared.removal.died_before(opened_at)
                 || read
                     .iter()
                     .flatten()
-                    .any(|position| position.timestamp_nanos > opened_at);
+                    .any(|position| position.timestamp_nanos > following);
         }
         end
     }
@@ -670,6 +676,7 @@ impl Follower {
             }
             self.heartbeat.beat();
             self.progress.made();
+            self.first_frame_at.get_or_insert_with(unix_nanos);
             let now = Instant::now();
             last_frame = now;
             partial_since = match (self.decoder.has_partial(), partial_since) {

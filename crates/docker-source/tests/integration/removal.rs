@@ -9,8 +9,10 @@ use crate::harness::{self, Harness, Sink, config, counter, loggen, unique};
 
 const LINES: usize = 30_000;
 
-/// A `--rm` loggen job writing `LINES` lines as fast as it can, once the source follows it.
-/// Docker removes it when it exits; the guard only cleans up after a failed test.
+/// A `--rm` loggen job writing `LINES` lines in a second and a half, once the source follows it
+/// (written over a while, so the source sees Docker follow the file rather than only send what
+/// it had: see `removal.rs`). Docker removes it when it exits; the guard only cleans up after a
+/// failed test.
 fn rm_job(label: &str, tag: &str) -> test_support::docker::Container {
     loggen(
         label,
@@ -20,6 +22,8 @@ fn rm_job(label: &str, tag: &str) -> test_support::docker::Container {
             tag,
             "--lines",
             &LINES.to_string(),
+            "--rate",
+            "20000",
             // The source has its stream open before the first line.
             "--delay-secs",
             "2",
