@@ -243,6 +243,7 @@ impl Cursor {
         self.recent.clear();
         self.jumps.0.clear();
         self.rewinding = false;
+        self.switch = None;
     }
 
     fn position_for(&self, timestamp: i64) -> Position {
@@ -318,8 +319,9 @@ impl Cursor {
     /// The file switch seen since the last call, if any: `(after, first)`, once the run of
     /// copies that revealed it has ended. Read back earlier, the skipped lines (older than the
     /// copies) would lower the file sink's mark below copies still to come as a replay.
-    pub(crate) fn take_switch(&mut self) -> Option<(i64, i64)> {
-        if self.rewinding {
+    /// `ended`: the stream ended, so the run of copies did too.
+    pub(crate) fn take_switch(&mut self, ended: bool) -> Option<(i64, i64)> {
+        if self.rewinding && !ended {
             return None;
         }
         self.switch.take()

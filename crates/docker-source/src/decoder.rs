@@ -237,11 +237,12 @@ impl Decoder {
     }
 
     /// The places where Docker's follower switched files since the last call (see
-    /// [`crate::cursor`]): what lies between may be in files it skipped.
-    pub(crate) fn take_file_switches(&mut self) -> Vec<FileSwitch> {
+    /// [`crate::cursor`]): what lies between may be in files it skipped. `ended`: the stream
+    /// ended (a switch is otherwise reported once the copies after it end).
+    pub(crate) fn take_file_switches(&mut self, ended: bool) -> Vec<FileSwitch> {
         let mut switches = Vec::new();
         for stream in LogStream::ALL {
-            if let Some((after, first)) = self.cursors[stream.index()].take_switch() {
+            if let Some((after, first)) = self.cursors[stream.index()].take_switch(ended) {
                 switches.push(FileSwitch {
                     stream,
                     after,

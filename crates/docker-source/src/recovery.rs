@@ -9,7 +9,10 @@
 //! file it still keeps, in order. The lines found were never delivered; they go to the pipeline
 //! as live lines (older than the ones around them) and are counted in
 //! `log_capturer_rotation_recovered_lines_total`. Lines in files Docker has already deleted
-//! cannot be read back, and nothing tells how many there were (see `docs/guarantees.md`).
+//! cannot be read back, and nothing tells how many there were; but when Docker no longer serves
+//! the last line the follower read before the switch, the file holding it (and what followed it)
+//! was deleted: that is counted in `log_capturer_stream_gaps_total{reason="rotated"}` (see
+//! `docs/guarantees.md`).
 
 use std::pin::pin;
 
@@ -46,9 +49,10 @@ pub(crate) async fn read_skipped(
     let until = seconds(switch.first.div_euclid(NANOS_PER_SECOND) + 1);
     let stream = open(env, since, until, tty);
     let mut decoder = Decoder::new(env.settings.max_line_bytes);
-    // Only this stream's lines after `after`; the other streams' are skipped whole.
+    // Only this stream's lines after `after` (the line itself is looked for: if Docker no
+    // longer has it, its file was deleted); the other streams' are skipped whole.
     let mut resume = [Some(Position::new(i64::MAX, 0)); 3];
-    resume[switch.stream.index()] = Some(Position::new(switch.after, BOUNDARY_ORDINAL));
+    resume[switch.stream.index()] = Some(Position::new(switch.after, BOUNDARY_ORDINAL - 1));
     decoder.reset(resume, None);
     let mut between = Between {
         stream: switch.stream,
@@ -73,6 +77,16 @@ pub(crate) async fn read_skipped(
         Err(_) => {
             warn!(container_id = %id, "reading back what Docker's follower skipped timed out")
         }
+    }
+    if decoder.take_counters().cursor_gone > 0 {
+        ::metrics::counter!(metric_names::STREAM_GAPS_TOTAL, "reason" => "rotated").increment(1);
+        warn!(
+            container_id = %id,
+            name = %env.shared.info().name,
+            stream = %switch.stream,
+            "Docker deleted a rotated log file its follower had skipped before it could be read \
+             back: lines are lost, their number unknown"
+        );
     }
     if between.lines > 0 {
         ::metrics::counter!(metric_names::ROTATION_RECOVERED_LINES_TOTAL).increment(between.lines);

@@ -536,7 +536,14 @@ impl Follower {
                     .logs(self.env.shared.id.as_str(), Some(options)),
             ),
         };
-        let end = self.pump(pin!(stream), tty, coalesce).await;
+        let mut end = self.pump(pin!(stream), tty, coalesce).await;
+        if matches!(
+            end,
+            StreamEnd::Eof { .. } | StreamEnd::Inactive | StreamEnd::Failed(_)
+        ) && let Err(stop) = self.read_skipped(true).await
+        {
+            end = stop;
+        }
         if mode == Mode::Follow {
             let read = self.env.shared.read_positions();
             let following = self.first_frame_at.unwrap_or(i64::MAX);
@@ -755,7 +762,13 @@ impl Follower {
         while let Some(assembled) = self.assembler.take(&self.env.shared) {
             self.send_assembled(assembled).await?;
         }
-        for switch in self.decoder.take_file_switches() {
+        self.read_skipped(false).await
+    }
+
+    /// Reads back what Docker's follower skipped at the file switches found (see
+    /// [`crate::recovery`]); `ended`: the stream ended, take every switch.
+    async fn read_skipped(&mut self, ended: bool) -> Result<(), StreamEnd> {
+        for switch in self.decoder.take_file_switches(ended) {
             let recovered =
                 recovery::read_skipped(&self.env, &self.cancel, &mut self.assembler, switch).await;
             if recovered > 0 {

@@ -316,7 +316,7 @@ fn a_file_switch_is_reported_where_the_copies_begin_after_a_jump() {
             (101 + gap, "k+2 b"),
         ],
     );
-    assert!(decoder.take_file_switches().is_empty());
+    assert!(decoder.take_file_switches(false).is_empty());
     // At its first end of file there, Docker sends the new file again from its first line;
     // the switch is reported once the copies end.
     feed(
@@ -324,10 +324,10 @@ fn a_file_switch_is_reported_where_the_copies_begin_after_a_jump() {
         &mut out,
         &[(100 + gap, "k+2 a"), (101 + gap, "k+2 b")],
     );
-    assert!(decoder.take_file_switches().is_empty());
+    assert!(decoder.take_file_switches(false).is_empty());
     feed(&mut decoder, &mut out, &[(102 + gap, "k+2 c")]);
     assert_eq!(
-        decoder.take_file_switches(),
+        decoder.take_file_switches(false),
         [FileSwitch {
             stream: LogStream::Stdout,
             after: BASE_NANOS + 100,
@@ -341,5 +341,19 @@ fn a_file_switch_is_reported_where_the_copies_begin_after_a_jump() {
         &mut out,
         &[(103 + gap, "c"), (102 + gap, "k+2 c")],
     );
-    assert!(decoder.take_file_switches().is_empty());
+    assert!(decoder.take_file_switches(false).is_empty());
+}
+
+#[test]
+fn a_file_switch_whose_copies_run_to_the_end_of_the_stream_is_reported_at_its_end() {
+    use crate::cursor::SWITCH_GAP_NANOS;
+    let mut decoder = decoder();
+    let mut out = Collected::default();
+    let gap = 5 * SWITCH_GAP_NANOS;
+    let lines = [(100, "k end"), (100 + gap, "last file a"), (101 + gap, "last file b")];
+    feed(&mut decoder, &mut out, &lines);
+    // The container exited: Docker sends its last file again, then ends the stream.
+    feed(&mut decoder, &mut out, &lines[1..]);
+    assert!(decoder.take_file_switches(false).is_empty());
+    assert_eq!(decoder.take_file_switches(true).len(), 1);
 }

@@ -115,3 +115,57 @@ async fn files_dockers_follower_skips_while_the_pipeline_is_stalled_are_read_bac
     );
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_docker_deletes_before_they_are_read_are_counted_not_silent() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let label = unique("rotation-deleted");
+    let dir = tempfile::tempdir().unwrap();
+    let config = docker_source::DockerConfig {
+        batch_max_lines: 100,
+        ..config(&label)
+    };
+    let harness = Harness::start(config, dir.path(), Sink::default());
+    let lines = 30_000;
+    // Three 100 kB files keep less than a second at 4 000 lines/s.
+    let container = loggen(
+        &label,
+        &["--log-opt", "max-size=100k", "--log-opt", "max-file=3"],
+        &[
+            "--tag",
+            "deleted",
+            "--lines",
+            &lines.to_string(),
+            "--rate",
+            "4000",
+            "--delay-secs",
+            "1",
+        ],
+    );
+    let id = container.id().to_owned();
+    harness
+        .sink
+        .wait_until("the first lines", |c| c.count(&id) >= 1_000)
+        .await;
+    harness.sink.pause(true);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    harness.sink.pause(false);
+    harness
+        .wait_task(&id, "completed after the container exited", |state| {
+            state == Some(capture_core::status::TaskState::Completed)
+        })
+        .await;
+    let report = harness.sink.with(|c| c.report());
+    assert_eq!(report.duplicated(), 0);
+    assert!(
+        report.lost() > 0,
+        "Docker deleted files the capture had not read"
+    );
+    let gaps = counter(
+        "log_capturer_stream_gaps_total",
+        Some(("reason", "rotated")),
+    );
+    assert!(gaps > 0, "the deleted files are counted: {report:#?}");
+    harness.stop().await;
+}
