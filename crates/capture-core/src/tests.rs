@@ -4,7 +4,7 @@ use std::{sync::Arc, time::SystemTime};
 
 use crate::{
     ContainerId, ContainerInfo, EventBatchBuilder, LogStream, Position, format_rfc3339_nanos,
-    status::{TaskSnapshot, TaskState},
+    status::{TaskSnapshot, TaskState, UnreadableContainer, UnreadableReason},
 };
 
 fn info() -> Arc<ContainerInfo> {
@@ -107,6 +107,31 @@ fn task_snapshot_serialises_to_the_contract_shape() {
     assert_eq!(json["state"], "running");
     assert_eq!(json["started_at"], "1970-01-01T00:00:00Z");
     assert!(json["last_error"].is_null());
+}
+
+#[test]
+fn unreadable_container_serialises_to_the_contract_shape() {
+    for reason in UnreadableReason::ALL {
+        let entry = UnreadableContainer {
+            id: "ab".repeat(32),
+            name: "quiet".into(),
+            driver: "none".into(),
+            reason,
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 4, "{json}");
+        for key in ["id", "name", "driver", "reason"] {
+            assert!(json.get(key).is_some(), "{key} missing: {json}");
+        }
+        // The label value of the metric and the JSON value are one name.
+        assert_eq!(json["reason"], reason.as_str());
+    }
 }
 
 mod error_chain {

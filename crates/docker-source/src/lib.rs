@@ -41,7 +41,10 @@
 //! (`eof`, `inactivity`, `error`), `log_capturer_lines_dropped_total{reason}` (`malformed`;
 //! `truncated`: a line cut at `max_line_bytes`, its head still delivered),
 //! `log_capturer_invalid_utf8_lines_total`, `log_capturer_containers_unreadable_total{reason}`
-//! (`not_found`, `unsupported_log_driver`), `log_capturer_docker_reconnects_total`.
+//! (`not_found`, `unsupported_log_driver`: a stream that was expected to be readable failed),
+//! `log_capturer_containers_unreadable{reason}` (a gauge: containers not captured because their
+//! log driver cannot be read by design, `log_driver_none` or `dual_logging_disabled`; listed by
+//! [`DockerSource::unreadable`] and not tasks), `log_capturer_docker_reconnects_total`.
 //!
 //! # Example
 //!
@@ -83,6 +86,7 @@ mod config;
 mod decoder;
 mod error;
 mod filter;
+mod log_driver;
 mod metric_names;
 mod raw_logs;
 mod source;

@@ -22,6 +22,10 @@ pub(crate) const INVALID_UTF8_LINES_TOTAL: &str = "log_capturer_invalid_utf8_lin
 /// `log_capturer_containers_unreadable_total{reason}`: containers whose logs cannot be read:
 /// `not_found` (404) or `unsupported_log_driver` (501).
 pub(crate) const CONTAINERS_UNREADABLE_TOTAL: &str = "log_capturer_containers_unreadable_total";
+/// `log_capturer_containers_unreadable{reason}`: containers not captured because their logs
+/// cannot be read by design, now: `log_driver_none`, `dual_logging_disabled` (a driver that only
+/// sends, with Docker's cache off). They are listed in `/health` under `unreadable`.
+pub(crate) const CONTAINERS_UNREADABLE: &str = "log_capturer_containers_unreadable";
 /// `log_capturer_docker_reconnects_total`: reconnections of the discovery (events) stream.
 pub(crate) const DOCKER_RECONNECTS_TOTAL: &str = "log_capturer_docker_reconnects_total";
 
@@ -42,6 +46,9 @@ pub(crate) fn publish_zeroes() {
     ::metrics::counter!(INVALID_UTF8_LINES_TOTAL).increment(0);
     for reason in ["not_found", "unsupported_log_driver"] {
         ::metrics::counter!(CONTAINERS_UNREADABLE_TOTAL, "reason" => reason).increment(0);
+    }
+    for reason in capture_core::status::UnreadableReason::ALL {
+        ::metrics::gauge!(CONTAINERS_UNREADABLE, "reason" => reason.as_str()).set(0.0);
     }
     ::metrics::counter!(DOCKER_RECONNECTS_TOTAL).increment(0);
     ::metrics::gauge!(CONTAINERS_MONITORED).set(0.0);

@@ -4,7 +4,10 @@
 //! `run` connects (negotiating the API version), lists every container, then follows `/events`.
 //! On any events error it reconnects with exponential backoff and lists again, so nothing that
 //! happened meanwhile is missed. The same loop consumes acknowledgements and saves the
-//! checkpoint file every `checkpoint_interval`.
+//! checkpoint file every `checkpoint_interval`. A container whose log driver cannot be read by
+//! design gets no task: it is listed as unreadable (`source/unreadable.rs`).
+
+mod unreadable;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,7 +24,7 @@ use bollard::{
 };
 use capture_core::{
     Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch, Position,
-    status::{DockerSnapshot, DockerState},
+    status::{DockerSnapshot, DockerState, UnreadableContainer},
 };
 use futures_util::{Stream, StreamExt, future::join_all};
 use task_supervisor::{RestartPolicy, Supervisor, TaskSpec};
@@ -33,13 +36,14 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::unreadable::UnreadableContainers;
 use crate::{
     DockerConfig, Error, ReadFrom, Result,
     checkpoint::{Checkpoints, write_atomically},
     client::{self, Backoff},
     error::docker_status,
     filter::{ContainerFilter, SelfContainer},
-    metric_names,
+    log_driver, metric_names,
     raw_logs::RawEndpoint,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
@@ -72,6 +76,7 @@ pub struct DockerSource {
     /// Owned: joined at the end of [`DockerSource::run`] (or when the source is dropped).
     workers: StreamWorkers,
     status_tx: watch::Sender<DockerSnapshot>,
+    unreadable: UnreadableContainers,
     settings: Arc<StreamSettings>,
     self_container: SelfContainer,
     /// The agent's start, the `read_from = "end"` boundary.
@@ -117,6 +122,7 @@ impl DockerSource {
             checkpoints,
             workers,
             status_tx,
+            unreadable: UnreadableContainers::default(),
             settings,
             self_container,
             started_at_nanos,
@@ -126,6 +132,12 @@ impl DockerSource {
     /// The Docker connection's state, for `/health` and readiness.
     pub fn status(&self) -> watch::Receiver<DockerSnapshot> {
         self.status_tx.subscribe()
+    }
+
+    /// The containers whose logs cannot be read by design (log driver `none`, or a driver that
+    /// only sends with Docker's dual logging off), for `/health`. They have no task.
+    pub fn unreadable(&self) -> watch::Receiver<Vec<UnreadableContainer>> {
+        self.unreadable.subscribe()
     }
 
     /// The stream workers' runtimes (for runtime metrics such as `tokio_alive_tasks`).
@@ -154,6 +166,7 @@ impl DockerSource {
             checkpoints,
             mut workers,
             status_tx,
+            unreadable,
             settings,
             self_container,
             started_at_nanos,
@@ -174,6 +187,7 @@ impl DockerSource {
             checkpoints,
             workers: &workers,
             status_tx,
+            unreadable,
             settings,
             self_container,
             started_at_nanos,
@@ -216,6 +230,8 @@ struct Discovery<'a> {
     checkpoints: Checkpoints,
     workers: &'a StreamWorkers,
     status_tx: watch::Sender<DockerSnapshot>,
+    /// Containers that are not monitored because their logs cannot be read by design.
+    unreadable: UnreadableContainers,
     settings: Arc<StreamSettings>,
     self_container: SelfContainer,
     started_at_nanos: i64,
@@ -393,6 +409,7 @@ impl Discovery<'_> {
         for id in gone {
             self.forget(&id).await;
         }
+        self.unreadable.retain(|id| existing.contains(id));
         if first {
             let stale: Vec<ContainerId> = self
                 .checkpoints
@@ -464,6 +481,11 @@ impl Discovery<'_> {
         match inspected {
             Ok(response) => {
                 self.retry_inspect.remove(id);
+                if let Some(unreadable) = log_driver::unreadable(&response) {
+                    let info = container_info(id, response);
+                    self.list_unreadable(info, unreadable).await;
+                    return;
+                }
                 let running = response
                     .state
                     .as_ref()
@@ -583,6 +605,7 @@ impl Discovery<'_> {
     /// Stops monitoring a container that is gone; its checkpoint is dropped once its last batch
     /// is acknowledged.
     async fn forget(&mut self, id: &ContainerId) {
+        self.unreadable.remove(id);
         self.pending_spawns.remove(id);
         self.retry_inspect.remove(id);
         let Some(monitored) = self.containers.remove(id) else {

@@ -197,6 +197,7 @@ pub(crate) struct Harness {
     pub(crate) supervisor: Supervisor,
     pub(crate) runtime_handles: Vec<tokio::runtime::Handle>,
     pub(crate) status_rx: watch::Receiver<capture_core::status::DockerSnapshot>,
+    pub(crate) unreadable_rx: watch::Receiver<Vec<capture_core::status::UnreadableContainer>>,
     shutdown: CancellationToken,
     source_task: JoinHandle<docker_source::Result<()>>,
     pipeline_task: JoinHandle<()>,
@@ -231,6 +232,7 @@ impl Harness {
         let source = DockerSource::new(config, data_dir).unwrap();
         let runtime_handles = source.runtime_handles();
         let status_rx = source.status();
+        let unreadable_rx = source.unreadable();
         let (batch_tx, mut batch_rx) = mpsc::channel(16);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
@@ -252,6 +254,7 @@ impl Harness {
             supervisor,
             runtime_handles,
             status_rx,
+            unreadable_rx,
             shutdown,
             source_task,
             pipeline_task,

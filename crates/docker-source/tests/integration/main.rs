@@ -10,3 +10,4 @@ mod harness;
 mod leaks;
 mod lifecycle;
 mod resume;
+mod unreadable;
