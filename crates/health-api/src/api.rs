@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use capture_core::status::{DockerSnapshot, SinkSnapshot, TaskSnapshot};
+use capture_core::status::{DockerSnapshot, SinkSnapshot, TaskSnapshot, UnreadableContainer};
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -27,6 +27,11 @@ pub trait StatusSource: Send + Sync + 'static {
     fn sinks(&self) -> Vec<SinkSnapshot>;
     /// The Docker connection.
     fn docker(&self) -> DockerSnapshot;
+    /// The containers whose logs cannot be read by design (no task, not a failure). None by
+    /// default.
+    fn unreadable(&self) -> Vec<UnreadableContainer> {
+        Vec::new()
+    }
 }
 
 const JSON: &str = "application/json";
@@ -116,6 +121,7 @@ impl HealthApi {
         let tasks = self.status.tasks();
         let sinks = self.status.sinks();
         let docker = self.status.docker();
+        let unreadable = self.status.unreadable();
         HealthReport {
             status: evaluate(&self.config, &tasks, &sinks, &docker, now),
             version: self.version,
@@ -124,6 +130,7 @@ impl HealthApi {
             tasks,
             sinks,
             docker,
+            unreadable,
         }
     }
 

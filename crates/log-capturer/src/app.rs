@@ -65,6 +65,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         supervisor: supervisor.clone(),
         sinks_rx: pipeline.status(),
         docker_rx: docker_rx.clone(),
+        unreadable_rx: source.unreadable(),
     };
     let mut health = HealthApi::new(
         config.health.clone(),
