@@ -9,9 +9,13 @@
 //!   make it `healthy`, `degraded` (200) or `unhealthy` (503).
 //! - `process_metrics.rs`: `process_open_fds`, `process_resident_memory_bytes` and
 //!   `tokio_alive_tasks`, set through the `metrics` facade on each `/metrics` scrape.
-//! - [`BoundHealthApi`] (`server.rs`): HTTP/1.1 over hyper with a connection limit, bounded
-//!   request heads, a header read timeout and a graceful, bounded shutdown on a
+//! - [`BoundHealthApi`] (`server.rs`): HTTP/1.1 over hyper with bounded request heads, a header
+//!   read timeout that also closes idle connections, and a graceful, bounded shutdown on a
 //!   [`CancellationToken`](tokio_util::sync::CancellationToken).
+//! - `admission.rs`, `connection.rs`: every connection reads its first request head without a
+//!   slot, then is admitted by path (slots reserved for `/live` and `/ready`, so a flood of other
+//!   clients cannot starve the probes); an admitted connection is served under a write timeout
+//!   and a cap on the requests it may make.
 //! - [`HealthConfig`] (`config.rs`), [`Error`] (`error.rs`).
 //!
 //! # Example
@@ -58,8 +62,10 @@
 //! # }
 //! ```
 
+mod admission;
 mod api;
 mod config;
+mod connection;
 mod error;
 mod process_metrics;
 mod readiness;

@@ -271,6 +271,10 @@ impl Config {
                 | docker_source::Error::Glob { key, .. } => error(format!("docker.{key}"), e),
                 _ => error("docker", e),
             })?;
+        self.health.validate().map_err(|e| match &e {
+            health_api::Error::Config { key, .. } => error(format!("health.{key}"), e),
+            _ => error("health", e),
+        })?;
         Ok(())
     }
 

@@ -140,6 +140,30 @@ fn unknown_environment_section_is_named() {
 }
 
 #[test]
+fn health_limits_are_read_and_validated() {
+    let config_file = file(
+        "[health]\nprobe_connections = 2\nwrite_timeout = \"3s\"\nmax_requests_per_connection = 7\n",
+    );
+    let config = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap();
+    assert_eq!(config.health.probe_connections, 2);
+    assert_eq!(config.health.write_timeout, Duration::from_secs(3));
+    assert_eq!(config.health.max_requests_per_connection, 7);
+    for (key, value) in [
+        ("WRITE_TIMEOUT", "0s"),
+        ("MAX_REQUESTS_PER_CONNECTION", "0"),
+        ("MAX_CONNECTIONS", "0"),
+    ] {
+        let variable = format!("LOG_CAPTURER_HEALTH_{key}");
+        let error = load(&[], &[(variable.as_str(), value)]).unwrap_err();
+        assert_eq!(
+            error.key,
+            format!("health.{}", key.to_lowercase()),
+            "{error}"
+        );
+    }
+}
+
+#[test]
 fn timeout_must_exceed_heartbeat_interval() {
     let error = load(
         &["--heartbeat-interval", "10s", "--task-timeout", "5s"],
