@@ -4,6 +4,10 @@
 //! it unreadable and it passes the filters, and removes it when it is destroyed, found gone by a
 //! re-listing, or no longer passes the filters. Every change is published on a `watch` channel
 //! (read by `/health`) and in the gauge `log_capturer_containers_unreadable{reason}`.
+//!
+//! Filters are applied whenever a container is inspected (listing, `start`, `rename`,
+//! `unpause`). A configuration reload that changes the filters must inspect the listed containers
+//! again too, as it does the monitored ones, so the list follows the new filters.
 
 use std::collections::BTreeMap;
 
