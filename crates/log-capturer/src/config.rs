@@ -452,6 +452,13 @@ fn redact(value: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        // Every URL is stored without its userinfo already; this keeps any other string that
+        // holds one (a key added later) from printing it.
+        Value::String(text) if text.contains("://") => {
+            if let std::borrow::Cow::Owned(stripped) = capture_core::url::strip_userinfo(text) {
+                *text = stripped;
+            }
+        }
         _ => {}
     }
 }

@@ -96,7 +96,8 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
-pub use sink::{BoxError, Sink, SinkError};
+pub use sink::{BoxError, RetryAfter, Sink, SinkError};
+pub use sinks::http::{Endpoint, TlsConfig};
 pub use sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink, LokiSinkConfig};
 pub use worker::SinkOptions;
 

@@ -39,18 +39,6 @@ pub(crate) enum LokiError {
         #[source]
         source: std::env::VarError,
     },
-    /// The HTTP client could not be built (for example no usable TLS roots).
-    #[error("cannot build the HTTP client")]
-    Client(#[source] reqwest::Error),
-    /// The request failed before a complete answer: connection refused or reset, timeout, or
-    /// an answer that is not valid HTTP.
-    #[error("push to {url} failed")]
-    Request {
-        /// The push URL.
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
     /// Loki answered with an error status.
     #[error("loki answered {status}: {}", shown(body))]
     Status {
