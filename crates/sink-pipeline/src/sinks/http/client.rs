@@ -49,7 +49,9 @@ impl Credentials {
     /// Adds the credentials to `request`.
     pub(crate) fn apply(&self, request: RequestBuilder) -> RequestBuilder {
         match self {
-            Credentials::Basic { username, password } => request.basic_auth(username, password.as_ref()),
+            Credentials::Basic { username, password } => {
+                request.basic_auth(username, password.as_ref())
+            }
             Credentials::Bearer { token } => request.bearer_auth(token),
         }
     }

@@ -98,7 +98,9 @@ impl TlsConfig {
         if let Some(server_name) = &self.server_name {
             let resolver = ServerNameResolver::new(server_name, &url)?;
             url.set_host(Some(server_name)).map_err(|error| {
-                HttpError::config(format!("tls.server_name {server_name:?} is not a host name: {error}"))
+                HttpError::config(format!(
+                    "tls.server_name {server_name:?} is not a host name: {error}"
+                ))
             })?;
             builder = builder.dns_resolver(Arc::new(resolver));
         }
@@ -128,7 +130,10 @@ impl ServerNameResolver {
             return Err(HttpError::config("the endpoint has no host"));
         };
         // An IPv6 address is written in brackets in a URL, but looked up without.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         Ok(ServerNameResolver {
             server_name: server_name.to_ascii_lowercase(),
             host,
@@ -145,9 +150,8 @@ impl Resolve for ServerNameResolver {
         };
         Box::pin(async move {
             // The port is set by the connector from the URL.
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
@@ -158,16 +162,21 @@ impl Resolve for ServerNameResolver {
 pub(crate) fn is_certificate_error(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        let tls = error.downcast_ref::<rustls::Error>().or_else(|| {
-            error
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if tls.is_some_and(is_certificate_problem) {
+        if error
+            .downcast_ref::<rustls::Error>()
+            .is_some_and(is_certificate_problem)
+        {
             return true;
         }
-        next = error.source();
+        // An I/O error's `source()` skips the error it wraps (hyper wraps rustls's error in
+        // two of them), so descend into it instead.
+        next = match error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => error.source(),
+        };
     }
     false
 }
