@@ -4,4 +4,7 @@
 pub(crate) mod file;
 pub(crate) mod http;
 pub(crate) mod loki;
+pub(crate) mod otlp;
+pub(crate) mod resume;
 pub(crate) mod stdout;
+pub(crate) mod template;

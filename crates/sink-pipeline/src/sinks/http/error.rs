@@ -4,6 +4,20 @@ use std::path::PathBuf;
 
 use crate::sink::SinkError;
 
+/// The most characters of an answer's body shown in an error message (and so in logs and
+/// `/health`); more is read for classifying it.
+const SHOWN_BODY_CHARS: usize = 512;
+
+/// An answer's body (or a receiver's message) for an error message: trimmed and cut to
+/// [`SHOWN_BODY_CHARS`] characters.
+pub(crate) fn shown(text: &str) -> &str {
+    let text = text.trim();
+    match text.char_indices().nth(SHOWN_BODY_CHARS) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}
+
 /// A failure of building the client or of a request before its answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HttpError {

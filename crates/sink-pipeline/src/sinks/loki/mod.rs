@@ -67,7 +67,6 @@ pub use config::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSinkConfig};
 
 use std::{
     fmt,
-    hash::{DefaultHasher, Hash, Hasher},
     io::Write as _,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -84,7 +83,10 @@ use self::{
     http::{PushClient, PushOutcome},
     labels::{LabelTemplates, Labels},
 };
-use crate::sink::{Sink, SinkError};
+use crate::{
+    sink::{Sink, SinkError},
+    sinks::resume::fingerprint,
+};
 
 /// The Loki sink. Build it with [`LokiSink::new`]; the pipeline does so for `type = "loki"`.
 pub struct LokiSink {
@@ -324,23 +326,4 @@ impl Sink for LokiSink {
             })),
         }
     }
-}
-
-/// Identifies a delivery cheaply: the containers, line counts, sizes and first and last
-/// positions of its batches. Two different deliveries agreeing on all of it would have to
-/// share every container and boundary line, which consecutive deliveries never do.
-fn fingerprint(batches: &[EventBatch]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    batches.len().hash(&mut hasher);
-    for batch in batches {
-        batch.container().id.hash(&mut hasher);
-        batch.len().hash(&mut hasher);
-        batch.message_bytes().hash(&mut hasher);
-        batch.line(0).map(|line| line.position).hash(&mut hasher);
-        batch
-            .line(batch.len().wrapping_sub(1))
-            .map(|line| line.position)
-            .hash(&mut hasher);
-    }
-    hasher.finish()
 }

@@ -16,10 +16,10 @@ use super::{
     },
     fingerprint,
     http::{PushOutcome, classify},
-    labels::{LabelTemplates, Labels, Template, sanitize_label_name},
+    labels::{LabelTemplates, Labels, sanitize_label_name},
     proto,
 };
-use crate::sink::SinkError;
+use crate::{sink::SinkError, sinks::template::Template};
 
 fn container(name: &str) -> Arc<ContainerInfo> {
     let id = ContainerId::new(format!("{:0>64}", name.len())).unwrap();
