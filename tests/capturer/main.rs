@@ -3,5 +3,6 @@
 
 mod config_errors;
 mod health;
+mod otlp;
 mod restarts;
 mod secrets;

@@ -1,5 +1,5 @@
-//! Secrets never printed: credentials planted in a Loki endpoint's URL, in a bearer token and in
-//! the Docker host's URL must appear in none of the agent's logs, `/health`, `/metrics` and
+//! Secrets never printed: credentials planted in a Loki endpoint's URL, in a bearer token, in an
+//! OTLP sink's `Authorization` header and in the Docker host's URL must appear in none of the agent's logs, `/health`, `/metrics` and
 //! `--check-config` output, while the errors that would have quoted them are there.
 
 use std::{io::Write, process::Command, time::Duration};
@@ -11,7 +11,8 @@ use test_support::docker::{self, Container};
 const URL_PASSWORD: &str = "planted-url-password-7f3a";
 const BEARER_TOKEN: &str = "planted-bearer-token-91c2";
 const DOCKER_PASSWORD: &str = "planted-docker-password-5d8e";
-const SECRETS: [&str; 3] = [URL_PASSWORD, BEARER_TOKEN, DOCKER_PASSWORD];
+const HEADER_TOKEN: &str = "planted-header-token-2b6f";
+const SECRETS: [&str; 4] = [URL_PASSWORD, BEARER_TOKEN, DOCKER_PASSWORD, HEADER_TOKEN];
 
 fn assert_no_secret(what: &str, text: &str) {
     for secret in SECRETS {
@@ -19,8 +20,8 @@ fn assert_no_secret(what: &str, text: &str) {
     }
 }
 
-/// Two Loki sinks on a closed port, so every push fails and is logged: one with credentials
-/// in its URL, one with an inline bearer token.
+/// Two Loki sinks and an OTLP sink on a closed port, so every push fails and is logged: one
+/// with credentials in its URL, one with an inline bearer token, one with a secret header.
 fn config_file() -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     write!(
@@ -37,6 +38,12 @@ type = "loki"
 name = "loki-bearer"
 endpoint = "http://127.0.0.1:1"
 auth = {{ type = "bearer", token = "{BEARER_TOKEN}" }}
+retry = {{ initial_backoff = "50ms", max_backoff = "200ms", failing_after = "500ms" }}
+
+[[sinks]]
+type = "otlp"
+endpoint = "https://otlp-user:{URL_PASSWORD}@127.0.0.1:1"
+headers = {{ Authorization = "Bearer {HEADER_TOKEN}" }}
 retry = {{ initial_backoff = "50ms", max_backoff = "200ms", failing_after = "500ms" }}
 "#
     )
@@ -68,6 +75,10 @@ fn planted_secrets_reach_no_log_health_metrics_or_check_config() {
     assert_no_secret("--check-config", &printed);
     assert!(printed.contains("https://127.0.0.1:1"), "{printed}");
     assert!(printed.contains("tcp://127.0.0.1:1"), "{printed}");
+    assert!(
+        printed.contains("Authorization = \"<redacted>\""),
+        "{printed}"
+    );
 
     // Lines to push, so both sinks fail and log why.
     let label = unique_label("secrets");
@@ -90,10 +101,10 @@ fn planted_secrets_reach_no_log_health_metrics_or_check_config() {
     );
     let health = capturer.wait_health(
         Duration::from_secs(30),
-        "both Loki sinks failing with an error",
+        "every sink failing with an error",
         |health| {
             health["sinks"].as_array().is_some_and(|sinks| {
-                sinks.len() == 2
+                sinks.len() == 3
                     && sinks
                         .iter()
                         .all(|sink| sink["state"] == "failing" && sink["last_error"].is_string())

@@ -177,8 +177,9 @@ impl Receiver {
             .enable_time()
             .build()
             .expect("a runtime to wait on");
+        // The timer must be made inside the runtime.
         runtime
-            .block_on(tokio::time::timeout(timeout, self.push_rx.recv()))
+            .block_on(async { tokio::time::timeout(timeout, self.push_rx.recv()).await })
             .ok()
             .flatten()
     }
