@@ -2,7 +2,7 @@
 //! the test: a private CA, `server_name`, mutual TLS, and a wrong CA (a permanent failure that
 //! names the cause; the sink turns `failing` and nothing reaches the server).
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::Path, time::Duration};
 
 use capture_core::status::SinkState;
 use sink_pipeline::{
@@ -24,13 +24,13 @@ fn pki() -> (tempfile::TempDir, TestPki) {
     (dir, pki)
 }
 
-fn server(cert: &PathBuf, key: &PathBuf, client_ca: Option<&PathBuf>) -> Receiver {
+fn server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Receiver {
     Receiver::start_tls(
         vec![],
         ServerTls {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca: client_ca.cloned(),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            client_ca: client_ca.map(Path::to_owned),
         },
     )
 }
@@ -41,9 +41,9 @@ fn tls_config(endpoint: String, tls: TlsConfig) -> LokiSinkConfig {
     config
 }
 
-fn trusting(ca: &PathBuf) -> TlsConfig {
+fn trusting(ca: &Path) -> TlsConfig {
     TlsConfig {
-        ca_file: Some(ca.clone()),
+        ca_file: Some(ca.to_owned()),
         ..TlsConfig::default()
     }
 }
@@ -78,7 +78,7 @@ async fn a_private_ca_is_trusted_and_server_name_checks_another_name() {
 async fn mutual_tls_presents_the_client_certificate_the_server_requires() {
     let (_dir, pki) = pki();
     let batches = [numbered(&container(1, "web"), 0, 1)];
-    let mut loki = server(&pki.server_cert, &pki.server_key, Some(&pki.ca));
+    let mut loki = server(&pki.server_cert, &pki.server_key, Some(pki.ca.as_path()));
 
     let mut without = LokiSink::new(tls_config(loki.endpoint(), trusting(&pki.ca))).unwrap();
     let error = without.deliver(&batches).await.unwrap_err();

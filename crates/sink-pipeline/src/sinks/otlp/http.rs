@@ -142,7 +142,7 @@ pub(crate) fn classify(answer: Answer) -> Result<ExportOutcome, SinkError> {
 fn partial_rejection(body: &[u8]) -> Option<OtlpError> {
     let response = ExportLogsServiceResponse::decode(body).ok()?;
     let partial = response.partial_success?;
-    (partial.rejected_log_records > 0).then(|| OtlpError::PartialSuccess {
+    (partial.rejected_log_records > 0).then_some(OtlpError::PartialSuccess {
         rejected: partial.rejected_log_records,
         message: partial.error_message,
     })
