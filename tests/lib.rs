@@ -140,6 +140,23 @@ impl Capturer {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Waits until the process's own log contains `needle`, panicking after `timeout`; returns
+    /// the log.
+    pub fn wait_log(&self, timeout: Duration, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "timed out waiting for {needle:?} in the log:\n{log}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends a signal (`TERM`, `KILL`, ...).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")

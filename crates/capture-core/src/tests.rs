@@ -177,3 +177,28 @@ mod error_chain {
         );
     }
 }
+
+#[test]
+fn userinfo_is_split_from_every_kind_of_url() {
+    use crate::url::{split_userinfo, strip_userinfo};
+
+    let cases = [
+        ("https://u:p@h:1/a?b#c", "https://h:1/a?b#c"),
+        ("http://u@h", "http://h"),
+        ("tcp://a:b@c@10.0.0.1:2376", "tcp://10.0.0.1:2376"),
+        ("https://h/path@not-userinfo", "https://h/path@not-userinfo"),
+        ("https://h?q=a@b", "https://h?q=a@b"),
+        ("unix:///var/run/docker.sock", "unix:///var/run/docker.sock"),
+        ("", ""),
+    ];
+    for (url, stripped) in cases {
+        assert_eq!(strip_userinfo(url), stripped, "{url}");
+    }
+    let (_, userinfo) = split_userinfo("https://a:b@c@host");
+    let userinfo = userinfo.unwrap();
+    assert_eq!(userinfo.username, "a");
+    assert_eq!(userinfo.password.as_deref(), Some("b@c"));
+    let (_, userinfo) = split_userinfo("https://%3Atoken@host");
+    assert_eq!(userinfo.unwrap().username, ":token");
+    assert!(split_userinfo("https://host").1.is_none());
+}

@@ -60,13 +60,15 @@ impl Endpoint {
     }
 }
 
-/// The host the source connects to: the configured one, `$DOCKER_HOST`, or the local socket.
+/// The host the source connects to: the configured one, `$DOCKER_HOST`, or the local socket,
+/// without any `user:password@` (Docker takes none, and it must appear in no log line).
 pub(crate) fn effective_host(config: &DockerConfig) -> String {
-    config
+    let host = config
         .host
         .clone()
         .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+    capture_core::url::strip_userinfo(&host).into_owned()
 }
 
 fn cert_file(explicit: &Option<PathBuf>, name: &str) -> PathBuf {

@@ -37,7 +37,9 @@ pub enum ReadFrom {
 #[serde(deny_unknown_fields, default)]
 pub struct DockerConfig {
     /// The daemon: `unix:///var/run/docker.sock`, `tcp://host:2375` or `https://host:2376`.
-    /// `None` means `$DOCKER_HOST`, else the local socket.
+    /// `None` means `$DOCKER_HOST`, else the local socket. Docker takes no credentials in its
+    /// URL: a `user:password@` written into it is removed as the value is read, never shown.
+    #[serde(deserialize_with = "capture_core::url::deserialize_without_userinfo")]
     pub host: Option<String>,
     /// For `https://`: the CA certificate that signs the daemon's (PEM). Defaults to
     /// `$DOCKER_CERT_PATH/ca.pem`.

@@ -192,7 +192,7 @@ fn take_sinks(table: &mut Table) -> Result<Vec<sink_pipeline::SinkConfig>, Confi
             None => {
                 return Err(error(
                     format!("{at}.type"),
-                    "missing; expected one of `file`, `stdout`, `loki`",
+                    "missing; expected one of `file`, `stdout`, `loki`, `otlp`",
                 ));
             }
         };
@@ -200,10 +200,13 @@ fn take_sinks(table: &mut Table) -> Result<Vec<sink_pipeline::SinkConfig>, Confi
             "file" => SinkConfig::File(parse(&at, entry)?),
             "stdout" => SinkConfig::Stdout(parse(&at, entry)?),
             "loki" => SinkConfig::Loki(parse(&at, entry)?),
+            "otlp" => SinkConfig::Otlp(parse(&at, entry)?),
             _ => {
                 return Err(error(
                     format!("{at}.type"),
-                    format!("unknown sink type `{kind}`; expected one of `file`, `stdout`, `loki`"),
+                    format!(
+                        "unknown sink type `{kind}`; expected one of `file`, `stdout`, `loki`, `otlp`"
+                    ),
                 ));
             }
         });
@@ -456,6 +459,13 @@ fn redact(value: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        // Every URL is stored without its userinfo already; this keeps any other string that
+        // holds one (a key added later) from printing it.
+        Value::String(text) if text.contains("://") => {
+            if let std::borrow::Cow::Owned(stripped) = capture_core::url::strip_userinfo(text) {
+                *text = stripped;
+            }
+        }
         _ => {}
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    sinks::loki::LokiSinkConfig,
+    sinks::{loki::LokiSinkConfig, otlp::OtlpSinkConfig},
 };
 
 /// Capacity, in batches, of the channel from the source to the pipeline.
@@ -77,15 +77,18 @@ pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     /// Grafana Loki's push API.
     Loki(LokiSinkConfig),
+    /// OpenTelemetry's OTLP/HTTP logs (protobuf).
+    Otlp(OtlpSinkConfig),
 }
 
 impl SinkConfig {
-    /// The sink's type name: `file`, `stdout` or `loki`.
+    /// The sink's type name: `file`, `stdout`, `loki` or `otlp`.
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::File(_) => "file",
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::Loki(_) => "loki",
+            SinkConfig::Otlp(_) => "otlp",
         }
     }
 
@@ -95,6 +98,7 @@ impl SinkConfig {
             SinkConfig::File(config) => config.name.as_deref(),
             SinkConfig::Stdout(config) => config.name.as_deref(),
             SinkConfig::Loki(config) => config.name.as_deref(),
+            SinkConfig::Otlp(config) => config.name.as_deref(),
         }
     }
 
@@ -104,6 +108,7 @@ impl SinkConfig {
             SinkConfig::File(config) => &config.buffer,
             SinkConfig::Stdout(config) => &config.buffer,
             SinkConfig::Loki(config) => &config.buffer,
+            SinkConfig::Otlp(config) => &config.buffer,
         }
     }
 
@@ -113,6 +118,7 @@ impl SinkConfig {
             SinkConfig::File(config) => &config.retry,
             SinkConfig::Stdout(config) => &config.retry,
             SinkConfig::Loki(config) => &config.retry,
+            SinkConfig::Otlp(config) => &config.retry,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     config::{BatchConfig, PipelineConfig, SinkConfig, resolve_sink_names, validate_sink_name},
     error::{Error, Result},
     sink::{DynSink, Sink},
-    sinks::{file::FileSink, loki::LokiSink, stdout::StdoutSink},
+    sinks::{file::FileSink, loki::LokiSink, otlp::OtlpSink, stdout::StdoutSink},
     worker::{Chunk, PreparedSink, SINK_QUEUE_CAPACITY, SinkOptions, SinkWorker},
 };
 
@@ -76,6 +76,7 @@ impl Pipeline {
                 }
                 SinkConfig::Stdout(stdout) => Box::new(StdoutSink::new(&stdout)),
                 SinkConfig::Loki(loki) => Box::new(LokiSink::new(loki).map_err(open_error)?),
+                SinkConfig::Otlp(otlp) => Box::new(OtlpSink::new(otlp).map_err(open_error)?),
             };
             pipeline.push_sink(options, sink)?;
         }

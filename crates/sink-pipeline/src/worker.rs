@@ -548,10 +548,11 @@ impl WorkerState {
             SinkState::Retrying
         };
         let text = ErrorChain(error).to_string();
-        let delay = if permanent {
-            self.retry.max_backoff
-        } else {
-            self.backoff()
+        let delay = match (permanent, error.retry_after()) {
+            (true, _) => self.retry.max_backoff,
+            // The destination's hint, but never sooner than the backoff nor later than its cap.
+            (false, Some(hint)) => hint.max(self.backoff()).min(self.retry.max_backoff),
+            (false, None) => self.backoff(),
         };
         self.attempt = self.attempt.saturating_add(1);
         warn!(
