@@ -10,8 +10,9 @@
 //! - [`artifacts`]: both compose files validate, every metric the dashboard queries exists in a
 //!   running agent's `/metrics`, and the shipped agent configurations pass `--check-config`.
 //!
-//! The tools come from Debian: `docker.io`, `prometheus` (with `promtool`) and `docker-compose`;
-//! a test fails with the apt line when one is missing.
+//! The tools come from Debian: `docker.io`, `prometheus` (with `promtool`), `docker-compose` and
+//! `haproxy`; `cargo xtask test` installs them (xtask/src/tools.rs), and a test run otherwise
+//! fails with the apt line when one is missing.
 
 mod alerts;
 mod artifacts;
@@ -28,7 +29,8 @@ use std::{
 use test_support::docker::workspace_root;
 
 /// The apt line that installs the tools these tests need (besides Docker).
-const APT_LINE: &str = "apt-get install -y --no-install-recommends prometheus docker-compose";
+const APT_LINE: &str =
+    "apt-get install -y --no-install-recommends prometheus docker-compose haproxy";
 
 /// How often the tests poll something external (an HTTP endpoint, a container's state).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -46,8 +48,8 @@ fn require_tool(program: &str) {
         .is_ok_and(|status| status.success());
     assert!(
         found,
-        "`{program}` is not installed; the deploy tests need Debian's prometheus and \
-         docker-compose packages: {APT_LINE}"
+        "`{program}` is not installed; `cargo xtask test` installs what the tests need \
+         (as root), or: {APT_LINE}"
     );
 }
 

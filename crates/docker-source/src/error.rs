@@ -39,6 +39,27 @@ pub enum Error {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The daemon could not be reached over TLS: a CA that did not sign the daemon's
+    /// certificate, a client certificate the daemon does not trust, a daemon that is down.
+    /// Names the files in use, so the operator knows which one to check.
+    #[error(
+        "Docker request failed: {operation} over TLS to {host} (trusting the CA {}, presenting the client certificate {})",
+        ca.display(),
+        cert.display()
+    )]
+    Tls {
+        /// What was asked (`negotiate the API version`).
+        operation: &'static str,
+        /// The configured host.
+        host: String,
+        /// The CA file the daemon's certificate is checked against.
+        ca: PathBuf,
+        /// The client certificate presented to the daemon.
+        cert: PathBuf,
+        /// The client's error (the TLS alert or verification failure is in its chain).
+        #[source]
+        source: bollard::errors::Error,
+    },
     /// A request to the Docker daemon failed.
     #[error("Docker request failed: {operation}")]
     Docker {
@@ -81,7 +102,10 @@ impl Error {
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Docker { .. } | Error::Checkpoint { .. } | Error::Worker(_) => true,
+            Error::Docker { .. }
+            | Error::Tls { .. }
+            | Error::Checkpoint { .. }
+            | Error::Worker(_) => true,
             Error::Config { .. }
             | Error::Glob { .. }
             | Error::Client { .. }

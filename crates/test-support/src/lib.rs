@@ -4,6 +4,8 @@
 //!   from our static log generator, never pulled), containers removed when their guard drops.
 //! - [`checker`]: counts `loggen` lines per container, run and stream, and reports what was lost,
 //!   duplicated or reordered.
+//! - [`tls`]: certificate authorities and certificates made by Debian's `openssl`.
+//! - [`haproxy`]: a private HAProxy on a loopback port (TLS termination, the socket proxy).
 //!
 //! ```no_run
 //! use test_support::{checker::LineChecker, docker};
@@ -20,3 +22,5 @@
 
 pub mod checker;
 pub mod docker;
+pub mod haproxy;
+pub mod tls;
