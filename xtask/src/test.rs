@@ -38,7 +38,10 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     // Tests that restart the Docker daemon would break every other Docker test running at the
     // time, so they run on their own, after the rest.
     let restarts = format!("binary({DAEMON_RESTART_BINARY})");
-    nextest(&narrowed(filter.as_deref(), &format!("not {restarts}")), &extra)?;
+    nextest(
+        &narrowed(filter.as_deref(), &format!("not {restarts}")),
+        &extra,
+    )?;
     nextest(&narrowed(filter.as_deref(), &restarts), &extra)?;
     if filter.is_some() {
         eprintln!("xtask: a filter was given; the doc tests are skipped");

@@ -110,7 +110,11 @@ fn every_program_the_sources_start_is_on_the_list() {
     let mut seen = 0;
     for (path, run_by_tests) in scanned_files() {
         let text = std::fs::read_to_string(&path).expect("read a source file");
-        let shown = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+        let shown = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         for program in started_programs(&text) {
             seen += 1;
             match find(&program) {
@@ -131,7 +135,10 @@ fn every_program_the_sources_start_is_on_the_list() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // The scan itself works: the repository starts docker, promtool, haproxy...
-    assert!(seen > 20, "only {seen} spawn sites found: is the scan broken?");
+    assert!(
+        seen > 20,
+        "only {seen} spawn sites found: is the scan broken?"
+    );
 }
 
 #[test]
@@ -158,7 +165,9 @@ fn the_scan_finds_spawn_sites_and_program_paths() {
 fn the_list_names_each_program_once_and_services_only_for_packages() {
     for (index, tool) in TOOLS.iter().enumerate() {
         assert!(
-            TOOLS[..index].iter().all(|other| other.program != tool.program),
+            TOOLS[..index]
+                .iter()
+                .all(|other| other.program != tool.program),
             "{} is listed twice",
             tool.program
         );
