@@ -118,11 +118,14 @@ pub(crate) fn first_request_error(
 ) -> Error {
     let tls = matches!(Endpoint::parse(host), Ok(Endpoint::Https(_)));
     if tls && crate::error::docker_status(&source).is_none() {
+        let files = format!(
+            "{host} (trusting the CA {}, presenting the client certificate {})",
+            cert_file(&config.tls_ca, "ca.pem").display(),
+            cert_file(&config.tls_cert, "cert.pem").display()
+        );
         return Error::Tls {
             operation,
-            host: host.to_owned(),
-            ca: cert_file(&config.tls_ca, "ca.pem"),
-            cert: cert_file(&config.tls_cert, "cert.pem"),
+            files,
             source,
         };
     }

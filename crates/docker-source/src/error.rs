@@ -42,20 +42,13 @@ pub enum Error {
     /// The daemon could not be reached over TLS: a CA that did not sign the daemon's
     /// certificate, a client certificate the daemon does not trust, a daemon that is down.
     /// Names the files in use, so the operator knows which one to check.
-    #[error(
-        "Docker request failed: {operation} over TLS to {host} (trusting the CA {}, presenting the client certificate {})",
-        ca.display(),
-        cert.display()
-    )]
+    #[error("Docker request failed: {operation} over TLS to {files}")]
     Tls {
         /// What was asked (`negotiate the API version`).
         operation: &'static str,
-        /// The configured host.
-        host: String,
-        /// The CA file the daemon's certificate is checked against.
-        ca: PathBuf,
-        /// The client certificate presented to the daemon.
-        cert: PathBuf,
+        /// The host and the files in use: `HOST (trusting the CA CA, presenting the client
+        /// certificate CERT)`.
+        files: String,
         /// The client's error (the TLS alert or verification failure is in its chain).
         #[source]
         source: bollard::errors::Error,
