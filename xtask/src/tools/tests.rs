@@ -183,3 +183,28 @@ fn the_list_names_each_program_once_and_services_only_for_packages() {
         assert_eq!(find(program).map(|tool| tool.need), Some(Need::Run));
     }
 }
+
+#[test]
+fn the_plan_installs_each_package_once_and_stops_its_service() {
+    let missing: Vec<&super::Tool> = ["promtool", "prometheus", "haproxy", "cargo-nextest"]
+        .iter()
+        .map(|program| find(program).expect("on the list"))
+        .collect();
+    let plan = super::Plan::new(&missing);
+    assert_eq!(plan.packages, ["prometheus", "haproxy"]);
+    assert_eq!(plan.services, ["prometheus", "haproxy"]);
+    assert_eq!(plan.crates, ["cargo-nextest"]);
+    assert_eq!(
+        plan.summary(),
+        "Debian's prometheus haproxy and cargo-nextest (cargo install)"
+    );
+    assert_eq!(
+        plan.commands(),
+        "apt-get install -y --no-install-recommends prometheus haproxy; \
+         cargo install --locked cargo-nextest"
+    );
+    assert_eq!(
+        plan.programs(),
+        "promtool, prometheus, haproxy, cargo-nextest"
+    );
+}
