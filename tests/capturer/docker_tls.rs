@@ -1,12 +1,16 @@
-//! Docker over TLS with client certificates, through the binary: the shared daemon's socket
-//! behind a TLS-terminating HAProxy that requires a client certificate of the test's own CA
-//! (made with Debian's openssl). The capturer reads the logs through the TLS path (bollard's
+//! Docker over TLS with client certificates, through the binary: the daemon's socket (the
+//! docker CLI's: `test_support::docker::socket_path`; the daemon itself is never touched) behind a TLS-terminating HAProxy that requires a client certificate of the test's own CA
+//! (`test_support::pki`, made with Debian's openssl). The capturer reads the logs through the TLS path (bollard's
 //! `logs()`; `raw_logs` serves only `unix://` and `http://`), once configured the docker CLI's
 //! way (`tcp://` with `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`) and once with `https://` and
 //! `docker.tls_*`. A wrong CA, and a client certificate the daemon's side does not trust, are
 //! clear errors that keep the agent out of `/ready`.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use end_to_end::{
     Capturer, check_records, container_tasks, file_sink_records, unique_label, wait_records,
@@ -15,7 +19,7 @@ use test_support::{
     checker::LineChecker,
     docker::{self, Container},
     haproxy::Haproxy,
-    tls::{CertificateAuthority, Issued, Usage},
+    pki::TestPki,
 };
 
 /// Lines per stream the generator writes.
@@ -24,13 +28,15 @@ const LINES_PER_STREAM: u64 = 500;
 /// How long a capture or an error may take to show.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The shared daemon's socket, which the proxy forwards to (the daemon itself is never touched).
-const DOCKER_SOCKET: &str = "/var/run/docker.sock";
-
-/// An HAProxy that terminates TLS with `server`'s certificate, requires a client certificate
-/// signed by `client_ca`, and passes the bytes on to the Docker socket.
-fn tls_proxy(dir: &Path, server: &Issued, client_ca: &Path) -> Haproxy {
-    let bundle = server.write_bundle(&dir.join("server-bundle.pem"));
+/// An HAProxy that terminates TLS with the test PKI's server certificate, requires a client
+/// certificate signed by `client_ca`, and passes the bytes on to the Docker socket.
+fn tls_proxy(dir: &Path, pki: &TestPki, client_ca: &Path) -> Haproxy {
+    // HAProxy's `crt` is the certificate followed by its key.
+    std::fs::create_dir_all(dir).expect("create the proxy's dir");
+    let bundle = dir.join("server-bundle.pem");
+    let read = |path: &Path| std::fs::read_to_string(path).expect("read a PEM file");
+    std::fs::write(&bundle, read(&pki.server_cert) + &read(&pki.server_key))
+        .expect("write the server bundle");
     Haproxy::start(&dir.join("haproxy"), |addr: SocketAddr| {
         format!(
             "global\n  log stdout format raw local0 info\n\
@@ -38,11 +44,26 @@ fn tls_proxy(dir: &Path, server: &Issued, client_ca: &Path) -> Haproxy {
              timeout client 1h\n  timeout server 1h\n\
              frontend docker_tls\n  bind {addr} ssl crt {} ca-file {} verify required\n  \
              default_backend dockerd\n\
-             backend dockerd\n  server dockerd {DOCKER_SOCKET}\n",
+             backend dockerd\n  server dockerd {}\n",
             bundle.display(),
-            client_ca.display()
+            client_ca.display(),
+            docker::socket_path().display()
         )
     })
+}
+
+/// A directory in the docker CLI's layout (`ca.pem`, `cert.pem`, `key.pem`, as
+/// `$DOCKER_CERT_PATH` expects) trusting `ca` and presenting the test PKI's client certificate.
+fn docker_cert_path(dir: &Path, pki: &TestPki, ca: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create the cert dir");
+    for (from, name) in [
+        (ca, "ca.pem"),
+        (pki.client_cert.as_path(), "cert.pem"),
+        (pki.client_key.as_path(), "key.pem"),
+    ] {
+        std::fs::copy(from, dir.join(name)).expect("copy a PEM file");
+    }
+    dir.to_owned()
 }
 
 /// A loggen container with `label`, `LINES_PER_STREAM` lines on each stream, then idle.
@@ -78,11 +99,9 @@ fn assert_captured_exactly_once(data_dir: &Path, container: &Container, tag: &st
 fn docker_over_tls_with_client_certificates_captures_every_line() {
     docker::require_daemon();
     let work = tempfile::tempdir().expect("temp dir");
-    let ca = CertificateAuthority::create(work.path(), "docker");
-    let server = ca.issue("server", Usage::Server(&["IP:127.0.0.1", "DNS:localhost"]));
-    let client = ca.issue("client", Usage::Client);
-    let proxy = tls_proxy(work.path(), &server, ca.cert());
-    let cert_path = ca.docker_cert_path(&work.path().join("docker-certs"), &client);
+    let pki = TestPki::generate(work.path());
+    let proxy = tls_proxy(work.path(), &pki, &pki.ca);
+    let cert_path = docker_cert_path(&work.path().join("docker-certs"), &pki, &pki.ca);
 
     let label = format!("log-capturer-e2e={}", unique_label("docker-tls"));
     let tag = "tls";
@@ -137,17 +156,13 @@ fn docker_over_tls_with_client_certificates_captures_every_line() {
 fn docker_over_tls_with_a_wrong_ca_or_an_untrusted_client_is_a_clear_error() {
     docker::require_daemon();
     let work = tempfile::tempdir().expect("temp dir");
-    let ca = CertificateAuthority::create(work.path(), "docker");
-    let server = ca.issue("server", Usage::Server(&["IP:127.0.0.1", "DNS:localhost"]));
-    let client = ca.issue("client", Usage::Client);
-    let other = CertificateAuthority::create(work.path(), "other");
-    let stranger = other.issue("client", Usage::Client);
-    let proxy = tls_proxy(work.path(), &server, ca.cert());
-    let host = format!("tcp://{}", proxy.addr());
+    let pki = TestPki::generate(work.path());
 
     // A CA that did not sign the daemon's certificate: the agent refuses the daemon, and says
     // which CA file it trusted.
-    let wrong_ca = other.docker_cert_path(&work.path().join("wrong-ca"), &client);
+    let proxy = tls_proxy(&work.path().join("trusting"), &pki, &pki.ca);
+    let host = format!("tcp://{}", proxy.addr());
+    let wrong_ca = docker_cert_path(&work.path().join("wrong-ca"), &pki, &pki.wrong_ca);
     let error = docker_error(&host, &wrong_ca);
     let ca_file = wrong_ca.join("ca.pem").display().to_string();
     assert!(
@@ -156,11 +171,13 @@ fn docker_over_tls_with_a_wrong_ca_or_an_untrusted_client_is_a_clear_error() {
         "not a clear error for a wrong CA: {error}"
     );
 
-    // A client certificate the daemon's side does not trust: the daemon's side refuses the
-    // agent's certificate, which the error names.
-    let untrusted = ca.docker_cert_path(&work.path().join("untrusted-client"), &stranger);
-    let error = docker_error(&host, &untrusted);
-    let cert_file = untrusted.join("cert.pem").display().to_string();
+    // A daemon's side that trusts another CA for its clients: it refuses the agent's client
+    // certificate, which the error names.
+    let refusing = tls_proxy(&work.path().join("refusing"), &pki, &pki.wrong_ca);
+    let host = format!("tcp://{}", refusing.addr());
+    let cert_path = docker_cert_path(&work.path().join("untrusted-client"), &pki, &pki.ca);
+    let error = docker_error(&host, &cert_path);
+    let cert_file = cert_path.join("cert.pem").display().to_string();
     assert!(
         error.contains(&format!("presenting the client certificate {cert_file}"))
             && error.contains("alert"),

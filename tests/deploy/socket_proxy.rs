@@ -1,6 +1,7 @@
 //! deploy/socket-proxy/haproxy.cfg, the least-privilege deployment, for real: a private HAProxy
 //! runs the shipped file with only its `bind` address changed (a loopback port), in front of the
-//! shared daemon's socket. The agent, given `tcp://` to the proxy, captures every line of a
+//! daemon's socket (the docker CLI's, normally the shared `/var/run/docker.sock`, whose life the
+//! test never touches). The agent, given `tcp://` to the proxy, captures every line of a
 //! container, and every request it made passed the filter; then writes and reads that are not
 //! on the list are refused, with or without an API version prefix, and change nothing.
 
@@ -29,27 +30,33 @@ const LOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The API version prefix the probes use (the daemon is Docker 20.10 or later).
 const API: &str = "/v1.41";
 
-/// The shipped configuration with its one `bind` line pointed at `addr`; nothing else changes.
+/// The shipped configuration with its one `bind` line pointed at `addr` and its one `server`
+/// line at the daemon the docker CLI uses (`/var/run/docker.sock` unless `$DOCKER_HOST` names
+/// another); nothing else changes.
 fn adapted_config(addr: SocketAddr) -> String {
     let shipped = std::fs::read_to_string(deploy_dir().join("socket-proxy/haproxy.cfg"))
         .expect("read deploy/socket-proxy/haproxy.cfg");
-    let mut binds = 0;
+    let (mut binds, mut servers) = (0, 0);
     let lines: Vec<String> = shipped
         .lines()
         .map(|line| {
-            if line.trim_start().starts_with("bind ") {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("bind ") {
                 binds += 1;
                 format!("    bind {addr}")
+            } else if trimmed.starts_with("server ") {
+                servers += 1;
+                assert_eq!(
+                    trimmed, "server dockerd /var/run/docker.sock",
+                    "the shipped server"
+                );
+                format!("    server dockerd {}", docker::socket_path().display())
             } else {
                 line.to_owned()
             }
         })
         .collect();
-    assert_eq!(binds, 1, "the shipped config should have one bind line");
-    assert!(
-        shipped.contains("server dockerd /var/run/docker.sock"),
-        "the shipped config should forward to the local socket"
-    );
+    assert_eq!((binds, servers), (1, 1), "one bind and one server line");
     lines.join("\n") + "\n"
 }
 

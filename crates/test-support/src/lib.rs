@@ -4,7 +4,7 @@
 //!   from our static log generator, never pulled), containers removed when their guard drops.
 //! - [`checker`]: counts `loggen` lines per container, run and stream, and reports what was lost,
 //!   duplicated or reordered.
-//! - [`tls`]: certificate authorities and certificates made by Debian's `openssl`.
+//! - [`pki`]: a CA, server and client certificates made with `openssl`, for TLS tests.
 //! - [`haproxy`]: a private HAProxy on a loopback port (TLS termination, the socket proxy).
 //!
 //! ```no_run
@@ -23,4 +23,4 @@
 pub mod checker;
 pub mod docker;
 pub mod haproxy;
-pub mod tls;
+pub mod pki;
