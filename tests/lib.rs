@@ -61,6 +61,11 @@ impl Capturer {
     /// Starts the binary with `args` (plus `--log-format json` and an ephemeral health port
     /// unless `args` name one) and waits until its health API listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Capturer {
+        Capturer::start_with_env(data_dir, args, &[])
+    }
+
+    /// [`Capturer::start`] with extra environment variables (`DOCKER_HOST`, `LOG_CAPTURER_*`).
+    pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Capturer {
         let mut command = Command::new(capturer_binary());
         command
             .arg("--data-dir")
@@ -68,6 +73,7 @@ impl Capturer {
             .args(["--log-format", "json"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -272,6 +278,24 @@ pub fn file_sink_records(data_dir: &Path) -> Vec<serde_json::Value> {
         }
     }
     records
+}
+
+/// Waits until the file sink under `data_dir` holds `expected` records (or fails after
+/// `timeout`).
+pub fn wait_records(data_dir: &Path, expected: usize, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let count = file_sink_records(data_dir).len();
+        if count >= expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "only {count} of {expected} records after {timeout:?}"
+        );
+        // Polling the sink's file: the capturer is another process.
+        thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// Feeds file sink records into a checker keyed by container id.

@@ -1,7 +1,8 @@
 //! The real `log-capturer` binary against the real Docker daemon: health, metrics, silence,
-//! graceful and brutal restarts, configuration errors, and secrets never printed.
+//! graceful and brutal restarts, configuration errors, secrets never printed, and Docker over TLS.
 
 mod config_errors;
+mod docker_tls;
 mod health;
 mod otlp;
 mod restarts;

@@ -1,9 +1,9 @@
 //! A capturer stopped under load (gracefully or with SIGKILL) and started again captures every
 //! line exactly once in its file sink.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use end_to_end::{Capturer, check_records, file_sink_records, unique_label};
+use end_to_end::{Capturer, check_records, file_sink_records, unique_label, wait_records};
 use test_support::{
     checker::LineChecker,
     docker::{self, Container},
@@ -25,22 +25,6 @@ fn start_load(label: &str) -> Vec<Container> {
             ])
         })
         .collect()
-}
-
-/// Waits until the file sink holds `expected` records (or fails after `timeout`).
-fn wait_records(data_dir: &std::path::Path, expected: usize, timeout: Duration) {
-    let started = Instant::now();
-    loop {
-        let count = file_sink_records(data_dir).len();
-        if count >= expected {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "only {count} of {expected} records after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn assert_exactly_once(data_dir: &std::path::Path, containers: &[Container]) {

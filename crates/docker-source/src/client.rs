@@ -110,6 +110,30 @@ pub(crate) fn connect(
     })
 }
 
+/// The error of the first request to `host`: over TLS, a failure without an answer from the
+/// daemon names the CA and client certificate files in use.
+pub(crate) fn first_request_error(
+    config: &DockerConfig,
+    host: &str,
+    operation: &'static str,
+    source: bollard::errors::Error,
+) -> Error {
+    let tls = matches!(Endpoint::parse(host), Ok(Endpoint::Https(_)));
+    if tls && crate::error::docker_status(&source).is_none() {
+        let files = format!(
+            "{host} (trusting the CA {}, presenting the client certificate {})",
+            cert_file(&config.tls_ca, "ca.pem").display(),
+            cert_file(&config.tls_cert, "cert.pem").display()
+        );
+        return Error::Tls {
+            operation,
+            files,
+            source,
+        };
+    }
+    Error::Docker { operation, source }
+}
+
 /// The version string `/health` shows: `1.41`.
 pub(crate) fn version_string(docker: &Docker) -> String {
     let version = docker.client_version();
@@ -168,6 +192,31 @@ mod tests {
             Endpoint::Http("10.0.0.1:2375".into())
         );
         assert!(Endpoint::parse("ssh://host").is_err());
+    }
+
+    #[test]
+    fn a_tls_failure_names_the_files_in_use() {
+        let config = DockerConfig {
+            tls_ca: Some("/etc/agent/ca.pem".into()),
+            tls_cert: Some("/etc/agent/cert.pem".into()),
+            ..DockerConfig::default()
+        };
+        let refused = || bollard::errors::Error::RequestTimeoutError;
+        let error = first_request_error(&config, "https://10.0.0.1:2376", "ping", refused());
+        assert_eq!(
+            error.to_string(),
+            "Docker request failed: ping over TLS to https://10.0.0.1:2376 (trusting the CA \
+             /etc/agent/ca.pem, presenting the client certificate /etc/agent/cert.pem)"
+        );
+        assert!(error.is_transient());
+        let plain = first_request_error(&config, "unix:///run/docker.sock", "ping", refused());
+        assert_eq!(plain.to_string(), "Docker request failed: ping");
+        let answered = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "oops".into(),
+        };
+        let answered = first_request_error(&config, "https://10.0.0.1:2376", "ping", answered);
+        assert!(matches!(answered, Error::Docker { .. }), "{answered:?}");
     }
 
     #[test]

@@ -39,6 +39,20 @@ pub enum Error {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The daemon could not be reached over TLS: a CA that did not sign the daemon's
+    /// certificate, a client certificate the daemon does not trust, a daemon that is down.
+    /// Names the files in use, so the operator knows which one to check.
+    #[error("Docker request failed: {operation} over TLS to {files}")]
+    Tls {
+        /// What was asked (`negotiate the API version`).
+        operation: &'static str,
+        /// The host and the files in use: `HOST (trusting the CA CA, presenting the client
+        /// certificate CERT)`.
+        files: String,
+        /// The client's error (the TLS alert or verification failure is in its chain).
+        #[source]
+        source: bollard::errors::Error,
+    },
     /// A request to the Docker daemon failed.
     #[error("Docker request failed: {operation}")]
     Docker {
@@ -81,7 +95,10 @@ impl Error {
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Docker { .. } | Error::Checkpoint { .. } | Error::Worker(_) => true,
+            Error::Docker { .. }
+            | Error::Tls { .. }
+            | Error::Checkpoint { .. }
+            | Error::Worker(_) => true,
             Error::Config { .. }
             | Error::Glob { .. }
             | Error::Client { .. }

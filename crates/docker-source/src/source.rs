@@ -350,13 +350,14 @@ impl Discovery<'_> {
     /// returns the events stream, asked from a little before the listing.
     async fn connect_and_list(&mut self) -> Result<EventStream> {
         let docker = client::connect(&self.config, &self.host, API_DEFAULT_VERSION)?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|source| Error::Docker {
-                operation: "negotiate the API version",
+        let docker = docker.negotiate_version().await.map_err(|source| {
+            client::first_request_error(
+                &self.config,
+                &self.host,
+                "negotiate the API version",
                 source,
-            })?;
+            )
+        })?;
         let since = unix_seconds() - EVENTS_OVERLAP_SECONDS;
         let listed = docker
             .list_containers(Some(ListContainersOptions {

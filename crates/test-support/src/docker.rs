@@ -21,6 +21,16 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The Unix socket of the daemon the docker CLI talks to: `$DOCKER_HOST` when it names one
+/// (`unix://PATH`), else `/var/run/docker.sock`. Tests that put a proxy in front of the daemon
+/// forward to it, so they follow a private daemon as the CLI does.
+pub fn socket_path() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
+
 /// Runs `docker ARGS`, panicking with its stderr if it fails.
 pub fn docker(args: &[&str]) -> String {
     let output = docker_output(args);
