@@ -13,6 +13,7 @@ mod report;
 mod run;
 mod soak;
 mod test;
+mod tidy;
 mod tools;
 mod util;
 
