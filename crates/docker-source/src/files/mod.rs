@@ -11,9 +11,12 @@
 //!   [`Decoder`](crate::decoder::Decoder) as on the API path.
 //! - `tail.rs` follows one container's files across rotation (`max-size`/`max-file`), keeping
 //!   each generation's descriptor until it is read to its end, and detects truncation and loss.
+//! - `cursor.rs` keeps the byte offset of acknowledged lines as a resume hint beside the
+//!   position cursors (which stay the cursor of record, the same as on the API path).
 //! - `watch.rs` wakes the followers when a log directory changes (inotify, with a poll
 //!   fallback): an idle container costs nothing.
 
+pub(crate) mod cursor;
 pub(crate) mod json_file;
 pub(crate) mod local;
 pub(crate) mod tail;
@@ -87,3 +90,6 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
