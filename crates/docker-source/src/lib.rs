@@ -82,8 +82,6 @@ mod client;
 mod config;
 mod decoder;
 mod error;
-// Wired into the container tasks by the integration (read_mode); unused until then.
-#[allow(dead_code)]
 mod files;
 mod filter;
 mod metric_names;
@@ -93,7 +91,7 @@ mod stream;
 mod timestamp;
 mod workers;
 
-pub use config::{DockerConfig, ReadFrom};
+pub use config::{DockerConfig, ReadFrom, ReadMode};
 pub use error::{Error, Result};
 pub use source::{CONTAINER_TASK_KIND, DockerSource};
 

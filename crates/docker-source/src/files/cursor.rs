@@ -10,7 +10,10 @@
 //! file was rotated, compressed, deleted or is another one), it reads from the oldest file and
 //! skips by position, as the API path does.
 
-use std::collections::VecDeque;
+use std::{
+    collections::VecDeque,
+    sync::{Mutex, PoisonError},
+};
 
 use capture_core::Position;
 use serde::{Deserialize, Serialize};
@@ -106,6 +109,55 @@ impl HintLedger {
             .zip(&self.initial)
             .zip(acked)
             .all(|((sent, initial), acked)| sent == initial || at_or_after(acked, sent))
+    }
+}
+
+/// One container's file cursor, shared by its follower (which records) and the source (which
+/// commits on acknowledgements); outlives the follower's attempts.
+#[derive(Debug)]
+pub(crate) struct FileCursor {
+    inner: Mutex<CursorState>,
+}
+
+#[derive(Debug)]
+struct CursorState {
+    ledger: HintLedger,
+    /// The hint of the last batch sent (acknowledged or not): where an in-process reopen
+    /// resumes, like the read positions it goes with.
+    resume: Option<FileHint>,
+}
+
+impl FileCursor {
+    /// A cursor for a container whose reading starts at `initial` (its acknowledged or
+    /// `read_from` positions), with the hint saved with them, if any.
+    pub(crate) fn new(initial: StreamPositions, saved: Option<FileHint>) -> FileCursor {
+        FileCursor {
+            inner: Mutex::new(CursorState {
+                ledger: HintLedger::new(initial),
+                resume: saved,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, CursorState> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A batch was sent; `sent` is every stream's read position after it.
+    pub(crate) fn sent(&self, sent: StreamPositions, hint: FileHint) {
+        let mut state = self.state();
+        state.ledger.record(sent, hint);
+        state.resume = Some(hint);
+    }
+
+    /// Where a reopen resumes.
+    pub(crate) fn resume_hint(&self) -> Option<FileHint> {
+        self.state().resume
+    }
+
+    /// The newest hint `acked` covers (see [`HintLedger::commit`]).
+    pub(crate) fn commit(&self, acked: &StreamPositions) -> Option<FileHint> {
+        self.state().ledger.commit(acked)
     }
 }
 

@@ -17,9 +17,12 @@
 //!   fallback): an idle container costs nothing.
 
 pub(crate) mod cursor;
+pub(crate) mod follower;
 pub(crate) mod json_file;
 pub(crate) mod local;
+pub(crate) mod mode;
 pub(crate) mod tail;
+pub(crate) mod target;
 pub(crate) mod watch;
 
 use capture_core::LogStream;
@@ -83,7 +86,7 @@ impl Driver {
     }
 
     /// A parser for the driver's format.
-    pub(crate) fn format(self) -> Box<dyn EntryFormat + Send> {
+    pub(crate) fn format(self) -> Box<dyn EntryFormat + Send + Sync> {
         match self {
             Driver::JsonFile => Box::new(json_file::JsonFile::default()),
             Driver::Local => Box::new(local::Local::default()),

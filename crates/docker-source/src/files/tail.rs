@@ -25,13 +25,17 @@ use std::{
 
 use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Generations opened ahead of the one being read, at most (their descriptors keep their
 /// content on disk until read, even after Docker deleted them).
-pub(crate) const MAX_OPEN_AHEAD: usize = 8;
-/// The bytes of a generation's start kept to recognise it (truncation, its compressed copy).
-const HEAD_BYTES: usize = 64;
+pub(crate) const MAX_OPEN_AHEAD: usize = 32;
+/// The bytes of a generation's start kept to recognise it (truncation, its compressed copy, an
+/// inode Docker reused for a new file): enough to hold a whole first line and its timestamp.
+const HEAD_BYTES: usize = 1024;
+/// Generations read to their end that are remembered (by inode and first bytes), so a file
+/// still listed after it was read is not read again.
+const FINISHED_KEPT: usize = 64;
 
 /// A file's identity: its device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -245,6 +249,20 @@ impl Generation {
         Ok(read < head.len() || head != self.head)
     }
 
+    /// Its first bytes as they are now (read again from a plain file: the head kept while
+    /// reading may be shorter).
+    fn current_head(&self) -> Vec<u8> {
+        match &self.reader {
+            Reader::Plain(file) if self.head.len() < HEAD_BYTES => {
+                let mut head = vec![0; HEAD_BYTES];
+                let read = file.read_at(&mut head, 0).unwrap_or(0);
+                head.truncate(read);
+                head
+            }
+            _ => self.head.clone(),
+        }
+    }
+
     /// Starts over at the beginning (after a truncation).
     fn rewind(&mut self) -> io::Result<()> {
         if let Reader::Plain(file) = &mut self.reader {
@@ -318,6 +336,11 @@ pub(crate) struct Tail {
     ahead: VecDeque<Ahead>,
     losses: Losses,
     max_open_ahead: usize,
+    /// Generations read to their end: their inode (which Docker may reuse once it deleted
+    /// them) and first bytes.
+    finished: VecDeque<(FileId, Vec<u8>)>,
+    /// Whether Docker may truncate the live file in place (see [`Tail::without_truncation`]).
+    may_truncate: bool,
 }
 
 impl Tail {
@@ -350,6 +373,8 @@ impl Tail {
             ahead: VecDeque::new(),
             losses: Losses::default(),
             max_open_ahead,
+            finished: VecDeque::new(),
+            may_truncate: true,
         };
         for listed in candidates {
             tail.push_ahead(listed)?;
@@ -370,9 +395,11 @@ impl Tail {
         Ok(None)
     }
 
-    /// The directory to watch.
-    pub(crate) fn dir(&self) -> &Path {
-        self.files.dir()
+    /// Docker never truncates these files in place (they rotate, or have no size limit): the
+    /// start of the live file need not be compared before each read.
+    pub(crate) fn without_truncation(mut self) -> Tail {
+        self.may_truncate = false;
+        self
     }
 
     /// The generation being read and the bytes of content read from it.
@@ -408,7 +435,7 @@ impl Tail {
     pub(crate) fn read(&mut self, buffer: &mut Vec<u8>, max: usize) -> io::Result<Progress> {
         // Checked before every read of the live file: reading at the old offset of a file
         // truncated and written again would yield the middle of other lines.
-        if !self.current.sealed && self.current.is_truncated()? {
+        if self.may_truncate && !self.current.sealed && self.current.is_truncated()? {
             self.current.rewind()?;
             self.losses.truncations += 1;
             warn!(file = %self.current.path.display(), "log file truncated in place (max-file=1): lines written since the last read are lost");
@@ -461,6 +488,12 @@ impl Tail {
                 Ahead::Seen(listed) => self.open_seen(&listed)?,
             };
             if let Some(generation) = generation {
+                if self.finished.len() == FINISHED_KEPT {
+                    self.finished.pop_front();
+                }
+                let head = self.current.current_head();
+                self.finished.push_back((self.current.id, head));
+                debug!(finished = %self.current.path.display(), ino = self.current.id.ino, read = self.current.offset, next = %generation.path.display(), next_ino = generation.id.ino, "next log file");
                 self.current = generation;
                 self.fill_ahead()?;
                 return Ok(Progress::NextFile);
@@ -522,11 +555,16 @@ impl Tail {
     }
 
     fn push_ahead(&mut self, listed: Listed) -> io::Result<()> {
-        if self.open_ahead() < self.max_open_ahead
-            && let Some(generation) = Generation::open(&listed, 0)?
-        {
-            self.ahead.push_back(Ahead::Open(generation));
-            return Ok(());
+        if self.open_ahead() < self.max_open_ahead {
+            // Rotated between the listing and the opening: it is `.1` now.
+            let generation = match Generation::open(&listed, 0)? {
+                Some(generation) => Some(generation),
+                None => self.open_seen_quietly(&listed)?,
+            };
+            if let Some(generation) = generation {
+                self.ahead.push_back(Ahead::Open(generation));
+                return Ok(());
+            }
         }
         self.ahead.push_back(Ahead::Seen(listed));
         Ok(())
@@ -543,57 +581,76 @@ impl Tail {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error),
         }
-        let listed = self.files.list()?;
-        let newer = match listed.iter().position(|l| l.id == newest) {
-            Some(index) => listed[index + 1..].to_vec(),
-            None => self.newer_than_lost_track(&listed)?,
-        };
-        for listed in newer {
-            self.push_ahead(listed)?;
+        // Every file not read, being read or queued is newer than those that are: Docker only
+        // adds files at the live end.
+        for listed in self.files.list()? {
+            if !self.is_known(&listed)? {
+                debug!(path = %listed.path.display(), ino = listed.id.ino, "newer log file");
+                self.push_ahead(listed)?;
+            }
         }
         Ok(())
     }
 
-    /// The newest known generation is no longer listed: it was compressed (a new file with
-    /// the same content) or deleted. Its compressed copy, recognised by its first bytes, tells
-    /// where the newer files start; without one, the plain files are the newer ones and what
-    /// may have been between is counted as a gap.
-    fn newer_than_lost_track(&mut self, listed: &[Listed]) -> io::Result<Vec<Listed>> {
-        let head = match self.ahead.back() {
-            Some(Ahead::Open(generation)) => generation.head.clone(),
-            Some(Ahead::Seen(_)) => Vec::new(),
-            None => self.current.head.clone(),
-        };
-        if !head.is_empty() {
-            for (index, candidate) in listed.iter().enumerate().rev() {
-                if candidate.compressed && compressed_head(&candidate.path, head.len())? == head {
-                    return Ok(listed[index + 1..].to_vec());
-                }
+    /// Whether a listed file is one already read, being read or queued: the same inode while
+    /// its descriptor is held; the same inode and first bytes once it is not (Docker may reuse
+    /// the inode of a file it deleted); for a compressed file, the first bytes of one of them
+    /// (Docker's compressed copy).
+    fn is_known(&self, listed: &Listed) -> io::Result<bool> {
+        if self.current.id == listed.id || self.ahead.iter().any(|a| a.id() == listed.id) {
+            return Ok(true);
+        }
+        let reused = self.finished.iter().any(|(id, _)| *id == listed.id);
+        if !listed.compressed && !reused {
+            return Ok(false);
+        }
+        let head = file_head(&listed.path, listed.compressed)?;
+        let mut known = self
+            .finished
+            .iter()
+            .filter(|(id, _)| listed.compressed || *id == listed.id)
+            .map(|(_, head)| head.clone());
+        if known.any(|known| is_copy(&head, &known)) {
+            return Ok(true);
+        }
+        if !listed.compressed {
+            return Ok(false);
+        }
+        let held =
+            std::iter::once(&self.current).chain(self.ahead.iter().filter_map(|a| match a {
+                Ahead::Open(generation) => Some(generation),
+                Ahead::Seen(_) => None,
+            }));
+        for generation in held {
+            if is_copy(&head, &generation.current_head()) {
+                return Ok(true);
             }
         }
-        let known = |id: FileId| id == self.current.id || self.ahead.iter().any(|a| a.id() == id);
-        if listed.iter().any(|l| l.compressed && !known(l.id)) {
-            self.losses.rotated_files += 1;
-            warn!(dir = %self.files.dir().display(), "lost track of the log files' rotation: generations between the last one read and the files now present may be lost");
-        }
-        Ok(listed
-            .iter()
-            .filter(|l| !l.compressed && !known(l.id))
-            .cloned()
-            .collect())
+        Ok(false)
     }
 }
 
-/// The first `len` decompressed bytes of a gzip file (fewer if it is shorter or unreadable).
-fn compressed_head(path: &Path, len: usize) -> io::Result<Vec<u8>> {
+/// Whether `head` starts with `known` (a file's first bytes): the same content.
+fn is_copy(head: &[u8], known: &[u8]) -> bool {
+    !known.is_empty() && head.len() >= known.len() && head[..known.len()] == *known
+}
+
+/// The first [`HEAD_BYTES`] of a file's content (decompressed for a compressed file; fewer if
+/// it is shorter, unreadable or gone).
+fn file_head(path: &Path, compressed: bool) -> io::Result<Vec<u8>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error),
     };
-    let mut head = Vec::with_capacity(len);
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    let reader: Box<dyn Read> = if compressed {
+        Box::new(GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
     // A file still being written may end early: what was read is enough to compare.
-    let _ = GzDecoder::new(file).take(len as u64).read_to_end(&mut head);
+    let _ = reader.take(HEAD_BYTES as u64).read_to_end(&mut head);
     Ok(head)
 }
 

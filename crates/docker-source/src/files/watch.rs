@@ -136,7 +136,8 @@ impl Watcher {
         }
     }
 
-    /// How many directories are watched (for tests and leak checks).
+    /// How many directories are watched.
+    #[cfg(test)]
     pub(crate) fn watched_dirs(&self) -> usize {
         self.shared
             .lock()
@@ -158,6 +159,7 @@ pub(crate) struct Registration {
 
 impl Registration {
     /// Whether this registration polls instead of being told.
+    #[cfg(test)]
     pub(crate) fn is_polling(&self) -> bool {
         self.watch.is_none()
     }
