@@ -108,7 +108,23 @@ impl LogFiles {
 
     /// Every file, oldest first (the live one last). Where both `.N` and `.N.gz` exist (Docker
     /// is compressing), the complete uncompressed one is listed.
+    ///
+    /// A directory read while Docker renames may miss a file or see one twice (POSIX leaves it
+    /// unspecified): a listing with a hole in its indices or an inode under two names is read
+    /// again, a few times.
     fn list(&self) -> io::Result<Vec<Listed>> {
+        let mut listed = self.list_once()?;
+        for _ in 0..LIST_RETRIES {
+            if is_consistent(&listed) {
+                break;
+            }
+            std::thread::yield_now();
+            listed = self.list_once()?;
+        }
+        Ok(listed.into_iter().map(|(_, listed)| listed).collect())
+    }
+
+    fn list_once(&self) -> io::Result<Vec<(u32, Listed)>> {
         let mut found: Vec<(u32, Listed)> = Vec::new();
         for dir_entry in std::fs::read_dir(&self.dir)? {
             let dir_entry = dir_entry?;
@@ -133,8 +149,25 @@ impl LogFiles {
             }
         }
         found.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
-        Ok(found.into_iter().map(|(_, listed)| listed).collect())
+        Ok(found)
     }
+}
+
+/// Listings read again when inconsistent, at most.
+const LIST_RETRIES: usize = 8;
+
+/// Whether a listing (oldest first) has every index from its oldest to the live file and no
+/// inode twice.
+fn is_consistent(listed: &[(u32, Listed)]) -> bool {
+    let contiguous = listed
+        .iter()
+        .rev()
+        .enumerate()
+        .all(|(expected, (index, _))| *index as usize == expected);
+    let mut ids: Vec<FileId> = listed.iter().map(|(_, l)| l.id).collect();
+    ids.sort_by_key(|id| (id.dev, id.ino));
+    ids.dedup();
+    contiguous && ids.len() == listed.len()
 }
 
 /// A generation's content.
