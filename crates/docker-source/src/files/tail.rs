@@ -67,6 +67,9 @@ struct Listed {
     id: FileId,
     size: u64,
     compressed: bool,
+    /// The last write (nanoseconds): generations are written one after the other, so this
+    /// orders them even when a listing mixes two moments of a rotation.
+    modified: i128,
 }
 
 impl LogFiles {
@@ -112,14 +115,23 @@ impl LogFiles {
     /// A directory read while Docker renames may miss a file or see one twice (POSIX leaves it
     /// unspecified): a listing with a hole in its indices or an inode under two names is read
     /// again, a few times.
+    ///
+    /// Each file is looked at (its inode) a little after its name was read, so a listing taken
+    /// while Docker rotates can mix two moments: it is trusted only when a second listing agrees.
     fn list(&self) -> io::Result<Vec<Listed>> {
         let mut listed = self.list_once()?;
         for _ in 0..LIST_RETRIES {
-            if is_consistent(&listed) {
+            let again = self.list_once()?;
+            let agree = again.len() == listed.len()
+                && again
+                    .iter()
+                    .zip(&listed)
+                    .all(|((i, a), (j, b))| i == j && a.id == b.id);
+            listed = again;
+            if agree && is_consistent(&listed) {
                 break;
             }
             std::thread::yield_now();
-            listed = self.list_once()?;
         }
         Ok(listed.into_iter().map(|(_, listed)| listed).collect())
     }
@@ -141,6 +153,8 @@ impl LogFiles {
                 id: FileId::of(&metadata),
                 size: metadata.len(),
                 compressed,
+                modified: i128::from(metadata.mtime()) * 1_000_000_000
+                    + i128::from(metadata.mtime_nsec()),
             };
             match found.iter_mut().find(|(i, _)| *i == index) {
                 Some((_, existing)) if existing.compressed && !compressed => *existing = listed,
@@ -616,12 +630,45 @@ impl Tail {
         }
         // Every file not read, being read or queued is newer than those that are: Docker only
         // adds files at the live end.
-        for listed in self.files.list()? {
+        let listed = self.files.list()?;
+        self.count_possible_gap(newest, &listed)?;
+        let mut newer = Vec::new();
+        for listed in listed {
             if !self.is_known(&listed)? {
-                debug!(path = %listed.path.display(), ino = listed.id.ino, "newer log file");
-                self.push_ahead(listed)?;
+                newer.push(listed);
             }
         }
+        // Oldest first by last write (a stable sort keeps the listing's order for equal times).
+        newer.sort_by_key(|listed| listed.modified);
+        for listed in newer {
+            debug!(path = %listed.path.display(), ino = listed.id.ino, "newer log file");
+            self.push_ahead(listed)?;
+        }
+        Ok(())
+    }
+
+    /// The newest generation known is no longer listed (nor its compressed copy): Docker
+    /// rotated through `max-file` files since it was the live one, and the generations between
+    /// it and the oldest listed may be gone unseen. Counted as one possible loss (it may
+    /// over-count when exactly `max-file` rotations happened) and logged.
+    fn count_possible_gap(&mut self, newest: FileId, listed: &[Listed]) -> io::Result<()> {
+        if listed.is_empty() || listed.iter().any(|l| l.id == newest) {
+            return Ok(());
+        }
+        let newest_head = match self.ahead.back() {
+            Some(Ahead::Open(generation)) => generation.current_head(),
+            Some(Ahead::Seen(_)) => return Ok(()),
+            None => self.current.current_head(),
+        };
+        for candidate in listed.iter().filter(|l| l.compressed) {
+            if let Some(head) = file_head(candidate)?
+                && is_copy(&head, &newest_head)
+            {
+                return Ok(());
+            }
+        }
+        self.losses.rotated_files += 1;
+        warn!(dir = %self.files.dir().display(), "log files rotated faster than they were read: generations written between two looks may be lost");
         Ok(())
     }
 
@@ -637,7 +684,11 @@ impl Tail {
         if !listed.compressed && !reused {
             return Ok(false);
         }
-        let head = file_head(&listed.path, listed.compressed)?;
+        // Read from the file of that inode: the path may name another one by now.
+        let Some(head) = self.head_of(listed)? else {
+            // Gone already: a file this tail read (whose inode it remembers), or a copy.
+            return Ok(true);
+        };
         let mut known = self
             .finished
             .iter()
@@ -663,28 +714,46 @@ impl Tail {
     }
 }
 
+impl Tail {
+    /// The first bytes of the file `listed` names, wherever rotation moved it; `None` if it is
+    /// gone.
+    fn head_of(&self, listed: &Listed) -> io::Result<Option<Vec<u8>>> {
+        if let Some(head) = file_head(listed)? {
+            return Ok(Some(head));
+        }
+        let moved = self.files.list()?.into_iter().find(|l| l.id == listed.id);
+        match moved {
+            Some(moved) => file_head(&moved),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Whether `head` starts with `known` (a file's first bytes): the same content.
 fn is_copy(head: &[u8], known: &[u8]) -> bool {
     !known.is_empty() && head.len() >= known.len() && head[..known.len()] == *known
 }
 
-/// The first [`HEAD_BYTES`] of a file's content (decompressed for a compressed file; fewer if
-/// it is shorter, unreadable or gone).
-fn file_head(path: &Path, compressed: bool) -> io::Result<Vec<u8>> {
-    let file = match File::open(path) {
+/// The first [`HEAD_BYTES`] of a listed file's content (decompressed for a compressed file;
+/// fewer if it is shorter); `None` if its path no longer names that file.
+fn file_head(listed: &Listed) -> io::Result<Option<Vec<u8>>> {
+    let file = match File::open(&listed.path) {
         Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
+    if FileId::of(&file.metadata()?) != listed.id {
+        return Ok(None);
+    }
     let mut head = Vec::with_capacity(HEAD_BYTES);
-    let reader: Box<dyn Read> = if compressed {
+    let reader: Box<dyn Read> = if listed.compressed {
         Box::new(GzDecoder::new(file))
     } else {
         Box::new(file)
     };
     // A file still being written may end early: what was read is enough to compare.
     let _ = reader.take(HEAD_BYTES as u64).read_to_end(&mut head);
-    Ok(head)
+    Ok(Some(head))
 }
 
 #[cfg(test)]

@@ -255,3 +255,66 @@ fn a_removed_containers_files_are_read_to_their_end() {
     assert_eq!(drain(&mut tail, 64).0, "a\nb\n");
     assert_eq!(drain(&mut tail, 64).0, "");
 }
+
+/// A writer rotating as Docker does (`max-file=3`, a 16 KiB `max-size`: hundreds of rotations
+/// a second) while the tail reads concurrently: every line is read once and in order, or its
+/// loss is counted. (At 2 KiB, thousands a second, directory listings can no longer be trusted
+/// and generations are read out of order: see the limits in docs/guarantees.md.)
+#[test]
+fn a_concurrent_writer_rotating_fast_loses_nothing_silently() {
+    let dir = Dir::new();
+    dir.append("c.log", "");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    let lines = 200_000u32;
+    let path = dir.dir.path().to_path_buf();
+    let writer = std::thread::spawn(move || {
+        let live = path.join("c.log");
+        let mut file = fs::OpenOptions::new().append(true).open(&live).unwrap();
+        let mut size = 0;
+        for n in 0..lines {
+            let line = format!("{n:08}\n");
+            file.write_all(line.as_bytes()).unwrap();
+            size += line.len();
+            if size >= 16 * 1024 {
+                drop(file);
+                let _ = fs::remove_file(path.join("c.log.2"));
+                let _ = fs::rename(path.join("c.log.1"), path.join("c.log.2"));
+                fs::rename(&live, path.join("c.log.1")).unwrap();
+                file = fs::File::create(&live).unwrap();
+                size = 0;
+            }
+        }
+    });
+    let mut buffer = Vec::new();
+    let mut done = false;
+    for _ in 0..10_000_000 {
+        tail.check().unwrap();
+        let progress = tail.read(&mut buffer, 4096).unwrap();
+        assert_ne!(progress, Progress::Truncated, "no truncation happened");
+        if progress == Progress::Idle {
+            if done {
+                break;
+            }
+            done = writer.is_finished();
+        }
+    }
+    writer.join().unwrap();
+    let text = String::from_utf8(buffer).unwrap();
+    let mut expected = 0u32;
+    let mut missing = 0u32;
+    for line in text.lines() {
+        let n: u32 = line.parse().unwrap();
+        assert!(
+            n >= expected,
+            "line {n} again or out of order (expected {expected})"
+        );
+        missing += n - expected;
+        expected = n + 1;
+    }
+    missing += lines - expected;
+    let losses = tail.take_losses();
+    assert!(
+        missing == 0 || losses.rotated_files > 0,
+        "{missing} lines missing, none counted ({losses:?})"
+    );
+}
