@@ -23,7 +23,6 @@
 
 use std::{io, sync::Arc, time::Duration};
 
-use bollard::query_parameters::InspectContainerOptions;
 use capture_core::{ErrorChain, LogStream, Position};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
 use tokio::time::Instant;
@@ -42,7 +41,6 @@ use crate::{
     checkpoint::StreamPositions,
     client::Backoff,
     decoder::{Decoder, LineSink},
-    error::docker_status,
     metric_names,
     stream::{Assembler, StreamEnd, TaskEnv, reconnected, record_drops, send_assembled},
 };
@@ -51,8 +49,6 @@ use crate::{
 const READ_MAX: usize = 64 * 1024;
 /// The first read of a wake-up (doubling while reads come back full).
 const READ_MIN: usize = 4 * 1024;
-/// The pause before reading again while a batch is being filled.
-const COALESCE_PAUSE: Duration = Duration::from_millis(1);
 /// Reopen backoff after errors.
 const REOPEN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const REOPEN_BACKOFF_CAP: Duration = Duration::from_secs(5);
@@ -532,147 +528,9 @@ impl FileFollower {
         self.batch_deadline.get_or_insert(self.last_send + latency);
         Ok(())
     }
-
-    /// A busy container: let a millisecond of lines accumulate before reading again.
-    async fn coalesce(&self) {
-        if self.assembler.is_empty() {
-            return;
-        }
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => {}
-            _ = tokio::time::sleep(COALESCE_PAUSE) => {}
-        }
-    }
-
-    fn next_deadline(&self) -> Instant {
-        let settings = &self.env.task.settings;
-        let mut deadline = (Instant::now() + self.beat_every)
-            .min(self.last_activity + settings.inactivity_timeout);
-        if let Some(batch) = self.batch_deadline {
-            deadline = deadline.min(batch);
-        }
-        if let Some(partial) = self.partial_since {
-            deadline = deadline.min(partial + settings.partial_flush_timeout);
-        }
-        deadline
-    }
-
-    async fn wait(&mut self) -> Wake {
-        let deadline = self.next_deadline();
-        let changed = async {
-            match &mut self.registration {
-                Some(registration) => registration.changed().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => Wake::Cancelled,
-            _ = self.env.signal.notified() => Wake::Signal,
-            () = changed => Wake::Changed,
-            _ = tokio::time::sleep_until(deadline) => Wake::Timer,
-        }
-    }
-
-    /// The timer: heartbeat, partial line and batch deadlines, and the look at the container.
-    async fn on_timer(&mut self) -> io::Result<Option<End>> {
-        self.heartbeat.beat();
-        let now = Instant::now();
-        let settings = self.env.task.settings.clone();
-        if self
-            .partial_since
-            .is_some_and(|since| now >= since + settings.partial_flush_timeout)
-        {
-            self.decoder.flush_partials(&mut self.assembler);
-            self.partial_since = None;
-            if let Err(end) = self.send_batch().await {
-                return Ok(Some(end));
-            }
-        }
-        if self.batch_deadline.is_some_and(|deadline| now >= deadline)
-            && let Err(end) = self.send_batch().await
-        {
-            return Ok(Some(end));
-        }
-        if now >= self.last_activity + settings.inactivity_timeout {
-            // An event may have been missed: is the container still running?
-            self.last_activity = now;
-            if !self.is_running().await {
-                return self.drain_and_finish().await.map(Some);
-            }
-        }
-        Ok(None)
-    }
-
-    /// The container stopped: read what is left, then finish.
-    async fn drain_and_finish(&mut self) -> io::Result<End> {
-        if let Some(end) = self.read_available().await? {
-            return Ok(end);
-        }
-        Ok(self.finish().await)
-    }
-
-    /// Sends the partial line and what is assembled: the container's lines are all read.
-    async fn finish(&mut self) -> End {
-        if self.tty {
-            self.decoder
-                .flush_partials(&mut TtyLines(&mut self.assembler));
-        } else {
-            self.decoder.flush_partials(&mut self.assembler);
-        }
-        self.partial_since = None;
-        match self.send_batch().await {
-            Ok(()) => End::Finished,
-            Err(end) => end,
-        }
-    }
-
-    /// Whether the container runs (a failed inspection counts as running: look again later).
-    async fn is_running(&self) -> bool {
-        let id = self.env.task.shared.id.as_str();
-        let inspect = self
-            .env
-            .task
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>);
-        let response = tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => return true,
-            response = inspect => response,
-        };
-        self.heartbeat.beat();
-        match response {
-            Ok(response) => response
-                .state
-                .and_then(|state| state.running)
-                .unwrap_or(false),
-            Err(error) if docker_status(&error) == Some(404) => false,
-            Err(error) => {
-                debug!(container_id = %id, error = %ErrorChain(&error), "cannot inspect the container; looking again later");
-                true
-            }
-        }
-    }
-
-    /// Sleeps, beating; returns `true` if cancelled meanwhile.
-    async fn pause(&self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
-        loop {
-            self.heartbeat.beat();
-            let wake = deadline.min(Instant::now() + self.beat_every);
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return true,
-                _ = tokio::time::sleep_until(wake) => {
-                    if Instant::now() >= deadline {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
 }
+
+mod wait;
 
 /// Counts what Docker deleted or overwrote before it was read.
 fn record_losses(losses: Losses) {

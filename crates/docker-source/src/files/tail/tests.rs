@@ -1,6 +1,6 @@
 //! The tail against real files in a temporary directory, rotated the way Docker rotates them.
 
-use std::{fs, io::Write};
+use std::{fs, io::Write, path::PathBuf};
 
 use super::*;
 
