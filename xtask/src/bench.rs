@@ -6,12 +6,18 @@
 //! - [`scale`] `scale`: RSS and open fds with 100 and 500 idle containers monitored.
 //! - [`latency`] `latency`: Docker timestamp to file-sink write, p50/p99, at 20 k lines/s.
 //! - [`pipeline`] `pipeline`: the sink pipeline's own benchmark (an example of `sink-pipeline`).
+//! - [`files`] `files`: file mode against the API path and the raw API reader: host CPU per line
+//!   and rate catching up on history, rate and dockerd's extra CPU following live containers.
+//!
+//! `throughput` and `cpu` measure the API path (`read_mode = "api"`); `scale` measures the
+//! default mode (`auto`: file mode when the bench runs as root).
 //!
 //! Each target is printed with PASS or MISS, including misses; the figures go to
 //! `target/bench/report.json`. The command fails only when a section could not run; a MISS is a
 //! measurement, not an error. Every container carries the label `log-capturer-bench=<run>` and is
 //! removed when its section ends; the next run removes leftovers of an interrupted one.
 
+mod files;
 mod latency;
 mod pipeline;
 mod scale;
@@ -33,7 +39,7 @@ use crate::{
 };
 
 const HELP: &str = "\
-cargo xtask bench [throughput|cpu|scale|latency|pipeline]... [--quick]
+cargo xtask bench [throughput|cpu|scale|latency|pipeline|files]... [--quick]
 
 Measures log-capturer (release) on this machine; prints each target with PASS/MISS and writes
 target/bench/report.json. With no section named, runs them all.
@@ -43,6 +49,8 @@ target/bench/report.json. With no section named, runs them all.
   scale       RSS and open fds with 100 and 500 idle containers monitored
   latency     p50/p99 from Docker's timestamp to the file sink, 20 containers x 1000 lines/s
   pipeline    the sink pipeline's own benchmark (sink-pipeline example pipeline_bench)
+  files       file mode vs the API path: catch-up on 2M lines (host CPU/line, rate), live
+              1/10/50 containers (rate, extra dockerd CPU/line)
   --quick     smaller counts, for trying it out
 ";
 
@@ -57,15 +65,17 @@ enum Section {
     Scale,
     Latency,
     Pipeline,
+    Files,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Throughput,
         Section::Cpu,
         Section::Scale,
         Section::Latency,
         Section::Pipeline,
+        Section::Files,
     ];
 
     fn name(self) -> &'static str {
@@ -75,6 +85,7 @@ impl Section {
             Section::Scale => "scale",
             Section::Latency => "latency",
             Section::Pipeline => "pipeline",
+            Section::Files => "files",
         }
     }
 }
@@ -203,6 +214,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             Section::Scale => scale::run(&bench),
             Section::Latency => latency::run(&bench),
             Section::Pipeline => pipeline::run(&bench),
+            Section::Files => files::run(&bench),
         };
         match result {
             Ok(result) => {

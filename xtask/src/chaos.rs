@@ -50,6 +50,8 @@ Options:
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
+  --read-mode auto|api|files
+            docker.read_mode of the capturer (default: its own default, auto)
 ";
 
 /// A scenario: its name, whether CI runs it, and its body.
@@ -133,12 +135,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut ci = false;
     let mut names = Vec::new();
     let mut binary = None;
+    let mut read_mode = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--binary" => {
                 let path = args.next().context("--binary needs a path")?;
                 binary = Some(std::path::PathBuf::from(path));
+            }
+            "--read-mode" => {
+                let mode = args
+                    .next()
+                    .context("--read-mode needs auto, api or files")?;
+                if !matches!(mode.as_str(), "auto" | "api" | "files") {
+                    bail!("--read-mode must be auto, api or files, not {mode:?}");
+                }
+                read_mode = Some(mode.clone());
             }
             "--help" | "-h" => {
                 print!("{HELP}");
@@ -189,6 +201,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         ),
         out_root: project_root().join("target").join("chaos"),
         ci,
+        read_mode,
     };
     let mut outcomes = Vec::new();
     for scenario in selected {

@@ -69,6 +69,10 @@ pub struct TaskSnapshot {
     pub restarts: u32,
     /// The last error, panic message or timeout, if any.
     pub last_error: Option<String>,
+    /// How the task does its work, when it has several ways (a container task: `api` or
+    /// `files`); not shown when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// A sink's delivery health.

@@ -101,12 +101,19 @@ fn task_snapshot_serialises_to_the_contract_shape() {
         last_heartbeat: SystemTime::UNIX_EPOCH,
         restarts: 0,
         last_error: None,
+        mode: None,
     };
     let json = serde_json::to_value(&snapshot).unwrap();
     assert_eq!(json["type"], "container");
     assert_eq!(json["state"], "running");
     assert_eq!(json["started_at"], "1970-01-01T00:00:00Z");
     assert!(json["last_error"].is_null());
+    assert!(json.get("mode").is_none(), "no mode, no key");
+    let with_mode = TaskSnapshot {
+        mode: Some("files".into()),
+        ..snapshot
+    };
+    assert_eq!(serde_json::to_value(&with_mode).unwrap()["mode"], "files");
 }
 
 #[test]

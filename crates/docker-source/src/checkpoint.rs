@@ -18,7 +18,7 @@ use capture_core::{Acknowledgement, ContainerId, LogStream, Position};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::{Error, Result};
+use crate::{Error, Result, files::cursor::FileHint};
 
 /// The checkpoint file's name under the data directory.
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoints.json";
@@ -33,6 +33,10 @@ pub(crate) type StreamPositions = [Option<Position>; 3];
 struct CheckpointFile {
     version: u32,
     containers: BTreeMap<String, BTreeMap<LogStream, Position>>,
+    /// File mode's resume hints (`files/cursor.rs`), by container; absent when none is read
+    /// from files. Older agents ignore it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    files: BTreeMap<String, FileHint>,
 }
 
 /// The cursors, in memory, with a dirty flag for the periodic save.
@@ -40,6 +44,8 @@ struct CheckpointFile {
 pub(crate) struct Checkpoints {
     path: PathBuf,
     cursors: HashMap<ContainerId, StreamPositions>,
+    /// File mode's resume hints, each covered by the acknowledged cursors.
+    hints: HashMap<ContainerId, FileHint>,
     dirty: bool,
 }
 
@@ -51,6 +57,7 @@ impl Checkpoints {
         let mut checkpoints = Checkpoints {
             path,
             cursors: HashMap::new(),
+            hints: HashMap::new(),
             dirty: false,
         };
         let bytes = match fs::read(&checkpoints.path) {
@@ -84,6 +91,11 @@ impl Checkpoints {
                 positions[stream.index()] = Some(position);
             }
             checkpoints.cursors.insert(id, positions);
+        }
+        for (id, hint) in file.files {
+            if let Ok(id) = ContainerId::new(&id) {
+                checkpoints.hints.insert(id, hint);
+            }
         }
         checkpoints
     }
@@ -126,7 +138,20 @@ impl Checkpoints {
 
     /// Forgets a container (it was destroyed and its last batch acknowledged).
     pub(crate) fn remove(&mut self, id: &ContainerId) {
-        if self.cursors.remove(id).is_some() {
+        let hint = self.hints.remove(id);
+        if self.cursors.remove(id).is_some() || hint.is_some() {
+            self.dirty = true;
+        }
+    }
+
+    /// The container's file-mode resume hint, if it has one.
+    pub(crate) fn file_hint(&self, id: &ContainerId) -> Option<FileHint> {
+        self.hints.get(id).copied()
+    }
+
+    /// Records a file-mode resume hint that the acknowledged cursors cover.
+    pub(crate) fn set_file_hint(&mut self, id: &ContainerId, hint: FileHint) {
+        if self.hints.insert(id.clone(), hint) != Some(hint) {
             self.dirty = true;
         }
     }
@@ -151,9 +176,15 @@ impl Checkpoints {
                 (id.as_str().to_owned(), streams)
             })
             .collect();
+        let files = self
+            .hints
+            .iter()
+            .map(|(id, hint)| (id.as_str().to_owned(), *hint))
+            .collect();
         let file = CheckpointFile {
             version: FORMAT_VERSION,
             containers,
+            files,
         };
         // Serialising maps of strings and integers cannot fail.
         let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
@@ -217,6 +248,34 @@ mod tests {
             loaded.get(&id(1)),
             Some([Some(Position::new(10, 1)), Some(Position::new(7, 0)), None])
         );
+    }
+
+    #[test]
+    fn file_hints_round_trip_and_leave_the_format_unchanged_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoints = Checkpoints::load(dir.path());
+        checkpoints.acknowledge(&Acknowledgement {
+            container_id: id(3),
+            stream: LogStream::Stdout,
+            position: Position::new(10, 0),
+        });
+        let (path, bytes) = checkpoints.snapshot();
+        assert!(!String::from_utf8_lossy(&bytes).contains("\"files\""));
+        let hint = FileHint {
+            file: crate::files::tail::FileId { dev: 7, ino: 8 },
+            offset: 120,
+            entry_start: 60,
+            entry_timestamp: 10,
+            last: [Some(Position::new(10, 0)), None, None],
+        };
+        checkpoints.set_file_hint(&id(3), hint);
+        assert!(checkpoints.is_dirty());
+        let (_, bytes) = checkpoints.snapshot();
+        write_atomically(&path, &bytes).unwrap();
+        let mut loaded = Checkpoints::load(dir.path());
+        assert_eq!(loaded.file_hint(&id(3)), Some(hint));
+        loaded.remove(&id(3));
+        assert_eq!(loaded.file_hint(&id(3)), None);
     }
 
     #[test]

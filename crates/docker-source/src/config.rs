@@ -18,6 +18,33 @@ pub enum ReadFrom {
     End,
 }
 
+/// How a container's lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// From its log files when its driver writes files (`json-file`, `local`) the agent can
+    /// read, else through the API.
+    #[default]
+    Auto,
+    /// Always through the Docker API.
+    Api,
+    /// From the log files of every `json-file` and `local` container; the source fails at start
+    /// if Docker's `containers` directory cannot be read, and a container whose files cannot be
+    /// read fails its task. Containers of other drivers (which write no file) use the API.
+    Files,
+}
+
+impl ReadMode {
+    /// The mode's name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMode::Auto => "auto",
+            ReadMode::Api => "api",
+            ReadMode::Files => "files",
+        }
+    }
+}
+
 /// The `[docker]` table of the configuration.
 ///
 /// # Timeout order
@@ -60,6 +87,9 @@ pub struct DockerConfig {
     pub include_images: Vec<String>,
     /// Where containers already running at first start are read from.
     pub read_from: ReadFrom,
+    /// How containers' lines are read: `auto` (files when readable, else the API), `api` or
+    /// `files`.
+    pub read_mode: ReadMode,
     /// A stream silent this long while its container runs is reopened from its cursor.
     #[serde(with = "humantime_serde")]
     pub inactivity_timeout: Duration,
@@ -98,6 +128,7 @@ impl Default for DockerConfig {
             exclude_labels: Vec::new(),
             include_images: Vec::new(),
             read_from: ReadFrom::End,
+            read_mode: ReadMode::Auto,
             inactivity_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             max_line_bytes: 1024 * 1024,

@@ -218,6 +218,59 @@ impl Decoder {
             Some((b'\n', rest)) => (rest, true),
             _ => (text, false),
         };
+        self.piece(stream, index, timestamp, text, complete, sink);
+    }
+
+    /// One entry of a log file (stdout or stderr): its timestamp, its text without the newline,
+    /// and whether it ends a line (`false` for the pieces Docker split a long line into).
+    /// Merged, capped and skipped exactly like the frames of the API stream.
+    pub(crate) fn entry(
+        &mut self,
+        stream: LogStream,
+        timestamp: i64,
+        text: &[u8],
+        complete: bool,
+        sink: &mut impl LineSink,
+    ) {
+        let index = match stream {
+            LogStream::Stdout => 0,
+            LogStream::Stderr => 1,
+            LogStream::Tty => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        self.piece(stream, index, timestamp, text, complete, sink);
+    }
+
+    /// The position of the last line seen on each stream (delivered or skipped).
+    pub(crate) fn last_positions(&self) -> [Option<Position>; 3] {
+        self.cursors.map(|cursor| cursor.last)
+    }
+
+    /// Like [`Decoder::reset`], for a stream that resumes right after lines whose positions
+    /// were `last` (so ordinals continue), skipping lines at or before `resume`.
+    pub(crate) fn reset_after(
+        &mut self,
+        last: [Option<Position>; 3],
+        resume: [Option<Position>; 3],
+    ) {
+        self.reset(resume);
+        for (cursor, last) in self.cursors.iter_mut().zip(last) {
+            cursor.last = last;
+        }
+    }
+
+    /// A frame's or an entry's text, merged with the pieces before it.
+    fn piece(
+        &mut self,
+        stream: LogStream,
+        index: usize,
+        timestamp: i64,
+        text: &[u8],
+        complete: bool,
+        sink: &mut impl LineSink,
+    ) {
         let max = self.max_line_bytes;
         if std::mem::take(&mut self.flushed[index]) && complete && text.is_empty() {
             return;

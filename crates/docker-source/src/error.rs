@@ -86,6 +86,27 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A container's log files could not be read (file mode).
+    #[error("cannot read the log files in {path}")]
+    LogFiles {
+        /// The directory of the container's log files.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// File mode cannot read Docker's containers directory (`read_mode = "files"`) or a
+    /// container's log files.
+    #[error(
+        "cannot read {path} in file mode: the agent needs read access to Docker's containers directory (run it as root or with CAP_DAC_READ_SEARCH, and mount the directory read-only into its container)"
+    )]
+    FilesUnreadable {
+        /// Docker's `containers` directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// A stream-worker thread or its runtime could not be started.
     #[error("cannot start a stream worker thread")]
     Worker(#[source] io::Error),
@@ -98,11 +119,13 @@ impl Error {
             Error::Docker { .. }
             | Error::Tls { .. }
             | Error::Checkpoint { .. }
-            | Error::Worker(_) => true,
+            | Error::Worker(_)
+            | Error::LogFiles { .. } => true,
             Error::Config { .. }
             | Error::Glob { .. }
             | Error::Client { .. }
             | Error::Unreadable { .. }
+            | Error::FilesUnreadable { .. }
             | Error::PipelineClosed => false,
         }
     }

@@ -85,6 +85,7 @@ mod client;
 mod config;
 mod decoder;
 mod error;
+mod files;
 mod filter;
 mod log_driver;
 mod metric_names;
@@ -94,7 +95,7 @@ mod stream;
 mod timestamp;
 mod workers;
 
-pub use config::{DockerConfig, ReadFrom};
+pub use config::{DockerConfig, ReadFrom, ReadMode};
 pub use error::{Error, Result};
 pub use source::{CONTAINER_TASK_KIND, DockerSource};
 

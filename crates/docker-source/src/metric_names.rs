@@ -29,6 +29,14 @@ pub(crate) const CONTAINERS_UNREADABLE: &str = "log_capturer_containers_unreadab
 /// `log_capturer_docker_reconnects_total`: reconnections of the discovery (events) stream.
 pub(crate) const DOCKER_RECONNECTS_TOTAL: &str = "log_capturer_docker_reconnects_total";
 
+/// `log_capturer_log_files_lost_total{reason}`: file mode's losses Docker caused before the
+/// agent could read: `rotated` (a rotated log file deleted before it was read; or the rotation
+/// went too fast to follow), `truncated` (the live file truncated in place by `max-file=1`).
+pub(crate) const LOG_FILES_LOST_TOTAL: &str = "log_capturer_log_files_lost_total";
+/// `log_capturer_log_file_bytes_lost_total{reason}`: the size of those files when last seen
+/// (what is known of the loss; a truncation's is unknown and counts 0).
+pub(crate) const LOG_FILE_BYTES_LOST_TOTAL: &str = "log_capturer_log_file_bytes_lost_total";
+
 /// Publishes every counter of this crate at zero, so `/metrics` shows the whole contract (and
 /// alert rules have a series to evaluate) before the first drop or reconnect happens. An exporter
 /// only renders a counter once it has been touched.
@@ -51,5 +59,9 @@ pub(crate) fn publish_zeroes() {
         ::metrics::gauge!(CONTAINERS_UNREADABLE, "reason" => reason.as_str()).set(0.0);
     }
     ::metrics::counter!(DOCKER_RECONNECTS_TOTAL).increment(0);
+    for reason in ["rotated", "truncated"] {
+        ::metrics::counter!(LOG_FILES_LOST_TOTAL, "reason" => reason).increment(0);
+        ::metrics::counter!(LOG_FILE_BYTES_LOST_TOTAL, "reason" => reason).increment(0);
+    }
     ::metrics::gauge!(CONTAINERS_MONITORED).set(0.0);
 }

@@ -38,10 +38,11 @@ use tracing::{debug, info, warn};
 
 use self::unreadable::UnreadableContainers;
 use crate::{
-    DockerConfig, Error, ReadFrom, Result,
+    DockerConfig, Error, ReadFrom, ReadMode, Result,
     checkpoint::{Checkpoints, write_atomically},
     client::{self, Backoff},
     error::docker_status,
+    files::{follower::file_task, mode::FileMode, watch::Watcher},
     filter::{ContainerFilter, SelfContainer},
     log_driver, metric_names,
     raw_logs::RawEndpoint,
@@ -172,7 +173,19 @@ impl DockerSource {
             started_at_nanos,
         } = self;
         metric_names::publish_zeroes();
+        // File mode's change notifications: one inotify instance, read on this runtime.
+        let (watcher, watch_loop) = match config.read_mode {
+            ReadMode::Api => (Watcher::polling(), None),
+            ReadMode::Auto | ReadMode::Files => Watcher::new(),
+        };
+        let watch_shutdown = CancellationToken::new();
+        let mut watch_task = tokio::task::JoinSet::new();
+        if let Some(watch_loop) = watch_loop {
+            watch_task.spawn(watch_loop.run(watch_shutdown.clone()));
+        }
         let mut discovery = Discovery {
+            files: FileMode::new(config.read_mode, watcher),
+            fatal: None,
             restart_policy: RestartPolicy {
                 restart_on_error: true,
                 restart_on_success: false,
@@ -203,13 +216,19 @@ impl DockerSource {
         };
         discovery.discover(&mut ack_rx, &shutdown).await;
         let result = discovery.shut_down(&mut ack_rx).await;
+        let fatal = discovery.fatal.take();
         drop(discovery);
+        watch_shutdown.cancel();
+        while watch_task.join_next().await.is_some() {}
         // Joining is quick (the runtimes only wait for the stop token) but blocking.
         let joined = tokio::task::spawn_blocking(move || workers.shutdown()).await;
         if joined.is_err() {
             warn!("joining the stream worker threads failed");
         }
-        result
+        match fatal {
+            Some(error) => Err(error),
+            None => result,
+        }
     }
 }
 
@@ -251,6 +270,10 @@ struct Discovery<'a> {
     listed_once: bool,
     /// When the events stream was lost (unix seconds), until the next listing.
     disconnected_at: Option<i64>,
+    /// File mode: which containers are read from files, their cursors and signals.
+    files: FileMode,
+    /// An error that ends the source (file mode cannot read Docker's directory).
+    fatal: Option<Error>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>;
@@ -280,6 +303,11 @@ impl Discovery<'_> {
                         events = Some(stream);
                         backoff.reset();
                     }
+                    Err(error @ Error::FilesUnreadable { .. }) => {
+                        tracing::error!(error = %ErrorChain(&error), "the Docker source cannot run");
+                        self.fatal = Some(error);
+                        return;
+                    }
                     Err(error) => {
                         let delay = backoff.next_delay();
                         let error = ErrorChain(&error).to_string();
@@ -300,6 +328,7 @@ impl Discovery<'_> {
                     }
                 },
                 _ = checkpoint_tick.tick() => {
+                    self.files.reap(&self.supervisor).await;
                     self.retry_inspections().await;
                     self.forget_acknowledged_destroyed(false);
                     self.save_checkpoints().await;
@@ -370,6 +399,9 @@ impl Discovery<'_> {
                 source,
             })?;
         let first = !self.listed_once;
+        if first {
+            self.files.check_root(&docker).await?;
+        }
         let version = client::version_string(&docker);
         self.docker = Some(docker.clone());
         self.set_status(DockerState::Connected, None);
@@ -461,6 +493,7 @@ impl Discovery<'_> {
             "start" => self.refresh(&id, false, true).await,
             "unpause" | "rename" => self.refresh(&id, false, false).await,
             "destroy" => self.forget(&id).await,
+            "die" => self.files.died(&id),
             // A stopping container's stream ends on its own; a paused one is silent.
             _ => {}
         }
@@ -492,6 +525,7 @@ impl Discovery<'_> {
                     .as_ref()
                     .and_then(|state| state.running)
                     .unwrap_or(false);
+                self.files.inspected(id, &response);
                 let info = container_info(id, response);
                 self.monitor(info, running || started, initial).await;
             }
@@ -577,10 +611,15 @@ impl Discovery<'_> {
         )
         .with_restart(self.restart_policy.clone())
         .on_runtime(monitored.slot.handle().clone());
-        match self
-            .supervisor
-            .spawn(spec, move |ctx| container_task(ctx, env.clone()))
-        {
+        let spawned = match self.files.env_for(&env, self.checkpoints.file_hint(id)) {
+            Some(file_env) => self.supervisor.spawn(spec.with_mode("files"), move |ctx| {
+                file_task(ctx, file_env.clone())
+            }),
+            None => self.supervisor.spawn(spec.with_mode("api"), move |ctx| {
+                container_task(ctx, env.clone())
+            }),
+        };
+        match spawned {
             Ok(()) => {
                 self.pending_spawns.remove(id);
             }
@@ -616,8 +655,12 @@ impl Discovery<'_> {
             return;
         };
         info!(container_id = %id, "container destroyed; its log task is removed");
-        self.supervisor.stop(&monitored.task_id).await;
-        self.supervisor.remove(&monitored.task_id);
+        let active = monitored.shared.is_active();
+        if !self.files.removed(id, &monitored.task_id, active) {
+            self.supervisor.stop(&monitored.task_id).await;
+            self.supervisor.remove(&monitored.task_id);
+        }
+        // A draining file task still reads what it holds; it is removed once it ends.
         monitored.shared.mark_inactive();
         self.destroyed
             .insert(id.clone(), (monitored.shared.clone(), Instant::now()));
@@ -626,6 +669,7 @@ impl Discovery<'_> {
 
     /// Stops a container's task: the container still exists but is no longer wanted.
     async fn unmonitor(&mut self, monitored: Monitored) {
+        self.files.forget(&monitored.shared.id);
         self.supervisor.stop(&monitored.task_id).await;
         self.supervisor.remove(&monitored.task_id);
         monitored.shared.mark_inactive();
@@ -640,6 +684,10 @@ impl Discovery<'_> {
             || self.checkpoints.get(id).is_some()
         {
             self.checkpoints.acknowledge(ack);
+            let acked = self.checkpoints.get(id).unwrap_or([None; 3]);
+            if let Some(hint) = self.files.acknowledged(id, &acked) {
+                self.checkpoints.set_file_hint(id, hint);
+            }
         }
     }
 
@@ -702,6 +750,7 @@ impl Discovery<'_> {
             .containers
             .values()
             .map(|m| m.task_id.clone())
+            .chain(self.files.draining_task_ids().map(str::to_owned))
             .collect();
         let supervisor = self.supervisor.clone();
         join_all(task_ids.iter().map(|id| supervisor.stop(id))).await;

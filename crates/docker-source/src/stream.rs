@@ -175,7 +175,7 @@ impl ContainerShared {
         lifecycle.rerun = false;
     }
 
-    fn mark_active(&self) {
+    pub(crate) fn mark_active(&self) {
         self.lifecycle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -183,7 +183,7 @@ impl ContainerShared {
     }
 
     /// The task wants to end: it may unless a run was requested since it last looked.
-    fn try_finish(&self) -> bool {
+    pub(crate) fn try_finish(&self) -> bool {
         let mut lifecycle = self
             .lifecycle
             .lock()
@@ -249,7 +249,7 @@ pub(crate) async fn container_task(ctx: TaskContext, env: TaskEnv) -> Result<(),
 
 /// How a stream ended.
 #[derive(Debug)]
-enum StreamEnd {
+pub(crate) enum StreamEnd {
     /// The daemon closed it.
     Eof { lines: u64 },
     /// Silent for `inactivity_timeout`.
@@ -679,37 +679,55 @@ impl Follower {
         let Some(assembled) = self.assembler.take(&self.env.shared) else {
             return Ok(());
         };
-        let lines_per_stream = assembled.lines;
-        let bytes = assembled.batch.message_bytes();
-        let invalid = assembled.batch.invalid_utf8_lines();
-        let mut send = pin!(self.env.batch_tx.send(assembled.batch));
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
-                sent = &mut send => match sent {
-                    Ok(()) => break,
-                    Err(_) => return Err(StreamEnd::PipelineClosed),
-                },
-                _ = tokio::time::sleep(self.beat_every) => self.heartbeat.beat(),
-            }
-        }
-        self.heartbeat.beat();
-        self.env.shared.advance_read(&assembled.last);
-        for stream in LogStream::ALL {
-            let count = lines_per_stream[stream.index()];
-            if count > 0 {
-                ::metrics::counter!(metric_names::LINES_TOTAL, "stream" => stream.as_str())
-                    .increment(count);
-            }
-        }
-        ::metrics::counter!(metric_names::BYTES_TOTAL).increment(bytes as u64);
-        if invalid > 0 {
-            ::metrics::counter!(metric_names::INVALID_UTF8_LINES_TOTAL)
-                .increment(u64::from(invalid));
-        }
-        Ok(())
+        send_assembled(
+            &self.env,
+            &self.heartbeat,
+            &self.cancel,
+            self.beat_every,
+            assembled,
+        )
+        .await
     }
+}
+
+/// Sends an assembled batch, beating while the channel is full; then advances the read position
+/// and counts the lines. Returns the stream end to report if it could not be sent.
+pub(crate) async fn send_assembled(
+    env: &TaskEnv,
+    heartbeat: &Heartbeat,
+    cancel: &CancellationToken,
+    beat_every: Duration,
+    assembled: Assembled,
+) -> Result<(), StreamEnd> {
+    let lines_per_stream = assembled.lines;
+    let bytes = assembled.batch.message_bytes();
+    let invalid = assembled.batch.invalid_utf8_lines();
+    let mut send = pin!(env.batch_tx.send(assembled.batch));
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(StreamEnd::Cancelled),
+            sent = &mut send => match sent {
+                Ok(()) => break,
+                Err(_) => return Err(StreamEnd::PipelineClosed),
+            },
+            _ = tokio::time::sleep(beat_every) => heartbeat.beat(),
+        }
+    }
+    heartbeat.beat();
+    env.shared.advance_read(&assembled.last);
+    for stream in LogStream::ALL {
+        let count = lines_per_stream[stream.index()];
+        if count > 0 {
+            ::metrics::counter!(metric_names::LINES_TOTAL, "stream" => stream.as_str())
+                .increment(count);
+        }
+    }
+    ::metrics::counter!(metric_names::BYTES_TOTAL).increment(bytes as u64);
+    if invalid > 0 {
+        ::metrics::counter!(metric_names::INVALID_UTF8_LINES_TOTAL).increment(u64::from(invalid));
+    }
+    Ok(())
 }
 
 /// Lets the other tasks queued on this thread (hyper's connection task) run once, then resumes.
@@ -731,11 +749,11 @@ async fn yield_to_local_tasks() {
     .await;
 }
 
-fn reconnected(reason: &'static str) {
+pub(crate) fn reconnected(reason: &'static str) {
     ::metrics::counter!(metric_names::STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(1);
 }
 
-fn record_drops(counters: crate::decoder::DecodeCounters) {
+pub(crate) fn record_drops(counters: crate::decoder::DecodeCounters) {
     if counters.truncated > 0 {
         ::metrics::counter!(metric_names::LINES_DROPPED_TOTAL, "reason" => "truncated")
             .increment(counters.truncated);
@@ -767,14 +785,14 @@ pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
 }
 
 /// A batch taken from the [`Assembler`].
-struct Assembled {
+pub(crate) struct Assembled {
     batch: EventBatch,
     lines: [u64; 3],
     last: StreamPositions,
 }
 
 /// Collects decoded lines into the batch being built.
-struct Assembler {
+pub(crate) struct Assembler {
     info: Arc<ContainerInfo>,
     builder: Option<EventBatchBuilder>,
     lines: [u64; 3],
@@ -786,7 +804,7 @@ struct Assembler {
 }
 
 impl Assembler {
-    fn new(info: Arc<ContainerInfo>, max_lines: usize, max_bytes: usize) -> Assembler {
+    pub(crate) fn new(info: Arc<ContainerInfo>, max_lines: usize, max_bytes: usize) -> Assembler {
         Assembler {
             info,
             builder: None,
@@ -798,29 +816,29 @@ impl Assembler {
         }
     }
 
-    fn pending_lines(&self) -> usize {
+    pub(crate) fn pending_lines(&self) -> usize {
         self.builder.as_ref().map_or(0, EventBatchBuilder::len)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pending_lines() == 0
     }
 
-    fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.builder
             .as_ref()
             .is_some_and(|b| b.len() >= self.max_lines || b.message_bytes() >= self.max_bytes)
     }
 
     /// Drops what was assembled (a reopen reads it again).
-    fn discard(&mut self) {
+    pub(crate) fn discard(&mut self) {
         self.builder = None;
         self.lines = [0; 3];
         self.last = [None; 3];
     }
 
     /// The batch, if any; picks up a renamed container's metadata for the next one.
-    fn take(&mut self, shared: &ContainerShared) -> Option<Assembled> {
+    pub(crate) fn take(&mut self, shared: &ContainerShared) -> Option<Assembled> {
         self.info = shared.info();
         let builder = self.builder.take()?;
         self.hint = (

@@ -85,6 +85,7 @@ fn task(id: &str, kind: &str, state: TaskState) -> TaskSnapshot {
         last_heartbeat: started + Duration::from_secs(30),
         restarts: 0,
         last_error: None,
+        mode: None,
     }
 }
 

@@ -55,6 +55,7 @@ impl Busy {
                 last_heartbeat: now,
                 restarts: 0,
                 last_error: None,
+                mode: Some("api".to_owned()),
             })
             .collect();
         Busy { tasks }

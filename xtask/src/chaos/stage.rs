@@ -41,6 +41,8 @@ pub(crate) struct Ctx {
     pub(crate) out_root: PathBuf,
     /// The shortened CI variants.
     pub(crate) ci: bool,
+    /// `docker.read_mode` of every capturer (`--read-mode`); `None`: its default.
+    pub(crate) read_mode: Option<String>,
 }
 
 /// The result of one scenario.
@@ -159,6 +161,9 @@ impl Stage {
             starts: 0,
         };
         stage.set_sinks(&file_sink(&data_dir))?;
+        if let Some(mode) = &ctx.read_mode {
+            stage.set_env("LOG_CAPTURER_DOCKER_READ_MODE", mode);
+        }
         Ok(stage)
     }
 

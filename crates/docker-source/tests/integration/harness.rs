@@ -13,7 +13,7 @@ use std::{
 };
 
 use capture_core::{LogStream, Position, status::TaskState};
-use docker_source::{DockerConfig, DockerSource, ReadFrom};
+use docker_source::{DockerConfig, DockerSource, ReadFrom, ReadMode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use task_supervisor::{Supervisor, SupervisorConfig};
 use test_support::checker::{LineChecker, Report};
@@ -150,6 +150,8 @@ impl Collected {
 pub(crate) struct Sink {
     pub(crate) collected: Arc<Mutex<Collected>>,
     changed_tx: Arc<watch::Sender<u64>>,
+    /// While `false`, the fake pipeline takes no batch: the source falls behind.
+    open_tx: Arc<watch::Sender<bool>>,
 }
 
 impl Default for Sink {
@@ -157,11 +159,22 @@ impl Default for Sink {
         Sink {
             collected: Arc::default(),
             changed_tx: Arc::new(watch::channel(0).0),
+            open_tx: Arc::new(watch::channel(true).0),
         }
     }
 }
 
 impl Sink {
+    /// Stops taking batches (backpressure reaches the source).
+    pub(crate) fn hold(&self) {
+        self.open_tx.send_replace(false);
+    }
+
+    /// Takes batches again.
+    pub(crate) fn release(&self) {
+        self.open_tx.send_replace(true);
+    }
+
     /// Waits (bounded by [`WAIT`]) until `condition` holds for what was received; panics with
     /// `what` otherwise.
     pub(crate) async fn wait_until(&self, what: &str, condition: impl Fn(&Collected) -> bool) {
@@ -203,12 +216,21 @@ pub(crate) struct Harness {
     pipeline_task: JoinHandle<()>,
 }
 
-/// The test configuration: only containers labelled `lc-test=<label>`.
+/// The test configuration: only containers labelled `lc-test=<label>`, read through the API.
 pub(crate) fn config(label: &str) -> DockerConfig {
     DockerConfig {
         include_labels: vec![format!("lc-test={label}")],
         read_from: ReadFrom::Beginning,
+        read_mode: ReadMode::Api,
         ..DockerConfig::default()
+    }
+}
+
+/// The same, read from the log files.
+pub(crate) fn config_files(label: &str) -> DockerConfig {
+    DockerConfig {
+        read_mode: ReadMode::Files,
+        ..config(label)
     }
 }
 
@@ -239,8 +261,11 @@ impl Harness {
         let source_task =
             tokio::spawn(source.run(supervisor.clone(), batch_tx, ack_rx, shutdown.clone()));
         let pipeline_sink = sink.clone();
+        let mut open_rx = sink.open_tx.subscribe();
         let pipeline_task = tokio::spawn(async move {
             while let Some(batch) = batch_rx.recv().await {
+                // Held: keep the batch until released (the source's channel fills meanwhile).
+                let _ = open_rx.wait_for(|open| *open).await;
                 pipeline_sink.collected.lock().unwrap().record(&batch);
                 for ack in batch.acknowledgements() {
                     let _ = ack_tx.send(ack);
@@ -280,6 +305,13 @@ impl Harness {
         self.supervisor
             .task(&format!("container_{container_id}"))
             .map(|task| task.state)
+    }
+
+    /// How the container's task reads (`api` or `files`), as `/health` shows it.
+    pub(crate) fn task_mode(&self, container_id: &str) -> Option<String> {
+        self.supervisor
+            .task(&format!("container_{container_id}"))
+            .and_then(|task| task.mode)
     }
 
     /// Waits (bounded) until the container's task state satisfies `condition`.

@@ -45,8 +45,10 @@ async fn three_hundred_forced_reopens_leak_no_fd_and_no_task() {
     let label = unique("leak");
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&label);
-    // Silent for 20 ms = reopened: 300 reopens in a few seconds.
+    // Silent for 20 ms = reopened: 300 reopens in a few seconds (of the API stream: a file
+    // follower does not reopen a silent file).
     config.inactivity_timeout = Duration::from_millis(20);
+    config.read_mode = docker_source::ReadMode::Api;
     let harness = Harness::start(config, dir.path(), Sink::default());
     let silent = loggen(
         &label,

@@ -6,6 +6,7 @@
 //! (or the supervisor's state) with a bounded timeout.
 
 mod capture;
+mod files;
 mod harness;
 mod leaks;
 mod lifecycle;
