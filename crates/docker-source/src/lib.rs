@@ -89,6 +89,7 @@ mod filter;
 mod log_driver;
 mod metric_names;
 mod raw_logs;
+mod reload;
 mod source;
 mod stream;
 mod timestamp;
@@ -96,6 +97,7 @@ mod workers;
 
 pub use config::{DockerConfig, ReadFrom};
 pub use error::{Error, Result};
+pub use reload::SourceReloader;
 pub use source::{CONTAINER_TASK_KIND, DockerSource};
 
 #[cfg(test)]
