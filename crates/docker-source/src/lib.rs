@@ -32,6 +32,10 @@
 //! - **Decoding** (`decoder.rs`, `timestamp.rs`): multiplexed or TTY streams, Docker's
 //!   timestamps parsed to nanoseconds, lines Docker split into 16 KiB pieces merged (up to
 //!   `max_line_bytes`), malformed frames counted, never a panic.
+//! - **Reload** (`reload.rs`, `source/reload.rs`, `stream/release.rs`): a [`SourceReloader`]
+//!   changes the filters of a running source ([`DockerConfig::LIVE_KEYS`]). A container they no
+//!   longer accept is released: its task reads what Docker has up to then and completes. A
+//!   running container they now accept is read from the moment they changed.
 //! - **Cursors**: each line has a [`Position`](capture_core::Position) (timestamp, ordinal). A
 //!   task resumes after the last line it *sent*; the checkpoint file holds the last line
 //!   *acknowledged* by the pipeline, so an agent restart resumes exactly after what is safe.
