@@ -83,9 +83,12 @@ mod batcher;
 mod buffer;
 mod config;
 mod error;
+mod open;
 mod pipeline;
 mod record;
+mod reload;
 mod sink;
+mod sink_set;
 mod sinks;
 mod worker;
 
@@ -96,6 +99,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
+pub use reload::{PipelineReloader, SinkChanges};
 pub use sink::{BoxError, Sink, SinkError};
 pub use sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink, LokiSinkConfig};
 pub use worker::SinkOptions;
