@@ -103,7 +103,10 @@ mod tests {
         }
         for key in DockerConfig::LIVE_KEYS {
             assert!(applied.contains_key(*key), "docker.{key} is not a key");
-            assert_ne!(running[*key], next[*key], "the test must change docker.{key}");
+            assert_ne!(
+                running[*key], next[*key],
+                "the test must change docker.{key}"
+            );
         }
     }
 

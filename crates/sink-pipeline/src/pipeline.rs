@@ -108,7 +108,12 @@ impl Pipeline {
             .sinks
             .iter()
             .map(|sink| sink.options.name.clone())
-            .filter(|name| !self.configured.iter().any(|(configured, _)| configured == name))
+            .filter(|name| {
+                !self
+                    .configured
+                    .iter()
+                    .any(|(configured, _)| configured == name)
+            })
             .collect();
         PipelineReloader::new(
             self.control_tx.clone(),

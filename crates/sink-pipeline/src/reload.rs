@@ -187,7 +187,11 @@ impl PipelineReloader {
     }
 
     /// Refuses a file path that another running sink writes until this reload takes effect.
-    fn refuse_path_moves(&self, next: &[(String, SinkConfig)], changes: &SinkChanges) -> Result<()> {
+    fn refuse_path_moves(
+        &self,
+        next: &[(String, SinkConfig)],
+        changes: &SinkChanges,
+    ) -> Result<()> {
         for (name, path) in self.new_paths(next, changes) {
             let writer = self
                 .running
@@ -212,7 +216,8 @@ impl PipelineReloader {
         next: &[(String, SinkConfig)],
         changes: &SinkChanges,
     ) -> Result<()> {
-        self.retiring.retain(|retiring| !retiring.done.is_cancelled());
+        self.retiring
+            .retain(|retiring| !retiring.done.is_cancelled());
         let paths = self.new_paths(next, changes);
         for retiring in &self.retiring {
             let same_name = changes.added.contains(&retiring.name);

@@ -39,8 +39,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub(crate) use self::swap::{Mailbox, Replacement, ReplacementSink};
 use self::swap::SinkSlot;
+pub(crate) use self::swap::{Mailbox, Replacement, ReplacementSink};
 use crate::{
     buffer::{AppendError, DiskBuffer, ReplayRecord},
     config::{BufferConfig, RetryConfig},

@@ -81,9 +81,7 @@ impl ReloadState {
     /// The container is gone: forgets it, returning its released entry if it had one.
     pub(super) fn forget(&mut self, id: &ContainerId) -> Option<Monitored> {
         self.excluded.remove(id);
-        self.released
-            .remove(id)
-            .map(|released| released.monitored)
+        self.released.remove(id).map(|released| released.monitored)
     }
 
     /// A re-listing found the containers that exist: forgets the others.
@@ -233,7 +231,9 @@ impl Discovery<'_> {
             }
             // Not monitored any more: its ended task leaves `/health` (it is kept while the
             // supervisor has not recorded its end yet).
-            if !supervisor.remove(&monitored.task_id) && supervisor.task(&monitored.task_id).is_some() {
+            if !supervisor.remove(&monitored.task_id)
+                && supervisor.task(&monitored.task_id).is_some()
+            {
                 return true;
             }
             let ended = *released.ended_at.get_or_insert(now);
@@ -264,6 +264,10 @@ mod tests {
         raise(&mut positions, &[early, late, early]);
         assert_eq!(positions, [early, late, late]);
         raise(&mut positions, &[None; 3]);
-        assert_eq!(positions, [early, late, late], "no floor keeps the position");
+        assert_eq!(
+            positions,
+            [early, late, late],
+            "no floor keeps the position"
+        );
     }
 }
