@@ -117,11 +117,16 @@ impl PipelineReloader {
     /// # Errors
     ///
     /// [`Error::Config`] for an invalid list (as [`Pipeline::new`](crate::Pipeline::new)
-    /// reports it) or a path moved between sinks; [`Error::SinkOpen`] or [`Error::BufferOpen`]
+    /// reports it) or a path moved between sinks; [`Error::NoSinks`] for a list that would leave
+    /// the pipeline without a sink; [`Error::SinkOpen`] or [`Error::BufferOpen`]
     /// when a new sink cannot be opened; [`Error::SinkStopping`] when a removed sink in the way
     /// does not finish; [`Error::NotRunning`] once the pipeline has stopped. Nothing changed then.
     pub async fn reconfigure(&mut self, sinks: Vec<SinkConfig>) -> Result<SinkChanges> {
         let names = validate_sinks(&sinks)?;
+        if names.is_empty() && self.custom.is_empty() {
+            // A delivery with no sink would never be acknowledged.
+            return Err(Error::NoSinks);
+        }
         if let Some(name) = names.iter().find(|name| self.custom.contains(name)) {
             return Err(Error::Config {
                 reason: format!("two sinks are named {name:?}"),

@@ -221,6 +221,8 @@ async fn an_invalid_reload_changes_nothing() {
     }
     let error = reloader.reconfigure(bad_loki).await.unwrap_err();
     assert!(matches!(error, Error::SinkOpen { .. }), "{error}");
+    let error = reloader.reconfigure(Vec::new()).await.unwrap_err();
+    assert!(matches!(error, Error::NoSinks), "{error}");
 
     send_acknowledged(&mut running, &web, 50, 50).await;
     assert_eq!(running.status.borrow().len(), 2);
