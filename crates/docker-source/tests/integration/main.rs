@@ -9,5 +9,6 @@ mod capture;
 mod harness;
 mod leaks;
 mod lifecycle;
+mod reload;
 mod resume;
 mod unreadable;
