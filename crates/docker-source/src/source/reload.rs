@@ -21,8 +21,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bollard::query_parameters::ListContainersOptions;
-use capture_core::{ContainerId, ErrorChain, Position};
+use bollard::{models::ContainerSummary, query_parameters::ListContainersOptions};
+use capture_core::{ContainerId, ContainerInfo, ErrorChain, Position};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
@@ -198,11 +198,29 @@ impl Discovery<'_> {
             }
         };
         self.reload.relist = false;
-        let mut ids: Vec<ContainerId> = listed
-            .into_iter()
-            .filter_map(|summary| ContainerId::new(summary.id?).ok())
-            .filter(|id| !self.containers.contains_key(id))
-            .collect();
+        let prefilter = listing_prefilter(&self.config);
+        let mut ids = Vec::new();
+        for summary in listed {
+            let Some(id) = summary
+                .id
+                .as_deref()
+                .and_then(|id| ContainerId::new(id).ok())
+            else {
+                continue;
+            };
+            if self.containers.contains_key(&id) {
+                continue;
+            }
+            let info = summary_info(id.clone(), &summary);
+            if prefilter
+                .as_ref()
+                .is_some_and(|filter| !filter.accepts(&info))
+            {
+                self.reload.excluded.insert(id);
+                continue;
+            }
+            ids.push(id);
+        }
         ids.extend(self.unreadable.ids());
         for id in ids {
             self.refresh(&id, false, false).await;
@@ -241,6 +259,35 @@ impl Discovery<'_> {
             !done && now.duration_since(ended) < DESTROYED_CHECKPOINT_GRACE
         });
     }
+}
+
+/// The filters a listing can decide on without inspecting: names and labels. A listing's image
+/// is not trusted (Docker shows the image id once the tag points elsewhere), so the image keys
+/// are left to the inspection. `None` if the filters do not compile.
+fn listing_prefilter(config: &DockerConfig) -> Option<ContainerFilter> {
+    let names_and_labels = DockerConfig {
+        include_images: Vec::new(),
+        ..config.clone()
+    };
+    ContainerFilter::new(&names_and_labels).ok()
+}
+
+/// What a listing says about a container, for [`listing_prefilter`].
+fn summary_info(id: ContainerId, summary: &ContainerSummary) -> ContainerInfo {
+    let name = summary
+        .names
+        .as_ref()
+        .and_then(|names| names.first())
+        .cloned()
+        .unwrap_or_default();
+    let mut info = ContainerInfo::new(id, name, summary.image.clone().unwrap_or_default());
+    info.labels = summary
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    info
 }
 
 /// Raises each stream's position to at least `floor`'s.
