@@ -64,6 +64,13 @@ async fn filter_changes_drain_and_resume_without_reading_a_line_twice() {
             state != Some(TaskState::Running)
         })
         .await;
+    // Batches the task sent before it completed are ahead of the other container's later ones
+    // in the channel: once those arrive, the drain has arrived whole.
+    let steady_then = sink.with(|c| c.count(&steady_id));
+    sink.wait_until("more lines of the other container", |c| {
+        c.count(&steady_id) >= steady_then + 100
+    })
+    .await;
     let drained = sink.with(|c| c.count(&flip_id));
     let steady_then = sink.with(|c| c.count(&steady_id));
     sink.wait_until("more lines of the other container", |c| {
