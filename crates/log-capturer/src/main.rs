@@ -2,8 +2,9 @@
 //! files.
 //!
 //! This binary is thin on purpose: flags and config ([`config`]), logging, signals, the
-//! wiring of the library crates ([`app`]) and configuration reloads on `SIGHUP` ([`reload`]). Exit codes: 0 after a clean shutdown, 64 for a
-//! configuration error (EX_USAGE), 1 for a runtime failure.
+//! wiring of the library crates ([`app`]) and configuration reloads on `SIGHUP` ([`reload`]).
+//! Exit codes: 0 after a clean shutdown, 64 for a configuration error (EX_USAGE), 1 for a
+//! runtime failure.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
