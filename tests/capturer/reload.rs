@@ -289,11 +289,17 @@ fn a_reload_with_an_invalid_file_is_refused_and_the_running_config_stays() {
     wait_until("z still captured", PROMPTLY, || count() >= before + 20);
     assert_eq!(container_tasks(&capturer.health(), "running").len(), 1);
 
-    // Fixed, the same change applies.
-    write_config(&config, &format!("exclude_names = [\"{name}\"]\n"));
+    // Fixed, the same change applies; a key that needs a restart is named and kept.
+    write_config(
+        &config,
+        &format!("exclude_names = [\"{name}\"]\nstream_threads = 2\n"),
+    );
     let logged = capturer.log_len();
     capturer.signal("HUP");
     capturer.wait_log_after(logged, PROMPTLY, &["configuration reloaded"]);
+    let warning = capturer.wait_log_after(logged, PROMPTLY, &["docker.stream_threads"]);
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+    assert!(warning.contains("next restart"), "{warning}");
     assert_eq!(
         (reloads("success"), reloads("error")),
         (Some(1.0), Some(1.0))
