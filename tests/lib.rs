@@ -149,15 +149,35 @@ impl Capturer {
     /// Waits until the process's own log contains `needle`, panicking after `timeout`; returns
     /// the log.
     pub fn wait_log(&self, timeout: Duration, needle: &str) -> String {
+        self.wait_log_after(0, timeout, &[needle]);
+        self.log_text()
+    }
+
+    /// How many lines the process has logged so far (for [`Capturer::wait_log_after`]).
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// Waits until a line logged after the first `from` lines contains every one of `needles`;
+    /// returns it. Panics after `timeout` with the log.
+    pub fn wait_log_after(&self, from: usize, timeout: Duration, needles: &[&str]) -> String {
         let started = Instant::now();
         loop {
-            let log = self.log_text();
-            if log.contains(needle) {
-                return log;
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(from)
+                .find(|line| needles.iter().all(|needle| line.contains(needle)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
             }
             assert!(
                 started.elapsed() < timeout,
-                "timed out waiting for {needle:?} in the log:\n{log}"
+                "no log line with {needles:?} within {timeout:?}; log:\n{}",
+                self.log_text()
             );
             thread::sleep(Duration::from_millis(100));
         }
@@ -258,6 +278,25 @@ pub fn container_tasks<'a>(
         .unwrap_or_default()
 }
 
+/// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` body.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Reads every record of one file sink file (none if it does not exist yet).
+pub fn file_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON record ({e}): {line}", path.display()))
+        })
+        .collect()
+}
+
 /// Reads every record of the file sink under `data_dir` (the live file and rotated ones).
 pub fn file_sink_records(data_dir: &Path) -> Vec<serde_json::Value> {
     let dir = data_dir.join("logs");
@@ -270,12 +309,7 @@ pub fn file_sink_records(data_dir: &Path) -> Vec<serde_json::Value> {
         if file.extension().is_some_and(|ext| ext == "gz") {
             continue;
         }
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for line in text.lines() {
-            let record = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("{}: not a JSON record ({e}): {line}", file.display()));
-            records.push(record);
-        }
+        records.extend(file_records(&file));
     }
     records
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use end_to_end::{Capturer, container_tasks, unique_label};
+use end_to_end::{Capturer, container_tasks, metric_value, unique_label};
 use test_support::docker::{self, Container};
 
 fn run_labelled(label: &str, driver: &str, tag: &str) -> Container {
@@ -47,13 +47,6 @@ fn unreadable_ids(health: &serde_json::Value) -> Vec<&str> {
         .iter()
         .filter_map(|entry| entry["id"].as_str())
         .collect()
-}
-
-fn metric_value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
 //! - [`sink`]: `sink-down`, `disk-full`.
+//! - [`reload`]: `reload` (20 SIGHUP reloads in a minute under load).
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -21,6 +22,7 @@ mod input;
 mod ledger;
 mod loki;
 mod process;
+mod reload;
 mod sink;
 mod stage;
 
@@ -46,7 +48,8 @@ counts every line: `scenario lost=N dup=N recovered_in=Xs`. With no scenario, ru
 Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its expectation.
 
 Options:
-  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s)
+  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
+            reload (20 reloads in a minute)
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
@@ -86,6 +89,12 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: true,
         about: "Loki answers 503 for 5 min (CI: 20 s); buffer holds, all delivered once",
         run: sink::sink_down,
+    },
+    Scenario {
+        name: "reload",
+        in_ci: true,
+        about: "20 SIGHUP reloads in a minute at 8000 lines/s: sinks added/changed/removed, filters",
+        run: reload::reload,
     },
     Scenario {
         name: "sigterm-under-load",

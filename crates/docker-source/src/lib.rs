@@ -32,6 +32,10 @@
 //! - **Decoding** (`decoder.rs`, `timestamp.rs`): multiplexed or TTY streams, Docker's
 //!   timestamps parsed to nanoseconds, lines Docker split into 16 KiB pieces merged (up to
 //!   `max_line_bytes`), malformed frames counted, never a panic.
+//! - **Reload** (`reload.rs`, `source/reload.rs`, `stream/release.rs`): a [`SourceReloader`]
+//!   changes the filters of a running source ([`DockerConfig::LIVE_KEYS`]). A container they no
+//!   longer accept is released: its task reads what Docker has up to then and completes. A
+//!   running container they now accept is read from the moment they changed.
 //! - **Cursors**: each line has a [`Position`](capture_core::Position) (timestamp, ordinal). A
 //!   task resumes after the last line it *sent*; the checkpoint file holds the last line
 //!   *acknowledged* by the pipeline, so an agent restart resumes exactly after what is safe.
@@ -90,6 +94,7 @@ mod filter;
 mod log_driver;
 mod metric_names;
 mod raw_logs;
+mod reload;
 mod source;
 mod stream;
 mod timestamp;
@@ -97,6 +102,7 @@ mod workers;
 
 pub use config::{DockerConfig, ReadFrom, ReadMode};
 pub use error::{Error, Result};
+pub use reload::SourceReloader;
 pub use source::{CONTAINER_TASK_KIND, DockerSource};
 
 #[cfg(test)]

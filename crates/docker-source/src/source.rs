@@ -5,8 +5,10 @@
 //! On any events error it reconnects with exponential backoff and lists again, so nothing that
 //! happened meanwhile is missed. The same loop consumes acknowledgements and saves the
 //! checkpoint file every `checkpoint_interval`. A container whose log driver cannot be read by
-//! design gets no task: it is listed as unreadable (`source/unreadable.rs`).
+//! design gets no task: it is listed as unreadable (`source/unreadable.rs`). New filters from a
+//! configuration reload are applied by the same loop (`source/reload.rs`).
 
+mod reload;
 mod unreadable;
 
 use std::{
@@ -36,16 +38,17 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use self::unreadable::UnreadableContainers;
+use self::{reload::ReloadState, unreadable::UnreadableContainers};
 use crate::{
     DockerConfig, Error, ReadFrom, ReadMode, Result,
-    checkpoint::{Checkpoints, write_atomically},
+    checkpoint::{Checkpoints, StreamPositions, write_atomically},
     client::{self, Backoff},
     error::docker_status,
     files::{follower::file_task, mode::FileMode, watch::Watcher},
     filter::{ContainerFilter, SelfContainer},
     log_driver, metric_names,
     raw_logs::RawEndpoint,
+    reload::SourceReloader,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
 };
@@ -82,6 +85,8 @@ pub struct DockerSource {
     self_container: SelfContainer,
     /// The agent's start, the `read_from = "end"` boundary.
     started_at_nanos: i64,
+    /// The live settings a reload changes ([`DockerSource::reloader`]); read by `run`.
+    settings_tx: watch::Sender<DockerConfig>,
 }
 
 impl DockerSource {
@@ -108,15 +113,10 @@ impl DockerSource {
         if let Some(id) = self_container.describe() {
             info!(container_id = %id, "running in a container; its own logs are not captured");
         }
-        let started_at_nanos = i64::try_from(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        )
-        .unwrap_or(i64::MAX);
+        let started_at_nanos = unix_nanos();
         let (status_tx, _) = watch::channel(DockerSnapshot::default());
         Ok(DockerSource {
+            settings_tx: watch::Sender::new(config.clone()),
             config,
             host,
             filter,
@@ -139,6 +139,14 @@ impl DockerSource {
     /// only sends with Docker's dual logging off), for `/health`. They have no task.
     pub fn unreadable(&self) -> watch::Receiver<Vec<UnreadableContainer>> {
         self.unreadable.subscribe()
+    }
+
+    /// The handle a configuration reload uses to change the filters of the running source
+    /// ([`DockerConfig::LIVE_KEYS`]).
+    pub fn reloader(&self) -> SourceReloader {
+        SourceReloader {
+            settings_tx: self.settings_tx.clone(),
+        }
     }
 
     /// The stream workers' runtimes (for runtime metrics such as `tokio_alive_tasks`).
@@ -171,6 +179,7 @@ impl DockerSource {
             settings,
             self_container,
             started_at_nanos,
+            settings_tx,
         } = self;
         metric_names::publish_zeroes();
         // File mode's change notifications: one inotify instance, read on this runtime.
@@ -213,6 +222,7 @@ impl DockerSource {
             retry_inspect: HashSet::new(),
             listed_once: false,
             disconnected_at: None,
+            reload: ReloadState::new(settings_tx.subscribe()),
         };
         discovery.discover(&mut ack_rx, &shutdown).await;
         let result = discovery.shut_down(&mut ack_rx).await;
@@ -274,6 +284,8 @@ struct Discovery<'a> {
     files: FileMode,
     /// An error that ends the source (file mode cannot read Docker's directory).
     fatal: Option<Error>,
+    /// New filters from reloads, and the containers they released.
+    reload: ReloadState,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>;
@@ -290,6 +302,8 @@ impl Discovery<'_> {
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut supervisor_rx = self.supervisor.subscribe();
+        let mut settings_rx = self.reload.settings_rx.clone();
+        let mut settings_open = true;
         let mut acks_open = true;
         loop {
             if events.is_none() && Instant::now() >= reconnect_at {
@@ -327,9 +341,17 @@ impl Discovery<'_> {
                         acks_open = false;
                     }
                 },
+                changed = settings_rx.changed(), if settings_open => match changed {
+                    Ok(()) => {
+                        let next = settings_rx.borrow_and_update().clone();
+                        self.apply_settings(next).await;
+                    }
+                    Err(_) => settings_open = false,
+                },
                 _ = checkpoint_tick.tick() => {
                     self.files.reap(&self.supervisor).await;
                     self.retry_inspections().await;
+                    self.reload_tick().await;
                     self.forget_acknowledged_destroyed(false);
                     self.save_checkpoints().await;
                 }
@@ -436,6 +458,7 @@ impl Discovery<'_> {
         let gone: Vec<ContainerId> = self
             .containers
             .keys()
+            .chain(self.reload.released_ids())
             .filter(|id| !existing.contains(*id))
             .cloned()
             .collect();
@@ -443,6 +466,7 @@ impl Discovery<'_> {
             self.forget(&id).await;
         }
         self.unreadable.retain(|id| existing.contains(id));
+        self.reload.retain_existing(&existing);
         if first {
             let stale: Vec<ContainerId> = self
                 .checkpoints
@@ -554,11 +578,14 @@ impl Discovery<'_> {
             return;
         }
         if !self.filter.accepts(&info) {
-            if let Some(monitored) = self.containers.remove(&id) {
-                info!(container_id = %id, name = %info.name, "container no longer matches the filters");
-                self.unmonitor(monitored).await;
-            }
+            // Its task reads what Docker has and completes (`source/reload.rs`).
+            self.release(&id);
             return;
+        }
+        if !self.containers.contains_key(&id)
+            && let Some(monitored) = self.revive(&id)
+        {
+            self.containers.insert(id.clone(), monitored);
         }
         if !self.containers.contains_key(&id) {
             let resume = self.checkpoints.get(&id).unwrap_or_else(|| {
@@ -570,6 +597,7 @@ impl Discovery<'_> {
                     [None; 3]
                 }
             });
+            let resume = self.reload_resume(&id, resume);
             info!(container_id = %id, name = %info.name, image = %info.image, tty = info.tty, "monitoring container");
             let monitored = Monitored {
                 shared: Arc::new(ContainerShared::new(Arc::new(info.clone()), resume)),
@@ -648,7 +676,8 @@ impl Discovery<'_> {
         self.unreadable.remove(id);
         self.pending_spawns.remove(id);
         self.retry_inspect.remove(id);
-        let Some(monitored) = self.containers.remove(id) else {
+        let released = self.reload.forget(id);
+        let Some(monitored) = self.containers.remove(id).or(released) else {
             if !self.destroyed.contains_key(id) && self.checkpoints.get(id).is_some() {
                 self.checkpoints.remove(id);
             }
@@ -681,6 +710,7 @@ impl Discovery<'_> {
         let id = &ack.container_id;
         if self.containers.contains_key(id)
             || self.destroyed.contains_key(id)
+            || self.reload.is_released(id)
             || self.checkpoints.get(id).is_some()
         {
             self.checkpoints.acknowledge(ack);
@@ -696,13 +726,7 @@ impl Discovery<'_> {
     fn forget_acknowledged_destroyed(&mut self, all: bool) {
         let checkpoints = &mut self.checkpoints;
         self.destroyed.retain(|id, (shared, since)| {
-            let read = shared.read_positions();
-            let acked = checkpoints.get(id).unwrap_or([None; 3]);
-            let done = read
-                .iter()
-                .zip(shared.initial_resume().iter())
-                .zip(acked.iter())
-                .all(|((read, initial), acked)| read == initial || acked >= read);
+            let done = fully_acknowledged(shared, checkpoints.get(id));
             if done || all || since.elapsed() >= DESTROYED_CHECKPOINT_GRACE {
                 checkpoints.remove(id);
                 false
@@ -749,12 +773,13 @@ impl Discovery<'_> {
         let task_ids: Vec<String> = self
             .containers
             .values()
+            .chain(self.reload.released_tasks())
             .map(|m| m.task_id.clone())
             .chain(self.files.draining_task_ids().map(str::to_owned))
             .collect();
         let supervisor = self.supervisor.clone();
         join_all(task_ids.iter().map(|id| supervisor.stop(id))).await;
-        for monitored in self.containers.values() {
+        for monitored in self.containers.values().chain(self.reload.released_tasks()) {
             self.supervisor.remove(&monitored.task_id);
             monitored.shared.mark_inactive();
         }
@@ -808,6 +833,26 @@ fn container_info(id: &ContainerId, response: ContainerInspectResponse) -> Conta
     info.labels = config.labels.unwrap_or_default().into_iter().collect();
     info.tty = config.tty.unwrap_or(false);
     info
+}
+
+/// Whether everything a container's task sent has been acknowledged (`acked`: its checkpoint).
+fn fully_acknowledged(shared: &ContainerShared, acked: Option<StreamPositions>) -> bool {
+    let read = shared.read_positions();
+    let acked = acked.unwrap_or([None; 3]);
+    read.iter()
+        .zip(shared.initial_resume().iter())
+        .zip(acked.iter())
+        .all(|((read, initial), acked)| read == initial || acked >= read)
+}
+
+fn unix_nanos() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 fn unix_seconds() -> i64 {

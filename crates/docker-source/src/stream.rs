@@ -22,6 +22,15 @@
 //! and the task returns `Ok`: state `completed`. A `start` event that arrives meanwhile (see
 //! [`ContainerShared::request_run`]) makes the task loop again instead of ending, so a restart is
 //! never missed.
+//!
+//! # Release
+//!
+//! A configuration reload whose filters no longer accept the container *releases* it (see
+//! `stream/release.rs`): a following task sends what it has assembled, reads what Docker has from
+//! its read position without `follow` (so up to the moment of the release), sends it and
+//! completes. Nothing before the release is lost, nothing after it is read.
+
+mod release;
 
 use std::{
     pin::pin,
@@ -39,7 +48,10 @@ use capture_core::{
 };
 use futures_util::{FutureExt, Stream, StreamExt, future::Either};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -82,6 +94,9 @@ pub(crate) struct ContainerShared {
     /// this has sent nothing.
     initial_resume: StreamPositions,
     lifecycle: Mutex<Lifecycle>,
+    /// Whether the filters released the container (a `watch`, so a following task wakes at
+    /// once). Changed only under the `lifecycle` lock; see `stream/release.rs`.
+    released_tx: watch::Sender<bool>,
 }
 
 /// Whether the container's task is meant to be running, and whether it was asked to look at the
@@ -100,6 +115,7 @@ impl ContainerShared {
             read: Mutex::new(resume),
             initial_resume: resume,
             lifecycle: Mutex::new(Lifecycle::default()),
+            released_tx: watch::Sender::new(false),
         }
     }
 
@@ -260,6 +276,8 @@ pub(crate) enum StreamEnd {
     Cancelled,
     /// The pipeline is gone.
     PipelineClosed,
+    /// The container was released while it was followed: read what Docker has, then complete.
+    Released,
 }
 
 /// Whether to follow the stream or read what Docker has and stop.
@@ -294,7 +312,12 @@ impl Follower {
     }
 
     async fn run(&mut self) -> Result<(), Error> {
-        let mut mode = Mode::Follow;
+        // A released container's task (restarted after a failure) only drains.
+        let mut mode = if self.env.shared.is_released() {
+            Mode::Drain
+        } else {
+            Mode::Follow
+        };
         let mut backoff = Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP);
         let mut consecutive_errors = 0u32;
         let id = self.env.shared.id.clone();
@@ -305,6 +328,10 @@ impl Follower {
             match end {
                 StreamEnd::Cancelled => return Ok(()),
                 StreamEnd::PipelineClosed => return Err(Error::PipelineClosed),
+                StreamEnd::Released => {
+                    mode = Mode::Drain;
+                    continue;
+                }
                 StreamEnd::Inactive => {
                     debug!(container_id = %id, "log stream silent; reopening");
                     reconnected("inactivity");
@@ -343,6 +370,9 @@ impl Follower {
                         consecutive_errors = 0;
                     }
                 }
+            }
+            if mode == Mode::Drain && self.finish_release().await? {
+                return Ok(());
             }
             // The stream ended: is the container still running?
             let running = match self.is_running().await {
@@ -486,7 +516,8 @@ impl Follower {
                     .logs(self.env.shared.id.as_str(), Some(options)),
             ),
         };
-        self.pump(pin!(stream), tty, coalesce).await
+        let watch_release = mode == Mode::Follow;
+        self.pump(pin!(stream), tty, coalesce, watch_release).await
     }
 
     async fn pump(
@@ -496,10 +527,13 @@ impl Follower {
         >,
         tty: bool,
         coalesce: bool,
+        watch_release: bool,
     ) -> StreamEnd {
         let settings = self.env.settings.clone();
         let cancel = self.cancel.clone();
         let mut cancelled = pin!(cancel.cancelled());
+        let shared = self.env.shared.clone();
+        let mut released = pin!(shared.released());
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut last_frame = Instant::now();
         let mut batch_deadline: Option<Instant> = None;
@@ -525,6 +559,13 @@ impl Follower {
                 tokio::select! {
                 biased;
                 _ = &mut cancelled => return StreamEnd::Cancelled,
+                () = &mut released, if watch_release => {
+                    // Complete lines go now; the drain reads the rest from the read position.
+                    return match self.send_batch().await {
+                        Ok(()) => StreamEnd::Released,
+                        Err(end) => end,
+                    };
+                }
                 item = stream.next() => item,
                 _ = &mut timer => {
                     self.heartbeat.beat();

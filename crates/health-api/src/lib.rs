@@ -16,7 +16,8 @@
 //!   slot, then is admitted by path (slots reserved for `/live` and `/ready`, so a flood of other
 //!   clients cannot starve the probes); an admitted connection is served under a write timeout
 //!   and a cap on the requests it may make.
-//! - [`HealthConfig`] (`config.rs`), [`Error`] (`error.rs`).
+//! - [`HealthConfig`] (`config.rs`), [`Error`] (`error.rs`); [`HealthReloader`] (`reload.rs`)
+//!   changes the status thresholds of a running API (a configuration reload).
 //!
 //! # Example
 //!
@@ -69,6 +70,7 @@ mod connection;
 mod error;
 mod process_metrics;
 mod readiness;
+mod reload;
 mod report;
 mod server;
 
@@ -76,6 +78,7 @@ pub use api::{HealthApi, StatusSource};
 pub use config::HealthConfig;
 pub use error::{Error, Result};
 pub use readiness::Readiness;
+pub use reload::HealthReloader;
 pub use report::{HealthReport, HealthStatus};
 pub use server::BoundHealthApi;
 

@@ -277,6 +277,42 @@ fn configured_windows_are_used() {
     );
 }
 
+#[test]
+fn a_reload_changes_the_thresholds_and_nothing_else() {
+    let status = FakeStatus::healthy();
+    let api = api_over(Arc::clone(&status), Readiness::default());
+    // Relative to the real clock, since `report` reads it.
+    let lost = SystemTime::now() - Duration::from_secs(10);
+    status.set_docker(docker(DockerState::Disconnected, lost));
+    assert_eq!(api.report().status, HealthStatus::Degraded, "within 30 s");
+
+    let next = HealthConfig {
+        docker_unreachable_grace: Duration::from_secs(5),
+        listen: "0.0.0.0:9".parse().unwrap(),
+        max_connections: 1,
+        ..HealthConfig::default()
+    };
+    let reloader = api.reloader();
+    assert!(reloader.apply(&next));
+    assert!(!reloader.apply(&next), "applying again changes nothing");
+    assert_eq!(api.report().status, HealthStatus::Unhealthy, "past 5 s");
+    assert_eq!(
+        api.config.listen,
+        HealthConfig::DEFAULT_LISTEN,
+        "restart-only"
+    );
+    assert_eq!(api.config.max_connections, 64, "restart-only");
+
+    let live = HealthConfig::default().with_live_settings(&next);
+    assert_eq!(live.docker_unreachable_grace, Duration::from_secs(5));
+    assert_eq!(live.listen, HealthConfig::DEFAULT_LISTEN);
+    assert_eq!(live.max_connections, 64);
+    assert_eq!(
+        HealthConfig::LIVE_KEYS,
+        ["docker_unreachable_grace", "sink_failure_window"]
+    );
+}
+
 // ---- /health through the routes. ----
 
 #[test]

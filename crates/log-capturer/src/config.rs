@@ -35,7 +35,7 @@ const LIST_KEYS: &[&str] = &[
 const SECRET_WORDS: &[&str] = &["password", "token", "secret"];
 
 /// The whole configuration.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     /// Checkpoints, disk buffers and the default file sink live here.
@@ -60,7 +60,7 @@ pub(crate) struct Config {
 }
 
 /// `[supervisor]`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SupervisorSection {
     /// How often tasks heartbeat.
@@ -81,7 +81,7 @@ impl Default for SupervisorSection {
 }
 
 /// `[log]`: the agent's own logs.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct LogSection {
     /// `text` or `json`.

@@ -1,15 +1,17 @@
 //! `log-capturer`: captures every log line of every Docker container and ships it to Loki or
 //! files.
 //!
-//! This binary is thin on purpose: flags and config ([`config`]), logging, signals, and the
-//! wiring of the library crates ([`app`]). Exit codes: 0 after a clean shutdown, 64 for a
-//! configuration error (EX_USAGE), 1 for a runtime failure.
+//! This binary is thin on purpose: flags and config ([`config`]), logging, signals, the
+//! wiring of the library crates ([`app`]) and configuration reloads on `SIGHUP` ([`reload`]).
+//! Exit codes: 0 after a clean shutdown, 64 for a configuration error (EX_USAGE), 1 for a
+//! runtime failure.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
 mod cli;
 mod config;
 mod logging;
+mod reload;
 mod signal;
 mod status;
 
@@ -22,7 +24,9 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let config = match config::Config::load(&cli, std::env::vars()) {
+    // Kept for reloads, which read the configuration with the same flags and environment.
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match config::Config::load(&cli, env.iter().cloned()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("log-capturer: {e}");
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(config)) {
+    match runtime.block_on(app::run(config, reload::Inputs { cli, env })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "log-capturer failed");

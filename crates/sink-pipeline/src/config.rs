@@ -157,6 +157,31 @@ pub(crate) fn resolve_sink_names(sinks: &[SinkConfig]) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Checks a sink list: the names ([`resolve_sink_names`], returned), every sink's buffer, retry
+/// and file settings, and that no two file sinks write the same file (their writes would
+/// interleave and each would cut the other's unfinished line at open). Opens nothing.
+pub(crate) fn validate_sinks(sinks: &[SinkConfig]) -> Result<Vec<String>> {
+    let names = resolve_sink_names(sinks)?;
+    let mut paths: Vec<(&Path, &str)> = Vec::new();
+    for (sink, name) in sinks.iter().zip(&names) {
+        sink.buffer().validate(name)?;
+        sink.retry().validate(name)?;
+        if let SinkConfig::File(file) = sink {
+            file.validate(name)?;
+            if let Some((_, other)) = paths.iter().find(|(path, _)| *path == file.path) {
+                return Err(Error::Config {
+                    reason: format!(
+                        "sinks {other:?} and {name:?} both write {}",
+                        file.path.display()
+                    ),
+                });
+            }
+            paths.push((&file.path, name));
+        }
+    }
+    Ok(names)
+}
+
 /// Sink names key metrics and name the disk buffer's directory: keep them short and plain.
 pub(crate) fn validate_sink_name(name: &str) -> Result<()> {
     let plain = name

@@ -83,9 +83,12 @@ mod batcher;
 mod buffer;
 mod config;
 mod error;
+mod open;
 mod pipeline;
 mod record;
+mod reload;
 mod sink;
+mod sink_set;
 mod sinks;
 mod worker;
 
@@ -96,6 +99,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
+pub use reload::{PipelineReloader, SinkChanges};
 pub use sink::{BoxError, RetryAfter, Sink, SinkError};
 pub use sinks::http::{Endpoint, TlsConfig};
 pub use sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink, LokiSinkConfig};

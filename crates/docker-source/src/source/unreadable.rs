@@ -6,8 +6,8 @@
 //! (read by `/health`) and in the gauge `log_capturer_containers_unreadable{reason}`.
 //!
 //! Filters are applied whenever a container is inspected (listing, `start`, `rename`,
-//! `unpause`). A configuration reload that changes the filters must inspect the listed containers
-//! again too, as it does the monitored ones, so the list follows the new filters.
+//! `unpause`). A configuration reload that changes the filters inspects the listed containers
+//! again (`source/reload.rs`), so the list follows the new filters.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +57,11 @@ impl UnreadableContainers {
             self.publish();
         }
         previous.is_none()
+    }
+
+    /// The listed containers (a filter change inspects them again).
+    pub(crate) fn ids(&self) -> Vec<ContainerId> {
+        self.entries.keys().cloned().collect()
     }
 
     /// Removes a container; returns whether it was listed.

@@ -211,6 +211,8 @@ pub(crate) struct Harness {
     pub(crate) runtime_handles: Vec<tokio::runtime::Handle>,
     pub(crate) status_rx: watch::Receiver<capture_core::status::DockerSnapshot>,
     pub(crate) unreadable_rx: watch::Receiver<Vec<capture_core::status::UnreadableContainer>>,
+    /// Changes the running source's filters.
+    pub(crate) reloader: docker_source::SourceReloader,
     shutdown: CancellationToken,
     source_task: JoinHandle<docker_source::Result<()>>,
     pipeline_task: JoinHandle<()>,
@@ -255,6 +257,7 @@ impl Harness {
         let runtime_handles = source.runtime_handles();
         let status_rx = source.status();
         let unreadable_rx = source.unreadable();
+        let reloader = source.reloader();
         let (batch_tx, mut batch_rx) = mpsc::channel(16);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
@@ -280,6 +283,7 @@ impl Harness {
             runtime_handles,
             status_rx,
             unreadable_rx,
+            reloader,
             shutdown,
             source_task,
             pipeline_task,

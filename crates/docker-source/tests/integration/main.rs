@@ -10,5 +10,6 @@ mod files;
 mod harness;
 mod leaks;
 mod lifecycle;
+mod reload;
 mod resume;
 mod unreadable;

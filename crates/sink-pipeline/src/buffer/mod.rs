@@ -237,6 +237,11 @@ impl DiskBuffer {
         self.dir.join(format!("{id:020}.seg"))
     }
 
+    /// New limits and policies (a reload): they apply to the next appends.
+    pub(crate) fn set_config(&mut self, config: &BufferConfig) {
+        self.config = config.clone();
+    }
+
     /// Events waiting in the buffer (including one being delivered).
     pub(crate) fn unread_events(&self) -> u64 {
         self.unread_events
