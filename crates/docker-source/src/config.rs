@@ -56,6 +56,8 @@ pub struct DockerConfig {
     pub exclude_labels: Vec<String>,
     /// Globs on the image the container was created from; empty means every image.
     pub include_images: Vec<String>,
+    /// Globs on the image the container was created from; a match excludes the container.
+    pub exclude_images: Vec<String>,
     /// Where containers already running at first start are read from.
     pub read_from: ReadFrom,
     /// A stream silent this long while its container runs is reopened from its cursor.
@@ -95,6 +97,7 @@ impl Default for DockerConfig {
             include_labels: Vec::new(),
             exclude_labels: Vec::new(),
             include_images: Vec::new(),
+            exclude_images: Vec::new(),
             read_from: ReadFrom::End,
             inactivity_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        print!("{}", config.to_redacted_toml());
+        print!("{}", config.check_report());
         return ExitCode::SUCCESS;
     }
     logging::init(&config.log);
