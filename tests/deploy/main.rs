@@ -9,12 +9,15 @@
 //!   not before), and the down alert when the whole process is stopped.
 //! - [`artifacts`]: both compose files validate, every metric the dashboard queries exists in a
 //!   running agent's `/metrics`, and the shipped agent configurations pass `--check-config`.
+//! - [`data_dir`]: every deployment (image, compose, swarm, systemd) runs the agent on the same
+//!   absolute data dir, kept by its volume or state directory.
 //!
 //! The tools come from Debian: `docker.io`, `prometheus` (with `promtool`) and `docker-compose`;
 //! a test fails with the apt line when one is missing.
 
 mod alerts;
 mod artifacts;
+mod data_dir;
 mod image;
 
 use std::{

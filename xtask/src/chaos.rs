@@ -9,6 +9,7 @@
 //! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
 //! - [`sink`]: `sink-down`, `disk-full`.
+//! - [`instance`]: `second-instance` (one agent per data dir).
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -18,6 +19,7 @@
 
 mod daemon;
 mod input;
+mod instance;
 mod ledger;
 mod loki;
 mod process;
@@ -46,7 +48,8 @@ counts every line: `scenario lost=N dup=N recovered_in=Xs`. With no scenario, ru
 Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its expectation.
 
 Options:
-  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s)
+  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
+            second-instance
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
@@ -84,6 +87,12 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: true,
         about: "Loki answers 503 for 5 min (CI: 20 s); buffer holds, all delivered once",
         run: sink::sink_down,
+    },
+    Scenario {
+        name: "second-instance",
+        in_ci: true,
+        about: "a second agent on a data dir in use exits 73 naming it and the holder's pid",
+        run: instance::second_instance,
     },
     Scenario {
         name: "sigterm-under-load",

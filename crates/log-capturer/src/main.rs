@@ -3,12 +3,14 @@
 //!
 //! This binary is thin on purpose: flags and config ([`config`]), logging, signals, and the
 //! wiring of the library crates ([`app`]). Exit codes: 0 after a clean shutdown, 64 for a
-//! configuration error (EX_USAGE), 1 for a runtime failure.
+//! configuration error (EX_USAGE), 73 when the data dir is locked by another agent or cannot be
+//! created (EX_CANTCREAT, [`lock`]), 1 for a runtime failure.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod app;
 mod cli;
 mod config;
+mod lock;
 mod logging;
 mod signal;
 mod status;
@@ -19,10 +21,12 @@ use clap::Parser;
 
 /// EX_USAGE from sysexits.h: the configuration (or command line) is wrong.
 const EXIT_CONFIG: u8 = 64;
+/// EX_CANTCREAT from sysexits.h: the data dir is another agent's, or cannot be created.
+const EXIT_DATA_DIR: u8 = 73;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let config = match config::Config::load(&cli, std::env::vars()) {
+    let mut config = match config::Config::load(&cli, std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("log-capturer: {e}");
@@ -34,6 +38,23 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&config.log);
+    // Taken before anything reads or writes the data dir, and held until `main` returns.
+    let data_dir_lock = match lock::DataDirLock::acquire(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("log-capturer: {e}");
+            return ExitCode::from(EXIT_DATA_DIR);
+        }
+    };
+    // Every path under the data dir (cursors, buffers, the default file sink) is absolute from
+    // here on, whatever the working directory.
+    config.data_dir = data_dir_lock.dir().to_path_buf();
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        lock_file = lock::LOCK_FILE,
+        pid = std::process::id(),
+        "data dir locked"
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("log-capturer")
@@ -45,11 +66,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(config)) {
+    let code = match runtime.block_on(app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "log-capturer failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The runtime's threads are gone before the lock is released.
+    drop(runtime);
+    drop(data_dir_lock);
+    code
 }
