@@ -2,4 +2,5 @@
 
 pub(crate) mod file;
 pub(crate) mod loki;
+pub(crate) mod mark_retention;
 pub(crate) mod stdout;
