@@ -10,6 +10,7 @@
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
 //! - [`sink`]: `sink-down`, `disk-full`.
 //! - [`instance`]: `second-instance` (one agent per data dir).
+//! - [`memory`]: `churn-memory` (RSS flat while 5 000 containers come and go).
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -22,6 +23,7 @@ mod input;
 mod instance;
 mod ledger;
 mod loki;
+mod memory;
 mod process;
 mod sink;
 mod stage;
@@ -129,6 +131,12 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: false,
         about: "checkpoints.json truncated, then garbled, between runs",
         run: process::corrupt_checkpoint,
+    },
+    Scenario {
+        name: "churn-memory",
+        in_ci: false,
+        about: "5000 short-lived containers in waves, removed after capture; RSS within 5 MiB",
+        run: memory::churn_memory,
     },
     Scenario {
         name: "churn",
