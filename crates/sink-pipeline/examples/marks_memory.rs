@@ -8,7 +8,7 @@
 //! Run: `cargo run --release -p sink-pipeline --example marks_memory -- 50000 2` (forgetting)
 //! and `... -- 50000 3600` (nothing forgotten within the run).
 
-use std::{sync::Arc, time::Duration};
+use std::{io::Write, sync::Arc, time::Duration};
 
 use capture_core::{
     ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
@@ -78,13 +78,14 @@ fn main() -> Result<(), BoxError> {
         Ok::<_, BoxError>((start, end))
     })?;
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "{containers} containers, high_water_retention {}s: RSS after warm-up {:.1} MiB, end {:.1} MiB ({:+.1} MiB)",
         retention.as_secs(),
         mib(start),
         mib(end),
         mib(end) - mib(start)
-    );
+    )?;
     Ok(())
 }
 
