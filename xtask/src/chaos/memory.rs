@@ -147,7 +147,13 @@ pub(crate) fn churn_memory(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         )?;
         churned += count;
         index += 1;
-        samples.push(procfs::rss_bytes(pid)?);
+        let rss = procfs::rss_bytes(pid)?;
+        samples.push(rss);
+        eprintln!(
+            "churn-memory: {churned} containers in {:.0}s, RSS {:.1} MiB",
+            started.elapsed().as_secs_f64(),
+            mib(rss)
+        );
     }
     let churn_took = started.elapsed();
     // The last wave's marks are forgotten one window (plus a sweep period) after its lines; a
