@@ -98,6 +98,11 @@ impl Capturer {
         Capturer { child, health, log }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The health API's address.
     pub fn health_addr(&self) -> SocketAddr {
         self.health

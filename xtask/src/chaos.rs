@@ -10,6 +10,8 @@
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
 //! - [`sink`]: `sink-down`, `disk-full`.
 //! - [`reload`]: `reload` (20 SIGHUP reloads in a minute under load).
+//! - [`instance`]: `second-instance` (one agent per data dir).
+//! - [`memory`]: `churn-memory` (RSS flat while 5 000 containers come and go).
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -19,8 +21,10 @@
 
 mod daemon;
 mod input;
+mod instance;
 mod ledger;
 mod loki;
+mod memory;
 mod process;
 mod reload;
 mod sink;
@@ -49,7 +53,7 @@ Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its ex
 
 Options:
   --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
-            reload (20 reloads in a minute)
+            reload (20 reloads in a minute), second-instance
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
@@ -97,6 +101,12 @@ const SCENARIOS: &[Scenario] = &[
         run: reload::reload,
     },
     Scenario {
+        name: "second-instance",
+        in_ci: true,
+        about: "a second agent on a data dir in use exits 73 naming it and the holder's pid",
+        run: instance::second_instance,
+    },
+    Scenario {
         name: "sigterm-under-load",
         in_ci: false,
         about: "SIGTERM at 50k lines/s: exit within grace, restart, nothing lost or doubled",
@@ -131,6 +141,12 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: false,
         about: "checkpoints.json truncated, then garbled, between runs",
         run: process::corrupt_checkpoint,
+    },
+    Scenario {
+        name: "churn-memory",
+        in_ci: false,
+        about: "5000 short-lived containers in waves, removed after capture; RSS within 5 MiB",
+        run: memory::churn_memory,
     },
     Scenario {
         name: "churn",

@@ -85,6 +85,8 @@ pub struct DockerConfig {
     pub exclude_labels: Vec<String>,
     /// Globs on the image the container was created from; empty means every image.
     pub include_images: Vec<String>,
+    /// Globs on the image the container was created from; a match excludes the container.
+    pub exclude_images: Vec<String>,
     /// Where containers already running at first start are read from.
     pub read_from: ReadFrom,
     /// How containers' lines are read: `auto` (files when readable, else the API), `api` or
@@ -127,6 +129,7 @@ impl Default for DockerConfig {
             include_labels: Vec::new(),
             exclude_labels: Vec::new(),
             include_images: Vec::new(),
+            exclude_images: Vec::new(),
             read_from: ReadFrom::End,
             read_mode: ReadMode::Auto,
             inactivity_timeout: Duration::from_secs(60),

@@ -267,6 +267,7 @@ impl Discovery<'_> {
 fn listing_prefilter(config: &DockerConfig) -> Option<ContainerFilter> {
     let names_and_labels = DockerConfig {
         include_images: Vec::new(),
+        exclude_images: Vec::new(),
         ..config.clone()
     };
     ContainerFilter::new(&names_and_labels).ok()
