@@ -89,6 +89,7 @@ mod tests {
             include_labels: vec!["team=web".into()],
             exclude_labels: vec!["noisy".into()],
             include_images: vec!["nginx:*".into()],
+            exclude_images: vec!["busybox:*".into()],
             stream_threads: 4,
             batch_max_lines: 7,
             ..DockerConfig::default()
