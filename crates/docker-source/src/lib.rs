@@ -84,6 +84,7 @@ mod decoder;
 mod error;
 mod filter;
 mod metric_names;
+mod multiline;
 mod raw_logs;
 mod source;
 mod stream;
@@ -92,6 +93,7 @@ mod workers;
 
 pub use config::{DockerConfig, ReadFrom};
 pub use error::{Error, Result};
+pub use multiline::{MULTILINE_LABEL, MultilineConfig, MultilinePreset};
 pub use source::{CONTAINER_TASK_KIND, DockerSource};
 
 #[cfg(test)]
