@@ -40,6 +40,7 @@ use crate::{
     error::docker_status,
     filter::{ContainerFilter, SelfContainer},
     metric_names,
+    multiline::MultilineRules,
     raw_logs::RawEndpoint,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
@@ -88,6 +89,10 @@ impl DockerSource {
         let endpoint = client::Endpoint::parse(&host)?;
         let checkpoints = Checkpoints::load(data_dir);
         let workers = StreamWorkers::start(config.stream_threads.max(1))?;
+        let multiline = Arc::new(MultilineRules::new(
+            &config.multiline,
+            config.inactivity_timeout,
+        )?);
         let settings = Arc::new(StreamSettings {
             inactivity_timeout: config.inactivity_timeout,
             partial_flush_timeout: config.partial_flush_timeout,
@@ -97,6 +102,7 @@ impl DockerSource {
             batch_max_latency: config.batch_max_latency,
             request_timeout: config.request_timeout,
             raw_endpoint: RawEndpoint::new(&endpoint),
+            multiline,
         });
         let self_container = SelfContainer::detect();
         if let Some(id) = self_container.describe() {

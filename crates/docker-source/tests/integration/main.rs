@@ -9,4 +9,5 @@ mod capture;
 mod harness;
 mod leaks;
 mod lifecycle;
+mod multiline;
 mod resume;
