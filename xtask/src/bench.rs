@@ -5,6 +5,8 @@
 //!   against a raw reader of the same Docker stream; CPU seconds against dockerd's.
 //! - [`scale`] `scale`: RSS and open fds with 100 and 500 idle containers monitored.
 //! - [`latency`] `latency`: Docker timestamp to file-sink write, p50/p99, at 20 k lines/s.
+//! - [`multiline`] `multiline`: the capturer's rate with a multiline rule on every container,
+//!   against the rate without.
 //! - [`pipeline`] `pipeline`: the sink pipeline's own benchmark (an example of `sink-pipeline`).
 //!
 //! Each target is printed with PASS or MISS, including misses; the figures go to
@@ -13,6 +15,7 @@
 //! removed when its section ends; the next run removes leftovers of an interrupted one.
 
 mod latency;
+mod multiline;
 mod pipeline;
 mod scale;
 mod stream;
@@ -33,7 +36,7 @@ use crate::{
 };
 
 const HELP: &str = "\
-cargo xtask bench [throughput|cpu|scale|latency|pipeline]... [--quick]
+cargo xtask bench [throughput|cpu|scale|latency|multiline|pipeline]... [--quick]
 
 Measures log-capturer (release) on this machine; prints each target with PASS/MISS and writes
 target/bench/report.json. With no section named, runs them all.
@@ -42,6 +45,7 @@ target/bench/report.json. With no section named, runs them all.
   cpu         capturer CPU seconds vs dockerd's for the same stream, and us per line
   scale       RSS and open fds with 100 and 500 idle containers monitored
   latency     p50/p99 from Docker's timestamp to the file sink, 20 containers x 1000 lines/s
+  multiline   10 x 100k lines with a multiline rule on every container vs without
   pipeline    the sink pipeline's own benchmark (sink-pipeline example pipeline_bench)
   --quick     smaller counts, for trying it out
 ";
@@ -56,15 +60,17 @@ enum Section {
     Cpu,
     Scale,
     Latency,
+    Multiline,
     Pipeline,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Throughput,
         Section::Cpu,
         Section::Scale,
         Section::Latency,
+        Section::Multiline,
         Section::Pipeline,
     ];
 
@@ -74,6 +80,7 @@ impl Section {
             Section::Cpu => "cpu",
             Section::Scale => "scale",
             Section::Latency => "latency",
+            Section::Multiline => "multiline",
             Section::Pipeline => "pipeline",
         }
     }
@@ -202,6 +209,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             Section::Cpu => stream::cpu(&bench, single_stream.take()),
             Section::Scale => scale::run(&bench),
             Section::Latency => latency::run(&bench),
+            Section::Multiline => multiline::run(&bench),
             Section::Pipeline => pipeline::run(&bench),
         };
         match result {

@@ -32,6 +32,10 @@
 //! - **Decoding** (`decoder.rs`, `timestamp.rs`): multiplexed or TTY streams, Docker's
 //!   timestamps parsed to nanoseconds, lines Docker split into 16 KiB pieces merged (up to
 //!   `max_line_bytes`), malformed frames counted, never a panic.
+//! - **Multiline** (`multiline/`): between the decoder and the batch, the lines of one event (a
+//!   stack trace) are joined into one line, per stream, when a `[[docker.multiline]]` rule or the
+//!   container's `log-capturer.multiline` label applies; the event carries its last line's
+//!   position and its lines are not sent (so not counted as read) until it is emitted.
 //! - **Cursors**: each line has a [`Position`](capture_core::Position) (timestamp, ordinal). A
 //!   task resumes after the last line it *sent*; the checkpoint file holds the last line
 //!   *acknowledged* by the pipeline, so an agent restart resumes exactly after what is safe.
@@ -41,7 +45,9 @@
 //! (`eof`, `inactivity`, `error`), `log_capturer_lines_dropped_total{reason}` (`malformed`;
 //! `truncated`: a line cut at `max_line_bytes`, its head still delivered),
 //! `log_capturer_invalid_utf8_lines_total`, `log_capturer_containers_unreadable_total{reason}`
-//! (`not_found`, `unsupported_log_driver`), `log_capturer_docker_reconnects_total`.
+//! (`not_found`, `unsupported_log_driver`), `log_capturer_docker_reconnects_total`,
+//! `log_capturer_multiline_events_total`, `log_capturer_multiline_lines_total`,
+//! `log_capturer_multiline_splits_total{reason}` (`max_lines`, `max_bytes`).
 //!
 //! # Example
 //!

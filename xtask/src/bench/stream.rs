@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use super::{Bench, LABEL_KEY, SectionResult, Target};
 use crate::{
     harness::{
-        capturer::Capturer,
+        capturer::{Capturer, CapturerConfig},
         containers::{ContainerSet, docker},
         parallel_map, procfs,
         tail::FileTail,
@@ -211,6 +211,56 @@ pub(crate) fn cpu(bench: &Bench, single: Option<StreamRun>) -> Result<SectionRes
 /// Runs one scenario: generators to completion, then the raw reader, then the capturer.
 fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
     let name = format!("stream-{containers}x{lines}");
+    let (set, ids) = generate(bench, &name, containers, lines)?;
+
+    let dockerd = procfs::pid_of("dockerd")?;
+    let socket = docker_socket()?;
+    let cpu_before = procfs::cpu_seconds(dockerd)?;
+    let started = Instant::now();
+    let reads = parallel_map(&ids, "a raw reader", |id| raw_read(&socket, id, lines))?;
+    let raw_seconds = started.elapsed().as_secs_f64();
+    let raw_dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
+    for (id, read) in ids.iter().zip(&reads) {
+        if read.frames != lines {
+            bail!(
+                "the raw reader got {} of {lines} lines of {id}",
+                read.frames
+            );
+        }
+    }
+    let raw_bytes = reads.iter().map(|read| read.bytes).sum();
+    eprintln!("{name}: raw reader {raw_seconds:.2}s ({raw_bytes} bytes)");
+
+    let config = bench.capturer_config(&name, set.label(), true)?;
+    let run = capture(&config, containers as u64 * lines)?;
+    eprintln!(
+        "{name}: capturer {:.2}s (first record after {:.2}s)",
+        run.seconds,
+        run.seconds - run.first_to_last
+    );
+    drop(set);
+    Ok(StreamRun {
+        containers,
+        lines_each: lines,
+        raw_seconds,
+        raw_bytes,
+        raw_dockerd_cpu,
+        capturer_seconds: run.seconds,
+        capturer_first_to_last_seconds: run.first_to_last,
+        capturer_cpu: run.cpu,
+        capturer_dockerd_cpu: run.dockerd_cpu,
+    })
+}
+
+/// Starts `containers` generators of `lines` lines of [`LINE_SIZE`] bytes each (labelled for
+/// this run and `name`; they stay alive, silent, once done) and waits until Docker holds every
+/// line. The containers are removed when the returned set drops.
+pub(super) fn generate(
+    bench: &Bench,
+    name: &str,
+    containers: usize,
+    lines: u64,
+) -> Result<(ContainerSet, Vec<String>)> {
     eprintln!("{name}: generating {containers} x {lines} lines");
     let set = ContainerSet::new(LABEL_KEY, format!("{}-{name}", bench.run_id));
     let specs: Vec<Vec<String>> = (0..containers)
@@ -234,30 +284,29 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
     for id in &ids {
         wait_written(id, lines)?;
     }
+    Ok((set, ids))
+}
 
+/// The capturer's figures over one run of [`capture`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CaptureRun {
+    /// From spawn until the file sink holds every line.
+    pub(super) seconds: f64,
+    /// From the first record to the last.
+    pub(super) first_to_last: f64,
+    /// The capturer's CPU seconds (user + system) over the run.
+    pub(super) cpu: f64,
+    /// dockerd's CPU seconds from the spawn to the last record.
+    pub(super) dockerd_cpu: f64,
+}
+
+/// Spawns the capturer with `config` and times it until its file sink holds `expected` records;
+/// then stops it.
+pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureRun> {
     let dockerd = procfs::pid_of("dockerd")?;
-    let socket = docker_socket()?;
-    let cpu_before = procfs::cpu_seconds(dockerd)?;
+    let dockerd_before = procfs::cpu_seconds(dockerd)?;
     let started = Instant::now();
-    let reads = parallel_map(&ids, "a raw reader", |id| raw_read(&socket, id, lines))?;
-    let raw_seconds = started.elapsed().as_secs_f64();
-    let raw_dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
-    for (id, read) in ids.iter().zip(&reads) {
-        if read.frames != lines {
-            bail!(
-                "the raw reader got {} of {lines} lines of {id}",
-                read.frames
-            );
-        }
-    }
-    let raw_bytes = reads.iter().map(|read| read.bytes).sum();
-    eprintln!("{name}: raw reader {raw_seconds:.2}s ({raw_bytes} bytes)");
-
-    let config = bench.capturer_config(&name, set.label(), true)?;
-    let expected = containers as u64 * lines;
-    let cpu_before = procfs::cpu_seconds(dockerd)?;
-    let started = Instant::now();
-    let capturer = Capturer::spawn(&config)?;
+    let capturer = Capturer::spawn(config)?;
     let mut tail = FileTail::new(capturer.records_path());
     let mut records = 0;
     let mut first_record = None;
@@ -277,23 +326,16 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
             std::thread::sleep(POLL);
         }
     }
-    let capturer_seconds = started.elapsed().as_secs_f64();
-    let capturer_cpu = procfs::cpu_seconds(capturer.pid())?;
-    let capturer_dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
-    let first = first_record.unwrap_or_default().as_secs_f64();
-    eprintln!("{name}: capturer {capturer_seconds:.2}s (first record after {first:.2}s)");
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = procfs::cpu_seconds(capturer.pid())?;
+    let dockerd_cpu = procfs::cpu_seconds(dockerd)? - dockerd_before;
     capturer.stop(Duration::from_secs(30))?;
-    drop(set);
-    Ok(StreamRun {
-        containers,
-        lines_each: lines,
-        raw_seconds,
-        raw_bytes,
-        raw_dockerd_cpu,
-        capturer_seconds,
-        capturer_first_to_last_seconds: capturer_seconds - first,
-        capturer_cpu,
-        capturer_dockerd_cpu,
+    let first = first_record.unwrap_or_default().as_secs_f64();
+    Ok(CaptureRun {
+        seconds,
+        first_to_last: seconds - first,
+        cpu,
+        dockerd_cpu,
     })
 }
 

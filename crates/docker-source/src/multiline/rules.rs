@@ -27,6 +27,9 @@ use crate::{
     filter::{LabelMatch, globs},
 };
 
+#[cfg(test)]
+mod tests;
+
 /// The container label that names a container's multiline rule or preset (or `off`).
 pub const MULTILINE_LABEL: &str = "log-capturer.multiline";
 /// The label value that turns multiline off for a container that a rule would match.
