@@ -233,6 +233,9 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
 
     let config = bench.capturer_config(&name, set.label(), true)?;
     let run = capture(&config, containers as u64 * lines)?;
+    let capturer_dockerd_cpu = run
+        .dockerd_cpu
+        .context("dockerd's CPU time during the capture")?;
     eprintln!(
         "{name}: capturer {:.2}s (first record after {:.2}s)",
         run.seconds,
@@ -248,7 +251,7 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
         capturer_seconds: run.seconds,
         capturer_first_to_last_seconds: run.first_to_last,
         capturer_cpu: run.cpu,
-        capturer_dockerd_cpu: run.dockerd_cpu,
+        capturer_dockerd_cpu,
     })
 }
 
@@ -268,6 +271,10 @@ pub(super) fn generate(
             vec![
                 "--name".to_owned(),
                 format!("lcbench-{}-{name}-{index}", bench.run_id),
+                // A generator needs no network (and a daemon started with `--bridge none` has
+                // no default one).
+                "--network".to_owned(),
+                "none".to_owned(),
                 bench.image.to_owned(),
                 "--tag".to_owned(),
                 format!("t{index}"),
@@ -296,15 +303,16 @@ pub(super) struct CaptureRun {
     pub(super) first_to_last: f64,
     /// The capturer's CPU seconds (user + system) over the run.
     pub(super) cpu: f64,
-    /// dockerd's CPU seconds from the spawn to the last record.
-    pub(super) dockerd_cpu: f64,
+    /// dockerd's CPU seconds from the spawn to the last record, when there is one dockerd.
+    pub(super) dockerd_cpu: Option<f64>,
 }
 
 /// Spawns the capturer with `config` and times it until its file sink holds `expected` records;
 /// then stops it.
 pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureRun> {
-    let dockerd = procfs::pid_of("dockerd")?;
-    let dockerd_before = procfs::cpu_seconds(dockerd)?;
+    // Only one dockerd can be told apart by name; with several, its CPU time is not measured.
+    let dockerd = procfs::pid_of("dockerd").ok();
+    let dockerd_before = dockerd.map(procfs::cpu_seconds).transpose()?;
     let started = Instant::now();
     let capturer = Capturer::spawn(config)?;
     let mut tail = FileTail::new(capturer.records_path());
@@ -328,7 +336,10 @@ pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureR
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu = procfs::cpu_seconds(capturer.pid())?;
-    let dockerd_cpu = procfs::cpu_seconds(dockerd)? - dockerd_before;
+    let dockerd_cpu = match (dockerd, dockerd_before) {
+        (Some(pid), Some(before)) => Some(procfs::cpu_seconds(pid)? - before),
+        _ => None,
+    };
     capturer.stop(Duration::from_secs(30))?;
     let first = first_record.unwrap_or_default().as_secs_f64();
     Ok(CaptureRun {
