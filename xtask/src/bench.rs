@@ -45,7 +45,7 @@ target/bench/report.json. With no section named, runs them all.
   cpu         capturer CPU seconds vs dockerd's for the same stream, and us per line
   scale       RSS and open fds with 100 and 500 idle containers monitored
   latency     p50/p99 from Docker's timestamp to the file sink, 20 containers x 1000 lines/s
-  multiline   10 x 100k lines with a multiline rule on every container vs without
+  multiline   10 x 100k lines with a multiline rule on every container vs without (4 rounds)
   pipeline    the sink pipeline's own benchmark (sink-pipeline example pipeline_bench)
   --quick     smaller counts, for trying it out
 ";
