@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, MultilineConfig, Result, multiline::MultilineRules};
 
 /// Where containers that are already running when the agent first starts (and have no
 /// checkpoint) are read from. Containers that start later are always read from their first line.
@@ -115,6 +115,8 @@ pub struct DockerConfig {
     /// A batch is sent at the latest this long after its first line.
     #[serde(with = "humantime_serde")]
     pub batch_max_latency: Duration,
+    /// `[[docker.multiline]]`: rules that join the lines of one event (a stack trace) into one.
+    pub multiline: Vec<MultilineConfig>,
 }
 
 impl Default for DockerConfig {
@@ -141,6 +143,7 @@ impl Default for DockerConfig {
             batch_max_lines: 2048,
             batch_max_bytes: 1024 * 1024,
             batch_max_latency: Duration::from_millis(20),
+            multiline: Vec::new(),
         }
     }
 }
@@ -208,6 +211,7 @@ impl DockerConfig {
                 return Err(Error::config(key, "must be above zero"));
             }
         }
+        MultilineRules::new(&self.multiline, self.inactivity_timeout)?;
         Ok(())
     }
 }

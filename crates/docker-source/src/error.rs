@@ -30,6 +30,19 @@ pub enum Error {
         #[source]
         source: globset::Error,
     },
+    /// A `[[docker.multiline]]` rule is invalid.
+    #[error("invalid setting docker.multiline[{index}].{key}: {reason}")]
+    Multiline {
+        /// The rule's index in the `[[docker.multiline]]` array.
+        index: usize,
+        /// The offending key of the rule.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+        /// The underlying error (a regular expression or a glob that does not compile).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The Docker client could not be built from the configured host (bad address, TLS files).
     #[error("cannot set up a Docker client for {host}")]
     Client {
@@ -123,6 +136,7 @@ impl Error {
             | Error::LogFiles { .. } => true,
             Error::Config { .. }
             | Error::Glob { .. }
+            | Error::Multiline { .. }
             | Error::Client { .. }
             | Error::Unreadable { .. }
             | Error::FilesUnreadable { .. }

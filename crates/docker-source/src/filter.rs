@@ -9,13 +9,13 @@ use crate::{DockerConfig, Error, Result};
 
 /// `key` or `key=value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct LabelMatch {
+pub(crate) struct LabelMatch {
     key: String,
     value: Option<String>,
 }
 
 impl LabelMatch {
-    fn parse(key: &'static str, text: &str) -> Result<LabelMatch> {
+    pub(crate) fn parse(key: &'static str, text: &str) -> Result<LabelMatch> {
         let (label, value) = match text.split_once('=') {
             Some((label, value)) => (label, Some(value.to_owned())),
             None => (text, None),
@@ -32,7 +32,7 @@ impl LabelMatch {
         })
     }
 
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub(crate) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match (labels.get(&self.key), &self.value) {
             (Some(actual), Some(expected)) => actual == expected,
             (Some(_), None) => true,
@@ -52,7 +52,8 @@ pub(crate) struct ContainerFilter {
     exclude_labels: Vec<LabelMatch>,
 }
 
-fn globs(key: &'static str, patterns: &[String]) -> Result<Option<GlobSet>> {
+/// Compiles `patterns` (of the setting `key`) into one set; `None` when there is none.
+pub(crate) fn globs(key: &'static str, patterns: &[String]) -> Result<Option<GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
     }

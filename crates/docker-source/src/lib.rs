@@ -36,6 +36,10 @@
 //!   changes the filters of a running source ([`DockerConfig::LIVE_KEYS`]). A container they no
 //!   longer accept is released: its task reads what Docker has up to then and completes. A
 //!   running container they now accept is read from the moment they changed.
+//! - **Multiline** (`multiline/`): between the decoder and the batch, the lines of one event (a
+//!   stack trace) are joined into one line, per stream, when a `[[docker.multiline]]` rule or the
+//!   container's `log-capturer.multiline` label applies; the event carries its last line's
+//!   position and its lines are not sent (so not counted as read) until it is emitted.
 //! - **Cursors**: each line has a [`Position`](capture_core::Position) (timestamp, ordinal). A
 //!   task resumes after the last line it *sent*; the checkpoint file holds the last line
 //!   *acknowledged* by the pipeline, so an agent restart resumes exactly after what is safe.
@@ -49,6 +53,9 @@
 //! `log_capturer_containers_unreadable{reason}` (a gauge: containers not captured because their
 //! log driver cannot be read by design, `log_driver_none` or `dual_logging_disabled`; listed by
 //! [`DockerSource::unreadable`] and not tasks), `log_capturer_docker_reconnects_total`.
+//! (`not_found`, `unsupported_log_driver`), `log_capturer_docker_reconnects_total`,
+//! `log_capturer_multiline_events_total`, `log_capturer_multiline_lines_total`,
+//! `log_capturer_multiline_splits_total{reason}` (`max_lines`, `max_bytes`).
 //!
 //! # Example
 //!
@@ -93,6 +100,7 @@ mod files;
 mod filter;
 mod log_driver;
 mod metric_names;
+mod multiline;
 mod raw_logs;
 mod reload;
 mod source;
@@ -102,6 +110,7 @@ mod workers;
 
 pub use config::{DockerConfig, ReadFrom, ReadMode};
 pub use error::{Error, Result};
+pub use multiline::{MULTILINE_LABEL, MultilineConfig, MultilinePreset};
 pub use reload::SourceReloader;
 pub use source::{CONTAINER_TASK_KIND, DockerSource};
 

@@ -47,6 +47,7 @@ use crate::{
     files::{follower::file_task, mode::FileMode, watch::Watcher},
     filter::{ContainerFilter, SelfContainer},
     log_driver, metric_names,
+    multiline::MultilineRules,
     raw_logs::RawEndpoint,
     reload::SourceReloader,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
@@ -99,6 +100,10 @@ impl DockerSource {
         let endpoint = client::Endpoint::parse(&host)?;
         let checkpoints = Checkpoints::load(data_dir);
         let workers = StreamWorkers::start(config.stream_threads.max(1))?;
+        let multiline = Arc::new(MultilineRules::new(
+            &config.multiline,
+            config.inactivity_timeout,
+        )?);
         let settings = Arc::new(StreamSettings {
             inactivity_timeout: config.inactivity_timeout,
             partial_flush_timeout: config.partial_flush_timeout,
@@ -108,6 +113,7 @@ impl DockerSource {
             batch_max_latency: config.batch_max_latency,
             request_timeout: config.request_timeout,
             raw_endpoint: RawEndpoint::new(&endpoint),
+            multiline,
         });
         let self_container = SelfContainer::detect();
         if let Some(id) = self_container.describe() {

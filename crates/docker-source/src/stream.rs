@@ -62,6 +62,7 @@ use crate::{
     decoder::{Decoder, LineSink},
     error::{docker_status, is_permanent_status},
     metric_names,
+    multiline::{Multiline, MultilineRules},
     raw_logs::{self, LogsRequest, RawEndpoint},
 };
 
@@ -227,6 +228,8 @@ pub(crate) struct StreamSettings {
     pub(crate) request_timeout: Duration,
     /// Where log streams are read from directly ([`raw_logs`]); `None` (TLS): through bollard.
     pub(crate) raw_endpoint: Option<RawEndpoint>,
+    /// The `[[docker.multiline]]` rules and presets, compiled once.
+    pub(crate) multiline: Arc<MultilineRules>,
 }
 
 /// Everything one attempt of a container task needs (cloned per attempt).
@@ -294,6 +297,8 @@ struct Follower {
     /// The heartbeat tick while waiting.
     beat_every: Duration,
     decoder: Decoder,
+    /// Between the decoder and the assembler: joins the lines of an event (see `multiline`).
+    multiline: Multiline,
     assembler: Assembler,
 }
 
@@ -306,6 +311,7 @@ impl Follower {
             cancel: ctx.cancellation_token(),
             beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
             decoder: Decoder::new(settings.max_line_bytes),
+            multiline: Multiline::new(settings.multiline.for_container(&info)),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             env,
         }
@@ -430,9 +436,11 @@ impl Follower {
         }
     }
 
-    /// Flushes the partial lines and sends what is assembled.
+    /// Flushes the partial lines and the open multiline events, and sends what is assembled.
     async fn finish_lines(&mut self) -> Result<(), Error> {
-        self.decoder.flush_partials(&mut self.assembler);
+        self.decoder
+            .flush_partials(&mut self.multiline.sink(&mut self.assembler));
+        self.multiline.flush_all(&mut self.assembler);
         match self.send_batch().await {
             Ok(()) | Err(StreamEnd::Cancelled) => Ok(()),
             Err(_) => Err(Error::PipelineClosed),
@@ -478,6 +486,8 @@ impl Follower {
     async fn follow_once(&mut self, mode: Mode) -> StreamEnd {
         let resume = self.env.shared.read_positions();
         self.decoder.reset(resume);
+        // Held events are before the read position too: they are read again and rebuilt.
+        self.multiline.discard();
         self.assembler.discard();
         let tty = self.assembler.info.tty;
         let since = since_seconds(&resume, tty);
@@ -552,6 +562,9 @@ impl Follower {
             if let Some(partial) = partial_since {
                 deadline = deadline.min(partial + settings.partial_flush_timeout);
             }
+            if let Some(event) = self.multiline.deadline() {
+                deadline = deadline.min(event);
+            }
             timer.as_mut().reset(deadline);
             let first = if let Some(item) = carried.take() {
                 item
@@ -571,11 +584,13 @@ impl Follower {
                     self.heartbeat.beat();
                     let now = Instant::now();
                     if partial_since.is_some_and(|since| now >= since + settings.partial_flush_timeout) {
-                        self.decoder.flush_partials(&mut self.assembler);
+                        self.decoder.flush_partials(&mut self.multiline.sink(&mut self.assembler));
                         partial_since = None;
                     }
+                    // A held event whose stream went quiet: send it now.
+                    let flushed = self.multiline.flush_expired(now, &mut self.assembler);
                     let inactive = now >= last_frame + settings.inactivity_timeout;
-                    if inactive || batch_deadline.is_some_and(|batch| now >= batch) {
+                    if inactive || flushed || batch_deadline.is_some_and(|batch| now >= batch) {
                         if let Err(end) = self.send_batch().await {
                             return end;
                         }
@@ -683,23 +698,22 @@ impl Follower {
 
     /// Decodes one bollard item; returns its payload size.
     fn decode(&mut self, output: LogOutput, tty: bool) -> usize {
+        let sink = &mut self.multiline.sink(&mut self.assembler);
         match output {
             LogOutput::StdOut { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
+                self.decoder.tty(&message, sink);
                 message.len()
             }
             LogOutput::StdOut { message } => {
-                self.decoder
-                    .frame(LogStream::Stdout, &message, &mut self.assembler);
+                self.decoder.frame(LogStream::Stdout, &message, sink);
                 message.len()
             }
             LogOutput::StdErr { message } => {
-                self.decoder
-                    .frame(LogStream::Stderr, &message, &mut self.assembler);
+                self.decoder.frame(LogStream::Stderr, &message, sink);
                 message.len()
             }
             LogOutput::Console { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
+                self.decoder.tty(&message, sink);
                 message.len()
             }
             LogOutput::Console { message } | LogOutput::StdIn { message } => {
@@ -717,6 +731,7 @@ impl Follower {
     /// read position. Returns the stream end to report if it could not be sent.
     async fn send_batch(&mut self) -> Result<(), StreamEnd> {
         record_drops(self.decoder.take_counters());
+        self.multiline.take_counters().record();
         let Some(assembled) = self.assembler.take(&self.env.shared) else {
             return Ok(());
         };

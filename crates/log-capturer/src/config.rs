@@ -273,6 +273,11 @@ impl Config {
             .map_err(|e| match &e {
                 docker_source::Error::Config { key, .. }
                 | docker_source::Error::Glob { key, .. } => error(format!("docker.{key}"), e),
+                // The cause (the regex crate's reason) is what the operator needs to fix it.
+                docker_source::Error::Multiline { index, key, .. } => error(
+                    format!("docker.multiline[{index}].{key}"),
+                    capture_core::ErrorChain(&e),
+                ),
                 _ => error("docker", e),
             })?;
         self.health.validate().map_err(|e| match &e {

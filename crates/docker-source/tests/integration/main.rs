@@ -10,6 +10,7 @@ mod files;
 mod harness;
 mod leaks;
 mod lifecycle;
+mod multiline;
 mod reload;
 mod resume;
 mod unreadable;

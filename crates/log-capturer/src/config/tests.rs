@@ -340,3 +340,49 @@ fn check_config_prints_the_effective_filter_set_as_valid_toml() {
         1
     );
 }
+
+#[test]
+fn multiline_rules_are_parsed_and_printed() {
+    let config_file = file(
+        "[[docker.multiline]]\nname = \"jvm\"\nmatch_images = [\"*/java-*\"]\npreset = \"java\"\n\n\
+         [[docker.multiline]]\nname = \"app\"\nstart_pattern = '^\\d{4}-\\d{2}-\\d{2} '\nflush_timeout = \"500ms\"\nmax_lines = 200\n",
+    );
+    let config = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap();
+    let rules = &config.docker.multiline;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].preset, Some(docker_source::MultilinePreset::Java));
+    assert_eq!(rules[0].max_lines, 1000, "the default");
+    assert_eq!(
+        rules[1].start_pattern.as_deref(),
+        Some(r"^\d{4}-\d{2}-\d{2} ")
+    );
+    assert_eq!(rules[1].flush_timeout, Duration::from_millis(500));
+    assert_eq!(rules[1].max_lines, 200);
+    let rendered = config.to_redacted_toml();
+    assert!(
+        rendered.contains("[[docker.multiline]]") && rendered.contains("name = \"app\""),
+        "{rendered}"
+    );
+    let reparsed = file(&rendered);
+    let again = load(&["--config", reparsed.path().to_str().unwrap()], &[]).unwrap();
+    assert_eq!(
+        again.docker.multiline, config.docker.multiline,
+        "--check-config output loads"
+    );
+}
+
+#[test]
+fn a_bad_multiline_rule_names_its_index_and_key() {
+    let config_file = file(
+        "[[docker.multiline]]\nname = \"ok\"\npreset = \"go\"\n\n\
+         [[docker.multiline]]\nname = \"bad\"\nstart_pattern = \"^(oops\"\n",
+    );
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert_eq!(error.key, "docker.multiline[1].start_pattern", "{error}");
+    assert!(error.message.contains("unclosed group"), "{error}");
+
+    let config_file = file("[[docker.multiline]]\nname = \"x\"\npreset = \"cobol\"\n");
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert!(error.key.starts_with("docker.multiline"), "{error}");
+    assert!(error.message.contains("cobol"), "{error}");
+}
