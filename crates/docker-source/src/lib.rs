@@ -83,11 +83,15 @@ mod config;
 mod decoder;
 mod error;
 mod filter;
+mod liveness;
 mod metric_names;
 mod raw_logs;
+mod read_through;
 mod source;
+mod startup;
 mod stream;
 mod timestamp;
+mod transport;
 mod workers;
 
 pub use config::{DockerConfig, ReadFrom};

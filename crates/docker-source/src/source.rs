@@ -3,8 +3,15 @@
 //!
 //! `run` connects (negotiating the API version), lists every container, then follows `/events`.
 //! On any events error it reconnects with exponential backoff and lists again, so nothing that
-//! happened meanwhile is missed. The same loop consumes acknowledgements and saves the
-//! checkpoint file every `checkpoint_interval`.
+//! happened meanwhile is missed; it also lists again every `relist_interval`, in case the events
+//! connection went silent without failing (`listing.rs`). The first listing of a run decides what
+//! to read of what happened while the agent was away (`startup.rs`). The same loop consumes
+//! acknowledgements, records what the tasks read through and completed (`progress.rs`), and
+//! saves the checkpoint file every `checkpoint_interval` (and at least every few seconds while
+//! the daemon is seen, so the file's boundary keeps up).
+
+mod listing;
+mod progress;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -20,7 +27,7 @@ use bollard::{
     query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions},
 };
 use capture_core::{
-    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch, Position,
+    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch,
     status::{DockerSnapshot, DockerState},
 };
 use futures_util::{Stream, StreamExt, future::join_all};
@@ -34,13 +41,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    DockerConfig, Error, ReadFrom, Result,
-    checkpoint::{Checkpoints, write_atomically},
+    DockerConfig, Error, Result,
+    checkpoint::{Checkpoints, ContainerCheckpoint, StreamPositions, write_atomically},
     client::{self, Backoff},
     error::docker_status,
     filter::{ContainerFilter, SelfContainer},
     metric_names,
     raw_logs::RawEndpoint,
+    startup::StartState,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
 };
@@ -159,6 +167,19 @@ impl DockerSource {
             started_at_nanos,
         } = self;
         metric_names::publish_zeroes();
+        let start_state = StartState {
+            first_start: checkpoints.is_first_start(),
+            read_from: config.read_from,
+            started_at_nanos,
+            boundary_nanos: checkpoints.previous_boundary_nanos(),
+        };
+        match start_state.boundary_nanos {
+            Some(boundary) if !start_state.first_start => info!(
+                last_seen_daemon = %capture_core::format_rfc3339_nanos(boundary),
+                "starting from saved state: what happened since is read"
+            ),
+            _ => info!(read_from = ?config.read_from, "first start: no saved state"),
+        }
         let mut discovery = Discovery {
             restart_policy: RestartPolicy {
                 restart_on_error: true,
@@ -176,7 +197,7 @@ impl DockerSource {
             status_tx,
             settings,
             self_container,
-            started_at_nanos,
+            start_state,
             supervisor,
             batch_tx: Some(batch_tx),
             docker: None,
@@ -184,8 +205,10 @@ impl DockerSource {
             destroyed: HashMap::new(),
             pending_spawns: HashSet::new(),
             retry_inspect: HashSet::new(),
+            retry_start: HashSet::new(),
             listed_once: false,
             disconnected_at: None,
+            listed_at: None,
         };
         discovery.discover(&mut ack_rx, &shutdown).await;
         let result = discovery.shut_down(&mut ack_rx).await;
@@ -218,7 +241,8 @@ struct Discovery<'a> {
     status_tx: watch::Sender<DockerSnapshot>,
     settings: Arc<StreamSettings>,
     self_container: SelfContainer,
-    started_at_nanos: i64,
+    /// What the agent knew of its past at start: decides the first listing (`startup.rs`).
+    start_state: StartState,
     supervisor: Supervisor,
     restart_policy: RestartPolicy,
     /// The source's own sender; `None` once shutdown began (tasks hold clones while they run).
@@ -231,10 +255,14 @@ struct Discovery<'a> {
     pending_spawns: HashSet<ContainerId>,
     /// Containers whose inspection failed; retried on the next checkpoint tick.
     retry_inspect: HashSet<ContainerId>,
-    /// Whether a listing succeeded: containers found by the first one follow `read_from`.
+    /// The same, for containers of the first listing (retried with the start-up decision).
+    retry_start: HashSet<ContainerId>,
+    /// Whether a listing succeeded: the first one decides from the saved state.
     listed_once: bool,
     /// When the events stream was lost (unix seconds), until the next listing.
     disconnected_at: Option<i64>,
+    /// When the last listing was asked for (unix seconds).
+    listed_at: Option<i64>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>;
@@ -250,6 +278,11 @@ impl Discovery<'_> {
         let mut reconnect_at = Instant::now();
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut relist_tick = tokio::time::interval_at(
+            Instant::now() + self.config.relist_interval,
+            self.config.relist_interval,
+        );
+        relist_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut supervisor_rx = self.supervisor.subscribe();
         let mut acks_open = true;
         loop {
@@ -263,6 +296,11 @@ impl Discovery<'_> {
                     Ok(stream) => {
                         events = Some(stream);
                         backoff.reset();
+                        // The decisions of a listing are saved at once (with the boundary).
+                        self.see_daemon();
+                        self.checkpoints.mark_dirty();
+                        self.save_checkpoints().await;
+                        relist_tick.reset();
                     }
                     Err(error) => {
                         let delay = backoff.next_delay();
@@ -275,7 +313,13 @@ impl Discovery<'_> {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    // Everything up to now was seen: the next start reads what comes after.
+                    if events.is_some() {
+                        self.see_daemon();
+                    }
+                    return;
+                }
                 ack = ack_rx.recv(), if acks_open => match ack {
                     Some(ack) => self.acknowledge(&ack),
                     None => {
@@ -286,8 +330,13 @@ impl Discovery<'_> {
                 _ = checkpoint_tick.tick() => {
                     self.retry_inspections().await;
                     self.forget_acknowledged_destroyed(false);
+                    self.record_progress();
+                    if events.is_some() {
+                        self.see_daemon();
+                    }
                     self.save_checkpoints().await;
                 }
+                _ = relist_tick.tick(), if events.is_some() => self.relist().await,
                 changed = supervisor_rx.changed(), if !self.pending_spawns.is_empty() => {
                     if changed.is_ok() {
                         self.retry_spawns();
@@ -358,63 +407,17 @@ impl Discovery<'_> {
         self.set_status(DockerState::Connected, None);
         info!(host = %self.host, api_version = %version, containers = listed.len(), "connected to Docker");
 
-        let mut existing = HashSet::new();
-        let mut running = Vec::new();
-        let mut stopped = Vec::new();
-        // Containers created since a little before the connection was lost may have started and
-        // stopped unseen.
-        let unseen_since = self.disconnected_at.map(|at| at - EVENTS_OVERLAP_SECONDS);
-        for summary in listed {
-            let Some(id) = summary
-                .id
-                .as_deref()
-                .and_then(|id| ContainerId::new(id).ok())
-            else {
-                continue;
-            };
-            let is_running =
-                summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-            existing.insert(id.clone());
-            if is_running {
-                running.push(id);
-            } else if self.containers.contains_key(&id)
-                || unseen_since.is_some_and(|since| summary.created.unwrap_or(0) >= since)
-            {
-                stopped.push(id);
-            }
-        }
-        // Containers destroyed while the source was not looking.
-        let gone: Vec<ContainerId> = self
-            .containers
-            .keys()
-            .filter(|id| !existing.contains(*id))
-            .cloned()
-            .collect();
-        for id in gone {
-            self.forget(&id).await;
-        }
         if first {
-            let stale: Vec<ContainerId> = self
-                .checkpoints
-                .containers()
-                .filter(|id| !existing.contains(*id))
-                .cloned()
-                .collect();
-            for id in stale {
-                debug!(container_id = %id, "dropping the checkpoint of a container that no longer exists");
-                self.checkpoints.remove(&id);
-            }
-        }
-        for id in running {
-            self.refresh(&id, first, false).await;
-        }
-        // A known container's task reads what is left and completes; one that started unseen
-        // is read from its first line.
-        for id in stopped {
-            self.refresh(&id, false, true).await;
+            self.list_at_start(listed).await;
+        } else {
+            // Containers created since a little before the connection was lost may have started
+            // and stopped unseen.
+            let unseen_since = self.disconnected_at.map(|at| at - EVENTS_OVERLAP_SECONDS);
+            self.reconcile(listed, unseen_since, false).await;
         }
         self.disconnected_at = None;
         self.listed_once = true;
+        self.listed_at = Some(since + EVENTS_OVERLAP_SECONDS);
         self.update_gauge();
 
         let filters = HashMap::from([
@@ -440,8 +443,8 @@ impl Discovery<'_> {
         let action = event.action.unwrap_or_default();
         debug!(container_id = %id, action = %action, "docker event");
         match action.as_str() {
-            "start" => self.refresh(&id, false, true).await,
-            "unpause" | "rename" => self.refresh(&id, false, false).await,
+            "start" => self.refresh(&id, true).await,
+            "unpause" | "rename" => self.refresh(&id, false).await,
             "destroy" => self.forget(&id).await,
             // A stopping container's stream ends on its own; a paused one is silent.
             _ => {}
@@ -454,7 +457,7 @@ impl Discovery<'_> {
     /// event, or found stopped by a re-listing after it started while the source was not
     /// looking), so its task runs even if the container has already exited again: what it
     /// wrote is still to be read.
-    async fn refresh(&mut self, id: &ContainerId, initial: bool, started: bool) {
+    async fn refresh(&mut self, id: &ContainerId, started: bool) {
         let Some(docker) = self.docker.clone() else {
             return;
         };
@@ -470,7 +473,7 @@ impl Discovery<'_> {
                     .and_then(|state| state.running)
                     .unwrap_or(false);
                 let info = container_info(id, response);
-                self.monitor(info, running || started, initial).await;
+                self.monitor(info, running || started, None).await;
             }
             Err(error) if docker_status(&error) == Some(404) => {
                 self.retry_inspect.remove(id);
@@ -486,11 +489,23 @@ impl Discovery<'_> {
     async fn retry_inspections(&mut self) {
         let ids: Vec<ContainerId> = self.retry_inspect.iter().cloned().collect();
         for id in ids {
-            self.refresh(&id, false, false).await;
+            self.refresh(&id, false).await;
+        }
+        let ids: Vec<ContainerId> = self.retry_start.iter().cloned().collect();
+        for id in ids {
+            self.refresh_at_start(&id).await;
         }
     }
 
-    async fn monitor(&mut self, info: ContainerInfo, running: bool, initial: bool) {
+    /// Monitors a container that passes the filters and, if `running`, runs its task. A
+    /// container seen for the first time starts from its checkpoint entry, else from `start`
+    /// (the start-up decision), else from its first line; its entry is saved at once.
+    async fn monitor(
+        &mut self,
+        info: ContainerInfo,
+        running: bool,
+        start: Option<ContainerCheckpoint>,
+    ) {
         let id = info.id.clone();
         if self.self_container.is(id.as_str()) {
             debug!(container_id = %id, "not capturing the agent's own container");
@@ -504,18 +519,20 @@ impl Discovery<'_> {
             return;
         }
         if !self.containers.contains_key(&id) {
-            let resume = self.checkpoints.get(&id).unwrap_or_else(|| {
-                if initial && self.config.read_from == ReadFrom::End {
-                    // Everything before the agent's start counts as delivered.
-                    let floor = Position::new(self.started_at_nanos.saturating_sub(1), u32::MAX);
-                    [Some(floor); 3]
-                } else {
-                    [None; 3]
-                }
-            });
+            let start = self
+                .checkpoints
+                .entry(&id)
+                .or(start)
+                .unwrap_or_default();
+            self.checkpoints.monitor(&id, start);
             info!(container_id = %id, name = %info.name, image = %info.image, tty = info.tty, "monitoring container");
+            let shared = ContainerShared::new(
+                Arc::new(info.clone()),
+                start.streams,
+                start.read_through_nanos,
+            );
             let monitored = Monitored {
-                shared: Arc::new(ContainerShared::new(Arc::new(info.clone()), resume)),
+                shared: Arc::new(shared),
                 task_id: id.task_id(),
                 slot: self.workers.assign(),
             };
@@ -560,6 +577,8 @@ impl Discovery<'_> {
         {
             Ok(()) => {
                 self.pending_spawns.remove(id);
+                // It reads again: whatever it read to the end of before no longer holds.
+                self.checkpoints.set_drained(id, None);
             }
             Err(task_supervisor::Error::AlreadyRunning(_)) => {
                 // Its previous run decided to end but the supervisor has not recorded it yet:
@@ -609,6 +628,14 @@ impl Discovery<'_> {
         self.update_gauge();
     }
 
+    /// The daemon is seen now: the checkpoint file's boundary may move here, unless a container
+    /// is still waiting for its inspection (it is not monitored yet, so it has no entry).
+    fn see_daemon(&mut self) {
+        if self.retry_inspect.is_empty() && self.retry_start.is_empty() {
+            self.checkpoints.see_daemon(unix_nanos());
+        }
+    }
+
     fn acknowledge(&mut self, ack: &Acknowledgement) {
         let id = &ack.container_id;
         if self.containers.contains_key(id)
@@ -624,13 +651,8 @@ impl Discovery<'_> {
     fn forget_acknowledged_destroyed(&mut self, all: bool) {
         let checkpoints = &mut self.checkpoints;
         self.destroyed.retain(|id, (shared, since)| {
-            let read = shared.read_positions();
             let acked = checkpoints.get(id).unwrap_or([None; 3]);
-            let done = read
-                .iter()
-                .zip(shared.initial_resume().iter())
-                .zip(acked.iter())
-                .all(|((read, initial), acked)| read == initial || acked >= read);
+            let done = all_acknowledged(shared, &acked);
             if done || all || since.elapsed() >= DESTROYED_CHECKPOINT_GRACE {
                 checkpoints.remove(id);
                 false
@@ -705,6 +727,7 @@ impl Discovery<'_> {
             }
         }
         self.forget_acknowledged_destroyed(false);
+        self.record_progress();
         if self.checkpoints.is_dirty() {
             let (path, bytes) = self.checkpoints.snapshot();
             tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
@@ -735,6 +758,22 @@ fn container_info(id: &ContainerId, response: ContainerInspectResponse) -> Conta
     info.labels = config.labels.unwrap_or_default().into_iter().collect();
     info.tty = config.tty.unwrap_or(false);
     info
+}
+
+/// Whether every line the container's tasks read (beyond where they started) is acknowledged.
+fn all_acknowledged(shared: &ContainerShared, acked: &StreamPositions) -> bool {
+    shared
+        .read_positions()
+        .iter()
+        .zip(shared.initial_resume().iter())
+        .zip(acked.iter())
+        .all(|((read, initial), acked)| read == initial || acked >= read)
+}
+
+fn unix_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn unix_seconds() -> i64 {

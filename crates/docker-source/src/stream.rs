@@ -5,7 +5,9 @@
 //! deadline is the earliest of: the next heartbeat tick, the batch latency deadline, the partial
 //! line deadline and the inactivity deadline. It beats on every wake-up and on the tick, also
 //! while it waits for a silent container or for room in a full batch channel (backpressure is
-//! not death). A stream silent for `inactivity_timeout` is reopened from the read position.
+//! not death). A follow stream silent for `inactivity_timeout` is checked with a cheap request for
+//! the container's last line (`liveness.rs`): it is kept if that line was read, else reopened
+//! from the read position.
 //!
 //! # Resume
 //!
@@ -46,9 +48,12 @@ use tracing::{debug, info, warn};
 use crate::{
     Error,
     checkpoint::StreamPositions,
+    read_through::ReadThrough,
+    timestamp::api_time_nanos,
     client::{self, Backoff},
     decoder::{Decoder, LineSink},
     error::{docker_status, is_permanent_status},
+    liveness::{self, Freshness},
     metric_names,
     raw_logs::{self, LogsRequest, RawEndpoint},
 };
@@ -82,6 +87,19 @@ pub(crate) struct ContainerShared {
     /// this has sent nothing.
     initial_resume: StreamPositions,
     lifecycle: Mutex<Lifecycle>,
+    /// Through when every line, whatever its stream, was sent (see `read_through.rs`).
+    read_through: Mutex<ReadThrough>,
+    /// What the task saw of the container's stops (see [`Stops`]).
+    stops: Mutex<Stops>,
+}
+
+/// The container's `State.FinishedAt` as the task saw it, in nanoseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stops {
+    /// At the task's last inspection.
+    observed: Option<i64>,
+    /// When the task last completed: it read everything up to this stop.
+    completed: Option<i64>,
 }
 
 /// Whether the container's task is meant to be running, and whether it was asked to look at the
@@ -93,14 +111,54 @@ struct Lifecycle {
 }
 
 impl ContainerShared {
-    pub(crate) fn new(info: Arc<ContainerInfo>, resume: StreamPositions) -> ContainerShared {
+    pub(crate) fn new(
+        info: Arc<ContainerInfo>,
+        resume: StreamPositions,
+        read_through_nanos: Option<i64>,
+    ) -> ContainerShared {
         ContainerShared {
             id: info.id.clone(),
             info: Mutex::new(info),
             read: Mutex::new(resume),
             initial_resume: resume,
             lifecycle: Mutex::new(Lifecycle::default()),
+            read_through: Mutex::new(ReadThrough::new(read_through_nanos)),
+            stops: Mutex::new(Stops::default()),
         }
+    }
+
+    /// The read-through times (see `read_through.rs`).
+    pub(crate) fn read_through(&self) -> ReadThrough {
+        *self
+            .read_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Everything decoded was sent and no partial line is held.
+    fn caught_up(&self) {
+        let read = self.read_positions();
+        self.read_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .caught_up(&read);
+    }
+
+    /// The task inspected the container and saw this `State.FinishedAt`.
+    fn observe_finished_at(&self, finished_at_nanos: Option<i64>) {
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observed = finished_at_nanos;
+    }
+
+    /// The `State.FinishedAt` of the stop the task last read to its end, if it completed since
+    /// it was last started.
+    pub(crate) fn completed_stop(&self) -> Option<i64> {
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .completed
     }
 
     pub(crate) fn info(&self) -> Arc<ContainerInfo> {
@@ -155,6 +213,10 @@ impl ContainerShared {
             .lifecycle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .completed = None;
         if lifecycle.active {
             lifecycle.rerun = true;
             false
@@ -193,6 +255,8 @@ impl ContainerShared {
             false
         } else {
             lifecycle.active = false;
+            let mut stops = self.stops.lock().unwrap_or_else(PoisonError::into_inner);
+            stops.completed = stops.observed;
             true
         }
     }
@@ -400,6 +464,22 @@ impl Follower {
         }
     }
 
+    /// Whether a follow stream silent for `inactivity_timeout` is up to date and is kept open
+    /// (`Err`: the task was cancelled meanwhile).
+    async fn keep_silent_stream(&mut self, mode: Mode, tty: bool) -> Result<bool, StreamEnd> {
+        if mode != Mode::Follow {
+            return Ok(false);
+        }
+        let freshness = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
+            freshness = liveness::check(&self.env, tty) => freshness,
+        };
+        self.heartbeat.beat();
+        debug!(container_id = %self.env.shared.id, ?freshness, "silent log stream checked");
+        Ok(freshness == Freshness::Current)
+    }
+
     /// Flushes the partial lines and sends what is assembled.
     async fn finish_lines(&mut self) -> Result<(), Error> {
         self.decoder.flush_partials(&mut self.assembler);
@@ -420,10 +500,11 @@ impl Follower {
             response = inspect => response?,
         };
         self.heartbeat.beat();
-        Ok(response
-            .state
-            .and_then(|state| state.running)
-            .unwrap_or(false))
+        let state = response.state.unwrap_or_default();
+        self.env
+            .shared
+            .observe_finished_at(api_time_nanos(state.finished_at.as_deref()));
+        Ok(state.running.unwrap_or(false))
     }
 
     /// Sleeps, beating; returns `true` if cancelled meanwhile.
@@ -450,7 +531,7 @@ impl Follower {
         self.decoder.reset(resume);
         self.assembler.discard();
         let tty = self.assembler.info.tty;
-        let since = since_seconds(&resume, tty);
+        let since = since_seconds(&resume, self.env.shared.read_through().sent(), tty);
         let options = LogsOptions {
             follow: mode == Mode::Follow,
             stdout: true,
@@ -472,6 +553,7 @@ impl Follower {
                     container_id: self.env.shared.id.as_str(),
                     follow: options.follow,
                     since,
+                    tail: None,
                     tty,
                 };
                 Either::Left(raw_logs::logs(
@@ -486,7 +568,7 @@ impl Follower {
                     .logs(self.env.shared.id.as_str(), Some(options)),
             ),
         };
-        self.pump(pin!(stream), tty, coalesce).await
+        self.pump(pin!(stream), tty, coalesce, mode).await
     }
 
     async fn pump(
@@ -496,6 +578,7 @@ impl Follower {
         >,
         tty: bool,
         coalesce: bool,
+        mode: Mode,
     ) -> StreamEnd {
         let settings = self.env.settings.clone();
         let cancel = self.cancel.clone();
@@ -541,7 +624,13 @@ impl Follower {
                         batch_deadline = None;
                     }
                     if inactive {
-                        return StreamEnd::Inactive;
+                        // A healthy follow stream is kept: reopening one costs the daemon a
+                        // read of the whole log file (see `liveness.rs`).
+                        match self.keep_silent_stream(mode, tty).await {
+                            Ok(true) => last_frame = Instant::now(),
+                            Ok(false) => return StreamEnd::Inactive,
+                            Err(end) => return end,
+                        }
                     }
                     continue;
                 }
@@ -561,7 +650,13 @@ impl Follower {
                     Some(Err(error)) => break Some(Err(error)),
                     Some(Ok(output)) => {
                         frames += 1;
-                        bytes += self.decode(output, tty);
+                        bytes += decode_output(
+                            &mut self.decoder,
+                            &mut self.assembler,
+                            &self.env.shared.id,
+                            output,
+                            tty,
+                        );
                     }
                 }
                 if self.assembler.is_full() {
@@ -640,38 +735,6 @@ impl Follower {
         }
     }
 
-    /// Decodes one bollard item; returns its payload size.
-    fn decode(&mut self, output: LogOutput, tty: bool) -> usize {
-        match output {
-            LogOutput::StdOut { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::StdOut { message } => {
-                self.decoder
-                    .frame(LogStream::Stdout, &message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::StdErr { message } => {
-                self.decoder
-                    .frame(LogStream::Stderr, &message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::Console { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::Console { message } | LogOutput::StdIn { message } => {
-                // Not a stdout/stderr frame: most likely the daemon's own error stream
-                // ("Error grabbing logs: ...").
-                self.decoder.malformed_frame();
-                let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
-                warn!(container_id = %self.env.shared.id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
-                message.len()
-            }
-        }
-    }
-
     /// Sends the assembled batch (if any), beating while the channel is full; then advances the
     /// read position. Returns the stream end to report if it could not be sent.
     async fn send_batch(&mut self) -> Result<(), StreamEnd> {
@@ -696,6 +759,9 @@ impl Follower {
         }
         self.heartbeat.beat();
         self.env.shared.advance_read(&assembled.last);
+        if !self.decoder.has_partial() {
+            self.env.shared.caught_up();
+        }
         for stream in LogStream::ALL {
             let count = lines_per_stream[stream.index()];
             if count > 0 {
@@ -731,6 +797,38 @@ async fn yield_to_local_tasks() {
     .await;
 }
 
+/// Decodes one bollard item into `sink`; returns its payload size.
+pub(crate) fn decode_output(
+    decoder: &mut Decoder,
+    sink: &mut impl LineSink,
+    id: &ContainerId,
+    output: LogOutput,
+    tty: bool,
+) -> usize {
+    match output {
+        LogOutput::StdOut { message } | LogOutput::Console { message } if tty => {
+            decoder.tty(&message, sink);
+            message.len()
+        }
+        LogOutput::StdOut { message } => {
+            decoder.frame(LogStream::Stdout, &message, sink);
+            message.len()
+        }
+        LogOutput::StdErr { message } => {
+            decoder.frame(LogStream::Stderr, &message, sink);
+            message.len()
+        }
+        LogOutput::Console { message } | LogOutput::StdIn { message } => {
+            // Not a stdout/stderr frame: most likely the daemon's own error stream
+            // ("Error grabbing logs: ...").
+            decoder.malformed_frame();
+            let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
+            warn!(container_id = %id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
+            message.len()
+        }
+    }
+}
+
 fn reconnected(reason: &'static str) {
     ::metrics::counter!(metric_names::STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(1);
 }
@@ -746,10 +844,16 @@ fn record_drops(counters: crate::decoder::DecodeCounters) {
     }
 }
 
-/// The `since` to ask Docker for: the whole second of the earliest cursor of the container's
-/// streams (0, everything, if one of them has none). bollard's typed options carry whole
-/// seconds; the decoder skips the lines of that second that were already delivered.
-pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
+/// The `since` to ask Docker for: the whole second of the earliest point the container's
+/// streams must be read from, which is a stream's cursor or, when every line up to it is known
+/// to be read (see `read_through.rs`), the read-through time (0, everything, if a stream has
+/// neither). bollard's typed options carry whole seconds; the decoder skips the lines of that
+/// second that were already delivered.
+pub(crate) fn since_seconds(
+    resume: &StreamPositions,
+    read_through_nanos: Option<i64>,
+    tty: bool,
+) -> i32 {
     let streams: &[LogStream] = if tty {
         &[LogStream::Tty]
     } else {
@@ -757,9 +861,11 @@ pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
     };
     let mut earliest = i64::MAX;
     for stream in streams {
-        match resume[stream.index()] {
-            Some(position) => earliest = earliest.min(position.timestamp_nanos),
-            None => return 0,
+        let cursor = resume[stream.index()].map(|position| position.timestamp_nanos);
+        match (cursor, read_through_nanos) {
+            (Some(cursor), Some(through)) => earliest = earliest.min(cursor.max(through)),
+            (Some(at), None) | (None, Some(at)) => earliest = earliest.min(at),
+            (None, None) => return 0,
         }
     }
     let seconds = earliest.div_euclid(1_000_000_000);
@@ -849,3 +955,4 @@ impl LineSink for Assembler {
         self.last[stream.index()] = Some(position);
     }
 }
+
