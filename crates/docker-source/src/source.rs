@@ -49,6 +49,7 @@ use crate::{
     metric_names,
     raw_logs::RawEndpoint,
     startup::StartState,
+    timestamp::api_time_nanos,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
     workers::{StreamWorkers, WorkerSlot},
 };
@@ -467,13 +468,18 @@ impl Discovery<'_> {
         match inspected {
             Ok(response) => {
                 self.retry_inspect.remove(id);
-                let running = response
-                    .state
-                    .as_ref()
-                    .and_then(|state| state.running)
-                    .unwrap_or(false);
+                let state = response.state.clone().unwrap_or_default();
+                let running = state.running.unwrap_or(false);
+                // A start seen late (events are asked from a little before the listing) of a
+                // container whose run since was read to its end needs no task.
+                let drained = self.checkpoints.entry(id).is_some_and(|entry| {
+                    entry.drained_finished_at_nanos.is_some()
+                        && entry.drained_finished_at_nanos
+                            == api_time_nanos(state.finished_at.as_deref())
+                });
                 let info = container_info(id, response);
-                self.monitor(info, running || started, None).await;
+                self.monitor(info, running || (started && !drained), None)
+                    .await;
             }
             Err(error) if docker_status(&error) == Some(404) => {
                 self.retry_inspect.remove(id);

@@ -6,7 +6,9 @@
 //! (or the supervisor's state) with a bounded timeout.
 
 mod capture;
+mod downtime;
 mod harness;
 mod leaks;
 mod lifecycle;
 mod resume;
+mod silence;
