@@ -9,6 +9,7 @@
 //! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
 //! - [`sink`]: `sink-down`, `disk-full`.
+//! - [`downtime`]: `agent-downtime`, `exit-while-down`; [`quiet`]: `stdout-only-quiet`.
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -17,10 +18,12 @@
 //! `docs/guarantees.md`.
 
 mod daemon;
+mod downtime;
 mod input;
 mod ledger;
 mod loki;
 mod process;
+mod quiet;
 mod sink;
 mod stage;
 
@@ -46,7 +49,8 @@ counts every line: `scenario lost=N dup=N recovered_in=Xs`. With no scenario, ru
 Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its expectation.
 
 Options:
-  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s)
+  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
+            agent-downtime, exit-while-down, stdout-only-quiet (200 000 lines, 20 s windows)
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
@@ -84,6 +88,24 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: true,
         about: "Loki answers 503 for 5 min (CI: 20 s); buffer holds, all delivered once",
         run: sink::sink_down,
+    },
+    Scenario {
+        name: "agent-downtime",
+        in_ci: true,
+        about: "containers start, write and exit while the capturer is down (SIGTERM, SIGKILL)",
+        run: downtime::agent_downtime,
+    },
+    Scenario {
+        name: "exit-while-down",
+        in_ci: true,
+        about: "followed containers keep writing and exit while the capturer is down",
+        run: downtime::exit_while_down,
+    },
+    Scenario {
+        name: "stdout-only-quiet",
+        in_ci: true,
+        about: "dockerd CPU for a quiet stdout-only container with 1 M lines of history",
+        run: quiet::stdout_only_quiet,
     },
     Scenario {
         name: "sigterm-under-load",
