@@ -255,7 +255,9 @@ impl Checkpoints {
     /// Moves a container's read-through time forward.
     pub(crate) fn advance_read_through(&mut self, id: &ContainerId, nanos: i64) {
         if let Some(entry) = self.entries.get_mut(id)
-            && entry.read_through_nanos.is_none_or(|current| nanos > current)
+            && entry
+                .read_through_nanos
+                .is_none_or(|current| nanos > current)
         {
             entry.read_through_nanos = Some(nanos);
             self.dirty = true;
@@ -282,7 +284,10 @@ impl Checkpoints {
     /// The daemon is seen at `now_nanos`: the boundary moves there, and the file is due for a
     /// rewrite once its last write is [`BOUNDARY_REFRESH`] old, even if no cursor moved.
     pub(crate) fn see_daemon(&mut self, now_nanos: i64) {
-        if self.daemon_seen_at_nanos.is_none_or(|seen| now_nanos > seen) {
+        if self
+            .daemon_seen_at_nanos
+            .is_none_or(|seen| now_nanos > seen)
+        {
             self.daemon_seen_at_nanos = Some(now_nanos);
             if self.last_written.elapsed() >= BOUNDARY_REFRESH {
                 self.dirty = true;

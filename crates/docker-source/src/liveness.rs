@@ -118,7 +118,13 @@ async fn last_line(
             }),
         )),
     };
-    decode_last(pin!(stream), &env.shared.id, tty, env.settings.max_line_bytes).await
+    decode_last(
+        pin!(stream),
+        &env.shared.id,
+        tty,
+        env.settings.max_line_bytes,
+    )
+    .await
 }
 
 async fn decode_last(

@@ -122,7 +122,9 @@ pub(crate) fn logs(
         request.container_id,
         u8::from(request.follow),
         request.since,
-        request.tail.map_or_else(|| "all".to_owned(), |lines| lines.to_string()),
+        request
+            .tail
+            .map_or_else(|| "all".to_owned(), |lines| lines.to_string()),
         endpoint.host_header(),
         env!("CARGO_PKG_VERSION"),
     );

@@ -49,8 +49,8 @@ use crate::{
     metric_names,
     raw_logs::RawEndpoint,
     startup::StartState,
-    timestamp::api_time_nanos,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
+    timestamp::api_time_nanos,
     workers::{StreamWorkers, WorkerSlot},
 };
 
@@ -525,11 +525,7 @@ impl Discovery<'_> {
             return;
         }
         if !self.containers.contains_key(&id) {
-            let start = self
-                .checkpoints
-                .entry(&id)
-                .or(start)
-                .unwrap_or_default();
+            let start = self.checkpoints.entry(&id).or(start).unwrap_or_default();
             self.checkpoints.monitor(&id, start);
             info!(container_id = %id, name = %info.name, image = %info.image, tty = info.tty, "monitoring container");
             let shared = ContainerShared::new(

@@ -146,7 +146,11 @@ fn from_boundary(boundary: i64, observed: &Observed) -> StartPlan {
             why: "created while the agent was away: from its first line",
         };
     }
-    if observed.running || observed.finished_nanos.is_some_and(|finished| finished >= cut) {
+    if observed.running
+        || observed
+            .finished_nanos
+            .is_some_and(|finished| finished >= cut)
+    {
         return StartPlan::Read {
             start: floor(cut.saturating_sub(1)),
             why: "never monitored: from the last time the agent saw the daemon",
@@ -225,7 +229,10 @@ mod tests {
                 started_at_nanos: STARTED,
                 boundary_nanos: None,
             };
-            assert_eq!(start_of(plan(&first, None, &running(10 * SECOND))), expected);
+            assert_eq!(
+                start_of(plan(&first, None, &running(10 * SECOND))),
+                expected
+            );
             assert!(matches!(
                 plan(&first, None, &stopped(10 * SECOND, 20 * SECOND)),
                 StartPlan::Skip { .. }

@@ -48,14 +48,14 @@ use tracing::{debug, info, warn};
 use crate::{
     Error,
     checkpoint::StreamPositions,
-    read_through::ReadThrough,
-    timestamp::api_time_nanos,
     client::{self, Backoff},
     decoder::{Decoder, LineSink},
     error::{docker_status, is_permanent_status},
     liveness::{self, Freshness},
     metric_names,
     raw_logs::{self, LogsRequest, RawEndpoint},
+    read_through::ReadThrough,
+    timestamp::api_time_nanos,
 };
 
 /// A burst (what was ready without waiting) of at least this many frames means the stream is
@@ -70,6 +70,10 @@ const COALESCE_PAUSE: Duration = Duration::from_millis(1);
 /// Reopen backoff after errors, or after a stream that ended at once while its container runs.
 const REOPEN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const REOPEN_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long a freshly opened stream that has delivered nothing is kept although the daemon has
+/// newer lines: Docker 20.10 reads the whole log file before the first line after `since`
+/// (about 4 s per million lines here), and reopening would start that read over, forever.
+const HISTORY_SCAN_PATIENCE: Duration = Duration::from_secs(120);
 /// Consecutive failed opens before the task gives up and lets the supervisor restart it (with
 /// its own, visible, backoff).
 const MAX_CONSECUTIVE_ERRORS: u32 = 10;
@@ -465,8 +469,16 @@ impl Follower {
     }
 
     /// Whether a follow stream silent for `inactivity_timeout` is up to date and is kept open
-    /// (`Err`: the task was cancelled meanwhile).
-    async fn keep_silent_stream(&mut self, mode: Mode, tty: bool) -> Result<bool, StreamEnd> {
+    /// (`Err`: the task was cancelled meanwhile). `scanning`: the stream delivered nothing since
+    /// it was opened, not long ago; the daemon may still be reading the history before `since`
+    /// (it decodes the whole file first), so it is kept even if the daemon has newer lines:
+    /// reopening would only start that read over.
+    async fn keep_silent_stream(
+        &mut self,
+        mode: Mode,
+        tty: bool,
+        scanning: bool,
+    ) -> Result<bool, StreamEnd> {
         if mode != Mode::Follow {
             return Ok(false);
         }
@@ -476,8 +488,8 @@ impl Follower {
             freshness = liveness::check(&self.env, tty) => freshness,
         };
         self.heartbeat.beat();
-        debug!(container_id = %self.env.shared.id, ?freshness, "silent log stream checked");
-        Ok(freshness == Freshness::Current)
+        debug!(container_id = %self.env.shared.id, ?freshness, scanning, "silent log stream checked");
+        Ok(freshness == Freshness::Current || (scanning && freshness == Freshness::Behind))
     }
 
     /// Flushes the partial lines and sends what is assembled.
@@ -585,6 +597,7 @@ impl Follower {
         let mut cancelled = pin!(cancel.cancelled());
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut last_frame = Instant::now();
+        let opened_at = last_frame;
         let mut batch_deadline: Option<Instant> = None;
         let mut partial_since: Option<Instant> = None;
         let mut lines: u64 = 0;
@@ -626,7 +639,9 @@ impl Follower {
                     if inactive {
                         // A healthy follow stream is kept: reopening one costs the daemon a
                         // read of the whole log file (see `liveness.rs`).
-                        match self.keep_silent_stream(mode, tty).await {
+                        let scanning =
+                            lines == 0 && opened_at.elapsed() < HISTORY_SCAN_PATIENCE;
+                        match self.keep_silent_stream(mode, tty, scanning).await {
                             Ok(true) => last_frame = Instant::now(),
                             Ok(false) => return StreamEnd::Inactive,
                             Err(end) => return end,
@@ -955,4 +970,3 @@ impl LineSink for Assembler {
         self.last[stream.index()] = Some(position);
     }
 }
-

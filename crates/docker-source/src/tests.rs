@@ -458,7 +458,11 @@ fn a_stream_without_a_cursor_is_asked_from_the_read_through_time_not_from_zero()
     // A cursor beyond the read-through time is the earliest point of its stream.
     assert_eq!(
         since_seconds(
-            &[p(BASE_NANOS + 8_000_000_000), p(BASE_NANOS + 6_000_000_000), None],
+            &[
+                p(BASE_NANOS + 8_000_000_000),
+                p(BASE_NANOS + 6_000_000_000),
+                None
+            ],
             Some(BASE_NANOS + 2_000_000_000),
             false
         ),

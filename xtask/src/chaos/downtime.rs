@@ -139,10 +139,14 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         let restarted = Instant::now();
         capturer = stage.spawn()?;
         let before = ledger.records;
-        wait_for(Duration::from_secs(60), "new records after the restart", || {
-            ledger.poll()?;
-            Ok(ledger.records > before)
-        })?;
+        wait_for(
+            Duration::from_secs(60),
+            "new records after the restart",
+            || {
+                ledger.poll()?;
+                Ok(ledger.records > before)
+            },
+        )?;
         worst = worst.max(restarted.elapsed());
         outcome.note(format!(
             "{}: down {:.1}s while 2 jobs wrote and exited and a service started",

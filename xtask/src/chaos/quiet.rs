@@ -74,12 +74,9 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     let dockerd = dockerd_pid()?;
     // The history at full speed on stdout only, then silence.
     let script = format!("{}; exec sleep 100000", lines_script(0, history));
-    let id = stage.containers.run(&stage.run_args(
-        "quiet",
-        &[],
-        image,
-        &["sh", "-c", &script],
-    ))?;
+    let id = stage
+        .containers
+        .run(&stage.run_args("quiet", &[], image, &["sh", "-c", &script]))?;
     let last_of_history = format!(" out {}", history - 1);
     wait_for(Duration::from_secs(120), "the history written", || {
         Ok(last_line(&id)?.ends_with(&last_of_history))
@@ -119,10 +116,14 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     let full = history + LAST_BURST;
     let burst = format!("{} > /proc/1/fd/1", lines_script(history, full));
     docker(&["exec", &id, "/bin/busybox", "sh", "-c", &burst])?;
-    wait_for(Duration::from_secs(30), "the burst after the silence", || {
-        ledger.poll()?;
-        Ok(ledger.records >= full)
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the burst after the silence",
+        || {
+            ledger.poll()?;
+            Ok(ledger.records >= full)
+        },
+    )
     .context("the lines written after the silence")?;
     finish(&stage, capturer, &mut ledger, &[id], outcome)?;
     outcome.recovered_in = Some(caught_up_in);

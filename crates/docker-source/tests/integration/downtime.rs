@@ -135,7 +135,11 @@ async fn a_followed_container_that_exits_while_the_source_is_down_is_drained_onc
         c.count(probe.id()) == 5
     })
     .await;
-    assert_eq!(third.task_state(writer.id()), None, "no task for a drained container");
+    assert_eq!(
+        third.task_state(writer.id()),
+        None,
+        "no task for a drained container"
+    );
     third.stop().await;
     sink.with(|c| {
         assert_eq!(c.count(writer.id()), after_second, "nothing read again");

@@ -181,7 +181,8 @@ fn tcp_timer_of_local_port(port: u16) -> Option<u8> {
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let local_port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
-        (local_port == port).then(|| u8::from_str_radix(fields.get(5)?.split(':').next()?, 16).ok())?
+        (local_port == port)
+            .then(|| u8::from_str_radix(fields.get(5)?.split(':').next()?, 16).ok())?
     })
 }
 
@@ -199,7 +200,11 @@ async fn a_silent_events_connection_does_not_hide_new_containers() {
     };
     let harness = Harness::start(config, dir.path(), Sink::default());
     let sink = harness.sink.clone();
-    let seen = loggen(&label, &[], &["--tag", "seen", "--lines", "5", "--hold-secs", "-1"]);
+    let seen = loggen(
+        &label,
+        &[],
+        &["--tag", "seen", "--lines", "5", "--hold-secs", "-1"],
+    );
     sink.wait_until("a container announced by the events stream", |c| {
         c.count(seen.id()) == 5
     })
