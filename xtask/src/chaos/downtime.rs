@@ -24,6 +24,10 @@ use crate::harness::{
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the jobs started while the capturer is down may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the capturer stays down after the containers exited: longer than the few seconds of
+/// events the capturer asks Docker to replay when it connects, so only its saved state can tell
+/// it what happened (as after a real upgrade or crash).
+const DOWN_AFTER_EXIT: Duration = Duration::from_secs(8);
 
 /// How the capturer goes down.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +117,7 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let mut worst = Duration::ZERO;
     for (round, down) in [Down::Term, Down::Kill].into_iter().enumerate() {
         down.apply(capturer, outcome)?;
+        let went_down = Instant::now();
         let jobs = vec![
             run(
                 &stage,
@@ -133,7 +138,9 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             &format!("service-{round}"),
             &writer(&format!("service{round}"), 0, 500, "out"),
         )?;
-        let down_for = wait_exited(&jobs)?;
+        wait_exited(&jobs)?;
+        pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
+        let down_for = went_down.elapsed();
         ids.extend(jobs);
         ids.push(service);
         let restarted = Instant::now();
@@ -188,6 +195,7 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         pace(Duration::from_millis(1500), || ledger.poll().map(drop))?;
         down.apply(capturer, outcome)?;
         wait_exited(&writers)?;
+        pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
         ids.extend(writers);
         let restarted = Instant::now();
         capturer = stage.spawn()?;
