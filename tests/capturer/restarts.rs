@@ -123,6 +123,9 @@ fn sigkill_under_load_then_restart_captures_every_line_once() {
     stop_and_restart("KILL");
 }
 
+/// How long the capturer stays down after the containers exited (see [`downtime`]).
+const DOWNTIME_AFTER_EXIT: Duration = Duration::from_secs(8);
+
 /// With the default `read_from = "end"`: a container the capturer followed keeps writing and
 /// exits while the capturer is down, and a job starts, writes and exits meanwhile; the next
 /// start (on the same data dir) reads both to their end, exactly once.
@@ -144,6 +147,10 @@ fn downtime(signal: &str) {
     ]);
     followed.wait_exit();
     job.wait_exit();
+    // The downtime itself, not a synchronisation: longer than the few seconds of events the
+    // capturer asks Docker to replay when it connects, so only its saved state can tell it
+    // what happened meanwhile (as after a real upgrade or crash).
+    std::thread::sleep(DOWNTIME_AFTER_EXIT);
 
     let _second = Capturer::start(data_dir.path(), &["--include-label", &label_arg]);
     wait_records(data_dir.path(), 9_000, Duration::from_secs(120));

@@ -15,6 +15,12 @@ fn config_from_end(label: &str) -> DockerConfig {
     }
 }
 
+/// How long the source stays down after the containers exited: the downtime itself, not a
+/// synchronisation. It is longer than the few seconds of events the source asks Docker to
+/// replay when it connects, so only its saved state can tell it what happened meanwhile (as
+/// after a real upgrade or crash).
+const DOWNTIME_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// How the first run ends.
 #[derive(Debug, Clone, Copy)]
 enum Stop {
@@ -54,6 +60,7 @@ async fn containers_started_while_the_source_was_down_are_read_whole(stop: Stop)
         &["--tag", "service", "--lines", "2000", "--rate", "500"],
     );
     job.wait_exit();
+    tokio::time::sleep(DOWNTIME_AFTER_EXIT).await;
     let second = Harness::start(config_from_end(&label), dir.path(), sink.clone());
     sink.wait_until("every line written while the source was down", |c| {
         c.count(job.id()) >= 6000 && c.count(service.id()) >= 2000
@@ -115,6 +122,7 @@ async fn a_followed_container_that_exits_while_the_source_is_down_is_drained_onc
     let delivered_before = sink.with(|c| c.count(writer.id()));
     assert!(delivered_before < 3000, "the writer was still writing");
     assert_eq!(writer.wait_exit(), 0);
+    tokio::time::sleep(DOWNTIME_AFTER_EXIT).await;
 
     let second = Harness::start(config_from_end(&label), dir.path(), sink.clone());
     sink.wait_until("the rest of the lines", |c| c.count(writer.id()) >= 3000)
