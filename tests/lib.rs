@@ -249,7 +249,10 @@ pub fn file_sink_records(data_dir: &Path) -> Vec<serde_json::Value> {
         }
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         // A last line without its newline is still being written: it is read next time.
-        for line in text.split_inclusive('\n').filter(|line| line.ends_with('\n')) {
+        for line in text
+            .split_inclusive('\n')
+            .filter(|line| line.ends_with('\n'))
+        {
             let line = line.trim_end_matches('\n');
             let record = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{}: not a JSON record ({e}): {line}", file.display()));

@@ -297,10 +297,7 @@ impl Discovery<'_> {
                     Ok(stream) => {
                         events = Some(stream);
                         backoff.reset();
-                        // The decisions of a listing are saved at once (with the boundary).
-                        self.see_daemon();
-                        self.checkpoints.mark_dirty();
-                        self.save_checkpoints().await;
+                        self.listed().await;
                         relist_tick.reset();
                     }
                     Err(error) => {
@@ -328,15 +325,7 @@ impl Discovery<'_> {
                         acks_open = false;
                     }
                 },
-                _ = checkpoint_tick.tick() => {
-                    self.retry_inspections().await;
-                    self.forget_acknowledged_destroyed(false);
-                    self.record_progress();
-                    if events.is_some() {
-                        self.see_daemon();
-                    }
-                    self.save_checkpoints().await;
-                }
+                _ = checkpoint_tick.tick() => self.checkpoint_tick(events.is_some()).await,
                 _ = relist_tick.tick(), if events.is_some() => self.relist().await,
                 changed = supervisor_rx.changed(), if !self.pending_spawns.is_empty() => {
                     if changed.is_ok() {
@@ -362,6 +351,25 @@ impl Discovery<'_> {
                 _ = tokio::time::sleep_until(reconnect_at), if events.is_none() => {}
             }
         }
+    }
+
+    /// A listing succeeded: its decisions are saved at once, with the boundary.
+    async fn listed(&mut self) {
+        self.see_daemon();
+        self.checkpoints.mark_dirty();
+        self.save_checkpoints().await;
+    }
+
+    /// Every `checkpoint_interval`: retries, bookkeeping, and the checkpoint file's save (its
+    /// boundary moves only while the events stream is `connected`).
+    async fn checkpoint_tick(&mut self, connected: bool) {
+        self.retry_inspections().await;
+        self.forget_acknowledged_destroyed(false);
+        self.record_progress();
+        if connected {
+            self.see_daemon();
+        }
+        self.save_checkpoints().await;
     }
 
     fn set_status(&self, state: DockerState, error: Option<String>) {
