@@ -29,17 +29,6 @@ const INACTIVITY: &str = "5s";
 /// Lines after the silence, written as a last burst.
 const LAST_BURST: u64 = 10;
 
-/// The PID of the daemon behind the default socket: its pid file, else the only `dockerd`.
-fn dockerd_pid() -> Result<u32> {
-    if let Ok(text) = std::fs::read_to_string("/var/run/docker.pid")
-        && let Ok(pid) = text.trim().parse::<u32>()
-        && procfs::is_alive(pid)
-    {
-        return Ok(pid);
-    }
-    procfs::pid_of("dockerd")
-}
-
 /// The daemon's CPU use, in cores, over `window` (the ledger is polled meanwhile).
 fn daemon_cores(pid: u32, window: Duration, ledger: &mut Ledger) -> Result<f64> {
     let before = procfs::cpu_seconds(pid)?;
@@ -71,7 +60,7 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     stage.set_env("LOG_CAPTURER_DOCKER_INACTIVITY_TIMEOUT", INACTIVITY);
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
-    let dockerd = dockerd_pid()?;
+    let dockerd = procfs::daemon_pid()?;
     // The history at full speed on stdout only, then silence.
     let script = format!("{}; exec sleep 100000", lines_script(0, history));
     let id = stage
