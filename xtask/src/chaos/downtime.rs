@@ -209,7 +209,12 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             format!("{}: not caught up after {drained:?}", down.name()),
         );
     }
-    // A last start: everything was read to the end of each stop; nothing is read again.
+    // A last start: everything was read to the end of each stop; nothing is read again. (A
+    // drain that a shutdown interrupts is read again, harmlessly: wait until every drain
+    // completed.)
+    wait_for(Duration::from_secs(60), "every drain to complete", || {
+        Ok(capturer.container_tasks_in("running")? == 0)
+    })?;
     let code = capturer.stop(STOP_TIMEOUT);
     outcome.expect(matches!(code, Ok(0)), format!("SIGTERM: {code:?}"));
     let capturer = stage.spawn()?;
