@@ -138,7 +138,7 @@ async fn decode_last(
     let mut decoder = Decoder::new(max_line_bytes);
     let mut last = LastLine::default();
     while let Some(output) = stream.next().await {
-        decode_output(&mut decoder, &mut last, id, output?, tty);
+        decode_output(&mut decoder, &mut last, output?, tty, id);
     }
     // A last line without its newline yet is a line too.
     decoder.flush_partials(&mut last);

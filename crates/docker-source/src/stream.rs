@@ -668,9 +668,9 @@ impl Follower {
                         bytes += decode_output(
                             &mut self.decoder,
                             &mut self.assembler,
-                            &self.env.shared.id,
                             output,
                             tty,
+                            &self.env.shared.id,
                         );
                     }
                 }
@@ -816,9 +816,9 @@ async fn yield_to_local_tasks() {
 pub(crate) fn decode_output(
     decoder: &mut Decoder,
     sink: &mut impl LineSink,
-    id: &ContainerId,
     output: LogOutput,
     tty: bool,
+    container_id: &ContainerId,
 ) -> usize {
     match output {
         LogOutput::StdOut { message } | LogOutput::Console { message } if tty => {
@@ -838,7 +838,7 @@ pub(crate) fn decode_output(
             // ("Error grabbing logs: ...").
             decoder.malformed_frame();
             let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
-            warn!(container_id = %id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
+            warn!(container_id = %container_id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
             message.len()
         }
     }
