@@ -12,6 +12,7 @@
 //! - [`reload`]: `reload` (20 SIGHUP reloads in a minute under load).
 //! - [`instance`]: `second-instance` (one agent per data dir).
 //! - [`memory`]: `churn-memory` (RSS flat while 5 000 containers come and go).
+//! - [`downtime`]: `agent-downtime`, `exit-while-down`; [`quiet`]: `stdout-only-quiet`.
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -20,12 +21,14 @@
 //! `docs/guarantees.md`.
 
 mod daemon;
+mod downtime;
 mod input;
 mod instance;
 mod ledger;
 mod loki;
 mod memory;
 mod process;
+mod quiet;
 mod reload;
 mod sink;
 mod stage;
@@ -53,7 +56,8 @@ Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its ex
 
 Options:
   --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
-            reload (20 reloads in a minute), second-instance
+            reload (20 reloads in a minute), second-instance, agent-downtime,
+            exit-while-down, stdout-only-quiet (200 000 lines, 20 s windows)
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
@@ -105,6 +109,24 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: true,
         about: "a second agent on a data dir in use exits 73 naming it and the holder's pid",
         run: instance::second_instance,
+    },
+    Scenario {
+        name: "agent-downtime",
+        in_ci: true,
+        about: "containers start, write and exit while the capturer is down (SIGTERM, SIGKILL)",
+        run: downtime::agent_downtime,
+    },
+    Scenario {
+        name: "exit-while-down",
+        in_ci: true,
+        about: "followed containers keep writing and exit while the capturer is down",
+        run: downtime::exit_while_down,
+    },
+    Scenario {
+        name: "stdout-only-quiet",
+        in_ci: true,
+        about: "dockerd CPU for a quiet stdout-only container with 1 M lines of history",
+        run: quiet::stdout_only_quiet,
     },
     Scenario {
         name: "sigterm-under-load",

@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, MultilineConfig, Result, multiline::MultilineRules};
 
-/// Where containers that are already running when the agent first starts (and have no
-/// checkpoint) are read from. Containers that start later are always read from their first line.
+/// Where containers that are already running when the agent first starts (with no saved state
+/// at all: no `checkpoints.json`) are read from. Containers that start later are always read
+/// from their first line, and a later start of the agent reads what happened while it was away
+/// (see `startup.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadFrom {
@@ -106,6 +108,10 @@ pub struct DockerConfig {
     /// How often acknowledged cursors are written to the checkpoint file.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// How often the containers are listed again while the events stream is connected, so a
+    /// connection that went silent without failing does not hide a new container for long.
+    #[serde(with = "humantime_serde")]
+    pub relist_interval: Duration,
     /// How many stream-worker threads read container logs.
     pub stream_threads: usize,
     /// A batch is sent once it holds this many lines.
@@ -139,6 +145,7 @@ impl Default for DockerConfig {
             max_line_bytes: 1024 * 1024,
             partial_flush_timeout: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(1),
+            relist_interval: Duration::from_secs(30),
             stream_threads: 1,
             batch_max_lines: 2048,
             batch_max_bytes: 1024 * 1024,
@@ -150,6 +157,9 @@ impl Default for DockerConfig {
 
 /// The most stream-worker threads (each is a thread with its own runtime).
 const MAX_STREAM_THREADS: usize = 64;
+
+/// The longest `relist_interval`: a silent events connection must not hide containers longer.
+const MAX_RELIST: Duration = Duration::from_secs(60);
 
 /// The smallest useful line limit: one Docker piece.
 const MIN_MAX_LINE_BYTES: usize = 16 * 1024;
@@ -200,6 +210,15 @@ impl DockerConfig {
             return Err(Error::config(
                 "batch_max_bytes",
                 "must be above zero and at most 1 GiB",
+            ));
+        }
+        if self.relist_interval < Duration::from_secs(1) || self.relist_interval > MAX_RELIST {
+            return Err(Error::config(
+                "relist_interval",
+                format!(
+                    "must be between 1s and {}",
+                    humantime::format_duration(MAX_RELIST)
+                ),
             ));
         }
         for (key, value) in [

@@ -66,6 +66,17 @@ pub enum Error {
         #[source]
         source: bollard::errors::Error,
     },
+    /// A TLS file of an `https://` daemon (CA, certificate, key) cannot be read or used.
+    #[error("cannot use the TLS file {path} for {host}")]
+    TlsFile {
+        /// The configured host.
+        host: String,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A request to the Docker daemon failed.
     #[error("Docker request failed: {operation}")]
     Docker {
@@ -138,6 +149,7 @@ impl Error {
             | Error::Glob { .. }
             | Error::Multiline { .. }
             | Error::Client { .. }
+            | Error::TlsFile { .. }
             | Error::Unreadable { .. }
             | Error::FilesUnreadable { .. }
             | Error::PipelineClosed => false,

@@ -105,6 +105,17 @@ impl ContainerFilter {
             && self.include_labels.iter().all(|m| m.matches(&info.labels))
             && !self.exclude_labels.iter().any(|m| m.matches(&info.labels))
     }
+
+    /// The same filters without the image keys: what a container listing can decide on. A
+    /// listing's image is not trusted (Docker shows the image id once the tag points
+    /// elsewhere), so the image keys are left to the inspection.
+    pub(crate) fn names_and_labels(&self) -> ContainerFilter {
+        ContainerFilter {
+            include_images: None,
+            exclude_images: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl DockerConfig {

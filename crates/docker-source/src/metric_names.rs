@@ -13,6 +13,11 @@ pub(crate) const CONTAINERS_MONITORED: &str = "log_capturer_containers_monitored
 /// stream ended while the container runs), `inactivity` (silent for `inactivity_timeout`),
 /// `error` (a transport or daemon error).
 pub(crate) const STREAM_RECONNECTS_TOTAL: &str = "log_capturer_stream_reconnects_total";
+/// `log_capturer_stream_idle_checks_total{result}`: follow streams silent for
+/// `inactivity_timeout` checked against the daemon's last line instead of being reopened:
+/// `current` (kept open), `behind` (the daemon has a line the stream did not deliver: reopened),
+/// `failed` (the check failed: reopened).
+pub(crate) const STREAM_IDLE_CHECKS_TOTAL: &str = "log_capturer_stream_idle_checks_total";
 /// `log_capturer_lines_dropped_total{reason}`: `malformed` (a frame with a bad stream byte or
 /// timestamp, dropped) and `truncated` (a line longer than `max_line_bytes`: its first
 /// `max_line_bytes` are delivered, the rest is dropped, and the line is counted here once).
@@ -55,6 +60,9 @@ pub(crate) fn publish_zeroes() {
     ::metrics::counter!(BYTES_TOTAL).increment(0);
     for reason in ["eof", "inactivity", "error"] {
         ::metrics::counter!(STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(0);
+    }
+    for result in ["current", "behind", "failed"] {
+        ::metrics::counter!(STREAM_IDLE_CHECKS_TOTAL, "result" => result).increment(0);
     }
     for reason in ["malformed", "truncated"] {
         ::metrics::counter!(LINES_DROPPED_TOTAL, "reason" => reason).increment(0);

@@ -231,6 +231,12 @@ impl Multiline {
             .map(|last| last + rule.flush_timeout)
     }
 
+    /// Whether an open event holds lines not passed on yet (they come before nothing the task
+    /// sent, so the task is not caught up with what it decoded).
+    pub(crate) fn holds_lines(&self) -> bool {
+        self.events.iter().any(|event| event.open)
+    }
+
     /// Emits the events whose deadline is at or before `now` into `next`; returns whether any
     /// was.
     pub(crate) fn flush_expired(&mut self, now: Instant, next: &mut impl LineSink) -> bool {

@@ -416,6 +416,26 @@ fn lines_that_start_no_event_pass_at_once_and_hold_nothing() {
         ["GET / 200", "\tat not a trace", "Caused by: nothing"]
     );
     assert_eq!(feed.stage.deadline(), None);
+    assert!(!feed.stage.holds_lines());
+}
+
+#[test]
+fn an_open_event_holds_lines_until_it_is_emitted_or_discarded() {
+    let mut feed = Feed::new(preset(MultilinePreset::Java));
+    let lines: Vec<&str> = trimmed(JAVA_LOGBACK).split('\n').collect();
+    feed.line(LogStream::Stderr, lines[0]);
+    assert!(
+        feed.stage.holds_lines(),
+        "a line that may start an event is held"
+    );
+    feed.flush_all();
+    assert!(!feed.stage.holds_lines());
+    for line in &lines[..3] {
+        feed.line(LogStream::Stderr, line);
+    }
+    assert!(feed.stage.holds_lines());
+    feed.stage.discard();
+    assert!(!feed.stage.holds_lines());
 }
 
 #[test]

@@ -304,6 +304,17 @@ impl Harness {
             .unwrap();
     }
 
+    /// Ends the source as `kill -9` would, as far as its state goes: no last acknowledgement is
+    /// applied and no last checkpoint is written; what the periodic saves wrote is what the
+    /// next start finds. Its tasks are then stopped.
+    pub(crate) async fn crash(self) {
+        self.source_task.abort();
+        let _ = self.source_task.await;
+        self.supervisor.shutdown(Duration::from_secs(5)).await;
+        self.pipeline_task.abort();
+        let _ = self.pipeline_task.await;
+    }
+
     /// The state of a container's task.
     pub(crate) fn task_state(&self, container_id: &str) -> Option<TaskState> {
         self.supervisor

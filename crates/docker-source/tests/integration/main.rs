@@ -6,6 +6,7 @@
 //! (or the supervisor's state) with a bounded timeout.
 
 mod capture;
+mod downtime;
 mod files;
 mod harness;
 mod leaks;
@@ -13,4 +14,5 @@ mod lifecycle;
 mod multiline;
 mod reload;
 mod resume;
+mod silence;
 mod unreadable;
