@@ -147,6 +147,7 @@ async fn a_followed_container_that_exits_while_the_source_is_down_is_drained_onc
     assert_eq!(writer.wait_exit(), 0);
     tokio::time::sleep(DOWNTIME_AFTER_EXIT).await;
 
+    let restarted = std::time::Instant::now();
     let second = Harness::start(config_from_end(&label, mode), dir.path(), sink.clone());
     sink.wait_until("the rest of the lines", |c| c.count(writer.id()) >= 3000)
         .await;
@@ -159,6 +160,14 @@ async fn a_followed_container_that_exits_while_the_source_is_down_is_drained_onc
             state == Some(TaskState::Completed)
         })
         .await;
+    // The task learns at once that the container is stopped: it does not wait for its next
+    // look at the container (`inactivity_timeout`, 60 s) to complete.
+    let inactivity = DockerConfig::default().inactivity_timeout;
+    assert!(
+        restarted.elapsed() < inactivity / 2,
+        "the drain completed {:?} after the start",
+        restarted.elapsed()
+    );
     second.stop().await;
     let after_second = sink.with(|c| c.count(writer.id()));
 
