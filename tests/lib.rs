@@ -61,6 +61,11 @@ impl Capturer {
     /// Starts the binary with `args` (plus `--log-format json` and an ephemeral health port
     /// unless `args` name one) and waits until its health API listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Capturer {
+        Capturer::start_with_env(data_dir, args, &[])
+    }
+
+    /// [`Capturer::start`] with extra environment variables (`DOCKER_HOST`, `LOG_CAPTURER_*`).
+    pub fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Capturer {
         let mut command = Command::new(capturer_binary());
         command
             .arg("--data-dir")
@@ -68,6 +73,7 @@ impl Capturer {
             .args(["--log-format", "json"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -90,6 +96,11 @@ impl Capturer {
         });
         let health = wait_listen(&listen_rx, &log);
         Capturer { child, health, log }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The health API's address.
@@ -138,6 +149,43 @@ impl Capturer {
     /// The process's own log so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until the process's own log contains `needle`, panicking after `timeout`; returns
+    /// the log.
+    pub fn wait_log(&self, timeout: Duration, needle: &str) -> String {
+        self.wait_log_after(0, timeout, &[needle]);
+        self.log_text()
+    }
+
+    /// How many lines the process has logged so far (for [`Capturer::wait_log_after`]).
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// Waits until a line logged after the first `from` lines contains every one of `needles`;
+    /// returns it. Panics after `timeout` with the log.
+    pub fn wait_log_after(&self, from: usize, timeout: Duration, needles: &[&str]) -> String {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(from)
+                .find(|line| needles.iter().all(|needle| line.contains(needle)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "no log line with {needles:?} within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Sends a signal (`TERM`, `KILL`, ...).
@@ -235,6 +283,28 @@ pub fn container_tasks<'a>(
         .unwrap_or_default()
 }
 
+/// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` body.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Reads every record of one file sink file (none if it does not exist yet).
+pub fn file_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // A last line without its newline is still being written: it is read next time.
+    text.split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .map(|line| {
+            let line = line.trim_end_matches('\n');
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON record ({e}): {line}", path.display()))
+        })
+        .collect()
+}
+
 /// Reads every record of the file sink under `data_dir` (the live file and rotated ones).
 pub fn file_sink_records(data_dir: &Path) -> Vec<serde_json::Value> {
     let dir = data_dir.join("logs");
@@ -247,14 +317,27 @@ pub fn file_sink_records(data_dir: &Path) -> Vec<serde_json::Value> {
         if file.extension().is_some_and(|ext| ext == "gz") {
             continue;
         }
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        for line in text.lines() {
-            let record = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("{}: not a JSON record ({e}): {line}", file.display()));
-            records.push(record);
-        }
+        records.extend(file_records(&file));
     }
     records
+}
+
+/// Waits until the file sink under `data_dir` holds `expected` records (or fails after
+/// `timeout`).
+pub fn wait_records(data_dir: &Path, expected: usize, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let count = file_sink_records(data_dir).len();
+        if count >= expected {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "only {count} of {expected} records after {timeout:?}"
+        );
+        // Polling the sink's file: the capturer is another process.
+        thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// Feeds file sink records into a checker keyed by container id.

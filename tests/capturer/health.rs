@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use end_to_end::{Capturer, container_tasks, unique_label};
+use end_to_end::{Capturer, container_tasks, metric_value, unique_label};
 use test_support::docker::{self, Container};
 
 /// Every metric name the contract promises on `/metrics`.
@@ -19,6 +19,7 @@ const CONTRACT_METRICS: &[&str] = &[
     "log_capturer_sink_events_total",
     "log_capturer_sink_buffered_events",
     "log_capturer_sink_request_duration_seconds",
+    "log_capturer_config_reloads_total",
     "process_open_fds",
     "process_resident_memory_bytes",
     "tokio_alive_tasks",
@@ -41,13 +42,6 @@ fn timestamp(value: &serde_json::Value) -> jiff::Timestamp {
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an RFC 3339 timestamp: {value}"))
-}
-
-fn metric_value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 #[test]

@@ -1,6 +1,15 @@
 //! The real `log-capturer` binary against the real Docker daemon: health, metrics, silence,
-//! graceful and brutal restarts, and configuration errors.
+//! graceful and brutal restarts, configuration errors, secrets never printed, Docker over TLS,
+//! reloads, container filters, one agent per data dir and multiline events.
 
 mod config_errors;
+mod data_dir_lock;
+mod docker_tls;
+mod filters;
 mod health;
+mod multiline;
+mod otlp;
+mod reload;
 mod restarts;
+mod secrets;
+mod unreadable;

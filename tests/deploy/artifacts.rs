@@ -13,7 +13,11 @@ const SCRAPE_SERIES: &[&str] = &["up", "scrape_duration_seconds", "scrape_sample
 #[test]
 fn compose_and_swarm_files_validate() {
     require_tool("docker-compose");
-    for file in ["docker-compose.yml", "swarm-stack.yml"] {
+    for file in [
+        "docker-compose.yml",
+        "docker-compose.socket-proxy.yml",
+        "swarm-stack.yml",
+    ] {
         run_ok(
             Command::new("docker-compose")
                 .args(["--file", file, "config", "--quiet"])
@@ -39,6 +43,62 @@ fn compose_and_swarm_files_validate() {
             "no {expected:?} in\n{rendered}"
         );
     }
+}
+
+#[test]
+fn socket_proxy_compose_variant_gives_the_socket_to_the_proxy_only() {
+    require_tool("docker-compose");
+    let rendered = run_ok(
+        Command::new("docker-compose")
+            .args(["--file", "docker-compose.socket-proxy.yml", "config"])
+            .env("DOCKER_GID", "4242")
+            .current_dir(deploy_dir()),
+    );
+    let proxy = service_block(&rendered, "socket-proxy");
+    let agent = service_block(&rendered, "log-capturer");
+    for expected in [
+        "/var/run/docker.sock:/var/run/docker.sock:ro",
+        "socket-proxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro",
+        "'4242'",
+        "read_only: true",
+    ] {
+        assert!(proxy.contains(expected), "no {expected:?} in\n{proxy}");
+    }
+    assert!(
+        !proxy.contains("ports:"),
+        "the proxy must not be published:\n{proxy}"
+    );
+    for expected in [
+        "LOG_CAPTURER_DOCKER_HOST: tcp://socket-proxy:2375",
+        "docker-api",
+        "read_only: true",
+    ] {
+        assert!(agent.contains(expected), "no {expected:?} in\n{agent}");
+    }
+    for absent in ["docker.sock", "group_add"] {
+        assert!(
+            !agent.contains(absent),
+            "the agent has {absent:?}:\n{agent}"
+        );
+    }
+    assert!(
+        rendered.contains("docker-api:\n    internal: true"),
+        "{rendered}"
+    );
+}
+
+/// The lines of service `name` in `docker-compose config` output (two-space indented YAML).
+fn service_block(rendered: &str, name: &str) -> String {
+    let header = format!("  {name}:");
+    let mut lines = rendered
+        .lines()
+        .skip_while(|line| !line.starts_with("services:"))
+        .skip_while(|line| *line != header);
+    let Some(first) = lines.next() else {
+        panic!("no service {name} in\n{rendered}");
+    };
+    let body: Vec<&str> = lines.take_while(|line| line.starts_with("    ")).collect();
+    format!("{first}\n{}", body.join("\n"))
 }
 
 #[test]

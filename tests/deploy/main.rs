@@ -7,15 +7,23 @@
 //! - [`alerts`]: `promtool` checks and unit-tests the alert rules; a real Prometheus scraping a
 //!   real agent fires the heartbeat alert when the agent's stream-worker threads are frozen (and
 //!   not before), and the down alert when the whole process is stopped.
-//! - [`artifacts`]: both compose files validate, every metric the dashboard queries exists in a
+//! - [`artifacts`]: the compose files validate, every metric the dashboard queries exists in a
 //!   running agent's `/metrics`, and the shipped agent configurations pass `--check-config`.
+//! - [`data_dir`]: every deployment (image, compose, swarm, systemd) runs the agent on the same
+//!   absolute data dir, kept by its volume or state directory.
+//! - [`socket_proxy`]: the shipped least-privilege proxy (a real HAProxy in front of the real
+//!   socket) passes every request the agent makes, which captures every line through it, and
+//!   refuses writes and reads that are not on its list.
 //!
-//! The tools come from Debian: `docker.io`, `prometheus` (with `promtool`) and `docker-compose`;
-//! a test fails with the apt line when one is missing.
+//! The tools come from Debian: `docker.io`, `prometheus` (with `promtool`), `docker-compose` and
+//! `haproxy`; `cargo xtask test` installs them (xtask/src/tools.rs), and a test run otherwise
+//! fails with the apt line when one is missing.
 
 mod alerts;
 mod artifacts;
+mod data_dir;
 mod image;
+mod socket_proxy;
 
 use std::{
     io::{Read, Write},
@@ -28,7 +36,8 @@ use std::{
 use test_support::docker::workspace_root;
 
 /// The apt line that installs the tools these tests need (besides Docker).
-const APT_LINE: &str = "apt-get install -y --no-install-recommends prometheus docker-compose";
+const APT_LINE: &str =
+    "apt-get install -y --no-install-recommends prometheus docker-compose haproxy";
 
 /// How often the tests poll something external (an HTTP endpoint, a container's state).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -46,8 +55,8 @@ fn require_tool(program: &str) {
         .is_ok_and(|status| status.success());
     assert!(
         found,
-        "`{program}` is not installed; the deploy tests need Debian's prometheus and \
-         docker-compose packages: {APT_LINE}"
+        "`{program}` is not installed; `cargo xtask test` installs what the tests need \
+         (as root), or: {APT_LINE}"
     );
 }
 
@@ -70,13 +79,26 @@ fn run_ok(command: &mut Command) -> String {
 /// An HTTP/1.1 GET that tolerates a server that is not up yet (`None`) and decodes chunked
 /// bodies (Prometheus uses them). Returns the status and the body.
 fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    try_request(addr, "GET", path, "")
+}
+
+/// [`try_get`] with any method and a body (sent with its `Content-Length` when not empty).
+fn try_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{content}Connection: close\r\n\r\n{body}"
     )
     .ok()?;
     let mut response = Vec::new();

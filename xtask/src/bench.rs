@@ -5,14 +5,23 @@
 //!   against a raw reader of the same Docker stream; CPU seconds against dockerd's.
 //! - [`scale`] `scale`: RSS and open fds with 100 and 500 idle containers monitored.
 //! - [`latency`] `latency`: Docker timestamp to file-sink write, p50/p99, at 20 k lines/s.
+//! - [`multiline`] `multiline`: the capturer's rate with a multiline rule on every container,
+//!   against the rate without.
 //! - [`pipeline`] `pipeline`: the sink pipeline's own benchmark (an example of `sink-pipeline`).
+//! - [`files`] `files`: file mode against the API path and the raw API reader: host CPU per line
+//!   and rate catching up on history, rate and dockerd's extra CPU following live containers.
+//!
+//! `throughput` and `cpu` measure the API path (`read_mode = "api"`); `scale` measures the
+//! default mode (`auto`: file mode when the bench runs as root).
 //!
 //! Each target is printed with PASS or MISS, including misses; the figures go to
 //! `target/bench/report.json`. The command fails only when a section could not run; a MISS is a
 //! measurement, not an error. Every container carries the label `log-capturer-bench=<run>` and is
 //! removed when its section ends; the next run removes leftovers of an interrupted one.
 
+mod files;
 mod latency;
+mod multiline;
 mod pipeline;
 mod scale;
 mod stream;
@@ -33,7 +42,7 @@ use crate::{
 };
 
 const HELP: &str = "\
-cargo xtask bench [throughput|cpu|scale|latency|pipeline]... [--quick]
+cargo xtask bench [throughput|cpu|scale|latency|multiline|pipeline|files]... [--quick]
 
 Measures log-capturer (release) on this machine; prints each target with PASS/MISS and writes
 target/bench/report.json. With no section named, runs them all.
@@ -42,7 +51,10 @@ target/bench/report.json. With no section named, runs them all.
   cpu         capturer CPU seconds vs dockerd's for the same stream, and us per line
   scale       RSS and open fds with 100 and 500 idle containers monitored
   latency     p50/p99 from Docker's timestamp to the file sink, 20 containers x 1000 lines/s
+  multiline   10 x 100k lines with a multiline rule on every container vs without (4 rounds)
   pipeline    the sink pipeline's own benchmark (sink-pipeline example pipeline_bench)
+  files       file mode vs the API path: catch-up on 2M lines (host CPU/line, rate), live
+              1/10/50 containers (rate, extra dockerd CPU/line)
   --quick     smaller counts, for trying it out
 ";
 
@@ -56,16 +68,20 @@ enum Section {
     Cpu,
     Scale,
     Latency,
+    Multiline,
     Pipeline,
+    Files,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 7] = [
         Section::Throughput,
         Section::Cpu,
         Section::Scale,
         Section::Latency,
+        Section::Multiline,
         Section::Pipeline,
+        Section::Files,
     ];
 
     fn name(self) -> &'static str {
@@ -74,7 +90,9 @@ impl Section {
             Section::Cpu => "cpu",
             Section::Scale => "scale",
             Section::Latency => "latency",
+            Section::Multiline => "multiline",
             Section::Pipeline => "pipeline",
+            Section::Files => "files",
         }
     }
 }
@@ -202,7 +220,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             Section::Cpu => stream::cpu(&bench, single_stream.take()),
             Section::Scale => scale::run(&bench),
             Section::Latency => latency::run(&bench),
+            Section::Multiline => multiline::run(&bench),
             Section::Pipeline => pipeline::run(&bench),
+            Section::Files => files::run(&bench),
         };
         match result {
             Ok(result) => {

@@ -11,6 +11,10 @@
 //! - [`sink`]: `sink-down`, `disk-full`.
 //! - [`rotation`]: `rotation` (Docker's `max-size`/`max-file` at several rates).
 //! - [`removal`]: `rm-burst` (`--rm` jobs through a slow Loki).
+//! - [`reload`]: `reload` (20 SIGHUP reloads in a minute under load).
+//! - [`instance`]: `second-instance` (one agent per data dir).
+//! - [`memory`]: `churn-memory` (RSS flat while 5 000 containers come and go).
+//! - [`downtime`]: `agent-downtime`, `exit-while-down`; [`quiet`]: `stdout-only-quiet`.
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -19,10 +23,15 @@
 //! `docs/guarantees.md`.
 
 mod daemon;
+mod downtime;
 mod input;
+mod instance;
 mod ledger;
 mod loki;
+mod memory;
 mod process;
+mod quiet;
+mod reload;
 mod removal;
 mod rotation;
 mod sink;
@@ -51,10 +60,14 @@ Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its ex
 
 Options:
   --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
-            rotation (2 rates), rm-burst (2 + 2 jobs)
+            rotation (2 rates), rm-burst (2 + 2 jobs), reload (20 reloads in a minute),
+            second-instance, agent-downtime, exit-while-down, stdout-only-quiet (200 000
+            lines, 20 s windows)
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
+  --read-mode auto|api|files
+            docker.read_mode of the capturer (default: its own default, auto)
 ";
 
 /// A scenario: its name, whether CI runs it, and its body.
@@ -103,6 +116,36 @@ const SCENARIOS: &[Scenario] = &[
         run: removal::rm_burst,
     },
     Scenario {
+        name: "reload",
+        in_ci: true,
+        about: "20 SIGHUP reloads in a minute at 8000 lines/s: sinks added/changed/removed, filters",
+        run: reload::reload,
+    },
+    Scenario {
+        name: "second-instance",
+        in_ci: true,
+        about: "a second agent on a data dir in use exits 73 naming it and the holder's pid",
+        run: instance::second_instance,
+    },
+    Scenario {
+        name: "agent-downtime",
+        in_ci: true,
+        about: "containers start, write and exit while the capturer is down (SIGTERM, SIGKILL)",
+        run: downtime::agent_downtime,
+    },
+    Scenario {
+        name: "exit-while-down",
+        in_ci: true,
+        about: "followed containers keep writing and exit while the capturer is down",
+        run: downtime::exit_while_down,
+    },
+    Scenario {
+        name: "stdout-only-quiet",
+        in_ci: true,
+        about: "dockerd CPU for a quiet stdout-only container with 1 M lines of history",
+        run: quiet::stdout_only_quiet,
+    },
+    Scenario {
         name: "sigterm-under-load",
         in_ci: false,
         about: "SIGTERM at 50k lines/s: exit within grace, restart, nothing lost or doubled",
@@ -139,6 +182,12 @@ const SCENARIOS: &[Scenario] = &[
         run: process::corrupt_checkpoint,
     },
     Scenario {
+        name: "churn-memory",
+        in_ci: false,
+        about: "5000 short-lived containers in waves, removed after capture; RSS within 5 MiB",
+        run: memory::churn_memory,
+    },
+    Scenario {
         name: "churn",
         in_ci: false,
         about: "500 containers living 1-3 s over 5 minutes; no fd/task growth",
@@ -150,12 +199,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut ci = false;
     let mut names = Vec::new();
     let mut binary = None;
+    let mut read_mode = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--binary" => {
                 let path = args.next().context("--binary needs a path")?;
                 binary = Some(std::path::PathBuf::from(path));
+            }
+            "--read-mode" => {
+                let mode = args
+                    .next()
+                    .context("--read-mode needs auto, api or files")?;
+                if !matches!(mode.as_str(), "auto" | "api" | "files") {
+                    bail!("--read-mode must be auto, api or files, not {mode:?}");
+                }
+                read_mode = Some(mode.clone());
             }
             "--help" | "-h" => {
                 print!("{HELP}");
@@ -206,6 +265,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         ),
         out_root: project_root().join("target").join("chaos"),
         ci,
+        read_mode,
     };
     let mut outcomes = Vec::new();
     for scenario in selected {

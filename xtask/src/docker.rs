@@ -1,8 +1,8 @@
 //! `cargo xtask docker-up`: a Docker daemon on a fresh Debian machine.
 //!
-//! Installs Debian's `docker.io` (and `busybox-static`, used by some test images) when missing,
-//! and starts `dockerd` in the background (its own session, logging to `target/dockerd.log`)
-//! when no daemon answers, then waits for it. Never pulls an image.
+//! Installs Debian's `docker.io` when missing (see [`tools`](crate::tools)), and starts `dockerd`
+//! in the background (its own session, logging to `target/dockerd.log`) when no daemon answers,
+//! then waits for it. Never pulls an image.
 
 use std::{
     fs::OpenOptions,
@@ -13,7 +13,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{have, project_root, run};
+use crate::{
+    tools::{self, Need},
+    util::project_root,
+};
 
 /// How long a freshly started daemon may take to answer.
 const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,13 +25,7 @@ pub(crate) fn ensure_daemon() -> Result<()> {
     if daemon_answers() {
         return Ok(());
     }
-    if !have("dockerd") || !have("docker") || !have("busybox") {
-        eprintln!("installing docker.io and busybox-static with apt-get");
-        run(Command::new("apt-get").args(["update", "-qq"]))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "docker.io", "busybox-static"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    tools::ensure(&[Need::Run])?;
     if daemon_answers() {
         return Ok(());
     }

@@ -44,7 +44,7 @@ const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static";
 /// The first line of deploy/Dockerfile's runtime stage; everything from it on is reused.
 const RUNTIME_STAGE: &str = "FROM ${RUNTIME_IMAGE} AS runtime";
 
-/// Debian's static busybox (package `busybox-static`, which `cargo xtask docker-up` installs).
+/// Debian's static busybox (package `busybox-static`, which `cargo xtask test` installs).
 const BUSYBOX: &str = "/bin/busybox";
 
 /// The CA bundle for `https://` Loki endpoints (package `ca-certificates`).
@@ -152,7 +152,7 @@ fn write_context(context: &Path, binary: &Path, dockerfile: &str) -> Result<()> 
     copy(
         Path::new(BUSYBOX),
         &out.join("busybox"),
-        "install Debian's busybox-static (`cargo xtask docker-up` does)",
+        "install Debian's busybox-static (`cargo xtask test` does)",
     )?;
     copy(
         Path::new(CA_BUNDLE),

@@ -13,6 +13,8 @@ mod report;
 mod run;
 mod soak;
 mod test;
+mod tidy;
+mod tools;
 mod util;
 
 use anyhow::{Result, bail};
@@ -21,8 +23,13 @@ const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
-  test        fmt --check, clippy -D warnings, every test (starts Docker if needed)
-  run [ARGS]  runs log-capturer (release) on its embedded default, starting Docker if needed
+  test [NEXTEST ARGS]
+              fmt --check, clippy -D warnings, every test; as root, installs what the tests
+              need (Debian packages, cargo-nextest) and starts Docker if needed. Extra
+              arguments go to nextest: `-E 'test(promtool)'` runs only the matching tests
+              (and skips the doc tests)
+  run [ARGS]  runs log-capturer (release) on its embedded default, installing docker.io and
+              starting Docker if needed
   docker-up   installs docker.io if missing and starts dockerd if no daemon answers
   soak [OPTIONS]
               runs log-capturer against a mix of log generators (default 10m), checks /health,

@@ -1,4 +1,5 @@
-//! `cargo xtask run`: the capturer on its embedded default, after making sure Docker answers.
+//! `cargo xtask run`: the capturer on its embedded default, after making sure Docker answers
+//! (installing Debian's `docker.io` and starting `dockerd` as root when needed).
 
 use anyhow::Result;
 

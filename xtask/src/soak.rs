@@ -66,6 +66,7 @@ Options:
   --task-timeout D        passed to log-capturer (default 5m)
   --keep                  leave the containers for debugging (the next run removes them)
   --sink-loki URL         also push to the Loki at URL (lines are counted in the file sink)
+  --read-mode MODE        docker.read_mode of the capturer: auto, api or files (default: auto)
 
 A compressed run reproduces the old 6-minute failure window in seconds:
   cargo xtask soak --duration 2m --heartbeat-interval 1s --task-timeout 5s
@@ -97,6 +98,8 @@ pub(crate) struct SoakOptions {
     pub(crate) keep: bool,
     /// A Loki endpoint to push to beside the file sink.
     pub(crate) sink_loki: Option<String>,
+    /// `docker.read_mode` of the capturer; `None`: its default.
+    pub(crate) read_mode: Option<String>,
 }
 
 impl SoakOptions {
@@ -109,6 +112,7 @@ impl SoakOptions {
             task_timeout: Duration::from_secs(300),
             keep: false,
             sink_loki: None,
+            read_mode: None,
         };
         let mut args = args.iter();
         while let Some(flag) = args.next() {
@@ -130,6 +134,10 @@ impl SoakOptions {
                 "--heartbeat-interval" => options.heartbeat_interval = parse_duration(value)?,
                 "--task-timeout" => options.task_timeout = parse_duration(value)?,
                 "--sink-loki" => options.sink_loki = Some(value.clone()),
+                "--read-mode" if matches!(value.as_str(), "auto" | "api" | "files") => {
+                    options.read_mode = Some(value.clone());
+                }
+                "--read-mode" => bail!("--read-mode must be auto, api or files, not {value:?}"),
                 other => bail!("unknown option {other}\n\n{HELP}"),
             }
         }
@@ -236,6 +244,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     );
     let containers = ContainerSet::new(LABEL_KEY, run_id.clone());
     let mut extra_env = compressed_timeouts(options.task_timeout);
+    if let Some(mode) = &options.read_mode {
+        extra_env.push(("LOG_CAPTURER_DOCKER_READ_MODE".to_owned(), mode.clone()));
+    }
     if let Some(endpoint) = &options.sink_loki {
         // Configured sinks replace the default file sink: name it again, at the same path.
         let config = out_dir.join("sinks.toml");
@@ -861,9 +872,12 @@ mod tests {
             "5s",
             "--sink-loki",
             "http://127.0.0.1:3100",
+            "--read-mode",
+            "files",
             "--keep",
         ])
         .unwrap();
+        assert_eq!(options.read_mode.as_deref(), Some("files"));
         assert_eq!(options.duration, Duration::from_secs(120));
         assert_eq!(options.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(options.task_timeout, Duration::from_secs(5));
@@ -878,6 +892,7 @@ mod tests {
             &["--sink-loki"][..],
             &["--bogus", "1"][..],
             &["--task-timeout", "0s"][..],
+            &["--read-mode", "disk"][..],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

@@ -14,6 +14,7 @@
 //!   buffered), so the source's cursor only moves past lines that cannot be lost any more.
 //! - [`status`]: snapshots of tasks, sinks and the Docker connection, for the health API.
 //! - [`ErrorChain`]: an error and its causes on one line, for logs and `last_error`.
+//! - [`url`]: credentials written into URLs, split off before a URL is stored or shown.
 //!
 //! # Example
 //!
@@ -44,6 +45,7 @@ mod container;
 mod error;
 mod position;
 pub mod status;
+pub mod url;
 
 pub use batch::{Acknowledgement, EventBatch, EventBatchBuilder, LogLine};
 pub use container::{ContainerId, ContainerInfo, InvalidContainerId};

@@ -1,8 +1,9 @@
 //! Snapshots of the agent's parts, as the health API reports them.
 //!
 //! Each producer owns its snapshot type's values: the supervisor makes [`TaskSnapshot`]s, each
-//! sink a [`SinkSnapshot`], the Docker source a [`DockerSnapshot`]. They serialise to the
-//! `/health` shape of the contract (timestamps as RFC 3339 strings).
+//! sink a [`SinkSnapshot`], the Docker source a [`DockerSnapshot`] and the list of
+//! [`UnreadableContainer`]s. They serialise to the `/health` shape of the contract (timestamps as
+//! RFC 3339 strings).
 
 use std::time::SystemTime;
 
@@ -68,6 +69,10 @@ pub struct TaskSnapshot {
     pub restarts: u32,
     /// The last error, panic message or timeout, if any.
     pub last_error: Option<String>,
+    /// How the task does its work, when it has several ways (a container task: `api` or
+    /// `files`); not shown when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// A sink's delivery health.
@@ -142,6 +147,48 @@ impl Default for DockerSnapshot {
             last_error: None,
         }
     }
+}
+
+/// Why a container's logs cannot be read by design (its configuration, not a failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreadableReason {
+    /// The container runs with `--log-driver none`: Docker keeps no log at all.
+    LogDriverNone,
+    /// The container's log driver sends lines elsewhere and cannot read them back (`syslog`,
+    /// `gelf`, `fluentd`, `awslogs`, `splunk`, ...), and Docker's dual logging (the local cache
+    /// that lets `docker logs` work for such drivers) is off (`cache-disabled=true`).
+    DualLoggingDisabled,
+}
+
+impl UnreadableReason {
+    /// Every reason, for metrics that report a gauge per reason.
+    pub const ALL: [UnreadableReason; 2] = [
+        UnreadableReason::LogDriverNone,
+        UnreadableReason::DualLoggingDisabled,
+    ];
+
+    /// The name `/health` and the `reason` metric label use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnreadableReason::LogDriverNone => "log_driver_none",
+            UnreadableReason::DualLoggingDisabled => "dual_logging_disabled",
+        }
+    }
+}
+
+/// A container the agent would capture but whose logs cannot be read by design, as `/health`
+/// lists it under `unreadable`. It has no task and is not a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableContainer {
+    /// The full container id (64 hex digits; not a task id).
+    pub id: String,
+    /// The container's name, without Docker's leading `/`.
+    pub name: String,
+    /// The container's log driver as Docker reports it (`none`, `syslog`, ...).
+    pub driver: String,
+    /// Why its logs cannot be read.
+    pub reason: UnreadableReason,
 }
 
 /// Formats a wall-clock time as RFC 3339 (UTC, nanosecond precision trimmed of trailing zeros).

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::SystemTime};
 
 use crate::{
     ContainerId, ContainerInfo, EventBatchBuilder, LogStream, Position, format_rfc3339_nanos,
-    status::{TaskSnapshot, TaskState},
+    status::{TaskSnapshot, TaskState, UnreadableContainer, UnreadableReason},
 };
 
 fn info() -> Arc<ContainerInfo> {
@@ -115,12 +115,44 @@ fn task_snapshot_serialises_to_the_contract_shape() {
         last_heartbeat: SystemTime::UNIX_EPOCH,
         restarts: 0,
         last_error: None,
+        mode: None,
     };
     let json = serde_json::to_value(&snapshot).unwrap();
     assert_eq!(json["type"], "container");
     assert_eq!(json["state"], "running");
     assert_eq!(json["started_at"], "1970-01-01T00:00:00Z");
     assert!(json["last_error"].is_null());
+    assert!(json.get("mode").is_none(), "no mode, no key");
+    let with_mode = TaskSnapshot {
+        mode: Some("files".into()),
+        ..snapshot
+    };
+    assert_eq!(serde_json::to_value(&with_mode).unwrap()["mode"], "files");
+}
+
+#[test]
+fn unreadable_container_serialises_to_the_contract_shape() {
+    for reason in UnreadableReason::ALL {
+        let entry = UnreadableContainer {
+            id: "ab".repeat(32),
+            name: "quiet".into(),
+            driver: "none".into(),
+            reason,
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 4, "{json}");
+        for key in ["id", "name", "driver", "reason"] {
+            assert!(json.get(key).is_some(), "{key} missing: {json}");
+        }
+        // The label value of the metric and the JSON value are one name.
+        assert_eq!(json["reason"], reason.as_str());
+    }
 }
 
 mod error_chain {
@@ -165,4 +197,29 @@ mod error_chain {
             "client: client error (Connect): refused"
         );
     }
+}
+
+#[test]
+fn userinfo_is_split_from_every_kind_of_url() {
+    use crate::url::{split_userinfo, strip_userinfo};
+
+    let cases = [
+        ("https://u:p@h:1/a?b#c", "https://h:1/a?b#c"),
+        ("http://u@h", "http://h"),
+        ("tcp://a:b@c@10.0.0.1:2376", "tcp://10.0.0.1:2376"),
+        ("https://h/path@not-userinfo", "https://h/path@not-userinfo"),
+        ("https://h?q=a@b", "https://h?q=a@b"),
+        ("unix:///var/run/docker.sock", "unix:///var/run/docker.sock"),
+        ("", ""),
+    ];
+    for (url, stripped) in cases {
+        assert_eq!(strip_userinfo(url), stripped, "{url}");
+    }
+    let (_, userinfo) = split_userinfo("https://a:b@c@host");
+    let userinfo = userinfo.unwrap();
+    assert_eq!(userinfo.username, "a");
+    assert_eq!(userinfo.password.as_deref(), Some("b@c"));
+    let (_, userinfo) = split_userinfo("https://%3Atoken@host");
+    assert_eq!(userinfo.unwrap().username, ":token");
+    assert!(split_userinfo("https://host").1.is_none());
 }

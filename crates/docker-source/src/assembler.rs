@@ -141,7 +141,7 @@ mod tests {
             "web",
             "nginx",
         ));
-        let shared = ContainerShared::new(info.clone(), [None; 3]);
+        let shared = ContainerShared::new(info.clone(), [None; 3], None);
         let mut assembler = Assembler::new(info, 100, 1 << 20);
         let at = |n| Position::new(n, 0);
         assembler.line(LogStream::Stdout, at(1), b"replayed", true);

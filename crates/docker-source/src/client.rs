@@ -13,7 +13,7 @@ use std::{
 
 use bollard::{ClientVersion, Docker};
 
-use crate::{DockerConfig, Error, Result};
+use crate::{DockerConfig, Error, Result, transport};
 
 /// The local socket used when neither `docker.host` nor `$DOCKER_HOST` names one.
 pub(crate) const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -60,13 +60,15 @@ impl Endpoint {
     }
 }
 
-/// The host the source connects to: the configured one, `$DOCKER_HOST`, or the local socket.
+/// The host the source connects to: the configured one, `$DOCKER_HOST`, or the local socket,
+/// without any `user:password@` (Docker takes none, and it must appear in no log line).
 pub(crate) fn effective_host(config: &DockerConfig) -> String {
-    config
+    let host = config
         .host
         .clone()
         .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+    capture_core::url::strip_userinfo(&host).into_owned()
 }
 
 fn cert_file(explicit: &Option<PathBuf>, name: &str) -> PathBuf {
@@ -90,22 +92,53 @@ pub(crate) fn connect(
     version: &ClientVersion,
 ) -> Result<Docker> {
     let timeout = config.request_timeout.as_secs().max(1);
-    let client = match Endpoint::parse(host)? {
-        Endpoint::Unix(path) => Docker::connect_with_unix(&path, timeout, version),
-        Endpoint::Http(address) => Docker::connect_with_http(&address, timeout, version),
-        Endpoint::Https(address) => Docker::connect_with_ssl(
-            &address,
-            &cert_file(&config.tls_key, "key.pem"),
-            &cert_file(&config.tls_cert, "cert.pem"),
-            &cert_file(&config.tls_ca, "ca.pem"),
-            timeout,
-            version,
-        ),
-    };
-    client.map_err(|source| Error::Client {
-        host: host.to_owned(),
-        source,
-    })
+    match Endpoint::parse(host)? {
+        Endpoint::Unix(path) => {
+            Docker::connect_with_unix(&path, timeout, version).map_err(|source| Error::Client {
+                host: host.to_owned(),
+                source,
+            })
+        }
+        // Over TCP, the connections need keepalive, which bollard's own connectors lack.
+        Endpoint::Http(address) => transport::http(&address, timeout, version),
+        Endpoint::Https(address) => {
+            let (ca, cert, key) = (
+                cert_file(&config.tls_ca, "ca.pem"),
+                cert_file(&config.tls_cert, "cert.pem"),
+                cert_file(&config.tls_key, "key.pem"),
+            );
+            let files = transport::TlsFiles {
+                ca: &ca,
+                cert: &cert,
+                key: &key,
+            };
+            transport::https(&address, files, timeout, version)
+        }
+    }
+}
+
+/// The error of the first request to `host`: over TLS, a failure without an answer from the
+/// daemon names the CA and client certificate files in use.
+pub(crate) fn first_request_error(
+    config: &DockerConfig,
+    host: &str,
+    operation: &'static str,
+    source: bollard::errors::Error,
+) -> Error {
+    let tls = matches!(Endpoint::parse(host), Ok(Endpoint::Https(_)));
+    if tls && crate::error::docker_status(&source).is_none() {
+        let files = format!(
+            "{host} (trusting the CA {}, presenting the client certificate {})",
+            cert_file(&config.tls_ca, "ca.pem").display(),
+            cert_file(&config.tls_cert, "cert.pem").display()
+        );
+        return Error::Tls {
+            operation,
+            files,
+            source,
+        };
+    }
+    Error::Docker { operation, source }
 }
 
 /// The version string `/health` shows: `1.41`.
@@ -166,6 +199,31 @@ mod tests {
             Endpoint::Http("10.0.0.1:2375".into())
         );
         assert!(Endpoint::parse("ssh://host").is_err());
+    }
+
+    #[test]
+    fn a_tls_failure_names_the_files_in_use() {
+        let config = DockerConfig {
+            tls_ca: Some("/etc/agent/ca.pem".into()),
+            tls_cert: Some("/etc/agent/cert.pem".into()),
+            ..DockerConfig::default()
+        };
+        let refused = || bollard::errors::Error::RequestTimeoutError;
+        let error = first_request_error(&config, "https://10.0.0.1:2376", "ping", refused());
+        assert_eq!(
+            error.to_string(),
+            "Docker request failed: ping over TLS to https://10.0.0.1:2376 (trusting the CA \
+             /etc/agent/ca.pem, presenting the client certificate /etc/agent/cert.pem)"
+        );
+        assert!(error.is_transient());
+        let plain = first_request_error(&config, "unix:///run/docker.sock", "ping", refused());
+        assert_eq!(plain.to_string(), "Docker request failed: ping");
+        let answered = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "oops".into(),
+        };
+        let answered = first_request_error(&config, "https://10.0.0.1:2376", "ping", answered);
+        assert!(matches!(answered, Error::Docker { .. }), "{answered:?}");
     }
 
     #[test]

@@ -246,6 +246,16 @@ impl Cursor {
         self.switch = None;
     }
 
+    /// The position of the last line seen (skipped or not).
+    pub(crate) fn last(&self) -> Option<Position> {
+        self.last
+    }
+
+    /// The stream resumes right after a line at `last` (so ordinals continue).
+    pub(crate) fn continue_after(&mut self, last: Option<Position>) {
+        self.last = last;
+    }
+
     fn position_for(&self, timestamp: i64) -> Position {
         match self.last {
             Some(last) => last.next_for(timestamp),

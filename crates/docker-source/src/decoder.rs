@@ -213,11 +213,21 @@ impl Decoder {
     }
 
     /// Prepares for a new stream that starts at or before `resume` (per stream, indexed by
-    /// [`LogStream::index`]): lines at or before it are skipped, lines up to `replay_through`
-    /// (a timestamp) are flagged as a replay. Open partial lines are dropped (they were not
-    /// delivered, so the new stream delivers them whole); a line whose head was sent and is the
-    /// last line sent (`resume`) is continued where it was left.
-    pub(crate) fn reset(&mut self, resume: [Option<Position>; 3], replay_through: Option<i64>) {
+    /// [`LogStream::index`]): lines at or before it are skipped; none is flagged as a replay
+    /// (see [`Decoder::reset_flagging`]).
+    pub(crate) fn reset(&mut self, resume: [Option<Position>; 3]) {
+        self.reset_flagging(resume, None);
+    }
+
+    /// Like [`Decoder::reset`]; lines up to `replay_through` (a timestamp) are flagged as a
+    /// replay. Open partial lines are dropped (they were not delivered, so the new stream
+    /// delivers them whole); a line whose head was sent and is the last line sent (`resume`) is
+    /// continued where it was left.
+    pub(crate) fn reset_flagging(
+        &mut self,
+        resume: [Option<Position>; 3],
+        replay_through: Option<i64>,
+    ) {
         for ((cursor, resume), sent) in self
             .cursors
             .iter_mut()
@@ -354,6 +364,59 @@ impl Decoder {
             Some((b'\n', rest)) => (rest, true),
             _ => (text, false),
         };
+        self.piece(stream, index, timestamp, text, complete, sink);
+    }
+
+    /// One entry of a log file (stdout or stderr): its timestamp, its text without the newline,
+    /// and whether it ends a line (`false` for the pieces Docker split a long line into).
+    /// Merged, capped and skipped exactly like the frames of the API stream.
+    pub(crate) fn entry(
+        &mut self,
+        stream: LogStream,
+        timestamp: i64,
+        text: &[u8],
+        complete: bool,
+        sink: &mut impl LineSink,
+    ) {
+        let index = match stream {
+            LogStream::Stdout => 0,
+            LogStream::Stderr => 1,
+            LogStream::Tty => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        self.piece(stream, index, timestamp, text, complete, sink);
+    }
+
+    /// The position of the last line seen on each stream (delivered or skipped).
+    pub(crate) fn last_positions(&self) -> [Option<Position>; 3] {
+        self.cursors.each_ref().map(Cursor::last)
+    }
+
+    /// Like [`Decoder::reset`], for a stream that resumes right after lines whose positions
+    /// were `last` (so ordinals continue), skipping lines at or before `resume`.
+    pub(crate) fn reset_after(
+        &mut self,
+        last: [Option<Position>; 3],
+        resume: [Option<Position>; 3],
+    ) {
+        self.reset(resume);
+        for (cursor, last) in self.cursors.iter_mut().zip(last) {
+            cursor.continue_after(last);
+        }
+    }
+
+    /// A frame's or an entry's text, merged with the pieces before it.
+    fn piece(
+        &mut self,
+        stream: LogStream,
+        index: usize,
+        timestamp: i64,
+        text: &[u8],
+        complete: bool,
+        sink: &mut impl LineSink,
+    ) {
         let max = self.max_line_bytes;
         let partial = &mut self.partials[index];
         let cursor = &mut self.cursors[stream.index()];

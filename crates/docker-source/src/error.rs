@@ -30,6 +30,19 @@ pub enum Error {
         #[source]
         source: globset::Error,
     },
+    /// A `[[docker.multiline]]` rule is invalid.
+    #[error("invalid setting docker.multiline[{index}].{key}: {reason}")]
+    Multiline {
+        /// The rule's index in the `[[docker.multiline]]` array.
+        index: usize,
+        /// The offending key of the rule.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+        /// The underlying error (a regular expression or a glob that does not compile).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The Docker client could not be built from the configured host (bad address, TLS files).
     #[error("cannot set up a Docker client for {host}")]
     Client {
@@ -38,6 +51,31 @@ pub enum Error {
         /// The client's error.
         #[source]
         source: bollard::errors::Error,
+    },
+    /// The daemon could not be reached over TLS: a CA that did not sign the daemon's
+    /// certificate, a client certificate the daemon does not trust, a daemon that is down.
+    /// Names the files in use, so the operator knows which one to check.
+    #[error("Docker request failed: {operation} over TLS to {files}")]
+    Tls {
+        /// What was asked (`negotiate the API version`).
+        operation: &'static str,
+        /// The host and the files in use: `HOST (trusting the CA CA, presenting the client
+        /// certificate CERT)`.
+        files: String,
+        /// The client's error (the TLS alert or verification failure is in its chain).
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A TLS file of an `https://` daemon (CA, certificate, key) cannot be read or used.
+    #[error("cannot use the TLS file {path} for {host}")]
+    TlsFile {
+        /// The configured host.
+        host: String,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A request to the Docker daemon failed.
     #[error("Docker request failed: {operation}")]
@@ -72,6 +110,27 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A container's log files could not be read (file mode).
+    #[error("cannot read the log files in {path}")]
+    LogFiles {
+        /// The directory of the container's log files.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// File mode cannot read Docker's containers directory (`read_mode = "files"`) or a
+    /// container's log files.
+    #[error(
+        "cannot read {path} in file mode: the agent needs read access to Docker's containers directory (run it as root or with CAP_DAC_READ_SEARCH, and mount the directory read-only into its container)"
+    )]
+    FilesUnreadable {
+        /// Docker's `containers` directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// A stream-worker thread or its runtime could not be started.
     #[error("cannot start a stream worker thread")]
     Worker(#[source] io::Error),
@@ -81,11 +140,18 @@ impl Error {
     /// Whether retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Docker { .. } | Error::Checkpoint { .. } | Error::Worker(_) => true,
+            Error::Docker { .. }
+            | Error::Tls { .. }
+            | Error::Checkpoint { .. }
+            | Error::Worker(_)
+            | Error::LogFiles { .. } => true,
             Error::Config { .. }
             | Error::Glob { .. }
+            | Error::Multiline { .. }
             | Error::Client { .. }
+            | Error::TlsFile { .. }
             | Error::Unreadable { .. }
+            | Error::FilesUnreadable { .. }
             | Error::PipelineClosed => false,
         }
     }

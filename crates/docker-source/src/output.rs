@@ -43,8 +43,8 @@ pub(crate) fn decode_output(
     }
 }
 
-/// Records the decoder's counters as metrics; logs a cursor line Docker no longer had.
-pub(crate) fn record_drops(shared: &ContainerShared, counters: DecodeCounters) {
+/// Records the decoder's counters as metrics (lines dropped, lines skipped).
+pub(crate) fn record_drops(counters: DecodeCounters) {
     let dropped = [
         ("truncated", counters.truncated),
         ("malformed", counters.malformed),
@@ -65,15 +65,20 @@ pub(crate) fn record_drops(shared: &ContainerShared, counters: DecodeCounters) {
                 .increment(count);
         }
     }
-    if counters.cursor_gone > 0 {
-        ::metrics::counter!(metric_names::STREAM_GAPS_TOTAL, "reason" => "rotated")
-            .increment(counters.cursor_gone);
-        let info = shared.info();
-        warn!(
-            container_id = %info.id,
-            name = %info.name,
-            "Docker no longer had the last line read when the stream was reopened (its log file \
-             was rotated away): the lines after it in that file are lost, their number unknown"
-        );
+}
+
+/// Counts and logs reopened API streams whose cursor line Docker no longer had (`count` of
+/// them). File mode counts the files Docker deleted itself (`log_capturer_log_files_lost_total`).
+pub(crate) fn record_cursor_gone(shared: &ContainerShared, count: u64) {
+    if count == 0 {
+        return;
     }
+    ::metrics::counter!(metric_names::STREAM_GAPS_TOTAL, "reason" => "rotated").increment(count);
+    let info = shared.info();
+    warn!(
+        container_id = %info.id,
+        name = %info.name,
+        "Docker no longer had the last line read when the stream was reopened (its log file \
+         was rotated away): the lines after it in that file are lost, their number unknown"
+    );
 }

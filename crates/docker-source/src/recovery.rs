@@ -53,7 +53,7 @@ pub(crate) async fn read_skipped(
     // longer has it, its file was deleted); the other streams' are skipped whole.
     let mut resume = [Some(Position::new(i64::MAX, 0)); 3];
     resume[switch.stream.index()] = Some(Position::new(switch.after, BOUNDARY_ORDINAL - 1));
-    decoder.reset(resume, None);
+    decoder.reset(resume);
     let mut between = Between {
         stream: switch.stream,
         before: switch.first,
@@ -123,6 +123,7 @@ fn open(
                 follow: false,
                 since,
                 until,
+                tail: None,
                 tty,
             };
             Either::Left(raw_logs::logs(

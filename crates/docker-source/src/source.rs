@@ -3,8 +3,20 @@
 //!
 //! `run` connects (negotiating the API version), lists every container, then follows `/events`.
 //! On any events error it reconnects with exponential backoff and lists again, so nothing that
-//! happened meanwhile is missed. The same loop consumes acknowledgements and saves the
-//! checkpoint file every `checkpoint_interval`.
+//! happened meanwhile is missed; it also lists again every `relist_interval`, in case the events
+//! connection went silent without failing (`source/listing.rs`). The first listing of a run
+//! decides what to read of what happened while the agent was away (`startup.rs`). The same loop
+//! consumes acknowledgements, records what the tasks read through and completed
+//! (`source/progress.rs`), and saves the checkpoint file every `checkpoint_interval` (and at
+//! least every few seconds while the daemon is seen, so the file's boundary keeps up). A
+//! container whose log driver cannot be read by design gets no task: it is listed as unreadable
+//! (`source/unreadable.rs`). New filters from a configuration reload are applied by the same
+//! loop (`source/reload.rs`).
+
+mod listing;
+mod progress;
+mod reload;
+mod unreadable;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -20,8 +32,8 @@ use bollard::{
     query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions},
 };
 use capture_core::{
-    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch, Position,
-    status::{DockerSnapshot, DockerState},
+    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch,
+    status::{DockerSnapshot, DockerState, UnreadableContainer},
 };
 use futures_util::{Stream, StreamExt, future::join_all};
 use task_supervisor::{RestartPolicy, Supervisor, TaskSpec};
@@ -33,16 +45,22 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::{reload::ReloadState, unreadable::UnreadableContainers};
 use crate::{
-    DockerConfig, Error, ReadFrom, Result,
-    checkpoint::{Checkpoints, write_atomically},
+    DockerConfig, Error, ReadMode, Result,
+    checkpoint::{Checkpoints, ContainerCheckpoint, StreamPositions, write_atomically},
     client::{self, Backoff},
     error::docker_status,
+    files::{follower::file_task, mode::FileMode, watch::Watcher},
     filter::{ContainerFilter, SelfContainer},
-    metric_names,
+    log_driver, metric_names,
+    multiline::MultilineRules,
     raw_logs::RawEndpoint,
+    reload::SourceReloader,
     removal::{self, DrainBounds},
+    startup::StartState,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
+    timestamp::api_time_nanos,
     workers::{StreamWorkers, WorkerSlot},
 };
 
@@ -73,10 +91,13 @@ pub struct DockerSource {
     /// Owned: joined at the end of [`DockerSource::run`] (or when the source is dropped).
     workers: StreamWorkers,
     status_tx: watch::Sender<DockerSnapshot>,
+    unreadable: UnreadableContainers,
     settings: Arc<StreamSettings>,
     self_container: SelfContainer,
     /// The agent's start, the `read_from = "end"` boundary.
     started_at_nanos: i64,
+    /// The live settings a reload changes ([`DockerSource::reloader`]); read by `run`.
+    settings_tx: watch::Sender<DockerConfig>,
 }
 
 impl DockerSource {
@@ -89,13 +110,11 @@ impl DockerSource {
         let endpoint = client::Endpoint::parse(&host)?;
         let checkpoints = Checkpoints::load(data_dir);
         let workers = StreamWorkers::start(config.stream_threads.max(1))?;
-        let started_at_nanos = i64::try_from(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        )
-        .unwrap_or(i64::MAX);
+        let started_at_nanos = unix_nanos();
+        let multiline = Arc::new(MultilineRules::new(
+            &config.multiline,
+            config.inactivity_timeout,
+        )?);
         let settings = Arc::new(StreamSettings {
             inactivity_timeout: config.inactivity_timeout,
             partial_flush_timeout: config.partial_flush_timeout,
@@ -110,6 +129,7 @@ impl DockerSource {
                 idle: config.removed_drain_timeout,
                 max: config.removed_drain_max,
             },
+            multiline,
         });
         let self_container = SelfContainer::detect();
         if let Some(id) = self_container.describe() {
@@ -117,12 +137,14 @@ impl DockerSource {
         }
         let (status_tx, _) = watch::channel(DockerSnapshot::default());
         Ok(DockerSource {
+            settings_tx: watch::Sender::new(config.clone()),
             config,
             host,
             filter,
             checkpoints,
             workers,
             status_tx,
+            unreadable: UnreadableContainers::default(),
             settings,
             self_container,
             started_at_nanos,
@@ -132,6 +154,20 @@ impl DockerSource {
     /// The Docker connection's state, for `/health` and readiness.
     pub fn status(&self) -> watch::Receiver<DockerSnapshot> {
         self.status_tx.subscribe()
+    }
+
+    /// The containers whose logs cannot be read by design (log driver `none`, or a driver that
+    /// only sends with Docker's dual logging off), for `/health`. They have no task.
+    pub fn unreadable(&self) -> watch::Receiver<Vec<UnreadableContainer>> {
+        self.unreadable.subscribe()
+    }
+
+    /// The handle a configuration reload uses to change the filters of the running source
+    /// ([`DockerConfig::LIVE_KEYS`]).
+    pub fn reloader(&self) -> SourceReloader {
+        SourceReloader {
+            settings_tx: self.settings_tx.clone(),
+        }
     }
 
     /// The stream workers' runtimes (for runtime metrics such as `tokio_alive_tasks`).
@@ -160,12 +196,27 @@ impl DockerSource {
             checkpoints,
             mut workers,
             status_tx,
+            unreadable,
             settings,
             self_container,
             started_at_nanos,
+            settings_tx,
         } = self;
         metric_names::publish_zeroes();
+        let start_state = StartState::new(&checkpoints, config.read_from, started_at_nanos);
+        // File mode's change notifications: one inotify instance, read on this runtime.
+        let (watcher, watch_loop) = match config.read_mode {
+            ReadMode::Api => (Watcher::polling(), None),
+            ReadMode::Auto | ReadMode::Files => Watcher::new(),
+        };
+        let watch_shutdown = CancellationToken::new();
+        let mut watch_task = tokio::task::JoinSet::new();
+        if let Some(watch_loop) = watch_loop {
+            watch_task.spawn(watch_loop.run(watch_shutdown.clone()));
+        }
         let mut discovery = Discovery {
+            files: FileMode::new(config.read_mode, watcher),
+            fatal: None,
             restart_policy: RestartPolicy {
                 restart_on_error: true,
                 restart_on_success: false,
@@ -180,9 +231,10 @@ impl DockerSource {
             checkpoints,
             workers: &workers,
             status_tx,
+            unreadable,
             settings,
             self_container,
-            started_at_nanos,
+            start_state,
             supervisor,
             batch_tx: Some(batch_tx),
             docker: None,
@@ -190,18 +242,27 @@ impl DockerSource {
             destroyed: HashMap::new(),
             pending_spawns: HashSet::new(),
             retry_inspect: HashSet::new(),
+            retry_start: HashSet::new(),
             listed_once: false,
             disconnected_at: None,
+            reload: ReloadState::new(settings_tx.subscribe()),
+            listed_at: None,
         };
         discovery.discover(&mut ack_rx, &shutdown).await;
         let result = discovery.shut_down(&mut ack_rx).await;
+        let fatal = discovery.fatal.take();
         drop(discovery);
+        watch_shutdown.cancel();
+        while watch_task.join_next().await.is_some() {}
         // Joining is quick (the runtimes only wait for the stop token) but blocking.
         let joined = tokio::task::spawn_blocking(move || workers.shutdown()).await;
         if joined.is_err() {
             warn!("joining the stream worker threads failed");
         }
-        result
+        match fatal {
+            Some(error) => Err(error),
+            None => result,
+        }
     }
 }
 
@@ -230,9 +291,12 @@ struct Discovery<'a> {
     checkpoints: Checkpoints,
     workers: &'a StreamWorkers,
     status_tx: watch::Sender<DockerSnapshot>,
+    /// Containers that are not monitored because their logs cannot be read by design.
+    unreadable: UnreadableContainers,
     settings: Arc<StreamSettings>,
     self_container: SelfContainer,
-    started_at_nanos: i64,
+    /// What the agent knew of its past at start: decides the first listing (`startup.rs`).
+    start_state: StartState,
     supervisor: Supervisor,
     restart_policy: RestartPolicy,
     /// The source's own sender; `None` once shutdown began (tasks hold clones while they run).
@@ -246,10 +310,20 @@ struct Discovery<'a> {
     pending_spawns: HashSet<ContainerId>,
     /// Containers whose inspection failed; retried on the next checkpoint tick.
     retry_inspect: HashSet<ContainerId>,
-    /// Whether a listing succeeded: containers found by the first one follow `read_from`.
+    /// The same, for containers of the first listing (retried with the start-up decision).
+    retry_start: HashSet<ContainerId>,
+    /// Whether a listing succeeded: the first one decides from the saved state.
     listed_once: bool,
     /// When the events stream was lost (unix seconds), until the next listing.
     disconnected_at: Option<i64>,
+    /// When the last listing was asked for (unix seconds).
+    listed_at: Option<i64>,
+    /// File mode: which containers are read from files, their cursors and signals.
+    files: FileMode,
+    /// An error that ends the source (file mode cannot read Docker's directory).
+    fatal: Option<Error>,
+    /// New filters from reloads, and the containers they released.
+    reload: ReloadState,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<EventMessage, bollard::errors::Error>> + Send>>;
@@ -265,7 +339,14 @@ impl Discovery<'_> {
         let mut reconnect_at = Instant::now();
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut relist_tick = tokio::time::interval_at(
+            Instant::now() + self.config.relist_interval,
+            self.config.relist_interval,
+        );
+        relist_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut supervisor_rx = self.supervisor.subscribe();
+        let mut settings_rx = self.reload.settings_rx.clone();
+        let mut settings_open = true;
         let mut acks_open = true;
         loop {
             if events.is_none() && Instant::now() >= reconnect_at {
@@ -278,6 +359,13 @@ impl Discovery<'_> {
                     Ok(stream) => {
                         events = Some(stream);
                         backoff.reset();
+                        self.listed().await;
+                        relist_tick.reset();
+                    }
+                    Err(error @ Error::FilesUnreadable { .. }) => {
+                        tracing::error!(error = %ErrorChain(&error), "the Docker source cannot run");
+                        self.fatal = Some(error);
+                        return;
                     }
                     Err(error) => {
                         let delay = backoff.next_delay();
@@ -290,7 +378,13 @@ impl Discovery<'_> {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    // Everything up to now was seen: the next start reads what comes after.
+                    if events.is_some() {
+                        self.see_daemon();
+                    }
+                    return;
+                }
                 ack = ack_rx.recv(), if acks_open => match ack {
                     Some(ack) => self.acknowledge(&ack),
                     None => {
@@ -298,12 +392,15 @@ impl Discovery<'_> {
                         acks_open = false;
                     }
                 },
-                _ = checkpoint_tick.tick() => {
-                    self.retry_inspections().await;
-                    self.reap_destroyed();
-                    self.forget_acknowledged_destroyed(false);
-                    self.save_checkpoints().await;
-                }
+                changed = settings_rx.changed(), if settings_open => match changed {
+                    Ok(()) => {
+                        let next = settings_rx.borrow_and_update().clone();
+                        self.apply_settings(next).await;
+                    }
+                    Err(_) => settings_open = false,
+                },
+                _ = checkpoint_tick.tick() => self.checkpoint_tick(events.is_some()).await,
+                _ = relist_tick.tick(), if events.is_some() => self.relist().await,
                 changed = supervisor_rx.changed(), if !self.pending_spawns.is_empty() => {
                     if changed.is_ok() {
                         self.retry_spawns();
@@ -330,6 +427,28 @@ impl Discovery<'_> {
         }
     }
 
+    /// A listing succeeded: its decisions are saved at once, with the boundary.
+    async fn listed(&mut self) {
+        self.see_daemon();
+        self.checkpoints.mark_dirty();
+        self.save_checkpoints().await;
+    }
+
+    /// Every `checkpoint_interval`: retries, bookkeeping, and the checkpoint file's save (its
+    /// boundary moves only while the events stream is `connected`).
+    async fn checkpoint_tick(&mut self, connected: bool) {
+        self.files.reap(&self.supervisor).await;
+        self.reap_destroyed();
+        self.retry_inspections().await;
+        self.reload_tick().await;
+        self.forget_acknowledged_destroyed(false);
+        self.record_progress();
+        if connected {
+            self.see_daemon();
+        }
+        self.save_checkpoints().await;
+    }
+
     fn set_status(&self, state: DockerState, error: Option<String>) {
         let api_version = self.docker.as_ref().map(client::version_string);
         self.status_tx.send_if_modified(|snapshot| {
@@ -350,13 +469,14 @@ impl Discovery<'_> {
     /// returns the events stream, asked from a little before the listing.
     async fn connect_and_list(&mut self) -> Result<EventStream> {
         let docker = client::connect(&self.config, &self.host, API_DEFAULT_VERSION)?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|source| Error::Docker {
-                operation: "negotiate the API version",
+        let docker = docker.negotiate_version().await.map_err(|source| {
+            client::first_request_error(
+                &self.config,
+                &self.host,
+                "negotiate the API version",
                 source,
-            })?;
+            )
+        })?;
         let since = unix_seconds() - EVENTS_OVERLAP_SECONDS;
         let listed = docker
             .list_containers(Some(ListContainersOptions {
@@ -369,68 +489,25 @@ impl Discovery<'_> {
                 source,
             })?;
         let first = !self.listed_once;
+        if first {
+            self.files.check_root(&docker).await?;
+        }
         let version = client::version_string(&docker);
         self.docker = Some(docker.clone());
         self.set_status(DockerState::Connected, None);
         info!(host = %self.host, api_version = %version, containers = listed.len(), "connected to Docker");
 
-        let mut existing = HashSet::new();
-        let mut running = Vec::new();
-        let mut stopped = Vec::new();
-        // Containers created since a little before the connection was lost may have started and
-        // stopped unseen.
-        let unseen_since = self.disconnected_at.map(|at| at - EVENTS_OVERLAP_SECONDS);
-        for summary in listed {
-            let Some(id) = summary
-                .id
-                .as_deref()
-                .and_then(|id| ContainerId::new(id).ok())
-            else {
-                continue;
-            };
-            let is_running =
-                summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-            existing.insert(id.clone());
-            if is_running {
-                running.push(id);
-            } else if self.containers.contains_key(&id)
-                || unseen_since.is_some_and(|since| summary.created.unwrap_or(0) >= since)
-            {
-                stopped.push(id);
-            }
-        }
-        // Containers destroyed while the source was not looking.
-        let gone: Vec<ContainerId> = self
-            .containers
-            .keys()
-            .filter(|id| !existing.contains(*id))
-            .cloned()
-            .collect();
-        for id in gone {
-            self.forget(&id).await;
-        }
         if first {
-            let stale: Vec<ContainerId> = self
-                .checkpoints
-                .containers()
-                .filter(|id| !existing.contains(*id))
-                .cloned()
-                .collect();
-            for id in stale {
-                debug!(container_id = %id, "dropping the checkpoint of a container that no longer exists");
-                self.checkpoints.remove(&id);
-            }
-        }
-        for id in running {
-            self.refresh(&id, first, false).await;
-        }
-        // A known container's task reads what is left and completes; one that started unseen
-        // is read from its first line.
-        for id in stopped {
-            self.refresh(&id, false, true).await;
+            self.list_at_start(listed).await;
+        } else {
+            // Containers created since a little before the connection was lost may have started
+            // and stopped unseen.
+            let unseen_since = self.disconnected_at.map(|at| at - EVENTS_OVERLAP_SECONDS);
+            self.reconcile(listed, unseen_since, false).await;
         }
         self.disconnected_at = None;
         self.listed_once = true;
+        self.listed_at = Some(since + EVENTS_OVERLAP_SECONDS);
         self.update_gauge();
 
         let filters = HashMap::from([
@@ -458,20 +535,22 @@ impl Discovery<'_> {
         match action.as_str() {
             "start" => {
                 let known = self.containers.contains_key(&id) || self.destroyed.contains_key(&id);
-                if !self.refresh(&id, false, true).await && !known {
+                if !self.refresh(&id, true).await && !known {
                     self.removed_before_read(&id, actor.attributes.unwrap_or_default());
                 }
             }
             "unpause" | "rename" => {
-                self.refresh(&id, false, false).await;
+                self.refresh(&id, false).await;
             }
             "destroy" => self.forget(&id).await,
-            // A stopping container's stream ends on its own; its task learns when it died.
+            // A stopping container's stream ends on its own; its task learns when it died, and
+            // a file task looks at the container.
             "die" => {
                 if let (Some(monitored), Some(nanos)) = (self.containers.get(&id), event.time_nano)
                 {
                     monitored.shared.removal.set_died_at(nanos);
                 }
+                self.files.died(&id);
             }
             // A paused one is silent.
             _ => {}
@@ -502,7 +581,7 @@ impl Discovery<'_> {
     /// event, or found stopped by a re-listing after it started while the source was not
     /// looking), so its task runs even if the container has already exited again: what it
     /// wrote is still to be read. Returns `false` if the container no longer exists.
-    async fn refresh(&mut self, id: &ContainerId, initial: bool, started: bool) -> bool {
+    async fn refresh(&mut self, id: &ContainerId, started: bool) -> bool {
         let Some(docker) = self.docker.clone() else {
             return true;
         };
@@ -512,13 +591,29 @@ impl Discovery<'_> {
         match inspected {
             Ok(response) => {
                 self.retry_inspect.remove(id);
-                let running = response
-                    .state
-                    .as_ref()
-                    .and_then(|state| state.running)
-                    .unwrap_or(false);
+                if let Some(unreadable) = log_driver::unreadable(&response) {
+                    let info = container_info(id, response);
+                    self.list_unreadable(info, unreadable).await;
+                    return true;
+                }
+                let state = response.state.clone().unwrap_or_default();
+                let running = state.running.unwrap_or(false);
+                // A start seen late (events are asked from a little before the listing) of a
+                // container whose run since was read to its end needs no task.
+                let drained = self.checkpoints.entry(id).is_some_and(|entry| {
+                    entry.drained_finished_at_nanos.is_some()
+                        && entry.drained_finished_at_nanos
+                            == api_time_nanos(state.finished_at.as_deref())
+                });
+                self.files.inspected(id, &response);
                 let info = container_info(id, response);
-                self.monitor(info, running || started, initial).await;
+                self.monitor(info, running || (started && !drained), None)
+                    .await;
+                if !running {
+                    // A file follower of a stopped container reads what is written and
+                    // completes, without waiting for a `die` event that came before it.
+                    self.files.died(id);
+                }
             }
             Err(error) if docker_status(&error) == Some(404) => {
                 self.retry_inspect.remove(id);
@@ -536,36 +631,50 @@ impl Discovery<'_> {
     async fn retry_inspections(&mut self) {
         let ids: Vec<ContainerId> = self.retry_inspect.iter().cloned().collect();
         for id in ids {
-            self.refresh(&id, false, false).await;
+            self.refresh(&id, false).await;
+        }
+        let ids: Vec<ContainerId> = self.retry_start.iter().cloned().collect();
+        for id in ids {
+            self.refresh_at_start(&id).await;
         }
     }
 
-    async fn monitor(&mut self, info: ContainerInfo, running: bool, initial: bool) {
+    /// Monitors a container that passes the filters and, if `running`, runs its task. A
+    /// container seen for the first time starts from its checkpoint entry, else from `start`
+    /// (the start-up decision), else from its first line; its entry is saved at once.
+    async fn monitor(
+        &mut self,
+        info: ContainerInfo,
+        running: bool,
+        start: Option<ContainerCheckpoint>,
+    ) {
         let id = info.id.clone();
         if self.self_container.is(id.as_str()) {
             debug!(container_id = %id, "not capturing the agent's own container");
             return;
         }
         if !self.filter.accepts(&info) {
-            if let Some(monitored) = self.containers.remove(&id) {
-                info!(container_id = %id, name = %info.name, "container no longer matches the filters");
-                self.unmonitor(monitored).await;
-            }
+            // Its task reads what Docker has and completes (`source/reload.rs`).
+            self.release(&id);
             return;
         }
+        if !self.containers.contains_key(&id)
+            && let Some(monitored) = self.revive(&id)
+        {
+            self.containers.insert(id.clone(), monitored);
+        }
         if !self.containers.contains_key(&id) {
-            let resume = self.checkpoints.get(&id).unwrap_or_else(|| {
-                if initial && self.config.read_from == ReadFrom::End {
-                    // Everything before the agent's start counts as delivered.
-                    let floor = Position::new(self.started_at_nanos.saturating_sub(1), u32::MAX);
-                    [Some(floor); 3]
-                } else {
-                    [None; 3]
-                }
-            });
+            let start = self.checkpoints.entry(&id).or(start).unwrap_or_default();
+            let start = self.reload_start(&id, start);
+            self.checkpoints.monitor(&id, start);
             info!(container_id = %id, name = %info.name, image = %info.image, tty = info.tty, "monitoring container");
+            let shared = ContainerShared::new(
+                Arc::new(info.clone()),
+                start.streams,
+                start.read_through_nanos,
+            );
             let monitored = Monitored {
-                shared: Arc::new(ContainerShared::new(Arc::new(info.clone()), resume)),
+                shared: Arc::new(shared),
                 task_id: id.task_id(),
                 slot: self.workers.assign(),
             };
@@ -604,12 +713,19 @@ impl Discovery<'_> {
         )
         .with_restart(self.restart_policy.clone())
         .on_runtime(monitored.slot.handle().clone());
-        match self
-            .supervisor
-            .spawn(spec, move |ctx| container_task(ctx, env.clone()))
-        {
+        let spawned = match self.files.env_for(&env, self.checkpoints.file_hint(id)) {
+            Some(file_env) => self.supervisor.spawn(spec.with_mode("files"), move |ctx| {
+                file_task(ctx, file_env.clone())
+            }),
+            None => self.supervisor.spawn(spec.with_mode("api"), move |ctx| {
+                container_task(ctx, env.clone())
+            }),
+        };
+        match spawned {
             Ok(()) => {
                 self.pending_spawns.remove(id);
+                // It reads again: whatever it read to the end of before no longer holds.
+                self.checkpoints.set_drained(id, None);
             }
             Err(task_supervisor::Error::AlreadyRunning(_)) => {
                 // Its previous run decided to end but the supervisor has not recorded it yet:
@@ -634,26 +750,41 @@ impl Discovery<'_> {
     /// still serves (within the `removed_drain_*` bounds) and ends; it is then removed from the
     /// supervisor, and the checkpoint is dropped once its last batch is acknowledged.
     async fn forget(&mut self, id: &ContainerId) {
+        self.unreadable.remove(id);
         self.pending_spawns.remove(id);
         self.retry_inspect.remove(id);
-        let Some(monitored) = self.containers.remove(id) else {
+        let released = self.reload.forget(id);
+        let Some(monitored) = self.containers.remove(id).or(released) else {
             if !self.destroyed.contains_key(id) && self.checkpoints.get(id).is_some() {
                 self.checkpoints.remove(id);
             }
             return;
         };
-        info!(
-            container_id = %id,
-            name = %monitored.shared.info().name,
-            "container destroyed; its log task reads what Docker still serves, then ends"
-        );
-        monitored.shared.removal.mark();
-        let destroyed = Destroyed {
-            monitored,
-            reaped_at: None,
-        };
-        self.destroyed.insert(id.clone(), destroyed);
-        self.reap_destroyed();
+        let active = monitored.shared.is_active();
+        if self.files.removed(id, &monitored.task_id, active) {
+            // A draining file task reads its open files to their end; the file mode removes it
+            // from the supervisor once it ends.
+            info!(container_id = %id, name = %monitored.shared.info().name, "container destroyed; its log task reads its open log files, then ends");
+            monitored.shared.mark_inactive();
+            let destroyed = Destroyed {
+                monitored,
+                reaped_at: Some(Instant::now()),
+            };
+            self.destroyed.insert(id.clone(), destroyed);
+        } else {
+            info!(
+                container_id = %id,
+                name = %monitored.shared.info().name,
+                "container destroyed; its log task reads what Docker still serves, then ends"
+            );
+            monitored.shared.removal.mark();
+            let destroyed = Destroyed {
+                monitored,
+                reaped_at: None,
+            };
+            self.destroyed.insert(id.clone(), destroyed);
+            self.reap_destroyed();
+        }
         self.update_gauge();
     }
 
@@ -673,6 +804,7 @@ impl Discovery<'_> {
 
     /// Stops a container's task: the container still exists but is no longer wanted.
     async fn unmonitor(&mut self, monitored: Monitored) {
+        self.files.forget(&monitored.shared.id);
         self.supervisor.stop(&monitored.task_id).await;
         self.supervisor.remove(&monitored.task_id);
         monitored.shared.mark_inactive();
@@ -680,13 +812,26 @@ impl Discovery<'_> {
         self.update_gauge();
     }
 
+    /// The daemon is seen now: the checkpoint file's boundary may move here, unless a container
+    /// is still waiting for its inspection (it is not monitored yet, so it has no entry).
+    fn see_daemon(&mut self) {
+        if self.retry_inspect.is_empty() && self.retry_start.is_empty() {
+            self.checkpoints.see_daemon(unix_nanos());
+        }
+    }
+
     fn acknowledge(&mut self, ack: &Acknowledgement) {
         let id = &ack.container_id;
         if self.containers.contains_key(id)
             || self.destroyed.contains_key(id)
+            || self.reload.is_released(id)
             || self.checkpoints.get(id).is_some()
         {
             self.checkpoints.acknowledge(ack);
+            let acked = self.checkpoints.get(id).unwrap_or([None; 3]);
+            if let Some(hint) = self.files.acknowledged(id, &acked) {
+                self.checkpoints.set_file_hint(id, hint);
+            }
         }
     }
 
@@ -698,14 +843,7 @@ impl Discovery<'_> {
             let Some(reaped_at) = destroyed.reaped_at.or(all.then(Instant::now)) else {
                 return true;
             };
-            let shared = &destroyed.monitored.shared;
-            let read = shared.read_positions();
-            let acked = checkpoints.get(id).unwrap_or([None; 3]);
-            let done = read
-                .iter()
-                .zip(shared.initial_resume().iter())
-                .zip(acked.iter())
-                .all(|((read, initial), acked)| read == initial || acked >= read);
+            let done = fully_acknowledged(&destroyed.monitored.shared, checkpoints.get(id));
             if done || all || reaped_at.elapsed() >= DESTROYED_CHECKPOINT_GRACE {
                 checkpoints.remove(id);
                 false
@@ -754,8 +892,16 @@ impl Discovery<'_> {
             .containers
             .values()
             .chain(self.destroyed.values().map(|d| &d.monitored))
+            .chain(self.reload.released_tasks())
             .collect();
-        let task_ids: Vec<String> = monitored.iter().map(|m| m.task_id.clone()).collect();
+        // A draining file task is among the destroyed ones; listed again in case.
+        let mut task_ids: Vec<String> = monitored
+            .iter()
+            .map(|m| m.task_id.clone())
+            .chain(self.files.draining_task_ids().map(str::to_owned))
+            .collect();
+        task_ids.sort_unstable();
+        task_ids.dedup();
         let supervisor = self.supervisor.clone();
         join_all(task_ids.iter().map(|id| supervisor.stop(id))).await;
         for monitored in monitored {
@@ -782,6 +928,7 @@ impl Discovery<'_> {
             }
         }
         self.forget_acknowledged_destroyed(false);
+        self.record_progress();
         if self.checkpoints.is_dirty() {
             let (path, bytes) = self.checkpoints.snapshot();
             tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
@@ -812,6 +959,26 @@ fn container_info(id: &ContainerId, response: ContainerInspectResponse) -> Conta
     info.labels = config.labels.unwrap_or_default().into_iter().collect();
     info.tty = config.tty.unwrap_or(false);
     info
+}
+
+/// Whether everything a container's task sent has been acknowledged (`acked`: its checkpoint).
+fn fully_acknowledged(shared: &ContainerShared, acked: Option<StreamPositions>) -> bool {
+    let read = shared.read_positions();
+    let acked = acked.unwrap_or([None; 3]);
+    read.iter()
+        .zip(shared.initial_resume().iter())
+        .zip(acked.iter())
+        .all(|((read, initial), acked)| read == initial || acked >= read)
+}
+
+fn unix_nanos() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 fn unix_seconds() -> i64 {

@@ -5,7 +5,9 @@
 //! deadline is the earliest of: the next heartbeat tick, the batch latency deadline, the partial
 //! line deadline and the inactivity deadline. It beats on every wake-up and on the tick, also
 //! while it waits for a silent container or for room in a full batch channel (backpressure is
-//! not death). A stream silent for `inactivity_timeout` is reopened from the read position.
+//! not death). A follow stream silent for `inactivity_timeout` is checked with a cheap request for
+//! the container's last line (`liveness.rs`): it is kept if that line was read, else reopened
+//! from the read position.
 //!
 //! # Resume
 //!
@@ -23,6 +25,16 @@
 //! [`ContainerShared::request_run`]) makes the task loop again instead of ending, so a restart is
 //! never missed. A removed container's task reads on to the end of what Docker still serves,
 //! within bounds, and a 404 is its normal end (see [`crate::removal`]).
+//! never missed.
+//!
+//! # Release
+//!
+//! A configuration reload whose filters no longer accept the container *releases* it (see
+//! `stream/release.rs`): a following task sends what it has assembled, reads what Docker has from
+//! its read position without `follow` (so up to the moment of the release), sends it and
+//! completes. Nothing before the release is lost, nothing after it is read.
+
+mod release;
 
 use std::{
     pin::pin,
@@ -38,7 +50,10 @@ use bollard::{
 use capture_core::{ContainerId, ContainerInfo, ErrorChain, EventBatch, LogStream};
 use futures_util::{FutureExt, Stream, StreamExt, future::Either};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -49,11 +64,15 @@ use crate::{
     client::{self, Backoff},
     decoder::Decoder,
     error::{docker_status, is_permanent_status},
+    liveness::{self, Freshness},
     metric_names,
-    output::{decode_output, record_drops},
+    multiline::{Multiline, MultilineRules},
+    output::{decode_output, record_cursor_gone, record_drops},
     raw_logs::{self, LogsRequest, RawEndpoint},
+    read_through::ReadThrough,
     recovery,
     removal::{self, DrainBounds, Progress, Removal},
+    timestamp::api_time_nanos,
 };
 
 /// A burst (what was ready without waiting) of at least this many frames means the stream is
@@ -68,6 +87,10 @@ const COALESCE_PAUSE: Duration = Duration::from_millis(1);
 /// Reopen backoff after errors, or after a stream that ended at once while its container runs.
 const REOPEN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const REOPEN_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long a freshly opened stream that has delivered nothing is kept although the daemon has
+/// newer lines: Docker 20.10 reads the whole log file before the first line after `since`
+/// (about 4 s per million lines here), and reopening would start that read over, forever.
+const HISTORY_SCAN_PATIENCE: Duration = Duration::from_secs(120);
 /// Consecutive failed opens before the task gives up and lets the supervisor restart it (with
 /// its own, visible, backoff).
 const MAX_CONSECUTIVE_ERRORS: u32 = 10;
@@ -87,6 +110,22 @@ pub(crate) struct ContainerShared {
     lifecycle: Mutex<Lifecycle>,
     /// Set when the container is removed: the task drains its stream, then ends.
     pub(crate) removal: Removal,
+    /// Whether the filters released the container (a `watch`, so a following task wakes at
+    /// once). Changed only under the `lifecycle` lock; see `stream/release.rs`.
+    released_tx: watch::Sender<bool>,
+    /// Through when every line, whatever its stream, was sent (see `read_through.rs`).
+    read_through: Mutex<ReadThrough>,
+    /// What the task saw of the container's stops (see [`Stops`]).
+    stops: Mutex<Stops>,
+}
+
+/// The container's `State.FinishedAt` as the task saw it, in nanoseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stops {
+    /// At the task's last inspection.
+    observed: Option<i64>,
+    /// When the task last completed: it read everything up to this stop.
+    completed: Option<i64>,
 }
 
 /// Whether the container's task is meant to be running, and whether it was asked to look at the
@@ -98,7 +137,11 @@ struct Lifecycle {
 }
 
 impl ContainerShared {
-    pub(crate) fn new(info: Arc<ContainerInfo>, resume: StreamPositions) -> ContainerShared {
+    pub(crate) fn new(
+        info: Arc<ContainerInfo>,
+        resume: StreamPositions,
+        read_through_nanos: Option<i64>,
+    ) -> ContainerShared {
         ContainerShared {
             id: info.id.clone(),
             info: Mutex::new(info),
@@ -106,7 +149,44 @@ impl ContainerShared {
             initial_resume: resume,
             lifecycle: Mutex::new(Lifecycle::default()),
             removal: Removal::default(),
+            released_tx: watch::Sender::new(false),
+            read_through: Mutex::new(ReadThrough::new(read_through_nanos)),
+            stops: Mutex::new(Stops::default()),
         }
+    }
+
+    /// The read-through times (see `read_through.rs`).
+    pub(crate) fn read_through(&self) -> ReadThrough {
+        *self
+            .read_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Everything decoded was sent and no partial line is held.
+    pub(crate) fn caught_up(&self) {
+        let read = self.read_positions();
+        self.read_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .caught_up(&read);
+    }
+
+    /// The task inspected the container and saw this `State.FinishedAt`.
+    pub(crate) fn observe_finished_at(&self, finished_at_nanos: Option<i64>) {
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observed = finished_at_nanos;
+    }
+
+    /// The `State.FinishedAt` of the stop the task last read to its end, if it completed since
+    /// it was last started.
+    pub(crate) fn completed_stop(&self) -> Option<i64> {
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .completed
     }
 
     pub(crate) fn info(&self) -> Arc<ContainerInfo> {
@@ -161,6 +241,10 @@ impl ContainerShared {
             .lifecycle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .completed = None;
         if lifecycle.active {
             lifecycle.rerun = true;
             false
@@ -181,7 +265,7 @@ impl ContainerShared {
         lifecycle.rerun = false;
     }
 
-    fn mark_active(&self) {
+    pub(crate) fn mark_active(&self) {
         self.lifecycle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -189,7 +273,7 @@ impl ContainerShared {
     }
 
     /// The task wants to end: it may unless a run was requested since it last looked.
-    fn try_finish(&self) -> bool {
+    pub(crate) fn try_finish(&self) -> bool {
         let mut lifecycle = self
             .lifecycle
             .lock()
@@ -199,6 +283,8 @@ impl ContainerShared {
             false
         } else {
             lifecycle.active = false;
+            let mut stops = self.stops.lock().unwrap_or_else(PoisonError::into_inner);
+            stops.completed = stops.observed;
             true
         }
     }
@@ -222,6 +308,8 @@ pub(crate) struct StreamSettings {
     pub(crate) replay_through: i64,
     /// How long a removed container's stream is drained.
     pub(crate) removed_drain: DrainBounds,
+    /// The `[[docker.multiline]]` rules and presets, compiled once.
+    pub(crate) multiline: Arc<MultilineRules>,
 }
 
 /// Everything one attempt of a container task needs (cloned per attempt).
@@ -260,7 +348,7 @@ pub(crate) async fn container_task(ctx: TaskContext, env: TaskEnv) -> Result<(),
 
 /// How a stream ended.
 #[derive(Debug)]
-enum StreamEnd {
+pub(crate) enum StreamEnd {
     /// The daemon closed it.
     Eof { lines: u64 },
     /// Silent for `inactivity_timeout`.
@@ -274,6 +362,8 @@ enum StreamEnd {
     /// The container was removed and its drain reached a bound; `dropped` lines read were not
     /// handed over.
     RemovalCut { dropped: u64 },
+    /// The container was released while it was followed: read what Docker has, then complete.
+    Released,
 }
 
 /// Whether to follow the stream or read what Docker has and stop.
@@ -290,6 +380,8 @@ struct Follower {
     /// The heartbeat tick while waiting.
     beat_every: Duration,
     decoder: Decoder,
+    /// Between the decoder and the assembler: joins the lines of an event (see `multiline`).
+    multiline: Multiline,
     assembler: Assembler,
     /// The last line read or batch taken, for a removed container's drain.
     progress: Progress,
@@ -311,6 +403,7 @@ impl Follower {
             cancel: ctx.cancellation_token(),
             beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
             decoder: Decoder::new(settings.max_line_bytes),
+            multiline: Multiline::new(settings.multiline.for_container(&info)),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             progress: Progress::new(),
             served_to_end: false,
@@ -320,7 +413,12 @@ impl Follower {
     }
 
     async fn run(&mut self) -> Result<(), Error> {
-        let mut mode = Mode::Follow;
+        // A released container's task (restarted after a failure) only drains.
+        let mut mode = if self.env.shared.is_released() {
+            Mode::Drain
+        } else {
+            Mode::Follow
+        };
         let mut backoff = Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP);
         let mut consecutive_errors = 0u32;
         let id = self.env.shared.id.clone();
@@ -343,6 +441,10 @@ impl Follower {
                     let dropped = self.finish_lines().await?;
                     self.end_removed(dropped, mode == Mode::Follow || !self.served_to_end);
                     return Ok(());
+                }
+                StreamEnd::Released => {
+                    mode = Mode::Drain;
+                    continue;
                 }
                 StreamEnd::Inactive => {
                     debug!(container_id = %id, "log stream silent; reopening");
@@ -378,6 +480,9 @@ impl Follower {
                         consecutive_errors = 0;
                     }
                 }
+            }
+            if mode == Mode::Drain && self.finish_release().await? {
+                return Ok(());
             }
             // The stream ended: is the container still running?
             let running = match self.is_running().await {
@@ -435,10 +540,37 @@ impl Follower {
         }
     }
 
-    /// Flushes the partial lines and sends what is assembled; returns how many lines could
-    /// not be sent because a removed container's drain reached its bound.
+    /// Whether a follow stream silent for `inactivity_timeout` is up to date and is kept open
+    /// (`Err`: the task was cancelled meanwhile). `scanning`: the stream delivered nothing since
+    /// it was opened, not long ago; the daemon may still be reading the history before `since`
+    /// (it decodes the whole file first), so it is kept even if the daemon has newer lines:
+    /// reopening would only start that read over.
+    async fn keep_silent_stream(
+        &mut self,
+        mode: Mode,
+        tty: bool,
+        scanning: bool,
+    ) -> Result<bool, StreamEnd> {
+        if mode != Mode::Follow {
+            return Ok(false);
+        }
+        let freshness = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
+            freshness = liveness::check(&self.env, tty) => freshness,
+        };
+        self.heartbeat.beat();
+        debug!(container_id = %self.env.shared.id, ?freshness, scanning, "silent log stream checked");
+        Ok(freshness == Freshness::Current || (scanning && freshness == Freshness::Behind))
+    }
+
+    /// Flushes the partial lines and the open multiline events, and sends what is assembled;
+    /// returns how many lines could not be sent because a removed container's drain reached
+    /// its bound.
     async fn finish_lines(&mut self) -> Result<u64, Error> {
-        self.decoder.flush_partials(&mut self.assembler);
+        self.decoder
+            .flush_partials(&mut self.multiline.sink(&mut self.assembler));
+        self.multiline.flush_all(&mut self.assembler);
         match self.send_batch().await {
             Ok(()) | Err(StreamEnd::Cancelled) => Ok(0),
             Err(StreamEnd::RemovalCut { dropped }) => Ok(dropped),
@@ -466,10 +598,11 @@ impl Follower {
             response = inspect => response?,
         };
         self.heartbeat.beat();
-        Ok(response
-            .state
-            .and_then(|state| state.running)
-            .unwrap_or(false))
+        let state = response.state.unwrap_or_default();
+        self.env
+            .shared
+            .observe_finished_at(api_time_nanos(state.finished_at.as_deref()));
+        Ok(state.running.unwrap_or(false))
     }
 
     /// Sleeps, beating; returns `true` if cancelled meanwhile.
@@ -494,12 +627,14 @@ impl Follower {
     async fn follow_once(&mut self, mode: Mode) -> StreamEnd {
         let resume = self.env.shared.read_positions();
         self.decoder
-            .reset(resume, Some(self.env.settings.replay_through));
+            .reset_flagging(resume, Some(self.env.settings.replay_through));
+        // Held events are before the read position too: they are read again and rebuilt.
+        self.multiline.discard();
         let opened_at = unix_nanos();
         self.first_frame_at = None;
         self.assembler.discard();
         let tty = self.assembler.info.tty;
-        let since = since_seconds(&resume, tty);
+        let since = since_seconds(&resume, self.env.shared.read_through().sent(), tty);
         let options = LogsOptions {
             follow: mode == Mode::Follow,
             stdout: true,
@@ -522,6 +657,7 @@ impl Follower {
                     follow: options.follow,
                     since,
                     until: 0,
+                    tail: None,
                     tty,
                 };
                 Either::Left(raw_logs::logs(
@@ -536,7 +672,7 @@ impl Follower {
                     .logs(self.env.shared.id.as_str(), Some(options)),
             ),
         };
-        let mut end = self.pump(pin!(stream), tty, coalesce).await;
+        let mut end = self.pump(pin!(stream), tty, coalesce, mode).await;
         if matches!(
             end,
             StreamEnd::Eof { .. } | StreamEnd::Inactive | StreamEnd::Failed(_)
@@ -563,6 +699,7 @@ impl Follower {
         >,
         tty: bool,
         coalesce: bool,
+        mode: Mode,
     ) -> StreamEnd {
         let settings = self.env.settings.clone();
         let cancel = self.cancel.clone();
@@ -570,8 +707,15 @@ impl Follower {
         let removal = self.env.shared.removal.token();
         let mut removed = pin!(removal.cancelled());
         let mut removal_seen = false;
+        let shared = self.env.shared.clone();
+        let mut released = pin!(shared.released());
+        // A drain reads up to now anyway: only a follow stream stops at a release.
+        let watch_release = mode == Mode::Follow;
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut last_frame = Instant::now();
+        let opened_at = last_frame;
+        // Whether any frame came: until then, the daemon may still be scanning the history.
+        let mut framed = false;
         let mut batch_deadline: Option<Instant> = None;
         let mut partial_since: Option<Instant> = None;
         let mut lines: u64 = 0;
@@ -591,6 +735,9 @@ impl Follower {
             if let Some(drain) = self.drain_deadline(removal_seen) {
                 deadline = deadline.min(drain);
             }
+            if let Some(event) = self.multiline.deadline() {
+                deadline = deadline.min(event);
+            }
             timer.as_mut().reset(deadline);
             let first = if let Some(item) = carried.take() {
                 item
@@ -603,12 +750,19 @@ impl Follower {
                     removal_seen = true;
                     continue;
                 }
+                () = &mut released, if watch_release => {
+                    // Complete lines go now; the drain reads the rest from the read position.
+                    return match self.send_batch().await {
+                        Ok(()) => StreamEnd::Released,
+                        Err(end) => end,
+                    };
+                }
                 item = stream.next() => item,
                 _ = &mut timer => {
                     self.heartbeat.beat();
                     let now = Instant::now();
                     if partial_since.is_some_and(|since| now >= since + settings.partial_flush_timeout) {
-                        self.decoder.flush_partials(&mut self.assembler);
+                        self.decoder.flush_partials(&mut self.multiline.sink(&mut self.assembler));
                         partial_since = None;
                         // The head of the line goes out within the batch latency.
                         if !self.assembler.is_empty() && batch_deadline.is_none() {
@@ -616,21 +770,33 @@ impl Follower {
                         }
                     }
                     if self.drain_deadline(removal_seen).is_some_and(|drain| now >= drain) {
-                        // Removed, and nothing more came: send what can be sent, then end.
+                        // Removed, and nothing more came: send what can be sent (a line or an
+                        // event held open included), then end.
+                        self.decoder.flush_partials(&mut self.multiline.sink(&mut self.assembler));
+                        self.multiline.flush_all(&mut self.assembler);
                         return match self.send_batch().await {
                             Ok(()) => StreamEnd::RemovalCut { dropped: 0 },
                             Err(end) => end,
                         };
                     }
+                    // A held event whose stream went quiet: send it now.
+                    let flushed = self.multiline.flush_expired(now, &mut self.assembler);
                     let inactive = now >= last_frame + settings.inactivity_timeout;
-                    if inactive || batch_deadline.is_some_and(|batch| now >= batch) {
+                    if inactive || flushed || batch_deadline.is_some_and(|batch| now >= batch) {
                         if let Err(end) = self.send_batch().await {
                             return end;
                         }
                         batch_deadline = None;
                     }
                     if inactive {
-                        return StreamEnd::Inactive;
+                        // A healthy follow stream is kept: reopening one costs the daemon a
+                        // read of the whole log file (see `liveness.rs`).
+                        let scanning = !framed && opened_at.elapsed() < HISTORY_SCAN_PATIENCE;
+                        match self.keep_silent_stream(mode, tty, scanning).await {
+                            Ok(true) => last_frame = Instant::now(),
+                            Ok(false) => return StreamEnd::Inactive,
+                            Err(end) => return end,
+                        }
                     }
                     continue;
                 }
@@ -650,7 +816,13 @@ impl Follower {
                     Some(Err(error)) => break Some(Err(error)),
                     Some(Ok(output)) => {
                         frames += 1;
-                        bytes += self.decode(output, tty);
+                        bytes += decode_output(
+                            &mut self.decoder,
+                            &mut self.multiline.sink(&mut self.assembler),
+                            output,
+                            tty,
+                            &self.env.shared.id,
+                        );
                     }
                 }
                 if self.assembler.is_full() {
@@ -686,6 +858,7 @@ impl Follower {
             self.first_frame_at.get_or_insert_with(unix_nanos);
             let now = Instant::now();
             last_frame = now;
+            framed = true;
             partial_since = match (self.decoder.has_partial(), partial_since) {
                 (true, Some(since)) => Some(since),
                 (true, None) => Some(now),
@@ -743,26 +916,24 @@ impl Follower {
         )
     }
 
-    /// Decodes one bollard item; returns its payload size.
-    fn decode(&mut self, output: LogOutput, tty: bool) -> usize {
-        decode_output(
-            &mut self.decoder,
-            &mut self.assembler,
-            output,
-            tty,
-            &self.env.shared.id,
-        )
-    }
-
     /// Sends the assembled batches (if any), beating while the channel is full; then advances
     /// the read position. Then reads what Docker's follower skipped, if it switched files (see
     /// [`crate::recovery`]). Returns the stream end to report if they could not be sent.
     async fn send_batch(&mut self) -> Result<(), StreamEnd> {
-        record_drops(&self.env.shared, self.decoder.take_counters());
+        let counters = self.decoder.take_counters();
+        record_drops(counters);
+        record_cursor_gone(&self.env.shared, counters.cursor_gone);
+        self.multiline.take_counters().record();
         while let Some(assembled) = self.assembler.take(&self.env.shared) {
             self.send_assembled(assembled).await?;
         }
-        self.read_skipped(false).await
+        self.read_skipped(false).await?;
+        // Nothing decoded is held back (a partial line, an open multiline event): every line
+        // before the newest one sent was sent.
+        if !self.decoder.has_partial() && !self.multiline.holds_lines() {
+            self.env.shared.caught_up();
+        }
+        Ok(())
     }
 
     /// Reads back what Docker's follower skipped at the file switches found (see
@@ -780,56 +951,131 @@ impl Follower {
         Ok(())
     }
 
+    /// Sends one batch; a removed container's drain bound gives it up (the lines it and the
+    /// assembler hold are then counted as dropped).
     async fn send_assembled(&mut self, assembled: Assembled) -> Result<(), StreamEnd> {
-        let lines_per_stream = assembled.lines;
-        let batch_lines = assembled.batch.len() as u64;
-        let bytes = assembled.batch.message_bytes();
-        let invalid = assembled.batch.invalid_utf8_lines();
-        let removal = self.env.shared.removal.token();
-        let mut removed = pin!(removal.cancelled());
-        let mut removal_seen = false;
-        let mut send = pin!(self.env.batch_tx.send(assembled.batch));
-        loop {
-            let now = Instant::now();
-            let drain = self.drain_deadline(removal_seen);
-            let wake = drain.map_or(now + self.beat_every, |drain| {
-                drain.min(now + self.beat_every)
-            });
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
-                sent = &mut send => match sent {
-                    Ok(()) => break,
-                    Err(_) => return Err(StreamEnd::PipelineClosed),
-                },
-                _ = &mut removed, if !removal_seen => removal_seen = true,
-                _ = tokio::time::sleep_until(wake) => {
-                    self.heartbeat.beat();
-                    if drain.is_some_and(|drain| Instant::now() >= drain) {
-                        // A removed container's lines that the pipeline did not take in time.
-                        let dropped = batch_lines + self.assembler.pending_lines() as u64;
-                        self.assembler.discard();
-                        return Err(StreamEnd::RemovalCut { dropped });
-                    }
+        let drain = Drain {
+            removal: &self.env.shared.removal,
+            progress: self.progress,
+            bounds: self.env.settings.removed_drain,
+        };
+        let sent = send_assembled_within(
+            &self.env,
+            &self.heartbeat,
+            &self.cancel,
+            self.beat_every,
+            assembled,
+            Some(drain),
+        )
+        .await;
+        match sent {
+            Err(StreamEnd::RemovalCut { dropped }) => {
+                let dropped = dropped + self.assembler.pending_lines() as u64;
+                self.assembler.discard();
+                Err(StreamEnd::RemovalCut { dropped })
+            }
+            Err(end) => Err(end),
+            Ok(()) => {
+                self.progress.made();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A removed container's drain, as a send sees it.
+pub(crate) struct Drain<'a> {
+    removal: &'a Removal,
+    /// The task's progress before the send.
+    progress: Progress,
+    bounds: DrainBounds,
+}
+
+impl Drain<'_> {
+    /// When the drain ends (`None`: the container is not removed).
+    fn deadline(&self) -> Option<Instant> {
+        let removed_at = self.removal.at()?;
+        Some(self.progress.deadline(removed_at, self.bounds))
+    }
+}
+
+/// Sends an assembled batch, beating while the channel is full; then advances the read position
+/// and counts the lines. Returns the stream end to report if it could not be sent.
+pub(crate) async fn send_assembled(
+    env: &TaskEnv,
+    heartbeat: &Heartbeat,
+    cancel: &CancellationToken,
+    beat_every: Duration,
+    assembled: Assembled,
+) -> Result<(), StreamEnd> {
+    send_assembled_within(env, heartbeat, cancel, beat_every, assembled, None).await
+}
+
+/// [`send_assembled`], given up at a removed container's `drain` bound: the batch's lines are
+/// then returned as [`StreamEnd::RemovalCut`].
+async fn send_assembled_within(
+    env: &TaskEnv,
+    heartbeat: &Heartbeat,
+    cancel: &CancellationToken,
+    beat_every: Duration,
+    assembled: Assembled,
+    drain: Option<Drain<'_>>,
+) -> Result<(), StreamEnd> {
+    let lines_per_stream = assembled.lines;
+    let batch_lines = assembled.batch.len() as u64;
+    let bytes = assembled.batch.message_bytes();
+    let invalid = assembled.batch.invalid_utf8_lines();
+    let removal = drain.as_ref().map(|drain| drain.removal.token());
+    let mut removed = pin!(async {
+        match &removal {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    });
+    let mut removal_seen = false;
+    let mut send = pin!(env.batch_tx.send(assembled.batch));
+    loop {
+        let now = Instant::now();
+        let deadline = drain
+            .as_ref()
+            .filter(|_| removal_seen)
+            .and_then(Drain::deadline);
+        let wake = deadline.map_or(now + beat_every, |drain| drain.min(now + beat_every));
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(StreamEnd::Cancelled),
+            sent = &mut send => match sent {
+                Ok(()) => break,
+                Err(_) => return Err(StreamEnd::PipelineClosed),
+            },
+            () = &mut removed, if !removal_seen => removal_seen = true,
+            () = tokio::time::sleep_until(wake) => {
+                heartbeat.beat();
+                if deadline.is_some_and(|drain| Instant::now() >= drain) {
+                    // A removed container's lines that the pipeline did not take in time.
+                    return Err(StreamEnd::RemovalCut { dropped: batch_lines });
                 }
             }
         }
-        self.heartbeat.beat();
-        self.progress.made();
-        self.env.shared.advance_read(&assembled.last);
-        for stream in LogStream::ALL {
-            let count = lines_per_stream[stream.index()];
-            if count > 0 {
-                ::metrics::counter!(metric_names::LINES_TOTAL, "stream" => stream.as_str())
-                    .increment(count);
-            }
+    }
+    heartbeat.beat();
+    env.shared.advance_read(&assembled.last);
+    count_sent(lines_per_stream, bytes, invalid);
+    Ok(())
+}
+
+/// Counts the lines and bytes of a batch taken by the pipeline.
+fn count_sent(lines_per_stream: [u64; 3], bytes: usize, invalid: u32) {
+    for stream in LogStream::ALL {
+        let count = lines_per_stream[stream.index()];
+        if count > 0 {
+            ::metrics::counter!(metric_names::LINES_TOTAL, "stream" => stream.as_str())
+                .increment(count);
         }
-        ::metrics::counter!(metric_names::BYTES_TOTAL).increment(bytes as u64);
-        if invalid > 0 {
-            ::metrics::counter!(metric_names::INVALID_UTF8_LINES_TOTAL)
-                .increment(u64::from(invalid));
-        }
-        Ok(())
+    }
+    ::metrics::counter!(metric_names::BYTES_TOTAL).increment(bytes as u64);
+    if invalid > 0 {
+        ::metrics::counter!(metric_names::INVALID_UTF8_LINES_TOTAL).increment(u64::from(invalid));
     }
 }
 
@@ -861,14 +1107,20 @@ fn unix_nanos() -> i64 {
         })
 }
 
-fn reconnected(reason: &'static str) {
+pub(crate) fn reconnected(reason: &'static str) {
     ::metrics::counter!(metric_names::STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(1);
 }
 
-/// The `since` to ask Docker for: the whole second of the earliest cursor of the container's
-/// streams (0, everything, if one of them has none). bollard's typed options carry whole
-/// seconds; the decoder skips the lines of that second that were already delivered.
-pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
+/// The `since` to ask Docker for: the whole second of the earliest point the container's
+/// streams must be read from, which is a stream's cursor or, when every line up to it is known
+/// to be read (see `read_through.rs`), the read-through time (0, everything, if a stream has
+/// neither). bollard's typed options carry whole seconds; the decoder skips the lines of that
+/// second that were already delivered.
+pub(crate) fn since_seconds(
+    resume: &StreamPositions,
+    read_through_nanos: Option<i64>,
+    tty: bool,
+) -> i32 {
     let streams: &[LogStream] = if tty {
         &[LogStream::Tty]
     } else {
@@ -876,9 +1128,11 @@ pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
     };
     let mut earliest = i64::MAX;
     for stream in streams {
-        match resume[stream.index()] {
-            Some(position) => earliest = earliest.min(position.timestamp_nanos),
-            None => return 0,
+        let cursor = resume[stream.index()].map(|position| position.timestamp_nanos);
+        match (cursor, read_through_nanos) {
+            (Some(cursor), Some(through)) => earliest = earliest.min(cursor.max(through)),
+            (Some(at), None) | (None, Some(at)) => earliest = earliest.min(at),
+            (None, None) => return 0,
         }
     }
     let seconds = earliest.div_euclid(1_000_000_000);

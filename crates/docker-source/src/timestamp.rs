@@ -56,10 +56,26 @@ fn two(bytes: &[u8], at: usize) -> Option<i64> {
     Some(digit(bytes, at)? * 10 + digit(bytes, at + 1)?)
 }
 
+/// A whole RFC 3339 timestamp (no trailing space), as log files store it: the fast path for
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, `jiff` for anything else.
+pub(crate) fn parse_timestamp(text: &[u8]) -> Option<i64> {
+    match parse_fast_utc(text) {
+        Some((nanos, end)) if end == text.len() => Some(nanos),
+        _ => parse_slow(text),
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z ` in UTC.
 #[inline]
 fn parse_fast(b: &[u8]) -> Option<(i64, usize)> {
-    if b.len() < 21
+    let (nanos, end) = parse_fast_utc(b)?;
+    (b.get(end) == Some(&b' ')).then_some((nanos, end + 1))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` in UTC at the start of `b`: nanoseconds and the length.
+#[inline]
+fn parse_fast_utc(b: &[u8]) -> Option<(i64, usize)> {
+    if b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
         || b[10] != b'T'
@@ -99,14 +115,14 @@ fn parse_fast(b: &[u8]) -> Option<(i64, usize)> {
         }
         fraction *= 10i64.pow(9 - digits as u32);
     }
-    if b.len() < at + 2 || b[at] != b'Z' || b[at + 1] != b' ' {
+    if b.get(at) != Some(&b'Z') {
         return None;
     }
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
     Some((
         seconds.checked_mul(1_000_000_000)?.checked_add(fraction)?,
-        at + 2,
+        at + 1,
     ))
 }
 
@@ -128,9 +144,28 @@ fn parse_slow(text: &[u8]) -> Option<i64> {
     i64::try_from(timestamp.as_nanosecond()).ok()
 }
 
+/// A time of the Docker API (`Created`, `State.StartedAt`, `State.FinishedAt`) in nanoseconds
+/// since the epoch; `None` for Docker's zero time (`0001-01-01T00:00:00Z`: it never happened),
+/// a missing or an unreadable value.
+pub(crate) fn api_time_nanos(time: Option<&str>) -> Option<i64> {
+    let nanos = parse_slow(time?.as_bytes())?;
+    (nanos > 0).then_some(nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_times_parse_and_the_zero_time_is_none() {
+        assert_eq!(
+            api_time_nanos(Some("2026-11-24T14:26:08.41783204Z")),
+            Some(jiff_nanos("2026-11-24T14:26:08.41783204Z"))
+        );
+        assert_eq!(api_time_nanos(Some("0001-01-01T00:00:00Z")), None);
+        assert_eq!(api_time_nanos(Some("garbage")), None);
+        assert_eq!(api_time_nanos(None), None);
+    }
 
     fn jiff_nanos(text: &str) -> i64 {
         i64::try_from(text.parse::<jiff::Timestamp>().unwrap().as_nanosecond()).unwrap()
@@ -155,6 +190,24 @@ mod tests {
             assert_eq!(len, text.len() + 1);
             assert_eq!(&line[len..], "message");
         }
+    }
+
+    #[test]
+    fn whole_timestamps_parse_as_log_files_store_them() {
+        for text in [
+            "2026-11-24T14:26:08.417832041Z",
+            "2026-11-24T14:26:08Z",
+            "2026-11-24T15:26:08.5+01:00",
+        ] {
+            assert_eq!(
+                parse_timestamp(text.as_bytes()),
+                Some(jiff_nanos(text)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_timestamp(b"2026-11-24T14:26:08.4Z "), None);
+        assert_eq!(parse_timestamp(b"2026-11-24T14:26:08"), None);
+        assert_eq!(parse_timestamp(b""), None);
     }
 
     #[test]

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use capture_core::status::{DockerSnapshot, SinkSnapshot, TaskSnapshot};
+use capture_core::status::{DockerSnapshot, SinkSnapshot, TaskSnapshot, UnreadableContainer};
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::runtime::Handle;
+use tokio::{runtime::Handle, sync::watch};
 
 use crate::report::evaluate;
-use crate::{HealthConfig, HealthReport, Readiness, process_metrics};
+use crate::{HealthConfig, HealthReloader, HealthReport, Readiness, process_metrics};
 
 /// What the health endpoint reports; the binary implements it over the supervisor, the pipeline
 /// status watch and the docker status watch.
@@ -27,6 +27,11 @@ pub trait StatusSource: Send + Sync + 'static {
     fn sinks(&self) -> Vec<SinkSnapshot>;
     /// The Docker connection.
     fn docker(&self) -> DockerSnapshot;
+    /// The containers whose logs cannot be read by design (no task, not a failure). None by
+    /// default.
+    fn unreadable(&self) -> Vec<UnreadableContainer> {
+        Vec::new()
+    }
 }
 
 const JSON: &str = "application/json";
@@ -41,6 +46,9 @@ const ALLOWED_METHODS: &str = "GET, HEAD";
 /// routes behind an HTTP/1.1 server.
 pub struct HealthApi {
     pub(crate) config: HealthConfig,
+    /// The configuration as reloads change it; only its live keys (the status thresholds) are
+    /// read from here.
+    live_tx: watch::Sender<HealthConfig>,
     status: Arc<dyn StatusSource>,
     pub(crate) readiness: Readiness,
     prometheus: PrometheusHandle,
@@ -77,6 +85,7 @@ impl HealthApi {
     ) -> HealthApi {
         let runtimes: Vec<Handle> = Handle::try_current().into_iter().collect();
         HealthApi {
+            live_tx: watch::Sender::new(config.clone()),
             config,
             status,
             readiness,
@@ -93,6 +102,14 @@ impl HealthApi {
     pub fn with_version(mut self, version: &'static str) -> HealthApi {
         self.version = version;
         self
+    }
+
+    /// The handle a configuration reload uses to change the status thresholds
+    /// ([`HealthConfig::LIVE_KEYS`]).
+    pub fn reloader(&self) -> HealthReloader {
+        HealthReloader {
+            config_tx: self.live_tx.clone(),
+        }
     }
 
     /// Adds a runtime (other than the one the API was created on) to `tokio_alive_tasks`.
@@ -116,14 +133,17 @@ impl HealthApi {
         let tasks = self.status.tasks();
         let sinks = self.status.sinks();
         let docker = self.status.docker();
+        let unreadable = self.status.unreadable();
+        let config = self.live_tx.borrow().clone();
         HealthReport {
-            status: evaluate(&self.config, &tasks, &sinks, &docker, now),
+            status: evaluate(&config, &tasks, &sinks, &docker, now),
             version: self.version,
             timestamp: now,
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             tasks,
             sinks,
             docker,
+            unreadable,
         }
     }
 

@@ -25,6 +25,14 @@ pub enum Error {
     /// The bound socket's local address could not be read.
     #[error("cannot read the local address of the health API's listener")]
     LocalAddr(#[source] io::Error),
+    /// A `[health]` setting is invalid.
+    #[error("invalid setting health.{key}: {reason}")]
+    Config {
+        /// The offending key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -35,7 +43,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Bind { source, .. } => source.kind() == io::ErrorKind::AddrInUse,
-            Error::LocalAddr(_) => false,
+            Error::LocalAddr(_) | Error::Config { .. } => false,
         }
     }
 }

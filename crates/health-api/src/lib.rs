@@ -9,10 +9,15 @@
 //!   make it `healthy`, `degraded` (200) or `unhealthy` (503).
 //! - `process_metrics.rs`: `process_open_fds`, `process_resident_memory_bytes` and
 //!   `tokio_alive_tasks`, set through the `metrics` facade on each `/metrics` scrape.
-//! - [`BoundHealthApi`] (`server.rs`): HTTP/1.1 over hyper with a connection limit, bounded
-//!   request heads, a header read timeout and a graceful, bounded shutdown on a
+//! - [`BoundHealthApi`] (`server.rs`): HTTP/1.1 over hyper with bounded request heads, a header
+//!   read timeout that also closes idle connections, and a graceful, bounded shutdown on a
 //!   [`CancellationToken`](tokio_util::sync::CancellationToken).
-//! - [`HealthConfig`] (`config.rs`), [`Error`] (`error.rs`).
+//! - `admission.rs`, `connection.rs`: every connection reads its first request head without a
+//!   slot, then is admitted by path (slots reserved for `/live` and `/ready`, so a flood of other
+//!   clients cannot starve the probes); an admitted connection is served under a write timeout
+//!   and a cap on the requests it may make.
+//! - [`HealthConfig`] (`config.rs`), [`Error`] (`error.rs`); [`HealthReloader`] (`reload.rs`)
+//!   changes the status thresholds of a running API (a configuration reload).
 //!
 //! # Example
 //!
@@ -58,11 +63,14 @@
 //! # }
 //! ```
 
+mod admission;
 mod api;
 mod config;
+mod connection;
 mod error;
 mod process_metrics;
 mod readiness;
+mod reload;
 mod report;
 mod server;
 
@@ -70,6 +78,7 @@ pub use api::{HealthApi, StatusSource};
 pub use config::HealthConfig;
 pub use error::{Error, Result};
 pub use readiness::Readiness;
+pub use reload::HealthReloader;
 pub use report::{HealthReport, HealthStatus};
 pub use server::BoundHealthApi;
 

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use capture_core::status::{
     DockerSnapshot, DockerState, SinkSnapshot, SinkState, TaskSnapshot, TaskState,
-    format_system_time,
+    UnreadableContainer, format_system_time,
 };
 use serde::{Serialize, Serializer};
 
@@ -52,6 +52,9 @@ pub struct HealthReport {
     pub sinks: Vec<SinkSnapshot>,
     /// The Docker connection.
     pub docker: DockerSnapshot,
+    /// Containers whose logs cannot be read by design (log driver `none`, ...): not tasks, and
+    /// they never change the status.
+    pub unreadable: Vec<UnreadableContainer>,
 }
 
 fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {

@@ -1,26 +1,23 @@
 //! The HTTP/1.1 server in front of [`HealthApi::handle`]: accept loop, limits and shutdown.
+//! Each connection's life (admission by path, write timeout, request cap) is in `connection.rs`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use hyper_util::rt::TokioTimer;
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use crate::admission::Admission;
+use crate::connection::{self, ConnectionSettings};
 use crate::{Error, HealthApi, Result};
 
 /// How long a client may take to send a request's headers, and how long an idle keep-alive
-/// connection stays open. It bounds how long a silent client can hold a connection slot.
+/// connection stays open. It bounds how long a silent client can stay pending or hold a slot.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head (request line and headers) accepted; larger ones get a 431.
 /// Probes and scrapers send a few hundred bytes.
@@ -69,27 +66,31 @@ impl BoundHealthApi {
     /// Serves until `shutdown` is cancelled, then closes the listener, marks the agent not ready,
     /// lets open connections finish their current response (within a bounded grace) and returns.
     ///
-    /// At most `max_connections` connections are served at once; a connection beyond that is
-    /// closed as soon as it is accepted, so an overloaded agent answers quickly with a refusal
-    /// rather than queueing probes.
+    /// Every connection is accepted and reads its first request head without holding a slot;
+    /// it is then admitted by path (see `admission.rs`): `max_connections` slots for any path and
+    /// `probe_connections` more for connections that open with `/live` or `/ready`, so a flood
+    /// of `/metrics` clients cannot starve the probes. A connection that finds no slot is closed.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
         let BoundHealthApi {
             api,
             listener,
             local_addr,
         } = self;
-        let max_connections = api.config.max_connections;
-        let permits = Arc::new(Semaphore::new(max_connections));
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_header_size(MAX_HEADER_BYTES)
-            .max_buf_size(MAX_BUF_BYTES)
-            .keep_alive(true);
+        let config = &api.config;
+        let (max_connections, probe_connections) =
+            (config.max_connections, config.probe_connections);
+        let settings = Arc::new(ConnectionSettings {
+            admission: Admission::new(max_connections, probe_connections),
+            builder: http1_builder(),
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_header_bytes: MAX_HEADER_BYTES,
+            write_timeout: config.write_timeout,
+            max_requests: config.max_requests_per_connection.max(1),
+            api: Arc::clone(&api),
+        });
         // Every connection task lives in this set, so none outlives `serve`.
         let mut connections = JoinSet::new();
-        info!(listen = %local_addr, max_connections, "health API serving");
+        info!(listen = %local_addr, max_connections, probe_connections, "health API serving");
 
         loop {
             tokio::select! {
@@ -102,20 +103,8 @@ impl BoundHealthApi {
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                            debug!(peer = %peer, max_connections, "health API connection limit reached, closing connection");
-                            drop(stream);
-                            continue;
-                        };
-                        let connection = serve_connection(
-                            &builder,
-                            Arc::clone(&api),
-                            stream,
-                            peer,
-                            permit,
-                            shutdown.clone(),
-                        );
-                        connections.spawn(connection);
+                        let settings = Arc::clone(&settings);
+                        connections.spawn(connection::serve(settings, stream, peer, shutdown.clone()));
                     }
                     Err(error) => {
                         warn!(error = %error, "health API accept failed");
@@ -145,39 +134,15 @@ impl BoundHealthApi {
     }
 }
 
-/// Serves one connection until the client closes it or `shutdown` asks it to finish.
-///
-/// The permit is held for the connection's whole life, so the connection limit counts
-/// connections, not requests.
-fn serve_connection(
-    builder: &http1::Builder,
-    api: Arc<HealthApi>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-    shutdown: CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
-    // The handler answers synchronously from status snapshots and never reads the request body.
-    let service = service_fn(move |request: hyper::Request<Incoming>| {
-        let response = api
-            .handle(request.method(), request.uri().path())
-            .map(Full::new);
-        async move { Ok::<_, Infallible>(response) }
-    });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    async move {
-        let _permit = permit;
-        let mut connection = pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = shutdown.cancelled() => {
-                // An idle connection closes at once; one mid-request finishes that response first.
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
-        if let Err(error) = result {
-            debug!(peer = %peer, error = %error, "health API connection ended with an error");
-        }
-    }
+/// hyper's HTTP/1.1 settings: bounded heads and buffers, a header read timeout that also ends
+/// idle keep-alive connections.
+fn http1_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_BUF_BYTES)
+        .keep_alive(true);
+    builder
 }

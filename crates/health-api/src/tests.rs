@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use capture_core::status::{
     DockerSnapshot, DockerState, SinkSnapshot, SinkState, TaskSnapshot, TaskState,
+    UnreadableContainer, UnreadableReason,
 };
 use http::{Method, Response, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
@@ -24,6 +25,7 @@ struct FakeStatus {
     tasks: Mutex<Vec<TaskSnapshot>>,
     sinks: Mutex<Vec<SinkSnapshot>>,
     docker: Mutex<DockerSnapshot>,
+    unreadable: Mutex<Vec<UnreadableContainer>>,
 }
 
 impl FakeStatus {
@@ -33,6 +35,7 @@ impl FakeStatus {
             tasks: Mutex::new(Vec::new()),
             sinks: Mutex::new(Vec::new()),
             docker: Mutex::new(docker(DockerState::Connected, SystemTime::now())),
+            unreadable: Mutex::new(Vec::new()),
         })
     }
 
@@ -46,6 +49,10 @@ impl FakeStatus {
 
     fn set_docker(&self, snapshot: DockerSnapshot) {
         *self.docker.lock().unwrap() = snapshot;
+    }
+
+    fn set_unreadable(&self, unreadable: Vec<UnreadableContainer>) {
+        *self.unreadable.lock().unwrap() = unreadable;
     }
 }
 
@@ -61,6 +68,10 @@ impl StatusSource for FakeStatus {
     fn docker(&self) -> DockerSnapshot {
         self.docker.lock().unwrap().clone()
     }
+
+    fn unreadable(&self) -> Vec<UnreadableContainer> {
+        self.unreadable.lock().unwrap().clone()
+    }
 }
 
 fn task(id: &str, kind: &str, state: TaskState) -> TaskSnapshot {
@@ -74,6 +85,7 @@ fn task(id: &str, kind: &str, state: TaskState) -> TaskSnapshot {
         last_heartbeat: started + Duration::from_secs(30),
         restarts: 0,
         last_error: None,
+        mode: None,
     }
 }
 
@@ -265,6 +277,42 @@ fn configured_windows_are_used() {
     );
 }
 
+#[test]
+fn a_reload_changes_the_thresholds_and_nothing_else() {
+    let status = FakeStatus::healthy();
+    let api = api_over(Arc::clone(&status), Readiness::default());
+    // Relative to the real clock, since `report` reads it.
+    let lost = SystemTime::now() - Duration::from_secs(10);
+    status.set_docker(docker(DockerState::Disconnected, lost));
+    assert_eq!(api.report().status, HealthStatus::Degraded, "within 30 s");
+
+    let next = HealthConfig {
+        docker_unreachable_grace: Duration::from_secs(5),
+        listen: "0.0.0.0:9".parse().unwrap(),
+        max_connections: 1,
+        ..HealthConfig::default()
+    };
+    let reloader = api.reloader();
+    assert!(reloader.apply(&next));
+    assert!(!reloader.apply(&next), "applying again changes nothing");
+    assert_eq!(api.report().status, HealthStatus::Unhealthy, "past 5 s");
+    assert_eq!(
+        api.config.listen,
+        HealthConfig::DEFAULT_LISTEN,
+        "restart-only"
+    );
+    assert_eq!(api.config.max_connections, 64, "restart-only");
+
+    let live = HealthConfig::default().with_live_settings(&next);
+    assert_eq!(live.docker_unreachable_grace, Duration::from_secs(5));
+    assert_eq!(live.listen, HealthConfig::DEFAULT_LISTEN);
+    assert_eq!(live.max_connections, 64);
+    assert_eq!(
+        HealthConfig::LIVE_KEYS,
+        ["docker_unreachable_grace", "sink_failure_window"]
+    );
+}
+
 // ---- /health through the routes. ----
 
 #[test]
@@ -338,6 +386,7 @@ fn health_json_has_the_contract_shape() {
             "status",
             "tasks",
             "timestamp",
+            "unreadable",
             "uptime_seconds",
             "version"
         ]
@@ -396,6 +445,36 @@ fn health_json_has_the_contract_shape() {
 
     assert_eq!(json["docker"]["state"], "connected");
     assert_eq!(json["docker"]["api_version"], "1.41");
+    assert_eq!(json["unreadable"], serde_json::json!([]), "always present");
+}
+
+#[test]
+fn unreadable_containers_are_listed_and_never_change_the_status() {
+    let status = FakeStatus::healthy();
+    status.set_tasks(vec![task(
+        &format!("container_{CONTAINER_A}"),
+        "container",
+        TaskState::Running,
+    )]);
+    status.set_unreadable(vec![UnreadableContainer {
+        id: CONTAINER_B.to_owned(),
+        name: "quiet".to_owned(),
+        driver: "none".to_owned(),
+        reason: UnreadableReason::LogDriverNone,
+    }]);
+    let api = api_over(status, Readiness::default());
+    let (code, json) = health_json(&api);
+    assert_eq!(
+        (code, json["status"].as_str()),
+        (StatusCode::OK, Some("healthy"))
+    );
+    assert_eq!(
+        json["unreadable"],
+        serde_json::json!([{"id": CONTAINER_B, "name": "quiet", "driver": "none",
+                            "reason": "log_driver_none"}])
+    );
+    // Not a task: the contract's query still counts only the running one.
+    assert_eq!(json["tasks"].as_array().unwrap().len(), 1);
 }
 
 /// The keys of a JSON object, sorted (serde_json's map keeps them sorted already).

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capture_core::status::{DockerSnapshot, DockerState, SinkSnapshot, TaskSnapshot};
+use capture_core::status::{DockerSnapshot, DockerState, SinkSnapshot, TaskSnapshot, TaskState};
 use health_api::{HealthApi, HealthConfig, Readiness, StatusSource};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +37,45 @@ impl StatusSource for Connected {
     }
 }
 
+/// Docker connected and `tasks` running tasks: a `/health` body of about 250 bytes per task.
+struct Busy {
+    tasks: Vec<TaskSnapshot>,
+}
+
+impl Busy {
+    fn new(tasks: usize) -> Busy {
+        let now = std::time::SystemTime::now();
+        let tasks = (0..tasks)
+            .map(|i| TaskSnapshot {
+                id: format!("container_{i:064x}"),
+                kind: "container".to_owned(),
+                name: format!("busy-{i}"),
+                state: TaskState::Running,
+                started_at: now,
+                last_heartbeat: now,
+                restarts: 0,
+                last_error: None,
+                mode: Some("api".to_owned()),
+            })
+            .collect();
+        Busy { tasks }
+    }
+}
+
+impl StatusSource for Busy {
+    fn tasks(&self) -> Vec<TaskSnapshot> {
+        self.tasks.clone()
+    }
+
+    fn sinks(&self) -> Vec<SinkSnapshot> {
+        Vec::new()
+    }
+
+    fn docker(&self) -> DockerSnapshot {
+        Connected.docker()
+    }
+}
+
 /// A server on 127.0.0.1:0, its address, readiness latch, shutdown token and task.
 struct Server {
     addr: SocketAddr,
@@ -45,15 +84,28 @@ struct Server {
     task: JoinHandle<health_api::Result<()>>,
 }
 
+/// A server with `max_connections` general slots and no reserved probe slots.
 async fn start(max_connections: usize) -> Server {
+    start_with(
+        HealthConfig {
+            max_connections,
+            probe_connections: 0,
+            ..HealthConfig::default()
+        },
+        Arc::new(Connected),
+    )
+    .await
+}
+
+/// A server with `config` (its listen address replaced by 127.0.0.1:0) over `status`.
+async fn start_with(config: HealthConfig, status: Arc<dyn StatusSource>) -> Server {
     let config = HealthConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        max_connections,
-        ..HealthConfig::default()
+        ..config
     };
     let readiness = Readiness::default();
     let prometheus = PrometheusBuilder::new().build_recorder().handle();
-    let api = HealthApi::new(config, Arc::new(Connected), readiness.clone(), prometheus);
+    let api = HealthApi::new(config, status, readiness.clone(), prometheus);
     let bound = api.bind().await.expect("binds 127.0.0.1:0");
     let addr = bound.local_addr();
     let shutdown = CancellationToken::new();
@@ -139,10 +191,10 @@ async fn get(stream: &mut TcpStream, path: &str) -> HttpResponse {
         .expect("a response, not a close")
 }
 
-/// Whether the server closed `stream` without answering a request sent on it.
-async fn closed_without_answer(stream: &mut TcpStream) -> bool {
+/// Whether the server closed `stream` without answering a `GET path` sent on it.
+async fn closed_without_answer(stream: &mut TcpStream, path: &str) -> bool {
     // The write may already fail if the close arrived first; either way no answer comes.
-    if send_get(stream, "/live").await.is_err() {
+    if send_get(stream, path).await.is_err() {
         return true;
     }
     match read_response(stream).await {
@@ -243,7 +295,7 @@ async fn connections_beyond_the_limit_are_closed() {
     assert_eq!(get(&mut second, "/live").await.status, 200);
 
     let mut third = TcpStream::connect(server.addr).await.unwrap();
-    assert!(closed_without_answer(&mut third).await);
+    assert!(closed_without_answer(&mut third, "/health").await);
 
     // Once a slot frees, connections are served again. The server frees it when it sees the
     // close, which the client cannot observe, so retry a bounded number of real round trips.
@@ -352,4 +404,305 @@ async fn a_silent_client_is_closed_after_the_header_read_timeout() {
         "closed after {waited:?}"
     );
     server.stop().await;
+}
+
+// ---- Hostile clients: slots for probes, write timeout, request cap, idle connections. ----
+
+/// Polls `attempt` (a real round trip each time) every 10 ms until it returns `Some`, for at most
+/// `limit`; panics with `what` otherwise.
+async fn retry_until<T, F: Future<Output = Option<T>>>(
+    limit: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One `GET path` on a new connection: the status, or `None` if the server closed it unanswered.
+async fn try_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    send_get(&mut stream, path).await.ok()?;
+    read_response(&mut stream)
+        .await
+        .ok()?
+        .map(|response| response.status)
+}
+
+fn has_connection_close(response: &HttpResponse) -> bool {
+    response
+        .head
+        .to_ascii_lowercase()
+        .contains("connection: close")
+}
+
+#[tokio::test]
+async fn probe_slots_are_kept_for_live_and_ready() {
+    let config = HealthConfig {
+        max_connections: 1,
+        probe_connections: 1,
+        ..HealthConfig::default()
+    };
+    let server = start_with(config, Arc::new(Connected)).await;
+
+    // The general slot is taken; another /metrics client is refused.
+    let mut general = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(get(&mut general, "/health").await.status, 200);
+    let mut metrics = TcpStream::connect(server.addr).await.unwrap();
+    assert!(closed_without_answer(&mut metrics, "/metrics").await);
+
+    // A probe still gets in, and keeps its connection for further probes.
+    let mut probe = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(get(&mut probe, "/live").await.status, 200);
+    assert_eq!(get(&mut probe, "/ready").await.status, 503);
+    // With every slot taken, the next probe is refused too.
+    let mut late = TcpStream::connect(server.addr).await.unwrap();
+    assert!(closed_without_answer(&mut late, "/live").await);
+
+    // Anything else on a probe slot is answered once, then the connection ends.
+    let answer = get(&mut probe, "/metrics").await;
+    assert_eq!(answer.status, 200);
+    assert!(has_connection_close(&answer), "{}", answer.head);
+    assert!(read_response(&mut probe).await.unwrap_or(None).is_none());
+
+    // The freed probe slot serves the next probe.
+    let status = retry_until(PROMPT, "a probe on the freed slot", || {
+        try_get(server.addr, "/live")
+    })
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(get(&mut general, "/health").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_pipelining_client_gets_at_most_the_request_cap_then_a_close() {
+    let config = HealthConfig {
+        max_requests_per_connection: 3,
+        ..HealthConfig::default()
+    };
+    let server = start_with(config, Arc::new(Connected)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let pipelined = "GET /live HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(5);
+    stream.write_all(pipelined.as_bytes()).await.unwrap();
+    // The server answers three, then closes: everything it sent arrives before the end.
+    let mut received = Vec::new();
+    tokio::time::timeout(PROMPT, stream.read_to_end(&mut received))
+        .await
+        .expect("closed promptly")
+        .expect("a clean close");
+    let received = String::from_utf8(received).unwrap().to_ascii_lowercase();
+    let answers: Vec<&str> = received.split("http/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{received}");
+    for (index, answer) in answers.iter().enumerate() {
+        assert!(answer.starts_with("200 ok"), "{answer}");
+        assert_eq!(answer.contains("connection: close"), index == 2, "{answer}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let server = start(1).await;
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(get(&mut idle, "/live").await.status, 200);
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    // Paused time advances only while every task waits, so this measures the server's timer.
+    idle.read_to_end(&mut rest).await.unwrap();
+    let waited = started.elapsed();
+    assert!(rest.is_empty());
+    assert!(
+        (Duration::from_secs(10)..Duration::from_secs(11)).contains(&waited),
+        "closed after {waited:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_loses_its_slot_after_the_write_timeout() {
+    let write_timeout = Duration::from_secs(1);
+    let config = HealthConfig {
+        max_connections: 1,
+        probe_connections: 0,
+        write_timeout,
+        max_requests_per_connection: 1_000_000,
+        ..HealthConfig::default()
+    };
+    // About 500 KB per answer: a few answers fill the socket buffers.
+    let server = start_with(config, Arc::new(Busy::new(2000))).await;
+    let mut hog = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(
+        get(&mut hog, "/health").await.status,
+        200,
+        "the hog holds the slot"
+    );
+    let pipelined = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(1000);
+    hog.write_all(pipelined.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut other = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_without_answer(&mut other, "/live").await,
+        "the slot is held"
+    );
+
+    // The hog never reads: once its answers fill the buffers, the write timeout frees the slot.
+    let status = retry_until(
+        Duration::from_secs(15),
+        "the slot freed by the write timeout",
+        || try_get(server.addr, "/live"),
+    )
+    .await;
+    let freed_after = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(freed_after >= write_timeout, "freed after {freed_after:?}");
+    // What the hog can still read ends: the server closed the connection, far short of 1000
+    // answers of 500 KB.
+    let mut received = Vec::new();
+    let end = tokio::time::timeout(PROMPT, hog.read_to_end(&mut received)).await;
+    assert!(end.is_ok(), "the hog's connection is closed");
+    assert!(received.len() < 100 * 500_000, "{} bytes", received.len());
+    server.stop().await;
+}
+
+/// Clients of the flood, each on its own connection.
+const FLOOD_CLIENTS: usize = 200;
+/// How long the flood runs before `/live` is asked.
+const FLOOD_LEAD: Duration = Duration::from_secs(5);
+/// How fast `/live` must answer during the flood.
+const PROBE_BOUND: Duration = Duration::from_secs(1);
+
+/// One hostile client: connects, pipelines `GET /metrics` requests and never reads an answer;
+/// when the server closes the connection, it connects again. Ends when `stop` is cancelled.
+async fn flood_client(
+    addr: SocketAddr,
+    stop: CancellationToken,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let pipelined = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(64);
+    while !stop.is_cancelled() {
+        let connected = tokio::select! {
+            () = stop.cancelled() => return,
+            connected = TcpStream::connect(addr) => connected,
+        };
+        let Ok(mut stream) = connected else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Writes block once the server stops reading (it cannot write its answers); an error
+        // means the server closed the connection.
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                written = stream.write_all(pipelined.as_bytes()) => if written.is_err() { break },
+            }
+        }
+    }
+}
+
+/// Runs `future` on a runtime of its own, on a thread of its own, until it returns.
+fn on_own_runtime<F>(threads: usize, future: F) -> std::thread::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    })
+}
+
+#[tokio::test]
+async fn live_answers_within_a_second_five_seconds_into_a_flood_of_pipelining_clients() {
+    // The server runs apart from the flood, as the agent runs apart from its clients.
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let server_stop = CancellationToken::new();
+    let server = on_own_runtime(2, {
+        let server_stop = server_stop.clone();
+        async move {
+            // The flood holds its slots for the whole test: no connection reaches its request
+            // cap or its write timeout, so no slot frees up between two flood connections (with
+            // the defaults one can, and a scrape slips in, which proves nothing).
+            let config = HealthConfig {
+                max_requests_per_connection: usize::MAX,
+                write_timeout: Duration::from_secs(600),
+                ..HealthConfig::default()
+            };
+            let server = start_with(config, Arc::new(Connected)).await;
+            let _ = addr_tx.send(server.addr);
+            server_stop.cancelled().await;
+            server.stop().await;
+        }
+    });
+    let addr = addr_rx.await.expect("the server starts");
+
+    let flood_stop = CancellationToken::new();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood = on_own_runtime(1, {
+        let flood_stop = flood_stop.clone();
+        let connections = Arc::clone(&connections);
+        async move {
+            let mut clients = tokio::task::JoinSet::new();
+            for _ in 0..FLOOD_CLIENTS {
+                clients.spawn(flood_client(
+                    addr,
+                    flood_stop.clone(),
+                    Arc::clone(&connections),
+                ));
+            }
+            while clients.join_next().await.is_some() {}
+        }
+    });
+    tokio::time::sleep(FLOOD_LEAD).await;
+
+    // The flood holds the general slots: a /metrics scrape on a new connection gets no answer.
+    let client = reqwest::Client::builder()
+        .timeout(PROBE_BOUND)
+        .build()
+        .expect("an HTTP client");
+    let url = |path: &str| format!("http://{addr}{path}");
+    let scrape = client.get(url("/metrics")).send().await;
+    // A probe is answered, promptly, again and again.
+    let mut probe_times = Vec::new();
+    for _ in 0..5 {
+        let asked = std::time::Instant::now();
+        let live = client.get(url("/live")).send().await;
+        let elapsed = asked.elapsed();
+        let status = live.map(|response| response.status().as_u16());
+        assert!(
+            matches!(status, Ok(200)) && elapsed < PROBE_BOUND,
+            "/live during the flood: {status:?} after {elapsed:?} (earlier: {probe_times:?}; \
+             {connections:?} flood connections so far)"
+        );
+        probe_times.push(elapsed);
+    }
+    let ready = client
+        .get(url("/ready"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    flood_stop.cancel();
+    flood.join().expect("the flood ends");
+    server_stop.cancel();
+    server.join().expect("the server stops");
+
+    assert!(
+        scrape.is_err(),
+        "the flood did not hold the general slots (a /metrics scrape was answered), so it proves nothing"
+    );
+    assert!(matches!(ready, Ok(503)), "/ready answers too: {ready:?}");
 }

@@ -20,7 +20,12 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::{config::Config, signal, status::AgentStatus};
+use crate::{
+    config::Config,
+    reload::{self, Reloader},
+    signal,
+    status::AgentStatus,
+};
 
 /// Bucket bounds (seconds) of `log_capturer_sink_request_duration_seconds`: from a file write
 /// (sub-millisecond) to a slow Loki push (seconds).
@@ -29,7 +34,9 @@ const SINK_REQUEST_BUCKETS: &[f64] = &[
 ];
 
 /// Runs the agent until a signal (or a component's failure), then shuts down in order.
-pub(crate) async fn run(config: Config) -> Result<()> {
+pub(crate) async fn run(config: Config, reload_inputs: reload::Inputs) -> Result<()> {
+    // First, so a SIGHUP during start-up is a reload (applied once running), not the end.
+    let hangups = signal::reload_signals().context("listen for SIGHUP")?;
     let prometheus = PrometheusBuilder::new()
         // Buckets make the request duration a histogram rather than a summary, so it can be
         // aggregated across hosts (`histogram_quantile(0.99, sum by (le) (rate(...)))`).
@@ -65,6 +72,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
         supervisor: supervisor.clone(),
         sinks_rx: pipeline.status(),
         docker_rx: docker_rx.clone(),
+        unreadable_rx: source.unreadable(),
     };
     let mut health = HealthApi::new(
         config.health.clone(),
@@ -77,6 +85,13 @@ pub(crate) async fn run(config: Config) -> Result<()> {
     for handle in source.runtime_handles() {
         health.register_runtime(handle);
     }
+    let reloader = Reloader::new(
+        reload_inputs,
+        config.clone(),
+        source.reloader(),
+        pipeline.reloader(),
+        health.reloader(),
+    );
     let health = health.bind().await.context("bind the health API")?;
     info!(listen = %health.local_addr(), data_dir = %config.data_dir.display(), "log-capturer starting");
 
@@ -136,6 +151,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
             failure = Some(ended("health API", result));
         }
         () = readiness_latch => {}
+        () = reloader.run(hangups) => {}
     }
 
     // The ordered shutdown, bounded by the grace period as a whole.

@@ -29,13 +29,14 @@ const LIST_KEYS: &[&str] = &[
     "include_labels",
     "exclude_labels",
     "include_images",
+    "exclude_images",
 ];
 
 /// Key names whose values are secrets, redacted by `--check-config`.
 const SECRET_WORDS: &[&str] = &["password", "token", "secret"];
 
 /// The whole configuration.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     /// Checkpoints, disk buffers and the default file sink live here.
@@ -60,7 +61,7 @@ pub(crate) struct Config {
 }
 
 /// `[supervisor]`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SupervisorSection {
     /// How often tasks heartbeat.
@@ -81,7 +82,7 @@ impl Default for SupervisorSection {
 }
 
 /// `[log]`: the agent's own logs.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct LogSection {
     /// `text` or `json`.
@@ -192,7 +193,7 @@ fn take_sinks(table: &mut Table) -> Result<Vec<sink_pipeline::SinkConfig>, Confi
             None => {
                 return Err(error(
                     format!("{at}.type"),
-                    "missing; expected one of `file`, `stdout`, `loki`",
+                    "missing; expected one of `file`, `stdout`, `loki`, `otlp`",
                 ));
             }
         };
@@ -200,10 +201,13 @@ fn take_sinks(table: &mut Table) -> Result<Vec<sink_pipeline::SinkConfig>, Confi
             "file" => SinkConfig::File(parse(&at, entry)?),
             "stdout" => SinkConfig::Stdout(parse(&at, entry)?),
             "loki" => SinkConfig::Loki(parse(&at, entry)?),
+            "otlp" => SinkConfig::Otlp(parse(&at, entry)?),
             _ => {
                 return Err(error(
                     format!("{at}.type"),
-                    format!("unknown sink type `{kind}`; expected one of `file`, `stdout`, `loki`"),
+                    format!(
+                        "unknown sink type `{kind}`; expected one of `file`, `stdout`, `loki`, `otlp`"
+                    ),
                 ));
             }
         });
@@ -269,8 +273,17 @@ impl Config {
             .map_err(|e| match &e {
                 docker_source::Error::Config { key, .. }
                 | docker_source::Error::Glob { key, .. } => error(format!("docker.{key}"), e),
+                // The cause (the regex crate's reason) is what the operator needs to fix it.
+                docker_source::Error::Multiline { index, key, .. } => error(
+                    format!("docker.multiline[{index}].{key}"),
+                    capture_core::ErrorChain(&e),
+                ),
                 _ => error("docker", e),
             })?;
+        self.health.validate().map_err(|e| match &e {
+            health_api::Error::Config { key, .. } => error(format!("health.{key}"), e),
+            _ => error("health", e),
+        })?;
         Ok(())
     }
 
@@ -283,6 +296,16 @@ impl Config {
         } else {
             self.sinks.clone()
         }
+    }
+
+    /// What `--check-config` prints: the effective container filter in words (as TOML
+    /// comments), then the effective configuration.
+    pub(crate) fn check_report(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.docker.filter_summary(),
+            self.to_redacted_toml()
+        )
     }
 
     /// The effective configuration as TOML, secrets redacted (for `--check-config`).
@@ -387,14 +410,13 @@ fn apply_flags(table: &mut Table, cli: &Cli) {
     if let Some(listen) = &cli.health_listen {
         set(table, Some("health"), "listen", string(listen));
     }
-    if !cli.include_label.is_empty() {
-        let labels = cli.include_label.iter().map(string).collect();
-        set(
-            table,
-            Some("docker"),
-            "include_labels",
-            Value::Array(labels),
-        );
+    // A repeated filter flag replaces the whole list of the file or environment, like any
+    // other key: the flags are the complete answer for that filter.
+    for (key, values) in cli.filter_flags() {
+        if !values.is_empty() {
+            let list = values.iter().map(string).collect();
+            set(table, Some("docker"), key, Value::Array(list));
+        }
     }
     if let Some(interval) = &cli.heartbeat_interval {
         set(
@@ -452,6 +474,13 @@ fn redact(value: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        // Every URL is stored without its userinfo already; this keeps any other string that
+        // holds one (a key added later) from printing it.
+        Value::String(text) if text.contains("://") => {
+            if let std::borrow::Cow::Owned(stripped) = capture_core::url::strip_userinfo(text) {
+                *text = stripped;
+            }
+        }
         _ => {}
     }
 }

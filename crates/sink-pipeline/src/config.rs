@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    sinks::loki::LokiSinkConfig,
+    sinks::{loki::LokiSinkConfig, otlp::OtlpSinkConfig},
 };
 
 /// Capacity, in batches, of the channel from the source to the pipeline.
@@ -77,15 +77,18 @@ pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     /// Grafana Loki's push API.
     Loki(LokiSinkConfig),
+    /// OpenTelemetry's OTLP/HTTP logs (protobuf).
+    Otlp(OtlpSinkConfig),
 }
 
 impl SinkConfig {
-    /// The sink's type name: `file`, `stdout` or `loki`.
+    /// The sink's type name: `file`, `stdout`, `loki` or `otlp`.
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::File(_) => "file",
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::Loki(_) => "loki",
+            SinkConfig::Otlp(_) => "otlp",
         }
     }
 
@@ -95,6 +98,7 @@ impl SinkConfig {
             SinkConfig::File(config) => config.name.as_deref(),
             SinkConfig::Stdout(config) => config.name.as_deref(),
             SinkConfig::Loki(config) => config.name.as_deref(),
+            SinkConfig::Otlp(config) => config.name.as_deref(),
         }
     }
 
@@ -104,6 +108,7 @@ impl SinkConfig {
             SinkConfig::File(config) => &config.buffer,
             SinkConfig::Stdout(config) => &config.buffer,
             SinkConfig::Loki(config) => &config.buffer,
+            SinkConfig::Otlp(config) => &config.buffer,
         }
     }
 
@@ -113,6 +118,7 @@ impl SinkConfig {
             SinkConfig::File(config) => &config.retry,
             SinkConfig::Stdout(config) => &config.retry,
             SinkConfig::Loki(config) => &config.retry,
+            SinkConfig::Otlp(config) => &config.retry,
         }
     }
 }
@@ -147,6 +153,31 @@ pub(crate) fn resolve_sink_names(sinks: &[SinkConfig]) -> Result<Vec<String>> {
             }
         };
         names.push(name);
+    }
+    Ok(names)
+}
+
+/// Checks a sink list: the names ([`resolve_sink_names`], returned), every sink's buffer, retry
+/// and file settings, and that no two file sinks write the same file (their writes would
+/// interleave and each would cut the other's unfinished line at open). Opens nothing.
+pub(crate) fn validate_sinks(sinks: &[SinkConfig]) -> Result<Vec<String>> {
+    let names = resolve_sink_names(sinks)?;
+    let mut paths: Vec<(&Path, &str)> = Vec::new();
+    for (sink, name) in sinks.iter().zip(&names) {
+        sink.buffer().validate(name)?;
+        sink.retry().validate(name)?;
+        if let SinkConfig::File(file) = sink {
+            file.validate(name)?;
+            if let Some((_, other)) = paths.iter().find(|(path, _)| *path == file.path) {
+                return Err(Error::Config {
+                    reason: format!(
+                        "sinks {other:?} and {name:?} both write {}",
+                        file.path.display()
+                    ),
+                });
+            }
+            paths.push((&file.path, name));
+        }
     }
     Ok(names)
 }
@@ -284,9 +315,17 @@ pub struct FileSinkConfig {
     /// Whether rotated files are gzipped.
     #[serde(default)]
     pub compress: bool,
-    /// Whether every delivery is `fsync`ed before it counts as accepted.
+    /// Whether every delivery is `fsync`ed before it counts as accepted (and the directory at
+    /// each rotation). Off, a delivery survives a crash of the agent but not a power loss.
     #[serde(default)]
     pub fsync: bool,
+    /// How long the high-water marks of a container with no new lines are kept in memory (see
+    /// `docs/guarantees.md`: marks are what makes replays exactly-once).
+    #[serde(
+        default = "FileSinkConfig::default_high_water_retention",
+        with = "humantime_serde"
+    )]
+    pub high_water_retention: Duration,
     /// Disk buffer settings.
     #[serde(default)]
     pub buffer: BufferConfig,
@@ -305,6 +344,7 @@ impl FileSinkConfig {
             max_files: Self::default_max_files(),
             compress: false,
             fsync: false,
+            high_water_retention: Self::default_high_water_retention(),
             buffer: BufferConfig::default(),
             retry: RetryConfig::default(),
         }
@@ -318,10 +358,19 @@ impl FileSinkConfig {
         5
     }
 
+    fn default_high_water_retention() -> Duration {
+        Duration::from_secs(3600)
+    }
+
     pub(crate) fn validate(&self, sink: &str) -> Result<()> {
         if self.max_bytes == 0 || self.max_files == 0 {
             return Err(Error::Config {
                 reason: format!("sink {sink:?}: max_bytes and max_files must be positive"),
+            });
+        }
+        if self.high_water_retention < Duration::from_secs(1) {
+            return Err(Error::Config {
+                reason: format!("sink {sink:?}: high_water_retention must be at least 1s"),
             });
         }
         if self.path.file_name().is_none() {

@@ -49,6 +49,16 @@ pub enum Error {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// A reload could not be applied because the pipeline has stopped.
+    #[error("the pipeline is not running")]
+    NotRunning,
+    /// A reload adds a sink in the place (name or file) of one an earlier reload removed, and
+    /// that one has not finished yet.
+    #[error("sink {sink:?}, removed by an earlier reload, is still finishing; try again")]
+    SinkStopping {
+        /// The removed sink's name.
+        sink: String,
+    },
     /// A sink's worker stopped taking batches while the input was still open.
     #[error("the worker of sink {sink:?} stopped while the input was open")]
     WorkerGone {
@@ -66,9 +76,11 @@ impl Error {
         match self {
             Error::Config { .. } | Error::NoSinks => false,
             Error::SinkOpen { source, .. } => source.is_transient(),
-            Error::BufferOpen { .. } | Error::WorkerPanicked { .. } | Error::WorkerGone { .. } => {
-                true
-            }
+            Error::BufferOpen { .. }
+            | Error::WorkerPanicked { .. }
+            | Error::WorkerGone { .. }
+            | Error::NotRunning
+            | Error::SinkStopping { .. } => true,
         }
     }
 }

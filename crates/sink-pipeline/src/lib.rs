@@ -13,8 +13,8 @@
 //!   to the sink's disk buffer while the sink is down.
 //! - `buffer/`: the disk buffer, checksummed records in segment files with a durable read
 //!   position, replayed in order when the sink recovers, also after a restart.
-//! - `sinks/`: `file` (JSON lines, rotation, exactly-once over replays), `stdout`, and `loki`
-//!   (configuration only so far). `record.rs` renders the contract's JSON record by hand.
+//! - `sinks/`: `file` (JSON lines, rotation, exactly-once over replays), `stdout`, `loki` and
+//!   `otlp` (OTLP/HTTP protobuf); `sinks/http/` is what the HTTP sinks share. `record.rs` renders the contract's JSON record by hand.
 //! - `config.rs`: the `[batch]` and `[[sinks]]` configuration; `error.rs`: [`Error`].
 //!
 //! # The sink contract
@@ -83,9 +83,12 @@ mod batcher;
 mod buffer;
 mod config;
 mod error;
+mod open;
 mod pipeline;
 mod record;
+mod reload;
 mod sink;
+mod sink_set;
 mod sinks;
 mod worker;
 
@@ -96,8 +99,13 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
-pub use sink::{BoxError, Sink, SinkError};
+pub use reload::{PipelineReloader, SinkChanges};
+pub use sink::{BoxError, RetryAfter, Sink, SinkError};
+pub use sinks::http::{Endpoint, TlsConfig};
 pub use sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink, LokiSinkConfig};
+pub use sinks::otlp::{
+    OtlpCompression, OtlpHeaders, OtlpSink, OtlpSinkConfig, Severity, SeverityByStream,
+};
 pub use worker::SinkOptions;
 
 #[cfg(test)]

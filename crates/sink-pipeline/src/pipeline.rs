@@ -1,4 +1,4 @@
-//! The pipeline: dispatcher, sink workers and acknowledger.
+//! The pipeline: dispatcher, sink workers (`sink_set.rs`) and acknowledger.
 
 use std::{
     collections::HashMap,
@@ -6,30 +6,27 @@ use std::{
     sync::Arc,
 };
 
-use capture_core::{
-    Acknowledgement, ContainerId, EventBatch, LogStream,
-    status::{SinkSnapshot, SinkState},
-};
-use tokio::{
-    sync::{mpsc, watch},
-    task::JoinSet,
-};
+use capture_core::{Acknowledgement, ContainerId, EventBatch, LogStream, status::SinkSnapshot};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{
     batcher::Batcher,
-    buffer::DiskBuffer,
-    config::{BatchConfig, PipelineConfig, SinkConfig, resolve_sink_names, validate_sink_name},
+    config::{BatchConfig, PipelineConfig, SinkConfig, validate_sink_name, validate_sinks},
     error::{Error, Result},
-    sink::{DynSink, Sink},
-    sinks::{file::FileSink, loki::LokiSink, stdout::StdoutSink},
-    worker::{Chunk, PreparedSink, SINK_QUEUE_CAPACITY, SinkOptions, SinkWorker},
+    open::{open_configured, prepare},
+    reload::{Command, PipelineReloader},
+    sink::Sink,
+    sink_set::SinkSet,
+    worker::{Chunk, PreparedSink, SinkOptions},
 };
 
 /// Capacity of the channel from the dispatcher to the acknowledger. The acknowledger never
 /// waits on anything but completions, so this only smooths bursts.
 const IN_FLIGHT_CAPACITY: usize = 1024;
+/// Capacity of the reload command channel: reloads are rare and a reloader waits for each.
+const CONTROL_CAPACITY: usize = 4;
 
 /// Batches log lines and delivers them to every sink; see the crate documentation.
 #[derive(Debug)]
@@ -37,8 +34,13 @@ pub struct Pipeline {
     batch: BatchConfig,
     data_dir: PathBuf,
     sinks: Vec<PreparedSink>,
-    /// One snapshot per sink, in sink order; each worker updates its own entry.
+    /// The sinks built from a configuration, by name: what a reload compares with.
+    configured: Vec<(String, SinkConfig)>,
+    /// One snapshot per sink; each worker updates its own entry (found by name).
     status_tx: Arc<watch::Sender<Vec<SinkSnapshot>>>,
+    /// Reload commands from [`PipelineReloader`]s, read by the dispatcher.
+    control_tx: mpsc::Sender<Command>,
+    control_rx: mpsc::Receiver<Command>,
 }
 
 impl Pipeline {
@@ -49,35 +51,21 @@ impl Pipeline {
     /// configure [`FileSinkConfig::default_for`](crate::FileSinkConfig::default_for).
     pub fn new(config: PipelineConfig, data_dir: &Path) -> Result<Pipeline> {
         config.batch.validate()?;
-        let names = resolve_sink_names(&config.sinks)?;
+        let names = validate_sinks(&config.sinks)?;
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
         let mut pipeline = Pipeline {
             batch: config.batch,
             data_dir: data_dir.to_owned(),
             sinks: Vec::new(),
+            configured: Vec::new(),
             status_tx: Arc::new(watch::Sender::new(Vec::new())),
+            control_tx,
+            control_rx,
         };
         for (sink_config, name) in config.sinks.into_iter().zip(names) {
-            let options = SinkOptions {
-                name: name.clone(),
-                kind: sink_config.kind().to_owned(),
-                buffer: sink_config.buffer().clone(),
-                retry: sink_config.retry().clone(),
-            };
-            options.buffer.validate(&name)?;
-            options.retry.validate(&name)?;
-            let open_error = |source| Error::SinkOpen {
-                sink: name.clone(),
-                source,
-            };
-            let sink: Box<dyn DynSink> = match sink_config {
-                SinkConfig::File(file) => {
-                    file.validate(&name)?;
-                    Box::new(FileSink::open(&file, &name).map_err(open_error)?)
-                }
-                SinkConfig::Stdout(stdout) => Box::new(StdoutSink::new(&stdout)),
-                SinkConfig::Loki(loki) => Box::new(LokiSink::new(loki).map_err(open_error)?),
-            };
-            pipeline.push_sink(options, sink)?;
+            let prepared = open_configured(data_dir, &sink_config, &name)?;
+            pipeline.push_sink(prepared);
+            pipeline.configured.push((name, sink_config));
         }
         Ok(pipeline)
     }
@@ -96,47 +84,43 @@ impl Pipeline {
         }
         options.buffer.validate(&options.name)?;
         options.retry.validate(&options.name)?;
-        self.push_sink(options, Box::new(sink))
+        let prepared = prepare(&self.data_dir, options, Box::new(sink))?;
+        self.push_sink(prepared);
+        Ok(())
     }
 
-    fn push_sink(&mut self, options: SinkOptions, sink: Box<dyn DynSink>) -> Result<()> {
-        let path = self.data_dir.join("buffer").join(&options.name);
-        let mut buffer =
-            DiskBuffer::open(&path, &options.buffer).map_err(|source| Error::BufferOpen {
-                sink: options.name.clone(),
-                path: path.clone(),
-                source,
-            })?;
-        let dropped = buffer.take_dropped_events();
-        if dropped > 0 {
-            metrics::counter!("log_capturer_sink_events_total", "sink" => options.name.clone(), "result" => "dropped")
-                .increment(dropped);
-        }
-        if buffer.unread_events() > 0 {
-            info!(sink = %options.name, events = buffer.unread_events(), "disk buffer holds events from a previous run");
-        }
-        let snapshot = SinkSnapshot {
-            name: options.name.clone(),
-            kind: options.kind.clone(),
-            state: SinkState::Ok,
-            last_success: None,
-            last_error: None,
-            failing_since: None,
-            buffered_events: buffer.unread_events(),
-            dropped_events: dropped,
-        };
+    fn push_sink(&mut self, prepared: PreparedSink) {
+        let snapshot = prepared.snapshot.clone();
         self.status_tx.send_modify(|sinks| sinks.push(snapshot));
-        self.sinks.push(PreparedSink {
-            options,
-            sink,
-            buffer,
-        });
-        Ok(())
+        self.sinks.push(prepared);
     }
 
     /// The sinks' health, one snapshot per sink, updated as deliveries succeed or fail.
     pub fn status(&self) -> watch::Receiver<Vec<SinkSnapshot>> {
         self.status_tx.subscribe()
+    }
+
+    /// The handle a configuration reload uses to change the sinks of the running pipeline.
+    /// Take it once every [`add_sink`](Pipeline::add_sink) is done: those sinks are kept by
+    /// every reload.
+    pub fn reloader(&self) -> PipelineReloader {
+        let custom = self
+            .sinks
+            .iter()
+            .map(|sink| sink.options.name.clone())
+            .filter(|name| {
+                !self
+                    .configured
+                    .iter()
+                    .any(|(configured, _)| configured == name)
+            })
+            .collect();
+        PipelineReloader::new(
+            self.control_tx.clone(),
+            self.data_dir.clone(),
+            self.configured.clone(),
+            custom,
+        )
     }
 
     /// Runs until `batch_rx` is closed and every delivery is accepted by its sinks or
@@ -153,36 +137,24 @@ impl Pipeline {
         if self.sinks.is_empty() {
             return Err(Error::NoSinks);
         }
-        let mut workers = JoinSet::new();
-        let mut names = Vec::with_capacity(self.sinks.len());
-        let mut task_names = HashMap::new();
-        let mut queue_txs = Vec::with_capacity(self.sinks.len());
-        for (index, prepared) in self.sinks.into_iter().enumerate() {
-            let (queue_tx, queue_rx) = mpsc::channel(SINK_QUEUE_CAPACITY);
-            names.push(prepared.options.name.clone());
-            let worker = SinkWorker::new(index, prepared, queue_rx, Arc::clone(&self.status_tx));
-            let handle = workers.spawn(worker.run(shutdown.clone()));
-            task_names.insert(handle.id(), names[index].clone());
-            queue_txs.push(queue_tx);
+        let mut sinks = SinkSet::new(Arc::clone(&self.status_tx), shutdown.clone());
+        for prepared in self.sinks {
+            sinks.start(prepared, false);
         }
+        // Only the reloaders' senders keep the control channel open.
+        drop(self.control_tx);
         let (in_flight_tx, in_flight_rx) = mpsc::channel(IN_FLIGHT_CAPACITY);
         let workers_done = CancellationToken::new();
         let dispatcher = Dispatcher {
             batcher: Batcher::new(self.batch),
-            queue_txs,
-            names,
+            sinks,
             in_flight_tx,
+            control_rx: Some(self.control_rx),
         };
         let dispatch_and_join = async {
-            let dispatched = dispatcher.run(batch_rx, &shutdown).await;
-            // The dispatcher has dropped the queues: workers drain and return.
-            let mut panicked = None;
-            while let Some(joined) = workers.join_next().await {
-                if let Err(source) = joined {
-                    let sink = task_names.get(&source.id()).cloned().unwrap_or_default();
-                    panicked.get_or_insert(Error::WorkerPanicked { sink, source });
-                }
-            }
+            let (dispatched, sinks) = dispatcher.run(batch_rx, &shutdown).await;
+            // Closing the queues lets the workers drain and return.
+            let panicked = sinks.join_all().await;
             workers_done.cancel();
             match panicked {
                 Some(error) => Err(error),
@@ -198,47 +170,92 @@ impl Pipeline {
     }
 }
 
-/// Collects input into deliveries and hands each to every sink's queue and the acknowledger.
+/// Collects input into deliveries and hands each to every sink's queue and the acknowledger;
+/// applies reload commands between deliveries (and while it waits for a full queue).
 struct Dispatcher {
     batcher: Batcher,
-    queue_txs: Vec<mpsc::Sender<Arc<Chunk>>>,
-    names: Vec<String>,
+    sinks: SinkSet,
     in_flight_tx: mpsc::Sender<Arc<Chunk>>,
+    /// `None` once every reloader is gone.
+    control_rx: Option<mpsc::Receiver<Command>>,
 }
 
 impl Dispatcher {
+    /// Returns how the dispatch ended, and the sinks to join.
     async fn run(
         mut self,
         mut batch_rx: mpsc::Receiver<EventBatch>,
         shutdown: &CancellationToken,
-    ) -> Result<()> {
-        loop {
+    ) -> (Result<()>, SinkSet) {
+        let result = loop {
             let deadline = self.batcher.deadline();
             let full = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
+                () = shutdown.cancelled() => break Ok(()),
+                () = self.housekeeping() => false,
                 () = sleep_until(deadline), if deadline.is_some() => true,
                 batch = batch_rx.recv() => match batch {
                     Some(batch) => self.batcher.push(batch),
                     None => {
                         debug!("input closed; draining");
-                        self.send(shutdown).await?;
-                        return Ok(());
+                        break self.send(shutdown).await;
                     }
                 },
             };
-            if full {
-                self.send(shutdown).await?;
+            if full && let Err(error) = self.send(shutdown).await {
+                break Err(error);
             }
+        };
+        (result, self.sinks)
+    }
+
+    /// Waits for a reload command, a retiring sink's deadline or a worker's end, and handles
+    /// it. Never resolves while none comes.
+    async fn housekeeping(&mut self) {
+        let retire_deadline = self.sinks.next_deadline();
+        let Dispatcher {
+            sinks, control_rx, ..
+        } = self;
+        tokio::select! {
+            command = next_command(control_rx) => match command {
+                Some(command) => self.apply(command),
+                None => self.control_rx = None,
+            },
+            () = sleep_until(retire_deadline), if retire_deadline.is_some() => {
+                self.sinks.stop_overdue();
+            }
+            Some(exit) = sinks.next_exit() => self.sinks.on_exit(exit),
         }
     }
 
-    /// Sends the collected delivery, waiting for queue space (backpressure) unless stopped.
+    fn apply(&mut self, command: Command) {
+        let Command::Apply { plan, reply_tx } = command;
+        let mut retired = Vec::new();
+        for name in plan.removed {
+            if let Some(done) = self.sinks.retire(&name) {
+                retired.push(done);
+            }
+        }
+        for (name, replacement) in plan.replaced {
+            if !self.sinks.replace(&name, replacement) {
+                warn!(sink = %name, "a reload replaced a sink that is not running");
+            }
+        }
+        for prepared in plan.added {
+            info!(sink = %prepared.options.name, "sink added by a reload; it takes the next delivery");
+            self.sinks.start(prepared, true);
+        }
+        // The reloader may have given up waiting; the change stands either way.
+        let _ = reply_tx.send(retired);
+    }
+
+    /// Sends the collected delivery to every sink of the moment, waiting for queue space
+    /// (backpressure) unless stopped. A sink retired meanwhile no longer counts for it.
     async fn send(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let Some((batches, events)) = self.batcher.take() else {
             return Ok(());
         };
-        let chunk = Arc::new(Chunk::new(batches, events, self.queue_txs.len()));
+        let chunk = Arc::new(Chunk::new(batches, events, self.sinks.len()));
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
@@ -246,13 +263,23 @@ impl Dispatcher {
             // then nothing is acknowledged, which is safe.
             _ = self.in_flight_tx.send(Arc::clone(&chunk)) => {}
         }
-        for (queue_tx, name) in self.queue_txs.iter().zip(&self.names) {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Ok(()),
-                sent = queue_tx.send(Arc::clone(&chunk)) => {
-                    if sent.is_err() {
-                        return Err(Error::WorkerGone { sink: name.clone() });
+        for id in self.sinks.ids() {
+            loop {
+                let Some((queue_tx, name)) = self.sinks.queue(id) else {
+                    // Retired by a reload while this delivery waited: not its delivery any more.
+                    chunk.complete();
+                    break;
+                };
+                let (queue_tx, name) = (queue_tx.clone(), name.to_owned());
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = self.housekeeping() => continue,
+                    sent = queue_tx.send(Arc::clone(&chunk)) => {
+                        if sent.is_err() {
+                            return Err(Error::WorkerGone { sink: name });
+                        }
+                        break;
                     }
                 }
             }
@@ -261,7 +288,15 @@ impl Dispatcher {
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+async fn next_command(control_rx: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
+    match control_rx {
+        Some(control_rx) => control_rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one (a disabled timer in a `select!`).
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

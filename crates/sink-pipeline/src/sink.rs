@@ -1,6 +1,6 @@
 //! The [`Sink`] trait every destination implements, and its error classification.
 
-use std::{fmt, future::Future, pin::Pin};
+use std::{fmt, future::Future, pin::Pin, time::Duration};
 
 use capture_core::EventBatch;
 
@@ -31,6 +31,26 @@ impl SinkError {
         SinkError::Transient(error.into())
     }
 
+    /// A [`SinkError::Transient`] whose destination asked to be retried no sooner than
+    /// `delay` (HTTP `Retry-After`). The pipeline waits at least that long, at most its
+    /// `retry.max_backoff`.
+    pub fn transient_after(error: impl Into<BoxError>, delay: Duration) -> Self {
+        SinkError::Transient(Box::new(RetryAfter {
+            delay,
+            source: error.into(),
+        }))
+    }
+
+    /// The destination's retry hint of a transient error made by [`SinkError::transient_after`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SinkError::Transient(source) => source
+                .downcast_ref::<RetryAfter>()
+                .map(|retry_after| retry_after.delay),
+            _ => None,
+        }
+    }
+
     /// A [`SinkError::Permanent`] from any error.
     pub fn permanent(error: impl Into<BoxError>) -> Self {
         SinkError::Permanent(error.into())
@@ -55,6 +75,15 @@ impl SinkError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SinkError::Transient(_))
     }
+}
+
+/// A destination's request to wait before retrying, around the error it answered.
+#[derive(Debug, thiserror::Error)]
+#[error("the destination asked to wait {delay:?} before retrying")]
+pub struct RetryAfter {
+    delay: Duration,
+    #[source]
+    source: BoxError,
 }
 
 /// Whether an I/O error needs an operator (permissions, read-only file system) rather than time.

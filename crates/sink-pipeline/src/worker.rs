@@ -12,6 +12,11 @@
 //! memory, still bounded by [`MEMORY_CHUNKS`] (so the input pushes back), the sink's retries go
 //! on with their backoff (so it turns `failing` with an error naming both causes), and the
 //! error is logged once per episode, not once per attempt.
+//!
+//! A reload that changes the sink's settings puts a replacement in the worker's mailbox; the
+//! worker swaps it in between two deliveries (`worker/swap.rs`).
+
+mod swap;
 
 use std::{
     collections::VecDeque,
@@ -34,6 +39,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use self::swap::SinkSlot;
+pub(crate) use self::swap::{Mailbox, Replacement, ReplacementSink};
 use crate::{
     buffer::{AppendError, DiskBuffer, ReplayRecord},
     config::{BufferConfig, RetryConfig},
@@ -139,6 +146,8 @@ pub(crate) struct PreparedSink {
     pub(crate) options: SinkOptions,
     pub(crate) sink: Box<dyn DynSink>,
     pub(crate) buffer: DiskBuffer,
+    /// Its first snapshot (what the buffer holds from a previous run).
+    pub(crate) snapshot: SinkSnapshot,
 }
 
 /// What is being delivered.
@@ -171,13 +180,14 @@ impl Head {
 pub(crate) struct SinkWorker {
     /// Kept apart from `state` so a delivery's future can borrow it while the state takes
     /// input.
-    sink: Box<dyn DynSink>,
+    sink: SinkSlot,
+    /// Where a reload puts a replacement sink.
+    mailbox: Arc<Mailbox>,
     state: WorkerState,
 }
 
 #[derive(Debug)]
 struct WorkerState {
-    index: usize,
     name: String,
     retry: RetryConfig,
     queue_rx: mpsc::Receiver<Arc<Chunk>>,
@@ -209,16 +219,16 @@ struct WorkerState {
 
 impl SinkWorker {
     pub(crate) fn new(
-        index: usize,
         prepared: PreparedSink,
         queue_rx: mpsc::Receiver<Arc<Chunk>>,
+        mailbox: Arc<Mailbox>,
         status_tx: Arc<watch::Sender<Vec<SinkSnapshot>>>,
     ) -> SinkWorker {
-        let snapshot = status_tx.borrow()[index].clone();
         SinkWorker {
-            sink: prepared.sink,
+            sink: SinkSlot::open(prepared.sink),
+            mailbox,
             state: WorkerState {
-                index,
+                snapshot: prepared.snapshot,
                 metrics: SinkMetrics::new(&prepared.options.name),
                 name: prepared.options.name,
                 retry: prepared.options.retry,
@@ -236,7 +246,6 @@ impl SinkWorker {
                 retry_at: None,
                 failing_since: None,
                 needs_flush: false,
-                snapshot,
                 status_tx,
             },
         }
@@ -246,6 +255,9 @@ impl SinkWorker {
     /// `shutdown` (then persists what it holds and returns).
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
         loop {
+            if let Some(replacement) = self.mailbox.take() {
+                self.replace(replacement).await;
+            }
             self.state.absorb_buffer_drops();
             self.state.publish();
             if self.state.drained() {
@@ -255,6 +267,8 @@ impl SinkWorker {
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return self.hard_stop().await,
+                    // Taken at the top of the loop: a new sink is tried at once.
+                    () = self.mailbox.ready() => {}
                     () = tokio::time::sleep_until(retry_at) => {
                         self.state.retry_at = None;
                         self.state.sync_buffer();
@@ -274,6 +288,7 @@ impl SinkWorker {
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return self.hard_stop().await,
+                    () = self.mailbox.ready() => {}
                     chunk = self.state.queue_rx.recv(), if self.state.can_accept() => {
                         self.state.on_input(chunk);
                     }
@@ -548,10 +563,11 @@ impl WorkerState {
             SinkState::Retrying
         };
         let text = ErrorChain(error).to_string();
-        let delay = if permanent {
-            self.retry.max_backoff
-        } else {
-            self.backoff()
+        let delay = match (permanent, error.retry_after()) {
+            (true, _) => self.retry.max_backoff,
+            // The destination's hint, but never sooner than the backoff nor later than its cap.
+            (false, Some(hint)) => hint.max(self.backoff()).min(self.retry.max_backoff),
+            (false, None) => self.backoff(),
         };
         self.attempt = self.attempt.saturating_add(1);
         warn!(
@@ -595,15 +611,15 @@ impl WorkerState {
         let buffered = self.pending_events + self.buffer.unread_events();
         self.metrics.buffered.set(buffered as f64);
         self.snapshot.buffered_events = buffered;
-        let index = self.index;
         let snapshot = &self.snapshot;
-        self.status_tx
-            .send_if_modified(|sinks| match sinks.get_mut(index) {
+        self.status_tx.send_if_modified(|sinks| {
+            match sinks.iter_mut().find(|slot| slot.name == snapshot.name) {
                 Some(slot) if slot != snapshot => {
                     *slot = snapshot.clone();
                     true
                 }
                 _ => false,
-            });
+            }
+        });
     }
 }

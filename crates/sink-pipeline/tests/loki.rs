@@ -2,7 +2,7 @@
 //! class of answer, called directly as the pipeline would and through the whole pipeline.
 
 mod loki {
-    pub(crate) mod server;
+    mod tls;
 }
 
 use std::{
@@ -22,7 +22,7 @@ use sink_pipeline::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::loki::server::{FakeLoki, Push, Reply};
+use test_support::receiver::{Push, Receiver, Reply};
 
 fn container(n: u8, name: &str) -> Arc<ContainerInfo> {
     let id = ContainerId::new(format!("{n:02x}").repeat(32)).unwrap();
@@ -76,7 +76,7 @@ fn now_nanos() -> i64 {
 
 #[tokio::test]
 async fn gzip_json_push_carries_templated_labels_sorted_entries_tenant_and_basic_auth() {
-    let mut loki = FakeLoki::start(vec![]).await;
+    let mut loki = Receiver::start(vec![]);
     let mut password_file = tempfile::NamedTempFile::new().unwrap();
     writeln!(password_file, "s3cret").unwrap();
     let mut config = LokiSinkConfig::new(loki.endpoint() + "/");
@@ -148,7 +148,7 @@ async fn gzip_json_push_carries_templated_labels_sorted_entries_tenant_and_basic
 
 #[tokio::test]
 async fn snappy_protobuf_push_carries_the_same_streams_and_a_bearer_token() {
-    let mut loki = FakeLoki::start(vec![]).await;
+    let mut loki = Receiver::start(vec![]);
     let mut config = LokiSinkConfig::new(loki.endpoint());
     config.compression = LokiCompression::Snappy;
     config.labels = labels(&[
@@ -212,7 +212,7 @@ async fn snappy_protobuf_push_carries_the_same_streams_and_a_bearer_token() {
 
 #[tokio::test]
 async fn a_429_is_transient_and_the_retry_delivers_once() {
-    let mut loki = FakeLoki::start(vec![Reply::Status(429, "slow down".into())]).await;
+    let mut loki = Receiver::start(vec![Reply::Status(429, "slow down".into())]);
     let mut sink = LokiSink::new(LokiSinkConfig::new(loki.endpoint())).unwrap();
     let batches = [numbered(&container(1, "web"), 0, 3)];
 
@@ -230,11 +230,10 @@ async fn a_429_is_transient_and_the_retry_delivers_once() {
 
 #[tokio::test]
 async fn a_split_delivery_resumes_after_the_requests_loki_already_took() {
-    let mut loki = FakeLoki::start(vec![
+    let mut loki = Receiver::start(vec![
         Reply::Status(204, String::new()),
         Reply::Status(503, "ingester unavailable".into()),
-    ])
-    .await;
+    ]);
     let mut config = LokiSinkConfig::new(loki.endpoint());
     config.max_entries = 2;
     let mut sink = LokiSink::new(config).unwrap();
@@ -267,7 +266,7 @@ async fn a_split_delivery_resumes_after_the_requests_loki_already_took() {
 
 #[tokio::test]
 async fn a_413_splits_the_request_in_halves() {
-    let mut loki = FakeLoki::start(vec![Reply::Status(413, "too large".into())]).await;
+    let mut loki = Receiver::start(vec![Reply::Status(413, "too large".into())]);
     let mut sink = LokiSink::new(LokiSinkConfig::new(loki.endpoint())).unwrap();
     sink.deliver(&[numbered(&container(1, "web"), 0, 4)])
         .await
@@ -285,7 +284,7 @@ const OUT_OF_ORDER: &str = "entry with timestamp 1970-01-01 00:00:00.000000001 +
 
 #[tokio::test]
 async fn an_out_of_order_refusal_is_rejected_with_the_drop_policy() {
-    let mut loki = FakeLoki::start(vec![Reply::Status(400, OUT_OF_ORDER.into())]).await;
+    let mut loki = Receiver::start(vec![Reply::Status(400, OUT_OF_ORDER.into())]);
     let mut sink = LokiSink::new(LokiSinkConfig::new(loki.endpoint())).unwrap();
     let error = sink
         .deliver(&[numbered(&container(1, "web"), 1, 3)])
@@ -302,7 +301,7 @@ async fn an_out_of_order_refusal_is_rejected_with_the_drop_policy() {
 
 #[tokio::test]
 async fn an_out_of_order_refusal_is_resent_stamped_now_with_rewrite_timestamp() {
-    let mut loki = FakeLoki::start(vec![Reply::Status(400, OUT_OF_ORDER.into())]).await;
+    let mut loki = Receiver::start(vec![Reply::Status(400, OUT_OF_ORDER.into())]);
     let mut config = LokiSinkConfig::new(loki.endpoint());
     config.out_of_order = LokiOutOfOrder::RewriteTimestamp;
     let mut sink = LokiSink::new(config).unwrap();
@@ -349,7 +348,7 @@ async fn an_out_of_order_refusal_is_resent_stamped_now_with_rewrite_timestamp() 
 
 #[tokio::test]
 async fn a_garbage_answer_is_a_transient_error_and_the_sink_recovers() {
-    let mut loki = FakeLoki::start(vec![Reply::Garbage(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")]).await;
+    let mut loki = Receiver::start(vec![Reply::Garbage(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")]);
     let mut sink = LokiSink::new(LokiSinkConfig::new(loki.endpoint())).unwrap();
     let batches = [numbered(&container(1, "web"), 0, 2)];
     let error = sink.deliver(&batches).await.unwrap_err();
@@ -361,7 +360,7 @@ async fn a_garbage_answer_is_a_transient_error_and_the_sink_recovers() {
 
 #[tokio::test]
 async fn unauthorised_is_permanent_and_a_closed_port_transient() {
-    let mut loki = FakeLoki::start(vec![Reply::Status(401, "no org id".into())]).await;
+    let mut loki = Receiver::start(vec![Reply::Status(401, "no org id".into())]);
     let mut sink = LokiSink::new(LokiSinkConfig::new(loki.endpoint())).unwrap();
     let batches = [numbered(&container(1, "web"), 0, 1)];
     let error = sink.deliver(&batches).await.unwrap_err();
@@ -379,12 +378,11 @@ async fn unauthorised_is_permanent_and_a_closed_port_transient() {
 #[tokio::test]
 async fn the_pipeline_delivers_every_line_once_in_order_after_loki_was_unavailable() {
     const UNAVAILABLE_ANSWERS: usize = 6;
-    let mut loki = FakeLoki::start(
+    let mut loki = Receiver::start(
         (0..UNAVAILABLE_ANSWERS)
             .map(|_| Reply::Status(503, "starting".into()))
             .collect(),
-    )
-    .await;
+    );
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = LokiSinkConfig::new(loki.endpoint());
     config.max_entries = 7;
@@ -469,7 +467,7 @@ async fn the_pipeline_delivers_every_line_once_in_order_after_loki_was_unavailab
 
 #[tokio::test]
 async fn the_pipeline_counts_an_out_of_order_refusal_as_dropped() {
-    let mut loki = FakeLoki::start(vec![Reply::Status(400, OUT_OF_ORDER.into())]).await;
+    let mut loki = Receiver::start(vec![Reply::Status(400, OUT_OF_ORDER.into())]);
     let data_dir = tempfile::tempdir().unwrap();
     let pipeline = Pipeline::new(
         PipelineConfig {
@@ -510,4 +508,37 @@ async fn the_pipeline_counts_an_out_of_order_refusal_as_dropped() {
     drop(batch_tx);
     running.await.unwrap().unwrap();
     assert!(loki.received().is_empty());
+}
+
+/// A multiline event (a stack trace joined by the source) is one Loki entry, byte for byte, in
+/// both encodings.
+#[tokio::test]
+async fn a_joined_stack_trace_is_one_entry_in_both_encodings() {
+    let trace = "java.lang.IllegalStateException: order 42 has no customer\n\
+                 \tat com.example.orders.OrderService.load(OrderService.java:57) ~[classes/:na]\n\
+                 Caused by: java.sql.SQLException: connection is closed \"db-1\"\n\
+                 \t... 4 common frames omitted";
+    let web = container(1, "web-1");
+    let batches = [batch(
+        &web,
+        &[
+            (LogStream::Stderr, 1_000, "before"),
+            (LogStream::Stderr, 2_000, trace),
+            (LogStream::Stderr, 3_000, "after"),
+        ],
+    )];
+    for compression in [LokiCompression::Gzip, LokiCompression::Snappy] {
+        let mut loki = Receiver::start(vec![]);
+        let mut config = LokiSinkConfig::new(loki.endpoint());
+        config.compression = compression;
+        let mut sink = LokiSink::new(config).unwrap();
+        sink.deliver(&batches).await.unwrap();
+        let push = loki.next_push().await;
+        assert_eq!(push.entry_count(), 3, "{compression:?}");
+        assert_eq!(
+            lines_of(&push),
+            ["before", trace, "after"],
+            "{compression:?}"
+        );
+    }
 }

@@ -111,6 +111,7 @@ pub struct TaskSpec {
     pub(crate) name: String,
     pub(crate) restart: Option<RestartPolicy>,
     pub(crate) runtime: Option<Handle>,
+    pub(crate) mode: Option<String>,
 }
 
 impl TaskSpec {
@@ -127,7 +128,15 @@ impl TaskSpec {
             name: name.into(),
             restart: None,
             runtime: None,
+            mode: None,
         }
+    }
+
+    /// How the task does its work (shown as `mode` in its snapshot), for a kind of task that has
+    /// several ways.
+    pub fn with_mode(mut self, mode: impl Into<String>) -> TaskSpec {
+        self.mode = Some(mode.into());
+        self
     }
 
     /// Uses this restart policy instead of the supervisor's default.

@@ -115,6 +115,7 @@ pub(crate) struct TaskEntry {
     pub(crate) id: Arc<str>,
     pub(crate) kind: Arc<str>,
     pub(crate) name: String,
+    pub(crate) mode: Option<String>,
     pub(crate) policy: RestartPolicy,
     pub(crate) state: TaskState,
     /// The current (or last) attempt's number; 0 before the runner first ran.
@@ -259,6 +260,7 @@ impl TaskEntry {
                 .system_time_of(clock.instant_at(self.heartbeat.last_beat_nanos())),
             restarts: self.restarts,
             last_error: self.last_error.clone(),
+            mode: self.mode.clone(),
         }
     }
 }

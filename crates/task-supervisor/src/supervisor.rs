@@ -150,6 +150,7 @@ impl Supervisor {
             name,
             restart,
             runtime,
+            mode,
         } = spec;
         let now = Instant::now();
         let key = {
@@ -189,6 +190,7 @@ impl Supervisor {
                 id: Arc::clone(&key.id),
                 kind,
                 name,
+                mode,
                 policy: restart.unwrap_or_else(|| inner.config.default_restart.clone()),
                 state: TaskState::Running,
                 attempt: 0,

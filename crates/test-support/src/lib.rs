@@ -4,6 +4,10 @@
 //!   from our static log generator, never pulled), containers removed when their guard drops.
 //! - [`checker`]: counts `loggen` lines per container, run and stream, and reports what was lost,
 //!   duplicated or reordered.
+//! - [`pki`]: a CA, server and client certificates made with `openssl`, for TLS tests.
+//! - `receiver` (feature `receiver`): a loopback HTTP receiver, plain or TLS, that decodes Loki
+//!   and OTLP requests independently of the sinks.
+//! - [`haproxy`]: a private HAProxy on a loopback port (TLS termination, the socket proxy).
 //!
 //! ```no_run
 //! use test_support::{checker::LineChecker, docker};
@@ -20,3 +24,7 @@
 
 pub mod checker;
 pub mod docker;
+pub mod haproxy;
+pub mod pki;
+#[cfg(feature = "receiver")]
+pub mod receiver;

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use super::{Bench, LABEL_KEY, SectionResult, Target};
 use crate::{
     harness::{
-        capturer::Capturer,
+        capturer::{Capturer, CapturerConfig},
         containers::{ContainerSet, docker},
         parallel_map, procfs,
         tail::FileTail,
@@ -208,9 +208,35 @@ pub(crate) fn cpu(bench: &Bench, single: Option<StreamRun>) -> Result<SectionRes
     })
 }
 
-/// Runs one scenario: generators to completion, then the raw reader, then the capturer.
+/// Runs one scenario: generators to completion, then the raw reader, then the capturer (through
+/// the API, the path this section measures; `bench files` compares it with file mode).
 fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
     let name = format!("stream-{containers}x{lines}");
+    let (set, ids) = generate(bench, &name, containers, lines)?;
+    let raw = raw_phase(&name, &ids, lines)?;
+    let capture = capture_phase(bench, &name, set.label(), containers as u64 * lines, "api")?;
+    drop(set);
+    Ok(StreamRun {
+        containers,
+        lines_each: lines,
+        raw_seconds: raw.seconds,
+        raw_bytes: raw.bytes,
+        raw_dockerd_cpu: raw.dockerd_cpu,
+        capturer_seconds: capture.seconds,
+        capturer_first_to_last_seconds: capture.seconds - capture.first_record,
+        capturer_cpu: capture.cpu,
+        capturer_dockerd_cpu: capture.dockerd_cpu,
+    })
+}
+
+/// Starts `containers` generators of `lines` lines each that stay alive once done, and waits
+/// until Docker holds every line.
+pub(super) fn generate(
+    bench: &Bench,
+    name: &str,
+    containers: usize,
+    lines: u64,
+) -> Result<(ContainerSet, Vec<String>)> {
     eprintln!("{name}: generating {containers} x {lines} lines");
     let set = ContainerSet::new(LABEL_KEY, format!("{}-{name}", bench.run_id));
     let specs: Vec<Vec<String>> = (0..containers)
@@ -234,14 +260,26 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
     for id in &ids {
         wait_written(id, lines)?;
     }
+    Ok((set, ids))
+}
 
+/// The raw reader's run over the generators' logs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RawPhase {
+    pub(super) seconds: f64,
+    pub(super) bytes: u64,
+    pub(super) dockerd_cpu: f64,
+}
+
+/// Reads every container's whole log with the raw reader, timing it and dockerd's CPU.
+pub(super) fn raw_phase(name: &str, ids: &[String], lines: u64) -> Result<RawPhase> {
     let dockerd = procfs::pid_of("dockerd")?;
     let socket = docker_socket()?;
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let started = Instant::now();
-    let reads = parallel_map(&ids, "a raw reader", |id| raw_read(&socket, id, lines))?;
-    let raw_seconds = started.elapsed().as_secs_f64();
-    let raw_dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
+    let reads = parallel_map(ids, "a raw reader", |id| raw_read(&socket, id, lines))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
     for (id, read) in ids.iter().zip(&reads) {
         if read.frames != lines {
             bail!(
@@ -250,14 +288,76 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
             );
         }
     }
-    let raw_bytes = reads.iter().map(|read| read.bytes).sum();
-    eprintln!("{name}: raw reader {raw_seconds:.2}s ({raw_bytes} bytes)");
+    let bytes = reads.iter().map(|read| read.bytes).sum();
+    eprintln!("{name}: raw reader {seconds:.2}s ({bytes} bytes)");
+    Ok(RawPhase {
+        seconds,
+        bytes,
+        dockerd_cpu,
+    })
+}
 
-    let config = bench.capturer_config(&name, set.label(), true)?;
-    let expected = containers as u64 * lines;
-    let cpu_before = procfs::cpu_seconds(dockerd)?;
+/// The capturer's run over the generators' logs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CapturePhase {
+    /// From spawn until the file sink holds every line.
+    pub(super) seconds: f64,
+    /// From spawn until the first record.
+    pub(super) first_record: f64,
+    pub(super) cpu: f64,
+    pub(super) dockerd_cpu: f64,
+}
+
+/// Runs the capturer (`docker.read_mode = read_mode`) on a fresh data dir until its file sink
+/// holds `expected` lines.
+pub(super) fn capture_phase(
+    bench: &Bench,
+    name: &str,
+    label: String,
+    expected: u64,
+    read_mode: &str,
+) -> Result<CapturePhase> {
+    let mut config = bench.capturer_config(&format!("{name}-{read_mode}"), label, true)?;
+    config.extra_env.push((
+        "LOG_CAPTURER_DOCKER_READ_MODE".to_owned(),
+        read_mode.to_owned(),
+    ));
+    let run = capture(&config, expected)?;
+    let first_record = run.seconds - run.first_to_last;
+    eprintln!(
+        "{name}: capturer ({read_mode}) {:.2}s (first record after {first_record:.2}s)",
+        run.seconds
+    );
+    Ok(CapturePhase {
+        seconds: run.seconds,
+        first_record,
+        cpu: run.cpu,
+        dockerd_cpu: run
+            .dockerd_cpu
+            .context("dockerd's CPU time during the capture (more than one dockerd runs)")?,
+    })
+}
+
+/// One capturer run until its file sink holds the expected lines.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CaptureRun {
+    /// From spawn until the file sink holds every line.
+    pub(super) seconds: f64,
+    /// From the first record to the last.
+    pub(super) first_to_last: f64,
+    /// The capturer's CPU seconds.
+    pub(super) cpu: f64,
+    /// dockerd's CPU seconds meanwhile; `None` when more than one dockerd runs.
+    pub(super) dockerd_cpu: Option<f64>,
+}
+
+/// Runs the capturer with `config` until its file sink holds `expected` lines.
+pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureRun> {
+    // Only one dockerd can be told apart by name; with several, its CPU time is not measured.
+    let dockerd = procfs::pid_of("dockerd").ok();
+    let dockerd_before = dockerd.map(procfs::cpu_seconds).transpose()?;
     let started = Instant::now();
-    let capturer = Capturer::spawn(&config)?;
+    let capturer = Capturer::spawn(config)?;
     let mut tail = FileTail::new(capturer.records_path());
     let mut records = 0;
     let mut first_record = None;
@@ -277,23 +377,19 @@ fn measure(bench: &Bench, containers: usize, lines: u64) -> Result<StreamRun> {
             std::thread::sleep(POLL);
         }
     }
-    let capturer_seconds = started.elapsed().as_secs_f64();
-    let capturer_cpu = procfs::cpu_seconds(capturer.pid())?;
-    let capturer_dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
-    let first = first_record.unwrap_or_default().as_secs_f64();
-    eprintln!("{name}: capturer {capturer_seconds:.2}s (first record after {first:.2}s)");
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = procfs::cpu_seconds(capturer.pid())?;
+    let dockerd_cpu = match (dockerd, dockerd_before) {
+        (Some(pid), Some(before)) => Some(procfs::cpu_seconds(pid)? - before),
+        _ => None,
+    };
     capturer.stop(Duration::from_secs(30))?;
-    drop(set);
-    Ok(StreamRun {
-        containers,
-        lines_each: lines,
-        raw_seconds,
-        raw_bytes,
-        raw_dockerd_cpu,
-        capturer_seconds,
-        capturer_first_to_last_seconds: capturer_seconds - first,
-        capturer_cpu,
-        capturer_dockerd_cpu,
+    let first = first_record.unwrap_or_default().as_secs_f64();
+    Ok(CaptureRun {
+        seconds,
+        first_to_last: seconds - first,
+        cpu,
+        dockerd_cpu,
     })
 }
 

@@ -97,16 +97,26 @@ fn add_truth(ledger: &mut Ledger, jobs: &[(String, String)]) {
     }
 }
 
+/// The losses the capturer counted: removal gaps (API path) and log files lost (file mode).
 fn gaps(capturer: &Capturer) -> Result<f64> {
-    Ok(capturer
-        .metrics()?
+    let metrics = capturer.metrics()?;
+    let removed = metrics
         .sum("log_capturer_stream_gaps_total", &[("reason", "removed")])
-        .unwrap_or(0.0))
+        .unwrap_or(0.0);
+    let files = metrics
+        .sum("log_capturer_log_files_lost_total", &[])
+        .unwrap_or(0.0);
+    Ok(removed + files)
 }
 
 pub(crate) fn rm_burst(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let (followed, unfollowed) = if ctx.ci { (2, 2) } else { (5, 5) };
     let mut stage = Stage::new(ctx, "rm-burst")?;
+    // The removal drain is the API path's (file mode reads a removed container's files through
+    // the descriptors it holds): that is what runs unless `--read-mode` asks for another.
+    if ctx.read_mode.is_none() {
+        stage.set_env("LOG_CAPTURER_DOCKER_READ_MODE", "api");
+    }
     let started = Instant::now();
     let receiver = LokiReceiver::start()?;
     receiver.set_delay(LOKI_DELAY);

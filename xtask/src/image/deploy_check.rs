@@ -2,9 +2,10 @@
 //!
 //! It runs what the `deploy` end-to-end test binary (tests/deploy/) checks without Docker
 //! containers or a running agent: the alert rules (`promtool check rules`, `promtool test
-//! rules`), the Prometheus configuration's syntax, both compose files (`docker-compose config`),
+//! rules`), the Prometheus configuration's syntax, the compose files (`docker-compose config`),
 //! the dashboard's JSON, the shipped agent configurations (`log-capturer --check-config`) and,
-//! where systemd is installed, the unit (`systemd-analyze verify`).
+//! where systemd and HAProxy are installed, the unit (`systemd-analyze verify`) and the socket
+//! proxy's configuration (`haproxy -c`).
 //! The test binary additionally builds and runs the image and evaluates the rules in a real
 //! Prometheus against a real agent.
 
@@ -43,7 +44,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             .args(["check", "config", "--syntax-only", "prometheus.yml"])
             .current_dir(deploy.join("prometheus")),
     )?;
-    for compose in ["docker-compose.yml", "swarm-stack.yml"] {
+    for compose in [
+        "docker-compose.yml",
+        "docker-compose.socket-proxy.yml",
+        "swarm-stack.yml",
+    ] {
         run_command(
             Command::new("docker-compose")
                 .args(["--file", compose, "config", "--quiet"])
@@ -78,6 +83,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     if have("systemd-analyze") {
         verify_systemd_unit(&deploy)?;
+    }
+    if have("haproxy") {
+        // `-c` parses and checks the file without binding or connecting.
+        run_command(
+            Command::new("haproxy")
+                .args(["-c", "-q", "-f", "socket-proxy/haproxy.cfg"])
+                .current_dir(&deploy),
+        )?;
     }
     println!("deploy/ checks passed");
     Ok(())

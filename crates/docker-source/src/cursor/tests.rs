@@ -107,7 +107,7 @@ fn a_rewind_longer_than_the_memory_is_flagged_as_a_replay_until_recognised() {
 #[test]
 fn lines_up_to_the_boundary_are_flagged_as_a_replay_and_batches_can_cut_there() {
     let mut decoder = decoder();
-    decoder.reset(
+    decoder.reset_flagging(
         [Some(Position::new(BASE_NANOS + 10, 0)), None, None],
         Some(BASE_NANOS + 30),
     );
@@ -132,21 +132,18 @@ fn lines_up_to_the_boundary_are_flagged_as_a_replay_and_batches_can_cut_there() 
 #[test]
 fn a_reopen_whose_cursor_line_is_gone_is_counted() {
     let mut decoder = decoder();
-    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None], None);
+    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None]);
     let mut out = Collected::default();
     feed(&mut decoder, &mut out, &[(10, "cursor"), (20, "next")]);
     assert_eq!(decoder.take_counters().cursor_gone, 0);
 
-    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None], None);
+    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None]);
     // Rotated away: the stream starts after the cursor's line.
     feed(&mut decoder, &mut out, &[(20, "next")]);
     assert_eq!(decoder.take_counters().cursor_gone, 1);
 
     // A boundary (`read_from = "end"`) is not a line to look for.
-    decoder.reset(
-        [Some(Position::new(BASE_NANOS + 15, u32::MAX)), None, None],
-        None,
-    );
+    decoder.reset([Some(Position::new(BASE_NANOS + 15, u32::MAX)), None, None]);
     feed(&mut decoder, &mut out, &[(20, "next")]);
     assert_eq!(decoder.take_counters().cursor_gone, 0);
 }
@@ -183,7 +180,7 @@ fn the_rest_of_a_long_line_sent_early_is_delivered_after_a_reopen() {
         // Its end is late: the head is sent, then the stream is reopened after it.
         decoder.flush_partials(&mut out);
         let cursor = out.0.last().unwrap().1;
-        decoder.reset([Some(cursor), None, None], None);
+        decoder.reset([Some(cursor), None, None]);
         decoder.frame(
             LogStream::Stdout,
             &frame(BASE_NANOS - 5, "before", true),
@@ -220,12 +217,12 @@ fn a_line_sent_in_three_parts_across_two_reopens_is_whole_once() {
     decoder.flush_partials(&mut out);
     decoder.frame(LogStream::Stdout, &frames[1], &mut out);
     decoder.flush_partials(&mut out);
-    decoder.reset([Some(out.0.last().unwrap().1), None, None], None);
+    decoder.reset([Some(out.0.last().unwrap().1), None, None]);
     for piece in &frames[..3] {
         decoder.frame(LogStream::Stdout, piece, &mut out);
     }
     decoder.flush_partials(&mut out);
-    decoder.reset([Some(out.0.last().unwrap().1), None, None], None);
+    decoder.reset([Some(out.0.last().unwrap().1), None, None]);
     for piece in &frames {
         decoder.frame(LogStream::Stdout, piece, &mut out);
     }
@@ -247,7 +244,7 @@ fn a_line_whose_head_was_not_sent_is_read_whole_after_a_reopen() {
     decoder.frame(LogStream::Stdout, &frames[0], &mut out);
     decoder.flush_partials(&mut out);
     // The batch holding the head was dropped by the reopen: the cursor is before it.
-    decoder.reset([Some(out.0[0].1), None, None], None);
+    decoder.reset([Some(out.0[0].1), None, None]);
     let mut again = Collected::default();
     for piece in &frames {
         decoder.frame(LogStream::Stdout, piece, &mut again);
@@ -262,7 +259,7 @@ fn the_rest_of_a_long_tty_line_sent_early_is_delivered_after_a_reopen() {
     let mut out = Collected::default();
     decoder.tty(head.as_bytes(), &mut out);
     decoder.flush_partials(&mut out);
-    decoder.reset([None, None, Some(out.0[0].1)], None);
+    decoder.reset([None, None, Some(out.0[0].1)]);
     decoder.tty(format!("{head} and rest\r\n").as_bytes(), &mut out);
     assert_eq!(out.texts(), ["head", " and rest"]);
     assert_eq!(out.0[1].1, Position::new(BASE_NANOS, 1));
@@ -350,7 +347,11 @@ fn a_file_switch_whose_copies_run_to_the_end_of_the_stream_is_reported_at_its_en
     let mut decoder = decoder();
     let mut out = Collected::default();
     let gap = 5 * SWITCH_GAP_NANOS;
-    let lines = [(100, "k end"), (100 + gap, "last file a"), (101 + gap, "last file b")];
+    let lines = [
+        (100, "k end"),
+        (100 + gap, "last file a"),
+        (101 + gap, "last file b"),
+    ];
     feed(&mut decoder, &mut out, &lines);
     // The container exited: Docker sends its last file again, then ends the stream.
     feed(&mut decoder, &mut out, &lines[1..]);

@@ -62,6 +62,7 @@ fn request(tty: bool) -> LogsRequest<'static> {
         follow: true,
         since: 12,
         until: 0,
+        tail: None,
         tty,
     }
 }

@@ -20,8 +20,8 @@ use tokio::{
     time::Instant,
 };
 
-use super::{ContainerShared, Follower, StreamEnd, StreamSettings, TaskEnv};
-use crate::{removal::DrainBounds, tests::frame};
+use super::{ContainerShared, Follower, Mode, StreamEnd, StreamSettings, TaskEnv};
+use crate::{multiline::MultilineRules, removal::DrainBounds, tests::frame};
 
 type Item = Result<LogOutput, bollard::errors::Error>;
 
@@ -44,6 +44,7 @@ fn settings(drain_max: Duration) -> Arc<StreamSettings> {
             idle: DRAIN_IDLE,
             max: drain_max,
         },
+        multiline: Arc::new(MultilineRules::new(&[], Duration::from_secs(60)).unwrap()),
     })
 }
 
@@ -62,11 +63,13 @@ struct Pumped {
 fn pump(channel_capacity: usize, drain_max: Duration) -> Pumped {
     let id = ContainerId::new("c".repeat(64)).unwrap();
     let info = Arc::new(ContainerInfo::new(id, "job", "loggen"));
-    let shared = Arc::new(ContainerShared::new(info, [None; 3]));
+    let shared = Arc::new(ContainerShared::new(info, [None; 3], None));
     let (batch_tx, batch_rx) = mpsc::channel(channel_capacity);
     let (items_tx, items_rx) = mpsc::unbounded_channel::<Item>();
     let (end_tx, end_rx) = oneshot::channel();
-    let docker = Docker::connect_with_http("127.0.0.1:9", 1, API_DEFAULT_VERSION).unwrap();
+    // Never used: the pump reads the scripted stream (connecting is lazy).
+    let docker =
+        Docker::connect_with_unix("/nonexistent/docker.sock", 1, API_DEFAULT_VERSION).unwrap();
     let env = TaskEnv {
         shared: shared.clone(),
         docker,
@@ -96,7 +99,9 @@ fn pump(channel_capacity: usize, drain_max: Duration) -> Pumped {
                     }
                 });
                 let mut follower = Follower::new(&ctx, env);
-                let end = follower.pump(pin!(stream), false, false).await;
+                let end = follower
+                    .pump(pin!(stream), false, false, Mode::Follow)
+                    .await;
                 let _ = end_tx.send(end);
                 Ok(())
             }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use capture_core::{LogStream, Position, status::TaskState};
-use docker_source::{DockerConfig, DockerSource, ReadFrom};
+use docker_source::{DockerConfig, DockerSource, ReadFrom, ReadMode};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use task_supervisor::{Supervisor, SupervisorConfig};
 use test_support::checker::{LineChecker, Report};
@@ -90,7 +90,7 @@ pub(crate) fn process_lock() -> &'static tokio::sync::RwLock<()> {
 pub(crate) struct Captured {
     pub(crate) stream: LogStream,
     pub(crate) position: Position,
-    /// The message (for lines over 256 bytes: its head and length).
+    /// The message (for lines over 4 KiB: its head and length).
     pub(crate) message: String,
     /// The message's length in bytes.
     pub(crate) len: usize,
@@ -129,7 +129,7 @@ impl Collected {
                 self.out_of_order_positions += 1;
             }
             self.last.insert(key, line.position);
-            let message = if line.message.len() > 256 {
+            let message = if line.message.len() > 4096 {
                 // Long lines: keep their head and length only.
                 format!("{}…[{}]", &line.message[..64], line.message.len())
             } else {
@@ -152,8 +152,8 @@ pub(crate) struct Sink {
     changed_tx: Arc<watch::Sender<u64>>,
     /// How long the fake pipeline takes per batch (a slow sink).
     delay: Duration,
-    /// While `true`, the fake pipeline takes no batch (a stalled sink).
-    paused_tx: Arc<watch::Sender<bool>>,
+    /// While `false`, the fake pipeline takes no batch: the source falls behind.
+    open_tx: Arc<watch::Sender<bool>>,
 }
 
 impl Default for Sink {
@@ -162,7 +162,7 @@ impl Default for Sink {
             collected: Arc::default(),
             changed_tx: Arc::new(watch::channel(0).0),
             delay: Duration::ZERO,
-            paused_tx: Arc::new(watch::channel(false).0),
+            open_tx: Arc::new(watch::channel(true).0),
         }
     }
 }
@@ -176,9 +176,14 @@ impl Sink {
         }
     }
 
-    /// Stops (`true`) or resumes taking batches.
-    pub(crate) fn pause(&self, paused: bool) {
-        self.paused_tx.send_replace(paused);
+    /// Stops taking batches (backpressure reaches the source).
+    pub(crate) fn hold(&self) {
+        self.open_tx.send_replace(false);
+    }
+
+    /// Takes batches again.
+    pub(crate) fn release(&self) {
+        self.open_tx.send_replace(true);
     }
 
     /// Waits (bounded by [`WAIT`]) until `condition` holds for what was received; panics with
@@ -216,17 +221,29 @@ pub(crate) struct Harness {
     pub(crate) supervisor: Supervisor,
     pub(crate) runtime_handles: Vec<tokio::runtime::Handle>,
     pub(crate) status_rx: watch::Receiver<capture_core::status::DockerSnapshot>,
+    pub(crate) unreadable_rx: watch::Receiver<Vec<capture_core::status::UnreadableContainer>>,
+    /// Changes the running source's filters.
+    pub(crate) reloader: docker_source::SourceReloader,
     shutdown: CancellationToken,
     source_task: JoinHandle<docker_source::Result<()>>,
     pipeline_task: JoinHandle<()>,
 }
 
-/// The test configuration: only containers labelled `lc-test=<label>`.
+/// The test configuration: only containers labelled `lc-test=<label>`, read through the API.
 pub(crate) fn config(label: &str) -> DockerConfig {
     DockerConfig {
         include_labels: vec![format!("lc-test={label}")],
         read_from: ReadFrom::Beginning,
+        read_mode: ReadMode::Api,
         ..DockerConfig::default()
+    }
+}
+
+/// The same, read from the log files.
+pub(crate) fn config_files(label: &str) -> DockerConfig {
+    DockerConfig {
+        read_mode: ReadMode::Files,
+        ..config(label)
     }
 }
 
@@ -250,22 +267,19 @@ impl Harness {
         let source = DockerSource::new(config, data_dir).unwrap();
         let runtime_handles = source.runtime_handles();
         let status_rx = source.status();
+        let unreadable_rx = source.unreadable();
+        let reloader = source.reloader();
         let (batch_tx, mut batch_rx) = mpsc::channel(16);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let shutdown = CancellationToken::new();
         let source_task =
             tokio::spawn(source.run(supervisor.clone(), batch_tx, ack_rx, shutdown.clone()));
         let pipeline_sink = sink.clone();
-        let mut paused_rx = sink.paused_tx.subscribe();
+        let mut open_rx = sink.open_tx.subscribe();
         let pipeline_task = tokio::spawn(async move {
-            loop {
-                // Not taking batches while paused; the wait ends with the test.
-                if paused_rx.wait_for(|paused| !paused).await.is_err() {
-                    break;
-                }
-                let Some(batch) = batch_rx.recv().await else {
-                    break;
-                };
+            while let Some(batch) = batch_rx.recv().await {
+                // Held: keep the batch until released (the source's channel fills meanwhile).
+                let _ = open_rx.wait_for(|open| *open).await;
                 if !pipeline_sink.delay.is_zero() {
                     tokio::time::sleep(pipeline_sink.delay).await;
                 }
@@ -282,6 +296,8 @@ impl Harness {
             supervisor,
             runtime_handles,
             status_rx,
+            unreadable_rx,
+            reloader,
             shutdown,
             source_task,
             pipeline_task,
@@ -302,11 +318,29 @@ impl Harness {
             .unwrap();
     }
 
+    /// Ends the source as `kill -9` would, as far as its state goes: no last acknowledgement is
+    /// applied and no last checkpoint is written; what the periodic saves wrote is what the
+    /// next start finds. Its tasks are then stopped.
+    pub(crate) async fn crash(self) {
+        self.source_task.abort();
+        let _ = self.source_task.await;
+        self.supervisor.shutdown(Duration::from_secs(5)).await;
+        self.pipeline_task.abort();
+        let _ = self.pipeline_task.await;
+    }
+
     /// The state of a container's task.
     pub(crate) fn task_state(&self, container_id: &str) -> Option<TaskState> {
         self.supervisor
             .task(&format!("container_{container_id}"))
             .map(|task| task.state)
+    }
+
+    /// How the container's task reads (`api` or `files`), as `/health` shows it.
+    pub(crate) fn task_mode(&self, container_id: &str) -> Option<String> {
+        self.supervisor
+            .task(&format!("container_{container_id}"))
+            .and_then(|task| task.mode)
     }
 
     /// Waits (bounded) until the container's task state satisfies `condition`.

@@ -6,9 +6,15 @@
 //! (or the supervisor's state) with a bounded timeout.
 
 mod capture;
+mod downtime;
+mod files;
 mod harness;
 mod leaks;
 mod lifecycle;
+mod multiline;
+mod reload;
 mod removal;
 mod resume;
 mod rotation;
+mod silence;
+mod unreadable;

@@ -90,7 +90,7 @@ async fn a_drain_that_cannot_progress_ends_at_its_bound_and_counts_the_loss() {
         ..config(&label)
     };
     let sink = Sink::default();
-    sink.pause(true);
+    sink.hold();
     let harness = Harness::start(config, dir.path(), sink);
     let job = rm_job(&label, "stalled");
     let id = job.id().to_owned();
@@ -101,7 +101,7 @@ async fn a_drain_that_cannot_progress_ends_at_its_bound_and_counts_the_loss() {
     harness
         .wait_task(&id, "ended at its drain bound", |state| state.is_none())
         .await;
-    harness.sink.pause(false);
+    harness.sink.release();
     let dropped = counter(
         "log_capturer_lines_dropped_total",
         Some(("reason", "removed")),

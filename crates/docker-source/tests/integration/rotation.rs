@@ -96,9 +96,9 @@ async fn files_dockers_follower_skips_while_the_pipeline_is_stalled_are_read_bac
         .await;
     // The pipeline stalls: the task, then Docker's follower (once the socket and its own
     // buffer of 4 096 lines are full), fall several files behind.
-    harness.sink.pause(true);
+    harness.sink.hold();
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    harness.sink.pause(false);
+    harness.sink.release();
     harness
         .sink
         .wait_until("every line", |c| c.count(&id) >= lines as usize)
@@ -148,9 +148,9 @@ async fn files_docker_deletes_before_they_are_read_are_counted_not_silent() {
         .sink
         .wait_until("the first lines", |c| c.count(&id) >= 1_000)
         .await;
-    harness.sink.pause(true);
+    harness.sink.hold();
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    harness.sink.pause(false);
+    harness.sink.release();
     harness
         .wait_task(&id, "completed after the container exited", |state| {
             state == Some(capture_core::status::TaskState::Completed)

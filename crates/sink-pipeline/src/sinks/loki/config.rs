@@ -1,10 +1,13 @@
 //! The `type = "loki"` sink's configuration.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, fmt, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::config::{BufferConfig, RetryConfig};
+use crate::{
+    config::{BufferConfig, RetryConfig},
+    sinks::http::{Endpoint, TlsConfig},
+};
 
 /// `type = "loki"`: pushes to `{endpoint}/loki/api/v1/push`.
 ///
@@ -15,8 +18,10 @@ pub struct LokiSinkConfig {
     /// The sink's name (default: `loki`).
     #[serde(default)]
     pub name: Option<String>,
-    /// The base URL, such as `http://127.0.0.1:3100` (`https://` works too).
-    pub endpoint: String,
+    /// The base URL, such as `http://127.0.0.1:3100` (`https://` works too). Credentials
+    /// written into it (`https://user:password@host`) are sent as basic authentication and
+    /// never shown.
+    pub endpoint: Endpoint,
     /// Stream labels. Values are templates that may mix text with `{container_name}`,
     /// `{container_id}`, `{image}`, `{stream}` and `{label.KEY}` (a container label); `{{` and
     /// `}}` are literal braces. Names are sanitised to Prometheus rules, and a label whose value
@@ -54,6 +59,9 @@ pub struct LokiSinkConfig {
     /// What to do when Loki refuses entries for their timestamps (out of order, too old).
     #[serde(default)]
     pub out_of_order: LokiOutOfOrder,
+    /// How an `https://` endpoint is verified, and the client certificate.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Disk buffer settings.
     #[serde(default)]
     pub buffer: BufferConfig,
@@ -67,7 +75,7 @@ impl LokiSinkConfig {
     pub fn new(endpoint: impl Into<String>) -> LokiSinkConfig {
         LokiSinkConfig {
             name: None,
-            endpoint: endpoint.into(),
+            endpoint: Endpoint::from(endpoint.into()),
             labels: Self::default_labels(),
             tenant_id: None,
             auth: None,
@@ -77,6 +85,7 @@ impl LokiSinkConfig {
             request_timeout: Self::default_request_timeout(),
             connect_timeout: Self::default_connect_timeout(),
             out_of_order: LokiOutOfOrder::default(),
+            tls: TlsConfig::default(),
             buffer: BufferConfig::default(),
             retry: RetryConfig::default(),
         }
@@ -115,8 +124,8 @@ impl LokiSinkConfig {
 ///
 /// Each secret is given exactly one way: inline, in a file (read once when the sink is built,
 /// trailing newline removed) or in an environment variable. Inline secrets serialise as
-/// `"<redacted>"`, so the effective configuration can be printed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// `"<redacted>"`, so the effective configuration can be printed, and `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum LokiAuth {
     /// HTTP basic authentication.
@@ -145,6 +154,36 @@ pub enum LokiAuth {
         #[serde(default)]
         token_env: Option<String>,
     },
+}
+
+impl fmt::Debug for LokiAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        match self {
+            LokiAuth::Basic {
+                username,
+                password,
+                password_file,
+                password_env,
+            } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &shown(password))
+                .field("password_file", password_file)
+                .field("password_env", password_env)
+                .finish(),
+            LokiAuth::Bearer {
+                token,
+                token_file,
+                token_env,
+            } => f
+                .debug_struct("Bearer")
+                .field("token", &shown(token))
+                .field("token_file", token_file)
+                .field("token_env", token_env)
+                .finish(),
+        }
+    }
 }
 
 /// How push requests are encoded.

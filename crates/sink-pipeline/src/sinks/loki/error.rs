@@ -2,11 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::sink::SinkError;
-
-/// The most characters of an answer's body shown in an error message (and so in logs and
-/// `/health`); more is read for classifying it.
-const SHOWN_BODY_CHARS: usize = 512;
+use crate::{sink::SinkError, sinks::http::error::shown};
 
 /// A failure of the Loki sink. Every variant is wrapped in a [`SinkError`] by the code that
 /// knows its class: configuration and secrets are permanent, the network transient, and an
@@ -39,18 +35,6 @@ pub(crate) enum LokiError {
         #[source]
         source: std::env::VarError,
     },
-    /// The HTTP client could not be built (for example no usable TLS roots).
-    #[error("cannot build the HTTP client")]
-    Client(#[source] reqwest::Error),
-    /// The request failed before a complete answer: connection refused or reset, timeout, or
-    /// an answer that is not valid HTTP.
-    #[error("push to {url} failed")]
-    Request {
-        /// The push URL.
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
     /// Loki answered with an error status.
     #[error("loki answered {status}: {}", shown(body))]
     Status {
@@ -78,14 +62,5 @@ impl LokiError {
         SinkError::permanent(LokiError::Config {
             reason: reason.into(),
         })
-    }
-}
-
-/// The body, cut to [`SHOWN_BODY_CHARS`] characters and trimmed.
-fn shown(body: &str) -> &str {
-    let body = body.trim();
-    match body.char_indices().nth(SHOWN_BODY_CHARS) {
-        Some((index, _)) => &body[..index],
-        None => body,
     }
 }

@@ -1,10 +1,10 @@
-//! The HTTP side of the Loki sink: one pooled client, the request headers, and the
-//! classification of Loki's answers.
+//! The HTTP side of the Loki sink: the request headers and the classification of Loki's
+//! answers, over the HTTP sinks' shared [`PostClient`].
 
-use std::{fmt, time::Instant};
+use std::time::Instant;
 
 use reqwest::{
-    StatusCode, Url,
+    StatusCode,
     header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue},
 };
 use tracing::debug;
@@ -13,15 +13,13 @@ use super::{
     config::{LokiAuth, LokiCompression, LokiSinkConfig},
     error::LokiError,
 };
-use crate::sink::SinkError;
+use crate::{
+    sink::SinkError,
+    sinks::http::client::{ClientSettings, Credentials, PostClient},
+};
 
 /// The path Loki's push API listens on, appended to the configured endpoint.
 pub(crate) const PUSH_PATH: &str = "/loki/api/v1/push";
-/// How much of an answer's body is kept to classify it and show it in the error.
-const KEPT_BODY_BYTES: usize = 64 * 1024;
-/// How much of an answer's body is read at most. Reading it whole lets the connection be
-/// reused; beyond this the rest is not worth waiting for, and the connection is closed instead.
-const DRAINED_BODY_BYTES: usize = 1024 * 1024;
 /// Words of Loki's 400 answers that mean entries were refused for their timestamps.
 const TIMESTAMP_REFUSALS: [&str; 4] = [
     "out of order",
@@ -29,25 +27,6 @@ const TIMESTAMP_REFUSALS: [&str; 4] = [
     "entry too far behind",
     "greater than max",
 ];
-
-/// Credentials, with the secret already read.
-enum Credentials {
-    Basic { username: String, password: String },
-    Bearer { token: String },
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The secret never reaches a log line.
-        match self {
-            Credentials::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .finish_non_exhaustive(),
-            Credentials::Bearer { .. } => f.debug_struct("Bearer").finish_non_exhaustive(),
-        }
-    }
-}
 
 /// How Loki answered a push, when the answer says something about the request itself.
 #[derive(Debug)]
@@ -66,8 +45,7 @@ pub(crate) enum PushOutcome {
 #[derive(Debug)]
 pub(crate) struct PushClient {
     /// Pools connections, so consecutive pushes reuse one keep-alive connection.
-    client: reqwest::Client,
-    url: Url,
+    client: PostClient,
     tenant: Option<HeaderValue>,
     credentials: Option<Credentials>,
     content_type: HeaderValue,
@@ -75,20 +53,22 @@ pub(crate) struct PushClient {
 }
 
 impl PushClient {
-    /// Builds the client, validating the endpoint and the tenant and reading the secret.
+    /// Builds the client, validating the endpoint, the TLS files and the tenant and reading
+    /// the secret. Credentials written into the endpoint's URL are sent as basic
+    /// authentication.
     pub(crate) fn new(config: &LokiSinkConfig) -> Result<PushClient, SinkError> {
-        let endpoint = config.endpoint.trim_end_matches('/');
-        let url = Url::parse(&format!("{endpoint}{PUSH_PATH}")).map_err(|error| {
-            LokiError::config(format!(
-                "endpoint {:?} is not a URL: {error}",
-                config.endpoint
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(LokiError::config(format!(
-                "endpoint {:?} must start with http:// or https://",
-                config.endpoint
-            )));
+        let client = PostClient::new(ClientSettings {
+            endpoint: &config.endpoint,
+            path: PUSH_PATH,
+            request_timeout: config.request_timeout,
+            connect_timeout: config.connect_timeout,
+            tls: &config.tls,
+        })
+        .map_err(|error| error.into_sink_error())?;
+        if client.has_userinfo() && config.auth.is_some() {
+            return Err(LokiError::config(
+                "credentials are given both in the endpoint URL and in auth: keep one",
+            ));
         }
         let tenant = match &config.tenant_id {
             Some(tenant) => Some(HeaderValue::from_str(tenant).map_err(|_| {
@@ -101,18 +81,8 @@ impl PushClient {
             LokiCompression::Gzip => ("application/json", Some(HeaderValue::from_static("gzip"))),
             LokiCompression::Snappy => ("application/x-protobuf", None),
         };
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("log-capturer/", env!("CARGO_PKG_VERSION")))
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            // Loki does not redirect; a redirect is a misconfigured endpoint, reported as such
-            // instead of being followed with the body and credentials.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| SinkError::permanent(LokiError::Client(error)))?;
         Ok(PushClient {
             client,
-            url,
             tenant,
             credentials,
             content_type: HeaderValue::from_static(content_type),
@@ -128,7 +98,7 @@ impl PushClient {
         let body_bytes = body.len();
         let mut request = self
             .client
-            .post(self.url.clone())
+            .post()
             .header(CONTENT_TYPE, self.content_type.clone())
             .body(body);
         if let Some(encoding) = &self.content_encoding {
@@ -137,29 +107,23 @@ impl PushClient {
         if let Some(tenant) = &self.tenant {
             request = request.header("X-Scope-OrgID", tenant.clone());
         }
-        request = match &self.credentials {
-            Some(Credentials::Basic { username, password }) => {
-                request.basic_auth(username, Some(password))
-            }
-            Some(Credentials::Bearer { token }) => request.bearer_auth(token),
-            None => request,
-        };
-        let request_error = |source| {
-            SinkError::transient(LokiError::Request {
-                url: self.url.to_string(),
-                source,
-            })
-        };
-        let response = request.send().await.map_err(request_error)?;
-        let status = response.status();
-        let body = read_bounded(response).await.map_err(request_error)?;
+        if let Some(credentials) = &self.credentials {
+            request = credentials.apply(request);
+        }
+        let answer = self.client.send(request).await?;
         debug!(
-            status = status.as_u16(),
+            status = answer.status.as_u16(),
             body_bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "loki push answered"
         );
-        classify(status, body)
+        let retry_after = answer.retry_after;
+        match classify(answer.status, answer.text()) {
+            Err(SinkError::Transient(error)) if let Some(delay) = retry_after => {
+                Err(SinkError::transient_after(error, delay))
+            }
+            outcome => outcome,
+        }
     }
 }
 
@@ -185,22 +149,6 @@ pub(crate) fn classify(status: StatusCode, body: String) -> Result<PushOutcome, 
     })
 }
 
-/// Reads the answer's body, keeping its start: always read so the connection can be reused,
-/// but never more than [`DRAINED_BODY_BYTES`].
-async fn read_bounded(mut response: reqwest::Response) -> Result<String, reqwest::Error> {
-    let mut kept = Vec::new();
-    let mut read = 0usize;
-    while let Some(chunk) = response.chunk().await? {
-        read += chunk.len();
-        let room = KEPT_BODY_BYTES.saturating_sub(kept.len());
-        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if read >= DRAINED_BODY_BYTES {
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&kept).into_owned())
-}
-
 /// Reads the configured secret: inline, from a file or from the environment, exactly one.
 fn read_credentials(auth: &LokiAuth) -> Result<Credentials, SinkError> {
     match auth {
@@ -213,7 +161,7 @@ fn read_credentials(auth: &LokiAuth) -> Result<Credentials, SinkError> {
             let password = read_secret("password", password, password_file, password_env)?;
             Ok(Credentials::Basic {
                 username: username.clone(),
-                password,
+                password: Some(password),
             })
         }
         LokiAuth::Bearer {

@@ -45,10 +45,13 @@
 //! `deliver` call (one or more HTTP requests), so the sink does not record it again per
 //! request; each request's status and duration are logged at debug level.
 //!
-//! # TLS
+//! # TLS and credentials
 //!
-//! `https://` endpoints use rustls with the system's root certificates (the same rustls and
-//! ring that the Docker client already links, so the binary grows little).
+//! `https://` endpoints use rustls (the same rustls and ring that the Docker client already
+//! links, so the binary grows little) with the system's root certificates, or the `tls` table's
+//! CA, client certificate and server name; the client is the HTTP sinks' shared one
+//! (`sinks/http/`). Credentials written into the endpoint's URL are split off when the
+//! configuration is read and sent as basic authentication, so they appear in no message.
 
 mod config;
 mod encode;
@@ -64,7 +67,6 @@ pub use config::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSinkConfig};
 
 use std::{
     fmt,
-    hash::{DefaultHasher, Hash, Hasher},
     io::Write as _,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -81,7 +83,10 @@ use self::{
     http::{PushClient, PushOutcome},
     labels::{LabelTemplates, Labels},
 };
-use crate::sink::{Sink, SinkError};
+use crate::{
+    sink::{Sink, SinkError},
+    sinks::resume::fingerprint,
+};
 
 /// The Loki sink. Build it with [`LokiSink::new`]; the pipeline does so for `type = "loki"`.
 pub struct LokiSink {
@@ -129,11 +134,6 @@ impl LokiSink {
         if config.max_entries == 0 || config.max_request_bytes == 0 {
             return Err(LokiError::config(
                 "max_entries and max_request_bytes must be positive",
-            ));
-        }
-        if config.request_timeout.is_zero() || config.connect_timeout.is_zero() {
-            return Err(LokiError::config(
-                "request_timeout and connect_timeout must be positive",
             ));
         }
         let templates = LabelTemplates::new(&config.labels).map_err(SinkError::permanent)?;
@@ -326,23 +326,4 @@ impl Sink for LokiSink {
             })),
         }
     }
-}
-
-/// Identifies a delivery cheaply: the containers, line counts, sizes and first and last
-/// positions of its batches. Two different deliveries agreeing on all of it would have to
-/// share every container and boundary line, which consecutive deliveries never do.
-fn fingerprint(batches: &[EventBatch]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    batches.len().hash(&mut hasher);
-    for batch in batches {
-        batch.container().id.hash(&mut hasher);
-        batch.len().hash(&mut hasher);
-        batch.message_bytes().hash(&mut hasher);
-        batch.line(0).map(|line| line.position).hash(&mut hasher);
-        batch
-            .line(batch.len().wrapping_sub(1))
-            .map(|line| line.position)
-            .hash(&mut hasher);
-    }
-    hasher.finish()
 }

@@ -16,10 +16,10 @@ use super::{
     },
     fingerprint,
     http::{PushOutcome, classify},
-    labels::{LabelTemplates, Labels, Template, sanitize_label_name},
+    labels::{LabelTemplates, Labels, sanitize_label_name},
     proto,
 };
-use crate::sink::SinkError;
+use crate::{sink::SinkError, sinks::template::Template};
 
 fn container(name: &str) -> Arc<ContainerInfo> {
     let id = ContainerId::new(format!("{:0>64}", name.len())).unwrap();
@@ -504,4 +504,32 @@ fn bad_configurations_fail_permanently_when_the_sink_is_built() {
             "case {index}"
         );
     }
+}
+
+#[test]
+fn debug_shows_no_secret_of_the_auth_or_the_endpoint() {
+    let mut config = LokiSinkConfig::new("https://user:url-secret@loki.example.com");
+    config.auth = None;
+    let with_url = format!("{config:?}");
+    config.endpoint = "https://loki.example.com".into();
+    config.auth = Some(LokiAuth::Basic {
+        username: "user".into(),
+        password: Some("inline-secret".into()),
+        password_file: None,
+        password_env: None,
+    });
+    let with_basic = format!("{config:?}");
+    config.auth = Some(LokiAuth::Bearer {
+        token: Some("token-secret".into()),
+        token_file: None,
+        token_env: None,
+    });
+    let with_bearer = format!("{config:?}");
+    for shown in [&with_url, &with_basic, &with_bearer] {
+        for secret in ["url-secret", "inline-secret", "token-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("loki.example.com"), "{shown}");
+    }
+    assert!(with_basic.contains("<redacted>"), "{with_basic}");
 }

@@ -1,0 +1,554 @@
+//! A container's supervised task in file mode: read its log files, decode, batch, send.
+//!
+//! The task runs on a stream-worker thread like the API follower and produces the same
+//! batches through the same [`Assembler`] and [`send_assembled`]: same heartbeats, same
+//! acknowledgements, same counters. Its loop reads everything written (64 KiB at a time,
+//! through the [`Tail`], which follows rotation), then waits for the first of: a change in the
+//! log directory ([`Registration`]), a signal from the source (the container died or was
+//! removed), cancellation, or its timer (heartbeat, batch latency, partial line, and every
+//! `inactivity_timeout` a look at the container in case an event was missed).
+//!
+//! # Batching
+//!
+//! At the end of what is written, the batch is sent at once when the previous one left more
+//! than `batch_max_latency` ago (a quiet container: low latency); otherwise it waits for more
+//! until then, and a busy container's wake-ups are spaced by a millisecond, so a fast writer
+//! costs one wake-up per millisecond, not one per line.
+//!
+//! # End
+//!
+//! When the container stops, the task reads to the end, sends the pending partial line and
+//! completes (unless it was started again meanwhile). When it is removed, the task still reads
+//! every file it holds open to its end: Docker deleted the files, the descriptors keep them.
+
+use std::{io, sync::Arc, time::Duration};
+
+use capture_core::{ErrorChain, LogStream, Position};
+use task_supervisor::{Heartbeat, TaskContext, TaskError};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    EntryFormat, Step,
+    cursor::{FileCursor, FileHint},
+    tail::{Losses, Progress, Start, Tail},
+    target::{FileSignal, FileTarget},
+    watch::{Registration, Watcher},
+};
+use crate::{
+    Error,
+    assembler::Assembler,
+    checkpoint::StreamPositions,
+    client::Backoff,
+    decoder::{Decoder, LineSink},
+    metric_names,
+    output::record_drops,
+    stream::{StreamEnd, TaskEnv, reconnected, send_assembled},
+};
+
+/// The most read from a file at once.
+const READ_MAX: usize = 64 * 1024;
+/// The first read of a wake-up (doubling while reads come back full).
+const READ_MIN: usize = 4 * 1024;
+/// Reopen backoff after errors.
+const REOPEN_BACKOFF_BASE: Duration = Duration::from_millis(100);
+const REOPEN_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Consecutive failed reads before the task fails (and the supervisor restarts it).
+const MAX_CONSECUTIVE_ERRORS: u32 = 10;
+
+/// Everything a file-mode attempt needs (cloned per attempt).
+#[derive(Debug, Clone)]
+pub(crate) struct FileEnv {
+    pub(crate) task: TaskEnv,
+    pub(crate) target: FileTarget,
+    pub(crate) watcher: Watcher,
+    pub(crate) cursor: Arc<FileCursor>,
+    pub(crate) signal: Arc<FileSignal>,
+}
+
+/// The body of a container task in file mode (one attempt).
+pub(crate) async fn file_task(ctx: TaskContext, env: FileEnv) -> Result<(), TaskError> {
+    env.task.shared.mark_active();
+    let id = env.task.shared.id.clone();
+    let mut follower = FileFollower::new(&ctx, env);
+    match follower.run().await {
+        Ok(()) => Ok(()),
+        Err(error) if !error.is_transient() => {
+            warn!(container_id = %id, error = %ErrorChain(&error), "container log files cannot be read; giving up on it");
+            follower.env.task.shared.mark_inactive();
+            Err(TaskError::permanent(error))
+        }
+        Err(error) => Err(TaskError::transient(error)),
+    }
+}
+
+/// How following ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The container stopped or was removed, and everything was read and sent.
+    Finished,
+    Cancelled,
+    PipelineClosed,
+}
+
+impl From<StreamEnd> for End {
+    fn from(end: StreamEnd) -> End {
+        match end {
+            StreamEnd::Cancelled => End::Cancelled,
+            _ => End::PipelineClosed,
+        }
+    }
+}
+
+/// What ended a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Cancelled,
+    /// The log directory changed (or a poll is due).
+    Changed,
+    /// The source signalled a stop or a removal.
+    Signal,
+    Timer,
+}
+
+/// Routes a TTY container's lines (stored by Docker as stdout, ending in `\r`) to its one
+/// stream, as the API path decodes them.
+struct TtyLines<'a>(&'a mut Assembler);
+
+impl LineSink for TtyLines<'_> {
+    fn line(&mut self, _stream: LogStream, position: Position, message: &[u8], replay: bool) {
+        let message = message.strip_suffix(b"\r").unwrap_or(message);
+        self.0.line(LogStream::Tty, position, message, replay);
+    }
+}
+
+/// The entry that ends where parsing stands (the hint's proof).
+#[derive(Debug, Clone, Copy)]
+struct LastEntry {
+    start: u64,
+    end: u64,
+    timestamp: i64,
+}
+
+struct FileFollower {
+    env: FileEnv,
+    heartbeat: Heartbeat,
+    cancel: CancellationToken,
+    beat_every: Duration,
+    tty: bool,
+    decoder: Decoder,
+    assembler: Assembler,
+    format: Box<dyn EntryFormat + Send + Sync>,
+    tail: Option<Tail>,
+    /// The watch on the log directory (set by `run`).
+    registration: Option<Registration>,
+    /// Bytes read and not parsed yet: the start of an entry whose end is not read yet.
+    buffer: Vec<u8>,
+    read_size: usize,
+    last_entry: Option<LastEntry>,
+    last_send: Instant,
+    batch_deadline: Option<Instant>,
+    partial_since: Option<Instant>,
+    /// The last time data came or the container was looked at.
+    last_activity: Instant,
+}
+
+impl FileFollower {
+    fn new(ctx: &TaskContext, env: FileEnv) -> FileFollower {
+        let info = env.task.shared.info();
+        let settings = env.task.settings.clone();
+        let now = Instant::now();
+        FileFollower {
+            heartbeat: ctx.heartbeat_handle(),
+            cancel: ctx.cancellation_token(),
+            beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
+            tty: info.tty,
+            decoder: Decoder::new(settings.max_line_bytes),
+            assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
+            format: env.target.driver.format(),
+            tail: None,
+            registration: None,
+            buffer: Vec::new(),
+            read_size: READ_MIN,
+            last_entry: None,
+            last_send: now,
+            batch_deadline: None,
+            partial_since: None,
+            last_activity: now,
+            env,
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), Error> {
+        self.registration = Some(self.env.watcher.register(self.env.target.files.dir()));
+        let mut backoff = Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP);
+        let mut errors = 0u32;
+        let id = self.env.task.shared.id.clone();
+        loop {
+            match self.follow(&mut errors).await {
+                Ok(End::Cancelled) => return Ok(()),
+                Ok(End::PipelineClosed) => return Err(Error::PipelineClosed),
+                Ok(End::Finished) => {
+                    if self.env.task.shared.try_finish() {
+                        info!(container_id = %id, "container stopped; log task completed");
+                        return Ok(());
+                    }
+                    // Started again meanwhile: the files continue.
+                }
+                Err(source) if source.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(Error::FilesUnreadable {
+                        path: self.env.target.files.dir().to_path_buf(),
+                        source,
+                    });
+                }
+                Err(source) => {
+                    errors += 1;
+                    let error = Error::LogFiles {
+                        path: self.env.target.files.dir().to_path_buf(),
+                        source,
+                    };
+                    if errors > MAX_CONSECUTIVE_ERRORS {
+                        return Err(error);
+                    }
+                    warn!(container_id = %id, error = %ErrorChain(&error), "reading the log files failed; reopening them");
+                    reconnected("error");
+                    self.tail = None;
+                    if self.pause(backoff.next_delay()).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads, sends and waits until the container ends (or the task is stopped).
+    async fn follow(&mut self, errors: &mut u32) -> io::Result<End> {
+        loop {
+            if self.tail.is_none() {
+                if self.open()? {
+                    *errors = 0;
+                } else if let Some(end) = self.wait_for_a_file().await? {
+                    return Ok(end);
+                } else {
+                    continue;
+                }
+            }
+            if let Some(end) = self.read_available().await? {
+                return Ok(end);
+            }
+            if let Err(end) = self.settle_batch().await {
+                return Ok(end);
+            }
+            if self.env.signal.is_removed() {
+                return Ok(self.finish().await);
+            }
+            match self.wait().await {
+                Wake::Cancelled => return Ok(End::Cancelled),
+                Wake::Changed => self.coalesce().await,
+                Wake::Signal => {
+                    if !self.env.signal.is_removed() && !self.is_running().await {
+                        return self.drain_and_finish().await;
+                    }
+                }
+                Wake::Timer => {
+                    if let Some(end) = self.on_timer().await? {
+                        return Ok(end);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the files where reading resumes: at the resume hint if it still holds, else at
+    /// the oldest file (lines at or before the read positions are skipped). `false`: no log
+    /// file exists (yet).
+    fn open(&mut self) -> io::Result<bool> {
+        let read = self.to_decoder(self.env.task.shared.read_positions());
+        self.buffer.clear();
+        self.last_entry = None;
+        self.assembler.discard();
+        if let Some(hint) = self.env.cursor.resume_hint() {
+            let start = Start::At {
+                id: hint.file,
+                offset: hint.offset,
+            };
+            if let Some(tail) = Tail::open(self.env.target.files.clone(), start)?
+                && hint.holds(&tail, &mut *self.format)
+            {
+                debug!(container_id = %self.env.task.shared.id, offset = hint.offset, "resuming the log files at the hint");
+                self.decoder.reset_after(hint.last, read);
+                self.tail = Some(self.configure(tail));
+                return Ok(true);
+            }
+            debug!(container_id = %self.env.task.shared.id, "the resume hint no longer holds; reading from the oldest log file");
+        }
+        let Some(tail) = Tail::open(self.env.target.files.clone(), Start::Oldest)? else {
+            return Ok(false);
+        };
+        self.decoder.reset(read);
+        self.tail = Some(self.configure(tail));
+        Ok(true)
+    }
+
+    fn configure(&self, tail: Tail) -> Tail {
+        if self.env.target.may_truncate {
+            tail
+        } else {
+            tail.without_truncation()
+        }
+    }
+
+    /// The read positions as the decoder counts them: a TTY container's one stream is stored
+    /// as stdout.
+    fn to_decoder(&self, positions: StreamPositions) -> StreamPositions {
+        if self.tty {
+            [positions[LogStream::Tty.index()], None, None]
+        } else {
+            positions
+        }
+    }
+
+    /// No log file: the container is gone, or has not written one yet.
+    async fn wait_for_a_file(&mut self) -> io::Result<Option<End>> {
+        if self.env.signal.is_removed() {
+            return Ok(Some(End::Finished));
+        }
+        match self.wait().await {
+            Wake::Cancelled => Ok(Some(End::Cancelled)),
+            Wake::Changed => Ok(None),
+            Wake::Signal | Wake::Timer => {
+                self.heartbeat.beat();
+                if self.is_running().await {
+                    Ok(None)
+                } else {
+                    Ok(Some(End::Finished))
+                }
+            }
+        }
+    }
+
+    /// Reads and decodes everything written so far, sending full batches. `Some`: the task
+    /// must end.
+    async fn read_available(&mut self) -> io::Result<Option<End>> {
+        self.read_size = READ_MIN;
+        loop {
+            let Some(tail) = self.tail.as_mut() else {
+                return Ok(None);
+            };
+            tail.check()?;
+            let progress = tail.read(&mut self.buffer, self.read_size)?;
+            let losses = tail.take_losses();
+            record_losses(losses);
+            match progress {
+                Progress::Data(read) => {
+                    if let Some(registration) = &mut self.registration {
+                        registration.saw_data();
+                    }
+                    self.last_activity = Instant::now();
+                    if read == self.read_size {
+                        self.read_size = (self.read_size * 2).min(READ_MAX);
+                    }
+                    if let Err(end) = self.parse_and_send().await {
+                        return Ok(Some(end));
+                    }
+                    self.heartbeat.beat();
+                    tokio::task::consume_budget().await;
+                }
+                Progress::NextFile | Progress::Truncated => self.drop_unfinished_entry(),
+                Progress::Idle => {
+                    self.shrink_buffer();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Bytes left from a generation that ended or was truncated are an entry Docker never
+    /// finished: counted as malformed.
+    fn drop_unfinished_entry(&mut self) {
+        if !self.buffer.is_empty() {
+            self.decoder.malformed_frame();
+            self.buffer.clear();
+        }
+        self.last_entry = None;
+    }
+
+    fn shrink_buffer(&mut self) {
+        if self.buffer.is_empty() && self.buffer.capacity() > 2 * READ_MIN {
+            self.buffer = Vec::new();
+        }
+    }
+
+    /// Decodes the complete entries in the buffer, sending each batch that fills up.
+    async fn parse_and_send(&mut self) -> Result<(), End> {
+        loop {
+            let full = self.parse_buffer();
+            self.partial_since = match (self.decoder.has_partial(), self.partial_since) {
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(Instant::now()),
+                (false, _) => None,
+            };
+            if !full {
+                return Ok(());
+            }
+            self.send_batch().await?;
+        }
+    }
+
+    /// Decodes entries until the buffer holds no complete one (`false`) or the batch is full
+    /// (`true`); keeps what is left.
+    fn parse_buffer(&mut self) -> bool {
+        let Some(tail) = &self.tail else {
+            return false;
+        };
+        let (_, read_to) = tail.position();
+        let base = read_to - self.buffer.len() as u64;
+        let mut at = 0usize;
+        let mut full = false;
+        while !full {
+            let step = self.format.next(&self.buffer[at..]);
+            let (len, entry) = match step {
+                Step::Entry { entry, len } => (len, Some(entry)),
+                Step::Malformed { len } => {
+                    self.decoder.malformed_frame();
+                    (len, None)
+                }
+                Step::Skip { len } => (len, None),
+                Step::NeedMore => break,
+            };
+            self.last_entry = entry.map(|entry| LastEntry {
+                start: base + at as u64,
+                end: base + (at + len) as u64,
+                timestamp: entry.timestamp_nanos,
+            });
+            if let Some(entry) = entry {
+                if self.tty {
+                    let mut sink = TtyLines(&mut self.assembler);
+                    let stream = LogStream::Stdout;
+                    self.decoder.entry(
+                        stream,
+                        entry.timestamp_nanos,
+                        entry.text,
+                        entry.complete,
+                        &mut sink,
+                    );
+                } else {
+                    self.decoder.entry(
+                        entry.stream,
+                        entry.timestamp_nanos,
+                        entry.text,
+                        entry.complete,
+                        &mut self.assembler,
+                    );
+                }
+            }
+            at += len;
+            full = self.assembler.is_full();
+        }
+        self.buffer.drain(..at);
+        full
+    }
+
+    /// Where reading stands, as a hint, if it is at the end of an entry with no line half read.
+    fn hint_here(&self) -> Option<FileHint> {
+        let tail = self.tail.as_ref()?;
+        let last = self.last_entry?;
+        let (file, read_to) = tail.position();
+        let parsed_to = read_to - self.buffer.len() as u64;
+        if self.decoder.has_partial() || last.end != parsed_to || !tail.is_plain() {
+            return None;
+        }
+        Some(FileHint {
+            file,
+            offset: last.end,
+            entry_start: last.start,
+            entry_timestamp: last.timestamp,
+            last: self.decoder.last_positions(),
+        })
+    }
+
+    /// Sends the assembled batch (if any) and records its resume hint.
+    async fn send_batch(&mut self) -> Result<(), End> {
+        record_drops(self.decoder.take_counters());
+        let hint = self.hint_here();
+        let Some(assembled) = self.assembler.take(&self.env.task.shared) else {
+            return Ok(());
+        };
+        let send = send_assembled(
+            &self.env.task,
+            &self.heartbeat,
+            &self.cancel,
+            self.beat_every,
+            assembled,
+        );
+        // While the pipeline is full, rotations go on: new files are opened as they appear, so
+        // Docker deleting them later loses nothing.
+        let mut send = std::pin::pin!(send);
+        loop {
+            let changed = async {
+                match &mut self.registration {
+                    Some(registration) => registration.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                sent = &mut send => {
+                    sent.map_err(End::from)?;
+                    break;
+                }
+                () = changed => {
+                    if let Some(tail) = &mut self.tail
+                        && let Err(error) = tail.check()
+                    {
+                        debug!(error = %error, "cannot look for rotated log files while the pipeline is full");
+                    }
+                }
+            }
+        }
+        self.last_send = Instant::now();
+        self.batch_deadline = None;
+        // Files are read in order: with no line half read, everything before the newest line
+        // sent was sent (the read-through time, kept for a later read through the API).
+        if !self.decoder.has_partial() {
+            self.env.task.shared.caught_up();
+        }
+        if let Some(hint) = hint {
+            self.env
+                .cursor
+                .sent(self.env.task.shared.read_positions(), hint);
+        }
+        Ok(())
+    }
+
+    /// At the end of what is written: send now if the last batch left long enough ago, else
+    /// let the batch fill until `batch_max_latency` after it.
+    async fn settle_batch(&mut self) -> Result<(), End> {
+        if self.assembler.is_empty() {
+            return Ok(());
+        }
+        let latency = self.env.task.settings.batch_max_latency;
+        if self.last_send.elapsed() >= latency {
+            return self.send_batch().await;
+        }
+        self.batch_deadline.get_or_insert(self.last_send + latency);
+        Ok(())
+    }
+}
+
+mod wait;
+
+/// Counts what Docker deleted or overwrote before it was read.
+fn record_losses(losses: Losses) {
+    if losses.rotated_files > 0 {
+        ::metrics::counter!(metric_names::LOG_FILES_LOST_TOTAL, "reason" => "rotated")
+            .increment(losses.rotated_files);
+        ::metrics::counter!(metric_names::LOG_FILE_BYTES_LOST_TOTAL, "reason" => "rotated")
+            .increment(losses.rotated_bytes);
+    }
+    if losses.truncations > 0 {
+        ::metrics::counter!(metric_names::LOG_FILES_LOST_TOTAL, "reason" => "truncated")
+            .increment(losses.truncations);
+    }
+}

@@ -1,0 +1,163 @@
+//! The file follower's waits: what wakes it (directory changes, the source's signals, its
+//! timer) and what the timer does (heartbeat, batch and partial-line deadlines, a look at the
+//! container in case an event was missed).
+
+use std::{io, time::Duration};
+
+use bollard::query_parameters::InspectContainerOptions;
+use capture_core::ErrorChain;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{End, FileFollower, TtyLines, Wake};
+use crate::{error::docker_status, timestamp::api_time_nanos};
+
+/// The pause before reading again while a batch is being filled.
+const COALESCE_PAUSE: Duration = Duration::from_millis(1);
+
+impl FileFollower {
+    /// A busy container: let a millisecond of lines accumulate before reading again.
+    pub(super) async fn coalesce(&self) {
+        if self.assembler.is_empty() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => {}
+            _ = tokio::time::sleep(COALESCE_PAUSE) => {}
+        }
+    }
+
+    pub(super) fn next_deadline(&self) -> Instant {
+        let settings = &self.env.task.settings;
+        let mut deadline = (Instant::now() + self.beat_every)
+            .min(self.last_activity + settings.inactivity_timeout);
+        if let Some(batch) = self.batch_deadline {
+            deadline = deadline.min(batch);
+        }
+        if let Some(partial) = self.partial_since {
+            deadline = deadline.min(partial + settings.partial_flush_timeout);
+        }
+        deadline
+    }
+
+    pub(super) async fn wait(&mut self) -> Wake {
+        let deadline = self.next_deadline();
+        let changed = async {
+            match &mut self.registration {
+                Some(registration) => registration.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Wake::Cancelled,
+            _ = self.env.signal.notified() => Wake::Signal,
+            () = changed => Wake::Changed,
+            _ = tokio::time::sleep_until(deadline) => Wake::Timer,
+        }
+    }
+
+    /// The timer: heartbeat, partial line and batch deadlines, and the look at the container.
+    pub(super) async fn on_timer(&mut self) -> io::Result<Option<End>> {
+        self.heartbeat.beat();
+        let now = Instant::now();
+        let settings = self.env.task.settings.clone();
+        if self
+            .partial_since
+            .is_some_and(|since| now >= since + settings.partial_flush_timeout)
+        {
+            self.decoder.flush_partials(&mut self.assembler);
+            self.partial_since = None;
+            if let Err(end) = self.send_batch().await {
+                return Ok(Some(end));
+            }
+        }
+        if self.batch_deadline.is_some_and(|deadline| now >= deadline)
+            && let Err(end) = self.send_batch().await
+        {
+            return Ok(Some(end));
+        }
+        if now >= self.last_activity + settings.inactivity_timeout {
+            // An event may have been missed: is the container still running?
+            self.last_activity = now;
+            if !self.is_running().await {
+                return self.drain_and_finish().await.map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The container stopped: read what is left, then finish.
+    pub(super) async fn drain_and_finish(&mut self) -> io::Result<End> {
+        if let Some(end) = self.read_available().await? {
+            return Ok(end);
+        }
+        Ok(self.finish().await)
+    }
+
+    /// Sends the partial line and what is assembled: the container's lines are all read.
+    pub(super) async fn finish(&mut self) -> End {
+        if self.tty {
+            self.decoder
+                .flush_partials(&mut TtyLines(&mut self.assembler));
+        } else {
+            self.decoder.flush_partials(&mut self.assembler);
+        }
+        self.partial_since = None;
+        match self.send_batch().await {
+            Ok(()) => End::Finished,
+            Err(end) => end,
+        }
+    }
+
+    /// Whether the container runs (a failed inspection counts as running: look again later).
+    pub(super) async fn is_running(&self) -> bool {
+        let id = self.env.task.shared.id.as_str();
+        let inspect = self
+            .env
+            .task
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>);
+        let response = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return true,
+            response = inspect => response,
+        };
+        self.heartbeat.beat();
+        match response {
+            Ok(response) => {
+                let state = response.state.unwrap_or_default();
+                // The stop this task may complete after (the drained mark of `startup.rs`).
+                self.env
+                    .task
+                    .shared
+                    .observe_finished_at(api_time_nanos(state.finished_at.as_deref()));
+                state.running.unwrap_or(false)
+            }
+            Err(error) if docker_status(&error) == Some(404) => false,
+            Err(error) => {
+                debug!(container_id = %id, error = %ErrorChain(&error), "cannot inspect the container; looking again later");
+                true
+            }
+        }
+    }
+
+    /// Sleeps, beating; returns `true` if cancelled meanwhile.
+    pub(super) async fn pause(&self, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        loop {
+            self.heartbeat.beat();
+            let wake = deadline.min(Instant::now() + self.beat_every);
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return true,
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The source's side of file mode: which containers are read from files, their cursors and
+//! signals, and the removed containers whose tasks still read what they hold.
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+use bollard::{Docker, models::ContainerInspectResponse};
+use capture_core::ContainerId;
+use task_supervisor::Supervisor;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{
+    cursor::{FileCursor, FileHint},
+    follower::FileEnv,
+    target::{FileSignal, FileTarget},
+    watch::Watcher,
+};
+use crate::{Error, ReadMode, Result, checkpoint::StreamPositions, stream::TaskEnv};
+
+/// The longest a removed container's task may take to read the files it holds.
+const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+
+/// One container read from files.
+#[derive(Debug)]
+struct FileTask {
+    cursor: Arc<FileCursor>,
+    signal: Arc<FileSignal>,
+}
+
+/// A removed container whose task reads what it holds to the end.
+#[derive(Debug)]
+struct Draining {
+    task_id: String,
+    since: Instant,
+}
+
+/// File mode's bookkeeping in the source (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct FileMode {
+    read_mode: ReadMode,
+    watcher: Watcher,
+    /// Each inspected container's log files (`None`: its driver writes none).
+    targets: HashMap<ContainerId, Option<FileTarget>>,
+    tasks: HashMap<ContainerId, FileTask>,
+    draining: HashMap<ContainerId, Draining>,
+}
+
+impl FileMode {
+    pub(crate) fn new(read_mode: ReadMode, watcher: Watcher) -> FileMode {
+        FileMode {
+            read_mode,
+            watcher,
+            targets: HashMap::new(),
+            tasks: HashMap::new(),
+            draining: HashMap::new(),
+        }
+    }
+
+    /// With `read_mode = "files"`, checks once that Docker's containers directory can be read:
+    /// a clear error at start rather than a failure per container.
+    pub(crate) async fn check_root(&self, docker: &Docker) -> Result<()> {
+        if self.read_mode != ReadMode::Files {
+            return Ok(());
+        }
+        let info = docker.info().await.map_err(|source| Error::Docker {
+            operation: "get the daemon's information",
+            source,
+        })?;
+        let root = info
+            .docker_root_dir
+            .unwrap_or_else(|| "/var/lib/docker".to_owned());
+        let path = PathBuf::from(root).join("containers");
+        match std::fs::read_dir(&path) {
+            Ok(_) => Ok(()),
+            Err(source) => Err(Error::FilesUnreadable { path, source }),
+        }
+    }
+
+    /// Records where an inspected container's log files are.
+    pub(crate) fn inspected(&mut self, id: &ContainerId, response: &ContainerInspectResponse) {
+        if self.read_mode == ReadMode::Api {
+            return;
+        }
+        self.targets.insert(id.clone(), FileTarget::of(response));
+    }
+
+    /// The file-mode environment of a container's next task, or `None` for the API: `auto`
+    /// reads files the agent can read, `files` every container whose driver writes files.
+    pub(crate) fn env_for(
+        &mut self,
+        task: &TaskEnv,
+        saved_hint: Option<FileHint>,
+    ) -> Option<FileEnv> {
+        let id = &task.shared.id;
+        let target = self.targets.get(id)?.clone()?;
+        if self.read_mode == ReadMode::Auto && !target.is_readable() {
+            debug!(container_id = %id, dir = %target.files.dir().display(), "log files not readable; reading through the API");
+            return None;
+        }
+        let state = self.tasks.entry(id.clone()).or_insert_with(|| FileTask {
+            cursor: Arc::new(FileCursor::new(*task.shared.initial_resume(), saved_hint)),
+            signal: Arc::default(),
+        });
+        Some(FileEnv {
+            task: task.clone(),
+            target,
+            watcher: self.watcher.clone(),
+            cursor: state.cursor.clone(),
+            signal: state.signal.clone(),
+        })
+    }
+
+    /// The container may have stopped (a `die` event).
+    pub(crate) fn died(&self, id: &ContainerId) {
+        if let Some(task) = self.tasks.get(id) {
+            task.signal.stopped();
+        }
+    }
+
+    /// The container was removed. `true`: its file task is still reading and drains what it
+    /// holds (the caller must not stop it); it is removed from the supervisor once it ends.
+    pub(crate) fn removed(&mut self, id: &ContainerId, task_id: &str, active: bool) -> bool {
+        self.targets.remove(id);
+        let Some(task) = self.tasks.get(id) else {
+            return false;
+        };
+        if !active {
+            self.tasks.remove(id);
+            return false;
+        }
+        task.signal.removed();
+        self.draining.insert(
+            id.clone(),
+            Draining {
+                task_id: task_id.to_owned(),
+                since: Instant::now(),
+            },
+        );
+        true
+    }
+
+    /// The container is no longer read (filtered out, or its task was stopped).
+    pub(crate) fn forget(&mut self, id: &ContainerId) {
+        self.targets.remove(id);
+        self.tasks.remove(id);
+    }
+
+    /// The newest resume hint the acknowledged positions cover.
+    pub(crate) fn acknowledged(
+        &self,
+        id: &ContainerId,
+        acked: &StreamPositions,
+    ) -> Option<FileHint> {
+        self.tasks.get(id)?.cursor.commit(acked)
+    }
+
+    /// Removes the tasks of removed containers that finished reading; stops those that take
+    /// longer than [`DRAIN_LIMIT`].
+    pub(crate) async fn reap(&mut self, supervisor: &Supervisor) {
+        let mut ended = Vec::new();
+        for (id, draining) in &self.draining {
+            let live = supervisor.task(&draining.task_id).is_some_and(|task| {
+                matches!(
+                    task.state,
+                    capture_core::status::TaskState::Running
+                        | capture_core::status::TaskState::Restarting
+                )
+            });
+            if !live {
+                ended.push(id.clone());
+            } else if draining.since.elapsed() >= DRAIN_LIMIT {
+                warn!(container_id = %id, "a removed container's log files are still being read after the drain limit; stopping its task");
+                supervisor.stop(&draining.task_id).await;
+                ended.push(id.clone());
+            }
+        }
+        for id in ended {
+            if let Some(draining) = self.draining.remove(&id) {
+                info!(container_id = %id, "removed container's log files read to their end");
+                supervisor.remove(&draining.task_id);
+            }
+            self.tasks.remove(&id);
+        }
+    }
+
+    /// The tasks still draining (stopped at shutdown).
+    pub(crate) fn draining_task_ids(&self) -> impl Iterator<Item = &str> {
+        self.draining.values().map(|d| d.task_id.as_str())
+    }
+}

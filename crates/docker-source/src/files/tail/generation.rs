@@ -1,0 +1,180 @@
+//! One generation (one file's content) being read: plain or gzip-compressed, with its first
+//! bytes kept to recognise it.
+
+use std::{
+    fs::File,
+    io::{self, Read, Seek, SeekFrom},
+    os::unix::fs::FileExt,
+    path::PathBuf,
+};
+
+use flate2::read::GzDecoder;
+
+use super::{
+    HEAD_BYTES,
+    listing::{FileId, Listed},
+};
+
+/// A generation's content.
+pub(super) enum Reader {
+    Plain(File),
+    Gzip(Box<GzDecoder<File>>),
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reader::Plain(_) => "Plain",
+            Reader::Gzip(_) => "Gzip",
+        })
+    }
+}
+
+/// One file's content, being read.
+#[derive(Debug)]
+pub(super) struct Generation {
+    pub(super) id: FileId,
+    pub(super) path: PathBuf,
+    pub(super) reader: Reader,
+    /// Bytes of content read so far (decompressed, for a compressed file).
+    pub(super) offset: u64,
+    /// Docker no longer writes it (renamed, compressed or deleted): its end is final.
+    pub(super) sealed: bool,
+    /// Its first bytes, to recognise it.
+    pub(super) head: Vec<u8>,
+}
+
+impl Generation {
+    /// Opens `listed` and moves to `offset`; `None` if the path no longer names that file.
+    pub(super) fn open(listed: &Listed, offset: u64) -> io::Result<Option<Generation>> {
+        let file = match File::open(&listed.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if FileId::of(&file.metadata()?) != listed.id {
+            return Ok(None);
+        }
+        let reader = if listed.compressed {
+            Reader::Gzip(Box::new(GzDecoder::new(file)))
+        } else {
+            Reader::Plain(file)
+        };
+        let mut generation = Generation {
+            id: listed.id,
+            path: listed.path.clone(),
+            reader,
+            offset: 0,
+            sealed: listed.compressed,
+            head: Vec::new(),
+        };
+        generation.skip_to(offset)?;
+        Ok(Some(generation))
+    }
+
+    /// Moves to `offset` (seeks a plain file; decompresses and discards for a compressed one),
+    /// keeping the head.
+    pub(super) fn skip_to(&mut self, offset: u64) -> io::Result<()> {
+        match &mut self.reader {
+            Reader::Plain(_) if offset == 0 => {}
+            Reader::Plain(file) => {
+                let mut head = vec![0; HEAD_BYTES];
+                let read = file.read_at(&mut head, 0)?;
+                head.truncate(read);
+                self.head = head;
+                file.seek(SeekFrom::Start(offset))?;
+                self.offset = offset;
+            }
+            Reader::Gzip(_) => {
+                let mut scratch = vec![0; 64 * 1024];
+                while self.offset < offset {
+                    let want = (offset - self.offset).min(scratch.len() as u64) as usize;
+                    let read = self.read(&mut scratch[..want])?;
+                    if read == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads into `out`; keeps the head while it is being read.
+    pub(super) fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let read = match &mut self.reader {
+            Reader::Plain(file) => file.read(out)?,
+            Reader::Gzip(decoder) => decoder.read(out)?,
+        };
+        if self.head.len() < HEAD_BYTES && self.offset == self.head.len() as u64 {
+            let take = read.min(HEAD_BYTES - self.head.len());
+            self.head.extend_from_slice(&out[..take]);
+        }
+        self.offset += read as u64;
+        Ok(read)
+    }
+
+    /// For the live file: whether Docker truncated it (it is shorter than what was read, or
+    /// starts with other bytes).
+    pub(super) fn is_truncated(&self) -> io::Result<bool> {
+        let Reader::Plain(file) = &self.reader else {
+            return Ok(false);
+        };
+        if file.metadata()?.len() < self.offset {
+            return Ok(true);
+        }
+        let mut head = vec![0; self.head.len()];
+        let read = file.read_at(&mut head, 0)?;
+        Ok(read < head.len() || head != self.head)
+    }
+
+    /// Its first bytes as they are now (read again from a plain file: the head kept while
+    /// reading may be shorter).
+    pub(super) fn current_head(&self) -> Vec<u8> {
+        match &self.reader {
+            Reader::Plain(file) if self.head.len() < HEAD_BYTES => {
+                let mut head = vec![0; HEAD_BYTES];
+                let read = file.read_at(&mut head, 0).unwrap_or(0);
+                head.truncate(read);
+                head
+            }
+            _ => self.head.clone(),
+        }
+    }
+
+    /// Starts over at the beginning (after a truncation).
+    pub(super) fn rewind(&mut self) -> io::Result<()> {
+        if let Reader::Plain(file) = &mut self.reader {
+            file.seek(SeekFrom::Start(0))?;
+        }
+        self.offset = 0;
+        self.head.clear();
+        Ok(())
+    }
+}
+
+/// Whether `head` starts with `known` (a file's first bytes): the same content.
+pub(super) fn is_copy(head: &[u8], known: &[u8]) -> bool {
+    !known.is_empty() && head.len() >= known.len() && head[..known.len()] == *known
+}
+
+/// The first [`HEAD_BYTES`] of a listed file's content (decompressed for a compressed file;
+/// fewer if it is shorter); `None` if its path no longer names that file.
+pub(super) fn file_head(listed: &Listed) -> io::Result<Option<Vec<u8>>> {
+    let file = match File::open(&listed.path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    if FileId::of(&file.metadata()?) != listed.id {
+        return Ok(None);
+    }
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    let reader: Box<dyn Read> = if listed.compressed {
+        Box::new(GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    // A file still being written may end early: what was read is enough to compare.
+    let _ = reader.take(HEAD_BYTES as u64).read_to_end(&mut head);
+    Ok(Some(head))
+}

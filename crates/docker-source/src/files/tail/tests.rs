@@ -1,0 +1,320 @@
+//! The tail against real files in a temporary directory, rotated the way Docker rotates them.
+
+use std::{fs, io::Write, path::PathBuf};
+
+use super::*;
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn files(&self) -> LogFiles {
+        LogFiles::new(&self.path("c.log"))
+    }
+
+    fn append(&self, name: &str, text: &str) {
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(name))
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Docker's rotation with `max_file` files: the oldest deleted, the others renamed up, a
+    /// new live file.
+    fn rotate(&self, max_file: u32) {
+        let _ = fs::remove_file(self.path(&format!("c.log.{}", max_file - 1)));
+        for index in (1..max_file - 1).rev() {
+            let _ = fs::rename(
+                self.path(&format!("c.log.{index}")),
+                self.path(&format!("c.log.{}", index + 1)),
+            );
+        }
+        fs::rename(self.path("c.log"), self.path("c.log.1")).unwrap();
+        fs::File::create(self.path("c.log")).unwrap();
+    }
+
+    /// Replaces `c.log.N` by `c.log.N.gz`, as Docker's compression does.
+    fn compress(&self, index: u32) {
+        let plain = self.path(&format!("c.log.{index}"));
+        let content = fs::read(&plain).unwrap();
+        let gz = fs::File::create(self.path(&format!("c.log.{index}.gz"))).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+        encoder.write_all(&content).unwrap();
+        encoder.finish().unwrap();
+        fs::remove_file(plain).unwrap();
+    }
+}
+
+/// Reads until idle (bounded), returning the content and the progress events.
+fn drain(tail: &mut Tail, max: usize) -> (String, Vec<Progress>) {
+    let mut buffer = Vec::new();
+    let mut events = Vec::new();
+    for _ in 0..10_000 {
+        match tail.read(&mut buffer, max).unwrap() {
+            Progress::Data(_) => {}
+            Progress::Idle => return (String::from_utf8(buffer).unwrap(), events),
+            other => events.push(other),
+        }
+    }
+    panic!("the tail never went idle");
+}
+
+#[test]
+fn a_live_file_is_read_as_it_grows() {
+    let dir = Dir::new();
+    dir.append("c.log", "one\n");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    assert_eq!(drain(&mut tail, 3).0, "one\n");
+    assert_eq!(drain(&mut tail, 3).0, "");
+    dir.append("c.log", "two\nthr");
+    assert_eq!(drain(&mut tail, 64).0, "two\nthr");
+    assert_eq!(tail.take_losses(), Losses::default());
+}
+
+#[test]
+fn no_log_file_yet_opens_nothing() {
+    let dir = Dir::new();
+    assert!(Tail::open(dir.files(), Start::Oldest).unwrap().is_none());
+}
+
+#[test]
+fn a_renamed_file_is_read_to_its_end_before_the_new_one() {
+    let dir = Dir::new();
+    dir.append("c.log", "a1\n");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "a1\n");
+    // Written after the last read, then rotated before the next one.
+    dir.append("c.log", "a2\n");
+    dir.rotate(3);
+    dir.append("c.log", "b1\n");
+    let (text, events) = drain(&mut tail, 64);
+    assert_eq!(text, "a2\nb1\n");
+    assert_eq!(events, [Progress::NextFile]);
+}
+
+#[test]
+fn generations_rotated_and_deleted_while_behind_are_read_through_held_descriptors() {
+    let dir = Dir::new();
+    dir.append("c.log", "a\n");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    dir.rotate(3);
+    dir.append("c.log", "b\n");
+    tail.check().unwrap();
+    dir.rotate(3);
+    dir.append("c.log", "c\n");
+    tail.check().unwrap();
+    // max-file=3 deletes the first generation (the one being read) and the second.
+    dir.rotate(3);
+    dir.rotate(3);
+    dir.append("c.log", "e\n");
+    let (text, events) = drain(&mut tail, 1);
+    // "d" never existed (an empty generation); everything that was written is read once.
+    assert_eq!(text, "a\nb\nc\ne\n");
+    assert!(events.iter().all(|e| *e == Progress::NextFile));
+    assert_eq!(tail.take_losses(), Losses::default());
+}
+
+#[test]
+fn a_generation_only_seen_and_deleted_before_it_is_reached_is_counted_lost() {
+    let dir = Dir::new();
+    dir.append("c.log", "a\n");
+    let mut tail = Tail::open_with(dir.files(), Start::Oldest, 0)
+        .unwrap()
+        .unwrap();
+    dir.rotate(3);
+    dir.append("c.log", "b-lost\n");
+    tail.check().unwrap();
+    dir.rotate(3);
+    dir.append("c.log", "c\n");
+    tail.check().unwrap();
+    // Deleting `.1`'s predecessor: the second generation ("b-lost", now `.1`) is removed.
+    fs::remove_file(dir.path("c.log.1")).unwrap();
+    let (text, _) = drain(&mut tail, 64);
+    assert_eq!(text, "a\nc\n");
+    assert_eq!(
+        tail.take_losses(),
+        Losses {
+            rotated_files: 1,
+            rotated_bytes: 7,
+            truncations: 0
+        }
+    );
+}
+
+#[test]
+fn truncation_in_place_is_detected_whether_the_file_shrank_or_grew_again() {
+    let dir = Dir::new();
+    dir.append("c.log", "first line of the first fill\n");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "first line of the first fill\n");
+    // max-file=1: the file is truncated and written again, shorter.
+    fs::File::create(dir.path("c.log")).unwrap();
+    dir.append("c.log", "short\n");
+    let (text, events) = drain(&mut tail, 64);
+    assert_eq!(
+        (text.as_str(), events.as_slice()),
+        ("short\n", &[Progress::Truncated][..])
+    );
+    // Truncated again and refilled beyond the previous offset: the start differs.
+    fs::File::create(dir.path("c.log")).unwrap();
+    dir.append("c.log", "another, longer first line\n");
+    let (text, events) = drain(&mut tail, 64);
+    assert_eq!(text, "another, longer first line\n");
+    assert_eq!(events, [Progress::Truncated]);
+    assert_eq!(tail.take_losses().truncations, 2);
+}
+
+#[test]
+fn compressed_rotated_files_are_read_in_order() {
+    let dir = Dir::new();
+    dir.append("c.log", "one\n");
+    dir.rotate(4);
+    dir.append("c.log", "two\n");
+    dir.rotate(4);
+    dir.append("c.log", "three\n");
+    dir.compress(2);
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    assert!(!tail.is_plain());
+    let (text, events) = drain(&mut tail, 2);
+    assert_eq!(text, "one\ntwo\nthree\n");
+    assert_eq!(events, [Progress::NextFile, Progress::NextFile]);
+}
+
+#[test]
+fn a_generation_compressed_before_its_successor_was_seen_is_recognised() {
+    let dir = Dir::new();
+    dir.append("c.log", "generation one, long enough to be recognised\n");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    let mut buffer = Vec::new();
+    assert_eq!(tail.read(&mut buffer, 10).unwrap(), Progress::Data(10));
+    dir.rotate(3);
+    dir.append("c.log", "generation two\n");
+    dir.compress(1);
+    tail.check().unwrap();
+    let (text, _) = drain(&mut tail, 64);
+    assert_eq!(
+        format!("{}{text}", String::from_utf8(buffer).unwrap()),
+        "generation one, long enough to be recognised\ngeneration two\n"
+    );
+    assert_eq!(tail.take_losses(), Losses::default());
+}
+
+#[test]
+fn reading_resumes_at_an_offset_of_a_rotated_file() {
+    let dir = Dir::new();
+    dir.append("c.log", "old1\nold2\n");
+    dir.rotate(3);
+    dir.append("c.log", "new\n");
+    let id = FileId::of(&fs::metadata(dir.path("c.log.1")).unwrap());
+    let mut tail = Tail::open(dir.files(), Start::At { id, offset: 5 })
+        .unwrap()
+        .unwrap();
+    assert_eq!(tail.position(), (id, 5));
+    assert_eq!(tail.read_range(0, 5).unwrap(), b"old1\n");
+    assert_eq!(drain(&mut tail, 64).0, "old2\nnew\n");
+    let gone = FileId {
+        dev: id.dev,
+        ino: 1,
+    };
+    assert!(
+        Tail::open(
+            dir.files(),
+            Start::At {
+                id: gone,
+                offset: 0
+            }
+        )
+        .unwrap()
+        .is_none()
+    );
+}
+
+#[test]
+fn a_removed_containers_files_are_read_to_their_end() {
+    let dir = Dir::new();
+    dir.append("c.log", "a\n");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    dir.rotate(3);
+    dir.append("c.log", "b\n");
+    tail.check().unwrap();
+    let path = dir.dir.path().to_path_buf();
+    fs::remove_dir_all(&path).unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "a\nb\n");
+    assert_eq!(drain(&mut tail, 64).0, "");
+}
+
+/// A writer rotating as Docker does (`max-file=3`, a 16 KiB `max-size`: hundreds of rotations
+/// a second) while the tail reads concurrently: every line is read once and in order, or its
+/// loss is counted. (At 2 KiB, thousands a second, directory listings can no longer be trusted
+/// and generations are read out of order: see the limits in docs/guarantees.md.)
+#[test]
+fn a_concurrent_writer_rotating_fast_loses_nothing_silently() {
+    let dir = Dir::new();
+    dir.append("c.log", "");
+    let mut tail = Tail::open(dir.files(), Start::Oldest).unwrap().unwrap();
+    let lines = 200_000u32;
+    let path = dir.dir.path().to_path_buf();
+    let writer = std::thread::spawn(move || {
+        let live = path.join("c.log");
+        let mut file = fs::OpenOptions::new().append(true).open(&live).unwrap();
+        let mut size = 0;
+        for n in 0..lines {
+            let line = format!("{n:08}\n");
+            file.write_all(line.as_bytes()).unwrap();
+            size += line.len();
+            if size >= 16 * 1024 {
+                drop(file);
+                let _ = fs::remove_file(path.join("c.log.2"));
+                let _ = fs::rename(path.join("c.log.1"), path.join("c.log.2"));
+                fs::rename(&live, path.join("c.log.1")).unwrap();
+                file = fs::File::create(&live).unwrap();
+                size = 0;
+            }
+        }
+    });
+    let mut buffer = Vec::new();
+    let mut done = false;
+    for _ in 0..10_000_000 {
+        tail.check().unwrap();
+        let progress = tail.read(&mut buffer, 4096).unwrap();
+        assert_ne!(progress, Progress::Truncated, "no truncation happened");
+        if progress == Progress::Idle {
+            if done {
+                break;
+            }
+            done = writer.is_finished();
+        }
+    }
+    writer.join().unwrap();
+    let text = String::from_utf8(buffer).unwrap();
+    let mut expected = 0u32;
+    let mut missing = 0u32;
+    for line in text.lines() {
+        let n: u32 = line.parse().unwrap();
+        assert!(
+            n >= expected,
+            "line {n} again or out of order (expected {expected})"
+        );
+        missing += n - expected;
+        expected = n + 1;
+    }
+    missing += lines - expected;
+    let losses = tail.take_losses();
+    assert!(
+        missing == 0 || losses.rotated_files > 0,
+        "{missing} lines missing, none counted ({losses:?})"
+    );
+}
