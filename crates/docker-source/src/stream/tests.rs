@@ -67,9 +67,11 @@ fn pump(channel_capacity: usize, drain_max: Duration) -> Pumped {
     let (batch_tx, batch_rx) = mpsc::channel(channel_capacity);
     let (items_tx, items_rx) = mpsc::unbounded_channel::<Item>();
     let (end_tx, end_rx) = oneshot::channel();
-    // Never used: the pump reads the scripted stream (connecting is lazy).
+    // Never used: the pump reads the scripted stream. Connecting is lazy; bollard only wants
+    // the path to exist.
+    let path = std::env::temp_dir();
     let docker =
-        Docker::connect_with_unix("/nonexistent/docker.sock", 1, API_DEFAULT_VERSION).unwrap();
+        Docker::connect_with_unix(&path.to_string_lossy(), 1, API_DEFAULT_VERSION).unwrap();
     let env = TaskEnv {
         shared: shared.clone(),
         docker,
