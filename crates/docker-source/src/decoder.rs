@@ -194,6 +194,8 @@ pub(crate) struct Decoder {
     /// A timestamp prefix (or piece-boundary look-ahead) cut by a chunk boundary.
     tty_carry: Vec<u8>,
     counters: DecodeCounters,
+    /// Lines up to this timestamp are flagged as a replay (see [`Decoder::replays_through`]).
+    replay_through: Option<i64>,
 }
 
 impl Decoder {
@@ -209,25 +211,24 @@ impl Decoder {
             tty_line: Partial::default(),
             tty_carry: Vec::new(),
             counters: DecodeCounters::default(),
+            replay_through: None,
         }
     }
 
-    /// Prepares for a new stream that starts at or before `resume` (per stream, indexed by
-    /// [`LogStream::index`]): lines at or before it are skipped; none is flagged as a replay
-    /// (see [`Decoder::reset_flagging`]).
-    pub(crate) fn reset(&mut self, resume: [Option<Position>; 3]) {
-        self.reset_flagging(resume, None);
+    /// Flags as a replay, after every reset, the lines up to `nanos` (a timestamp: the agent's
+    /// start; an earlier run of the agent may have delivered them).
+    pub(crate) fn replays_through(mut self, nanos: i64) -> Decoder {
+        self.replay_through = Some(nanos);
+        self
     }
 
-    /// Like [`Decoder::reset`]; lines up to `replay_through` (a timestamp) are flagged as a
-    /// replay. Open partial lines are dropped (they were not delivered, so the new stream
-    /// delivers them whole); a line whose head was sent and is the last line sent (`resume`) is
-    /// continued where it was left.
-    pub(crate) fn reset_flagging(
-        &mut self,
-        resume: [Option<Position>; 3],
-        replay_through: Option<i64>,
-    ) {
+    /// Prepares for a new stream that starts at or before `resume` (per stream, indexed by
+    /// [`LogStream::index`]): lines at or before it are skipped, lines up to the replay boundary
+    /// (see [`Decoder::replays_through`]) are flagged as a replay. Open partial lines are dropped
+    /// (they were not delivered, so the new stream delivers them whole); a line whose head was
+    /// sent and is the last line sent (`resume`) is continued where it was left.
+    pub(crate) fn reset(&mut self, resume: [Option<Position>; 3]) {
+        let replay_through = self.replay_through;
         for ((cursor, resume), sent) in self
             .cursors
             .iter_mut()

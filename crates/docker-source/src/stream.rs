@@ -402,7 +402,7 @@ impl Follower {
             heartbeat: ctx.heartbeat_handle(),
             cancel: ctx.cancellation_token(),
             beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
-            decoder: Decoder::new(settings.max_line_bytes),
+            decoder: Decoder::new(settings.max_line_bytes).replays_through(settings.replay_through),
             multiline: Multiline::new(settings.multiline.for_container(&info)),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             progress: Progress::new(),
@@ -626,8 +626,7 @@ impl Follower {
     /// Opens the stream from the read position and pumps it until it ends.
     async fn follow_once(&mut self, mode: Mode) -> StreamEnd {
         let resume = self.env.shared.read_positions();
-        self.decoder
-            .reset_flagging(resume, Some(self.env.settings.replay_through));
+        self.decoder.reset(resume);
         // Held events are before the read position too: they are read again and rebuilt.
         self.multiline.discard();
         let opened_at = unix_nanos();

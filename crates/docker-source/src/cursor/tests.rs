@@ -106,11 +106,8 @@ fn a_rewind_longer_than_the_memory_is_flagged_as_a_replay_until_recognised() {
 
 #[test]
 fn lines_up_to_the_boundary_are_flagged_as_a_replay_and_batches_can_cut_there() {
-    let mut decoder = decoder();
-    decoder.reset_flagging(
-        [Some(Position::new(BASE_NANOS + 10, 0)), None, None],
-        Some(BASE_NANOS + 30),
-    );
+    let mut decoder = decoder().replays_through(BASE_NANOS + 30);
+    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None]);
     let mut out = Collected::default();
     feed(
         &mut decoder,

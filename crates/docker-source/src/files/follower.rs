@@ -164,7 +164,8 @@ impl FileFollower {
             cancel: ctx.cancellation_token(),
             beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
             tty: info.tty,
-            decoder: Decoder::new(settings.max_line_bytes),
+            // Lines an earlier run may have delivered are a replay, as on the API path.
+            decoder: Decoder::new(settings.max_line_bytes).replays_through(settings.replay_through),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             format: env.target.driver.format(),
             tail: None,
@@ -475,6 +476,8 @@ impl FileFollower {
         let Some(assembled) = self.assembler.take(&self.env.task.shared) else {
             return Ok(());
         };
+        // A batch cut where a replay ends leaves the rest assembled: the hint is past it.
+        let hint = hint.filter(|_| self.assembler.is_empty());
         let send = send_assembled(
             &self.env.task,
             &self.heartbeat,
