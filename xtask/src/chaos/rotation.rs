@@ -183,12 +183,16 @@ pub(crate) fn rotation(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let files_lost = metrics
         .sum("log_capturer_log_files_lost_total", &[])
         .unwrap_or(0.0);
+    let recovered = metrics
+        .sum("log_capturer_rotation_recovered_lines_total", &[])
+        .unwrap_or(0.0);
     stop_and_check(&stage, capturer, &mut ledger, outcome)?;
     outcome.lost = Some(lost);
     outcome.dup = Some(dup);
     outcome.note(format!(
         "{lines} lines written, {} records; copies Docker sent again and the capturer skipped: \
-         {repeated}; cursor lines rotated away: {gaps}; log files lost (file mode): {files_lost}",
+         {repeated}; lines Docker's follower skipped, read back: {recovered}; cursor lines rotated \
+         away: {gaps}; log files lost (file mode): {files_lost}",
         ledger.records
     ));
     outcome.duration = started.elapsed();
