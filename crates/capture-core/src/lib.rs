@@ -14,6 +14,7 @@
 //!   buffered), so the source's cursor only moves past lines that cannot be lost any more.
 //! - [`status`]: snapshots of tasks, sinks and the Docker connection, for the health API.
 //! - [`ErrorChain`]: an error and its causes on one line, for logs and `last_error`.
+//! - [`Backoff`]: exponential backoff with the one jitter rule every retry loop uses.
 //! - [`url`]: credentials written into URLs, split off before a URL is stored or shown.
 //!
 //! # Example
@@ -40,6 +41,7 @@
 //! assert_eq!(acks[0].container_id, id);
 //! ```
 
+mod backoff;
 mod batch;
 mod container;
 mod error;
@@ -47,6 +49,7 @@ mod position;
 pub mod status;
 pub mod url;
 
+pub use backoff::Backoff;
 pub use batch::{Acknowledgement, EventBatch, EventBatchBuilder, LogLine};
 pub use container::{ContainerId, ContainerInfo, InvalidContainerId};
 pub use error::ErrorChain;

@@ -46,7 +46,8 @@ use bollard::{
     query_parameters::{InspectContainerOptions, LogsOptions},
 };
 use capture_core::{
-    ContainerId, ContainerInfo, ErrorChain, EventBatch, EventBatchBuilder, LogStream, Position,
+    Backoff, ContainerId, ContainerInfo, ErrorChain, EventBatch, EventBatchBuilder, LogStream,
+    Position,
 };
 use futures_util::{FutureExt, Stream, StreamExt, future::Either};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
@@ -60,7 +61,7 @@ use tracing::{debug, info, warn};
 use crate::{
     Error,
     checkpoint::StreamPositions,
-    client::{self, Backoff},
+    client,
     decoder::{Decoder, LineSink},
     error::{docker_status, is_permanent_status},
     liveness::{self, Freshness},

@@ -29,7 +29,7 @@ use std::{
 };
 
 use capture_core::{
-    ErrorChain, EventBatch,
+    Backoff, ErrorChain, EventBatch,
     status::{SinkSnapshot, SinkState},
 };
 use tokio::{
@@ -584,18 +584,12 @@ impl WorkerState {
         self.retry_at = Some(now + delay);
     }
 
-    /// Exponential backoff with jitter: a random wait in [d/2, d] where d doubles per attempt
-    /// from `initial_backoff` up to `max_backoff`.
+    /// Exponential backoff with jitter (the agent's one rule, half the delay): a random wait in
+    /// [d/2, d] where d doubles per attempt from `initial_backoff` up to `max_backoff`.
     fn backoff(&self) -> Duration {
-        let factor = 1u32 << self.attempt.min(20);
-        let ceiling = self
-            .retry
-            .initial_backoff
-            .saturating_mul(factor)
-            .min(self.retry.max_backoff);
-        let half = ceiling / 2;
-        let jitter = half.mul_f64(fastrand::f64());
-        half + jitter
+        Backoff::new(self.retry.initial_backoff, self.retry.max_backoff)
+            .with_jitter(0.5)
+            .jittered(self.attempt.saturating_add(1))
     }
 
     fn absorb_buffer_drops(&mut self) {

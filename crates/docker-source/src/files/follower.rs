@@ -23,7 +23,7 @@
 
 use std::{io, sync::Arc, time::Duration};
 
-use capture_core::{ErrorChain, LogStream, Position};
+use capture_core::{Backoff, ErrorChain, LogStream, Position};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,6 @@ use super::{
 use crate::{
     Error,
     checkpoint::StreamPositions,
-    client::Backoff,
     decoder::{Decoder, LineSink},
     metric_names,
     stream::{Assembler, StreamEnd, TaskEnv, reconnected, record_drops, send_assembled},
