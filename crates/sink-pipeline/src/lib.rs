@@ -100,7 +100,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
 pub use reload::{PipelineReloader, SinkChanges};
-pub use sink::{BoxError, RetryAfter, Sink, SinkError};
+pub use sink::{RetryAfter, Sink, SinkError};
 pub use sinks::http::{Endpoint, TlsConfig};
 pub use sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink, LokiSinkConfig};
 pub use sinks::otlp::{
