@@ -17,6 +17,7 @@
 //!   [`BoxError`], the boxed error sinks and task bodies return.
 //! - [`Backoff`]: exponential backoff with the one jitter rule every retry loop uses.
 //! - [`url`]: credentials written into URLs, split off before a URL is stored or shown.
+//! - [`time`]: RFC 3339 parsing (a fast path for Docker's layout) and formatting, the one home.
 //!
 //! # Example
 //!
@@ -48,13 +49,15 @@ mod container;
 mod error;
 mod position;
 pub mod status;
+pub mod time;
 pub mod url;
 
 pub use backoff::Backoff;
 pub use batch::{Acknowledgement, EventBatch, EventBatchBuilder, LogLine};
 pub use container::{ContainerId, ContainerInfo, InvalidContainerId};
 pub use error::{BoxError, ErrorChain};
-pub use position::{LogStream, Position, format_rfc3339_nanos};
+pub use position::{LogStream, Position};
+pub use time::format_rfc3339_nanos;
 
 #[cfg(test)]
 mod tests;
