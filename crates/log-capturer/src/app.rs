@@ -14,7 +14,7 @@ use capture_core::status::DockerState;
 use docker_source::DockerSource;
 use health_api::{HealthApi, Readiness};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use sink_pipeline::{Pipeline, PipelineConfig};
+use sink_pipeline::{Pipeline, PipelineConfig, metric_names::SINK_REQUEST_DURATION_SECONDS};
 use task_supervisor::{Supervisor, SupervisorConfig};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,7 @@ pub(crate) async fn run(config: Config, reload_inputs: reload::Inputs) -> Result
         // Buckets make the request duration a histogram rather than a summary, so it can be
         // aggregated across hosts (`histogram_quantile(0.99, sum by (le) (rate(...)))`).
         .set_buckets_for_metric(
-            Matcher::Full("log_capturer_sink_request_duration_seconds".to_owned()),
+            Matcher::Full(SINK_REQUEST_DURATION_SECONDS.to_owned()),
             SINK_REQUEST_BUCKETS,
         )
         .context("configure the metric buckets")?

@@ -83,6 +83,7 @@ mod batcher;
 mod buffer;
 mod config;
 mod error;
+pub mod metric_names;
 mod open;
 mod pipeline;
 mod record;

@@ -44,6 +44,7 @@ pub(crate) use self::swap::{Mailbox, Replacement, ReplacementSink};
 use crate::{
     buffer::{AppendError, DiskBuffer, ReplayRecord},
     config::{BufferConfig, RetryConfig},
+    metric_names::{SINK_BUFFERED_EVENTS, SINK_EVENTS_TOTAL, SINK_REQUEST_DURATION_SECONDS},
     sink::{DynSink, SinkError},
 };
 
@@ -120,14 +121,14 @@ struct SinkMetrics {
 
 impl SinkMetrics {
     fn new(sink: &str) -> SinkMetrics {
-        let events = |result: &'static str| metrics::counter!("log_capturer_sink_events_total", "sink" => sink.to_owned(), "result" => result);
+        let events = |result: &'static str| metrics::counter!(SINK_EVENTS_TOTAL, "sink" => sink.to_owned(), "result" => result);
         SinkMetrics {
             sent: events("sent"),
             failed: events("failed"),
             dropped: events("dropped"),
-            buffered: metrics::gauge!("log_capturer_sink_buffered_events", "sink" => sink.to_owned()),
+            buffered: metrics::gauge!(SINK_BUFFERED_EVENTS, "sink" => sink.to_owned()),
             duration: metrics::histogram!(
-                "log_capturer_sink_request_duration_seconds",
+                SINK_REQUEST_DURATION_SECONDS,
                 "sink" => sink.to_owned()
             ),
         }
