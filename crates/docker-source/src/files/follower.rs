@@ -179,7 +179,8 @@ impl FileFollower {
     }
 
     async fn run(&mut self) -> Result<(), Error> {
-        self.registration = Some(self.env.watcher.register(self.env.target.files.dir()));
+        let files = &self.env.target.files;
+        self.registration = Some(self.env.watcher.register(files.dir(), files.live_name()));
         let mut backoff = Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP);
         let mut errors = 0u32;
         let id = self.env.task.shared.id.clone();
@@ -271,7 +272,7 @@ impl FileFollower {
                 id: hint.file,
                 offset: hint.offset,
             };
-            if let Some(tail) = Tail::open(self.env.target.files.clone(), start)?
+            if let Some(tail) = Tail::open(self.env.target.files.clone(), start, self.births())?
                 && hint.holds(&tail, &mut *self.format)
             {
                 debug!(container_id = %self.env.task.shared.id, offset = hint.offset, "resuming the log files at the hint");
@@ -281,7 +282,8 @@ impl FileFollower {
             }
             debug!(container_id = %self.env.task.shared.id, "the resume hint no longer holds; reading from the oldest log file");
         }
-        let Some(tail) = Tail::open(self.env.target.files.clone(), Start::Oldest)? else {
+        let Some(tail) = Tail::open(self.env.target.files.clone(), Start::Oldest, self.births())?
+        else {
             return Ok(false);
         };
         self.decoder.reset(read);
@@ -290,11 +292,17 @@ impl FileFollower {
     }
 
     fn configure(&self, tail: Tail) -> Tail {
+        let tail = tail.with_rotated_size(self.env.target.rotated_size);
         if self.env.target.may_truncate {
             tail
         } else {
             tail.without_truncation()
         }
+    }
+
+    /// The count of the live file's creations, when inotify reports them.
+    fn births(&self) -> Option<super::watch::Births> {
+        self.registration.as_ref()?.births()
     }
 
     /// The read positions as the decoder counts them: a TTY container's one stream is stored
