@@ -76,10 +76,11 @@ impl FileTarget {
 }
 
 /// The `local` driver's `max-size` when none is set (20 MB).
-const LOCAL_DEFAULT_MAX_SIZE: u64 = 20 * 1024 * 1024;
+const LOCAL_DEFAULT_MAX_SIZE: u64 = 20 * 1000 * 1000;
 
-/// A size as Docker's log options write it (`10m`, `1.5g`, `512k`, `100`; binary multiples,
-/// an optional `b`/`ib`): `None` if it is not one (or is `-1`, no limit).
+/// A size as Docker's log options write it (`10m`, `1.5g`, `512k`, `100`, an optional
+/// `b`/`ib`): decimal multiples, as Docker reads them (`units.FromHumanSize`); `None` if it
+/// is not one (or is `-1`, no limit).
 fn size_in_bytes(text: &str) -> Option<u64> {
     let text = text.trim().to_ascii_lowercase();
     let text = text.strip_suffix('b').unwrap_or(&text);
@@ -87,7 +88,7 @@ fn size_in_bytes(text: &str) -> Option<u64> {
     let (number, multiplier) = match text.char_indices().last()? {
         (at, unit @ ('k' | 'm' | 'g' | 't' | 'p')) => {
             let power = "kmgtp".find(unit)? as u32 + 1;
-            (&text[..at], 1024u64.checked_pow(power)?)
+            (&text[..at], 1000u64.checked_pow(power)?)
         }
         _ => (text, 1),
     };
@@ -181,16 +182,16 @@ mod tests {
     }
 
     #[test]
-    fn docker_sizes_are_read_as_binary_multiples() {
-        assert_eq!(size_in_bytes("1m"), Some(1024 * 1024));
-        assert_eq!(size_in_bytes("10k"), Some(10 * 1024));
-        assert_eq!(size_in_bytes("1.5g"), Some(1024 * 1024 * 1024 * 3 / 2));
+    fn docker_sizes_are_read_as_decimal_multiples() {
+        assert_eq!(size_in_bytes("1m"), Some(1_000_000));
+        assert_eq!(size_in_bytes("10k"), Some(10_000));
+        assert_eq!(size_in_bytes("1.5g"), Some(1_500_000_000));
         assert_eq!(size_in_bytes("100"), Some(100));
-        assert_eq!(size_in_bytes("2MB"), Some(2 * 1024 * 1024));
+        assert_eq!(size_in_bytes("2MB"), Some(2_000_000));
         assert_eq!(size_in_bytes("-1"), None);
         assert_eq!(size_in_bytes("lots"), None);
         let rotating = inspected("json-file", &[("max-size", "1m"), ("max-file", "3")]);
-        assert_eq!(FileTarget::of(&rotating).unwrap().rotated_size, 1024 * 1024);
+        assert_eq!(FileTarget::of(&rotating).unwrap().rotated_size, 1_000_000);
         assert_eq!(
             FileTarget::of(&inspected("json-file", &[]))
                 .unwrap()

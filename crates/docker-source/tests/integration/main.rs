@@ -12,4 +12,5 @@ mod leaks;
 mod lifecycle;
 mod reload;
 mod resume;
+mod rotation;
 mod unreadable;
