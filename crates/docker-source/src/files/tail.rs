@@ -19,7 +19,11 @@
 //! generation that was renamed is read once more to its end before the next one starts
 //! (Docker closes a file before renaming it, so that read sees everything).
 
-use std::{collections::VecDeque, io, os::unix::fs::FileExt};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    io,
+    os::unix::fs::FileExt,
+};
 
 use tracing::{debug, warn};
 
@@ -99,6 +103,10 @@ pub(crate) struct Tail {
     current: Generation,
     /// Newer generations, oldest first (increasing numbers).
     ahead: VecDeque<Ahead>,
+    /// Live files the watcher opened as they were created, by the count of creations that
+    /// made them (which may name the generation before: a file is visible a moment before its
+    /// creation is reported). Numbered by the next look; see [`Tail::with_preopened`].
+    preopened: BTreeMap<i64, Generation>,
     losses: Losses,
     max_open_ahead: usize,
     /// The size of a rotated file (Docker's `max-size`), counted for each generation lost
@@ -137,12 +145,12 @@ impl Tail {
         let current = match start {
             // The oldest file that could be opened (older ones vanished meanwhile: they were
             // rotated away before anything was promised about them).
-            Start::Oldest => candidates.by_ref().find_map(|(_, _, slot)| match slot {
+            Start::Oldest => candidates.by_ref().find_map(|(_, slot)| match slot {
                 Slot::Open(generation) => Some(generation),
-                Slot::Listed => None,
+                Slot::Listed(_) => None,
             }),
-            Start::At { id, offset } => match candidates.by_ref().find(|(_, l, _)| l.id == id) {
-                Some((_, _, Slot::Open(mut generation))) => {
+            Start::At { id, offset } => match candidates.by_ref().find(|(_, s)| s.id() == id) {
+                Some((_, Slot::Open(mut generation))) => {
                     generation.skip_to(offset)?;
                     Some(generation)
                 }
@@ -156,6 +164,7 @@ impl Tail {
             looker,
             current,
             ahead: VecDeque::new(),
+            preopened: BTreeMap::new(),
             losses: Losses::default(),
             max_open_ahead,
             rotated_size: 0,
@@ -294,8 +303,8 @@ impl Tail {
             return Ok(Found::Later);
         }
         Ok(match opened.files.into_iter().next() {
-            Some((_, _, Slot::Open(generation))) => Found::Open(generation),
-            Some((_, _, Slot::Listed)) => Found::Later,
+            Some((_, Slot::Open(generation))) => Found::Open(generation),
+            Some((_, Slot::Listed(_))) => Found::Later,
             None => Found::Gone,
         })
     }
@@ -329,7 +338,7 @@ impl Tail {
         if opened.numbering == Numbering::Later {
             return Ok(());
         }
-        for (number, _, slot) in opened.files {
+        for (number, slot) in opened.files {
             if let Slot::Open(generation) = slot
                 && let Some(entry) = self.ahead.iter_mut().find(|a| a.number() == number)
             {
@@ -348,13 +357,44 @@ impl Tail {
 
     /// Queues newer generations (oldest first).
     fn queue(&mut self, files: Vec<WantedFile>) {
-        for (number, listed, slot) in files {
-            debug!(path = %listed.path.display(), ino = listed.id.ino, number, "newer log file");
+        for (number, slot) in files {
+            debug!(ino = slot.id().ino, number, "newer log file");
             self.ahead.push_back(match slot {
                 Slot::Open(generation) => Ahead::Open(generation),
-                Slot::Listed => Ahead::Seen { listed, number },
+                Slot::Listed(listed) => Ahead::Seen { listed, number },
             });
         }
+    }
+
+    /// Takes the live files the watcher opened as they were created (numbered by the count
+    /// of creations; those that are held already are closed).
+    fn take_preopened(&mut self) -> io::Result<()> {
+        let Some(births) = self.looker.births() else {
+            return Ok(());
+        };
+        for preopened in births.take_preopened() {
+            let Some(label) = self.looker.number_of(preopened.count) else {
+                continue;
+            };
+            let live = self.looker.files().live();
+            let generation = Generation::from_file(preopened.file, live, label)?;
+            let held = self.held().any(|g| g.id == generation.id);
+            if !held && self.preopened.len() < self.max_open_ahead {
+                self.preopened.insert(label, generation);
+            }
+        }
+        Ok(())
+    }
+
+    /// The generations whose descriptors are held.
+    fn held(&self) -> impl Iterator<Item = &Generation> {
+        let ahead = self.ahead.iter().filter_map(|a| match a {
+            Ahead::Open(generation) => Some(generation),
+            Ahead::Seen { .. } => None,
+        });
+        std::iter::once(&self.current)
+            .chain(ahead)
+            .chain(self.preopened.values())
     }
 
     /// The newest generation known (held, or only seen), and its inode if it is held.
@@ -370,7 +410,10 @@ impl Tail {
     /// call it often (on every wake-up and every read), so a rotation is seen while its files
     /// still exist.
     pub(crate) fn check(&mut self) -> io::Result<()> {
+        self.take_preopened()?;
         let (newest, newest_id) = self.newest();
+        // Counted at or before the newest generation known: that one, or one already read.
+        self.preopened.retain(|label, _| *label > newest);
         match std::fs::metadata(self.looker.files().live()) {
             Ok(metadata) if Some(FileId::of(&metadata)) == newest_id => return Ok(()),
             Ok(_) => {}
@@ -386,25 +429,60 @@ impl Tail {
         if opened.numbering == Numbering::Later {
             return Ok(());
         }
-        if let Some((oldest, listed, _)) = opened.files.first() {
-            let unseen = oldest - newest - 1;
-            if unseen > 0 {
-                let exact = opened.numbering != Numbering::Unknown;
-                self.count_unseen(unseen, exact, listed);
+        let exact = opened.numbering != Numbering::Unknown;
+        let files = self.with_preopened(newest, opened.files);
+        let mut expected = newest + 1;
+        for (number, slot) in &files {
+            if *number > expected {
+                self.count_unseen(number - expected, exact, slot);
             }
+            expected = number + 1;
         }
-        self.queue(opened.files);
+        self.queue(files);
         Ok(())
     }
 
-    fn count_unseen(&mut self, unseen: i64, exact: bool, next: &Listed) {
+    /// The files of a look (newer than `newest`) and the live files the watcher opened as
+    /// they were created, in order. A pre-opened file the look listed is that file (the same
+    /// inode, held all along). One it did not list was deleted since, so it is older than
+    /// every file listed; its count of creations is above `newest` only if it is newer than
+    /// every generation known (a count may name the generation before, never after), and
+    /// then it fills one of the numbers between. Pre-opened files newer than the look wait.
+    fn with_preopened(&mut self, newest: i64, files: Vec<WantedFile>) -> Vec<WantedFile> {
+        let Some(&(oldest, _)) = files.first() else {
+            return files;
+        };
+        let listed_newest = files.last().map_or(newest, |(number, _)| *number);
+        let later = self.preopened.split_off(&(listed_newest + 1));
+        let earlier = std::mem::replace(&mut self.preopened, later);
+        let mut merged = Vec::new();
+        let mut next = newest + 1;
+        for (label, generation) in earlier {
+            let listed = files.iter().any(|(_, slot)| slot.id() == generation.id);
+            if listed || label <= newest || next >= oldest {
+                continue;
+            }
+            merged.push((
+                next,
+                Slot::Open(Generation {
+                    number: next,
+                    ..generation
+                }),
+            ));
+            next += 1;
+        }
+        merged.extend(files);
+        merged
+    }
+
+    fn count_unseen(&mut self, unseen: i64, exact: bool, next: &Slot) {
         let unseen = unseen.unsigned_abs();
         self.losses.rotated_files += unseen;
         self.losses.rotated_bytes += unseen * self.rotated_size;
         if exact {
-            warn!(dir = %self.looker.files().dir().display(), files = unseen, next = %next.path.display(), "log files were rotated and deleted by Docker before they could be opened; their lines are lost");
+            warn!(dir = %self.looker.files().dir().display(), files = unseen, next = %next.path().display(), "log files were rotated and deleted by Docker before they could be opened; their lines are lost");
         } else {
-            warn!(dir = %self.looker.files().dir().display(), next = %next.path.display(), "log files were rotated faster than they were looked at; generations written between two looks may be lost");
+            warn!(dir = %self.looker.files().dir().display(), next = %next.path().display(), "log files were rotated faster than they were looked at; generations written between two looks may be lost");
         }
     }
 

@@ -17,7 +17,7 @@ use std::{
     ffi::{OsStr, OsString},
     io,
     os::fd::{AsFd, OwnedFd},
-    path::Path,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -30,6 +30,9 @@ use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+pub(crate) use births::{BirthCount, Births};
+use births::{Opening, PreopenQueue};
 
 /// The quickest poll, right after a change was seen.
 pub(crate) const POLL_MIN: Duration = Duration::from_millis(25);
@@ -55,8 +58,12 @@ struct Interest {
     notify: Notify,
     /// The live file's name: its creations are counted.
     live_name: OsString,
+    /// The live file, opened as soon as it is created.
+    live: PathBuf,
     /// Live files created since the registration.
     created: AtomicU64,
+    /// The new live files opened as they were created.
+    preopened: PreopenQueue,
 }
 
 /// The followers waiting on each watch, by watch descriptor number.
@@ -150,7 +157,9 @@ impl Watcher {
             id: shared.next_id,
             notify: Notify::new(),
             live_name: live_name.to_owned(),
+            live: dir.join(live_name),
             created: AtomicU64::new(0),
+            preopened: PreopenQueue::default(),
         });
         shared.next_id += 1;
         // Added under the lock of the listeners: an event of the new watch is dispatched only
@@ -262,37 +271,6 @@ impl Drop for Registration {
     }
 }
 
-/// How many live files Docker created in a directory since it was registered.
-#[derive(Debug, Clone)]
-pub(crate) struct Births {
-    events: Arc<Events>,
-    shared: Arc<Mutex<Shared>>,
-    interest: Arc<Interest>,
-}
-
-/// A count of creations, valid to compare with another of the same `overflows`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BirthCount {
-    /// Live files created since the registration.
-    pub(crate) created: u64,
-    /// The kernel's queue overflows so far: a count taken across one may have missed some.
-    pub(crate) overflows: u64,
-}
-
-impl Births {
-    /// Dispatches every event queued so far and returns the count of creations: every live
-    /// file created before this call is counted. `None` if events can no longer be read.
-    pub(crate) fn count(&self) -> Option<BirthCount> {
-        if !self.events.drain(&self.shared) {
-            return None;
-        }
-        Some(BirthCount {
-            created: self.interest.created.load(Ordering::Acquire),
-            overflows: self.events.overflows.load(Ordering::Acquire),
-        })
-    }
-}
-
 impl Events {
     /// Reads and dispatches every queued event. `false` if reading failed for good.
     fn drain(&self, shared: &Mutex<Shared>) -> bool {
@@ -303,16 +281,23 @@ impl Events {
         let Reader {
             inotify, buffer, ..
         } = &mut *reader;
+        let mut opening = Opening::default();
         let failure = loop {
             match inotify.read_events(buffer) {
                 Ok(events) => {
                     let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut created = Vec::new();
                     for event in events {
                         let wd = event.wd.get_watch_descriptor_id();
-                        self.dispatch(&shared, wd, event.mask, event.name);
+                        self.dispatch(&shared, wd, event.mask, event.name, &mut created);
                     }
+                    drop(shared);
+                    opening.created(created, self.overflows.load(Ordering::Acquire));
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    opening.confirm();
+                    return true;
+                }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => break error,
             }
@@ -323,8 +308,16 @@ impl Events {
     }
 
     /// Wakes the listeners of the event's directory and counts a creation of their live file
-    /// (all of them if the kernel's queue overflowed and events were lost).
-    fn dispatch(&self, shared: &Shared, wd: i32, mask: EventMask, name: Option<&OsStr>) {
+    /// (noting it in `created`); all of them if the kernel's queue overflowed and events were
+    /// lost.
+    fn dispatch(
+        &self,
+        shared: &Shared,
+        wd: i32,
+        mask: EventMask,
+        name: Option<&OsStr>,
+        created: &mut Vec<Arc<Interest>>,
+    ) {
         if mask.contains(EventMask::Q_OVERFLOW) {
             self.overflows.fetch_add(1, Ordering::AcqRel);
             for (_, listeners) in shared.listeners.values() {
@@ -337,10 +330,11 @@ impl Events {
         let Some((_, listeners)) = shared.listeners.get(&wd) else {
             return;
         };
-        let created = mask.contains(EventMask::CREATE);
+        let creation = mask.contains(EventMask::CREATE);
         for interest in listeners {
-            if created && name == Some(interest.live_name.as_os_str()) {
+            if creation && name == Some(interest.live_name.as_os_str()) {
                 interest.created.fetch_add(1, Ordering::AcqRel);
+                created.push(interest.clone());
             }
             interest.notify.notify_one();
         }
@@ -412,6 +406,8 @@ impl WatchLoop {
         }
     }
 }
+
+mod births;
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,7 @@ async fn rotation(case: Rotation) {
     let dir = tempfile::tempdir().unwrap();
     let harness = Harness::start(config_files(&label), dir.path(), Sink::default());
     let lost_before = counter(LOST, Some(("reason", "rotated")));
+    let sent_before = lines_sent();
     let max_size = format!("max-size={}", case.max_size);
     let max_file = format!("max-file={}", case.max_file);
     let writer = [
@@ -72,6 +73,15 @@ async fn rotation(case: Rotation) {
             s == Some(TaskState::Completed)
         })
         .await;
+    // The task completed once its last batch was in the pipeline's channel: every line it
+    // sent reaches the sink.
+    let sent = lines_sent() - sent_before;
+    harness
+        .sink
+        .wait_until("every line sent", |c| {
+            c.count(container.id()) as u64 >= sent
+        })
+        .await;
     let files_lost = counter(LOST, Some(("reason", "rotated"))) - lost_before;
     let per_file = lines_per_file(&case, container.id());
     harness.sink.with(|c| {
@@ -89,7 +99,9 @@ async fn rotation(case: Rotation) {
         let slack = files_lost * per_file / 50 + files_lost;
         assert!(
             lost.abs_diff(expected) <= slack,
-            "{lost} lines lost, {files_lost} files of ~{per_file} lines counted: {report:?}"
+            "{lost} lines lost, {files_lost} files of ~{per_file} lines counted; missing: {:?}; in Docker's files: {:?}",
+            missing_ranges(&c.lines[container.id()], case.lines),
+            where_in_files(container.id(), &missing_ranges(&c.lines[container.id()], case.lines))
         );
         tracing::info!(
             driver = case.driver,
@@ -102,6 +114,72 @@ async fn rotation(case: Rotation) {
         );
     });
     harness.stop().await;
+}
+
+/// Lines the source sent into the pipeline, so far.
+fn lines_sent() -> u64 {
+    ["stdout", "stderr"]
+        .iter()
+        .map(|stream| counter("log_capturer_lines_total", Some(("stream", stream))))
+        .sum()
+}
+
+/// The sequence numbers missing per stream, as ranges.
+fn missing_ranges(lines: &[harness::Captured], expected: u64) -> Vec<(String, u64, u64)> {
+    let mut ranges = Vec::new();
+    for stream in ["out", "err"] {
+        let mut seen = vec![false; expected as usize];
+        for line in lines {
+            let mut fields = line.message.split(' ');
+            if fields.nth(2) == Some(stream)
+                && let Some(seq) = fields.next().and_then(|s| s.parse::<usize>().ok())
+                && seq < seen.len()
+            {
+                seen[seq] = true;
+            }
+        }
+        let mut start = None;
+        for (seq, present) in seen.iter().chain([&true]).enumerate() {
+            match (present, start) {
+                (false, None) => start = Some(seq),
+                (true, Some(from)) => {
+                    ranges.push((stream.to_owned(), from as u64, seq as u64 - 1));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    ranges
+}
+
+/// Where Docker's files (those it still has) hold the first and last line of each range:
+/// file, line number and how many lines the file has.
+fn where_in_files(id: &str, ranges: &[(String, u64, u64)]) -> Vec<String> {
+    let path = test_support::docker::docker(&["inspect", "--format", "{{.LogPath}}", id]);
+    let live = path.trim().to_owned();
+    let mut found = Vec::new();
+    for suffix in ["", ".1", ".2"] {
+        let file = format!("{live}{suffix}");
+        let Ok(content) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let total = content.lines().count();
+        for (number, line) in content.lines().enumerate() {
+            for (stream, first, last) in ranges {
+                for seq in [first, last] {
+                    if line.contains(&format!(" {stream} {seq:06} "))
+                        || line.contains(&format!(" {stream} {seq} "))
+                    {
+                        found.push(format!(
+                            "{stream} {seq} in '{suffix}' line {number}/{total}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// How many lines a rotated file holds: `max-size` over the size of one entry (the live

@@ -80,6 +80,19 @@ impl Generation {
         Ok(Some(generation))
     }
 
+    /// A live file opened as it was created (generation `number`), read from its start.
+    pub(super) fn from_file(file: File, path: PathBuf, number: i64) -> io::Result<Generation> {
+        Ok(Generation {
+            id: FileId::of(&file.metadata()?),
+            number,
+            path,
+            reader: Reader::Plain(file),
+            offset: 0,
+            sealed: false,
+            head: Vec::new(),
+        })
+    }
+
     /// Moves to `offset` (seeks a plain file; decompresses and discards for a compressed one),
     /// keeping the head.
     pub(super) fn skip_to(&mut self, offset: u64) -> io::Result<()> {

@@ -156,6 +156,18 @@ impl Looker {
         }
     }
 
+    /// The count of creations, if inotify reports them.
+    pub(super) fn births(&self) -> Option<&Births> {
+        self.births.as_ref()
+    }
+
+    /// The number of the generation that creation `count` made, once numbers are tied to the
+    /// count.
+    pub(super) fn number_of(&self, count: BirthCount) -> Option<i64> {
+        let anchor = self.anchor.filter(|a| a.overflows == count.overflows)?;
+        Some(created(count) + anchor.offset)
+    }
+
     /// Whether there is no count of creations (polling): nothing can confirm a look then.
     pub(super) fn uncounted(&self) -> bool {
         self.births.is_none()

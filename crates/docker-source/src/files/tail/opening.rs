@@ -26,11 +26,27 @@ pub(super) enum Slot {
     Open(Generation),
     /// Not opened (the budget of descriptors was spent, or, without a count of creations,
     /// it could not be opened): only its number and name are known.
-    Listed,
+    Listed(Listed),
 }
 
-/// A wanted file: its number, where it was listed, and whether it was opened.
-pub(super) type WantedFile = (i64, Listed, Slot);
+impl Slot {
+    pub(super) fn id(&self) -> super::FileId {
+        match self {
+            Slot::Open(generation) => generation.id,
+            Slot::Listed(listed) => listed.id,
+        }
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        match self {
+            Slot::Open(generation) => &generation.path,
+            Slot::Listed(listed) => &listed.path,
+        }
+    }
+}
+
+/// A wanted file and its number.
+pub(super) type WantedFile = (i64, Slot);
 
 /// The wanted files of one look, oldest first.
 #[derive(Debug)]
@@ -105,13 +121,13 @@ fn open_wanted<F: Fn(i64) -> bool>(
                 Some(generation) => Slot::Open(generation),
                 None => {
                     complete = false;
-                    Slot::Listed
+                    Slot::Listed(listed.clone())
                 }
             }
         } else {
-            Slot::Listed
+            Slot::Listed(listed.clone())
         };
-        files.push((number, listed.clone(), slot));
+        files.push((number, slot));
     }
     Ok((files, complete))
 }

@@ -394,11 +394,11 @@ fn a_concurrent_writer_rotating_fast_loses_nothing_uncounted() {
             outcome.losses.rotated_files * outcome.lines_per_file,
             "max-file={max_file} max-size={max_size} pause={pause:?}: {outcome:?}"
         );
-        // A generation never seen counts `max-size`; one seen, its size (a line more).
+        // A generation never seen counts `max-size`; one listed but not opened, its size when
+        // it was listed (a line more, or less while it was still the live file).
         let files = outcome.losses.rotated_files;
         assert!(
-            (files * max_size as u64..=files * (max_size as u64 + 9))
-                .contains(&outcome.losses.rotated_bytes),
+            outcome.losses.rotated_bytes <= files * (max_size as u64 + 9),
             "{outcome:?}"
         );
     }
