@@ -98,6 +98,11 @@ impl Capturer {
         Capturer { child, health, log }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The health API's address.
     pub fn health_addr(&self) -> SocketAddr {
         self.health
@@ -289,8 +294,11 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
 /// Reads every record of one file sink file (none if it does not exist yet).
 pub fn file_records(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    // A last line without its newline is still being written: it is read next time.
+    text.split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
         .map(|line| {
+            let line = line.trim_end_matches('\n');
             serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{}: not a JSON record ({e}): {line}", path.display()))
         })

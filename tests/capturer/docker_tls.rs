@@ -115,6 +115,8 @@ fn docker_over_tls_with_client_certificates_captures_every_line() {
         &[
             ("DOCKER_HOST", &tcp_host),
             ("DOCKER_TLS_VERIFY", "1"),
+            // The lines must come through the TLS connection, not from the log files.
+            ("LOG_CAPTURER_DOCKER_READ_MODE", "api"),
             ("DOCKER_CERT_PATH", &cert_dir),
         ],
     );
@@ -124,7 +126,9 @@ fn docker_over_tls_with_client_certificates_captures_every_line() {
     let container = generator(&label, tag);
     assert_captured_exactly_once(data.path(), &container, tag);
     let health = capturer.health();
-    assert_eq!(container_tasks(&health, "running").len(), 1, "{health:#}");
+    let running = container_tasks(&health, "running");
+    assert_eq!(running.len(), 1, "{health:#}");
+    assert_eq!(running[0]["mode"], "api", "{health:#}");
 
     // `https://` with the `docker.tls_*` keys, reading the same container from its first line.
     let data = tempfile::tempdir().expect("temp dir");
@@ -136,6 +140,7 @@ fn docker_over_tls_with_client_certificates_captures_every_line() {
         &["--include-label", &label, "--docker-host", &https_host],
         &[
             ("LOG_CAPTURER_DOCKER_READ_FROM", "beginning"),
+            ("LOG_CAPTURER_DOCKER_READ_MODE", "api"),
             ("LOG_CAPTURER_DOCKER_TLS_CA", &ca_file),
             ("LOG_CAPTURER_DOCKER_TLS_CERT", &cert_file),
             ("LOG_CAPTURER_DOCKER_TLS_KEY", &key_file),

@@ -1,10 +1,13 @@
 //! The real `log-capturer` binary against the real Docker daemon: health, metrics, silence,
-//! graceful and brutal restarts, configuration errors, secrets never printed, Docker over TLS and
-//! reloads.
+//! graceful and brutal restarts, configuration errors, secrets never printed, Docker over TLS,
+//! reloads, container filters, one agent per data dir and multiline events.
 
 mod config_errors;
+mod data_dir_lock;
 mod docker_tls;
+mod filters;
 mod health;
+mod multiline;
 mod otlp;
 mod reload;
 mod restarts;

@@ -106,3 +106,53 @@ fn sigterm_under_load_then_restart_captures_every_line_once() {
 fn sigkill_under_load_then_restart_captures_every_line_once() {
     stop_and_restart("KILL");
 }
+
+/// How long the capturer stays down after the containers exited (see [`downtime`]).
+const DOWNTIME_AFTER_EXIT: Duration = Duration::from_secs(8);
+
+/// With the default `read_from = "end"`: a container the capturer followed keeps writing and
+/// exits while the capturer is down, and a job starts, writes and exits meanwhile; the next
+/// start (on the same data dir) reads both to their end, exactly once.
+fn downtime(signal: &str) {
+    let label = unique_label(&format!("downtime-{signal}"));
+    let label_arg = format!("log-capturer-e2e={label}");
+    let data_dir = tempfile::tempdir().unwrap();
+    let image = docker::loggen_image();
+    let mut first = Capturer::start(data_dir.path(), &["--include-label", &label_arg]);
+    let followed = Container::run(&[
+        "--label", &label_arg, image, "--tag", "followed", "--lines", "3000", "--rate", "1000",
+    ]);
+    wait_records(data_dir.path(), 300, Duration::from_secs(60));
+    first.signal(signal);
+    first.wait_exit(Duration::from_secs(15));
+    drop(first);
+    let job = Container::run(&[
+        "--label", &label_arg, image, "--tag", "job", "--lines", "3000", "--stream", "both",
+    ]);
+    followed.wait_exit();
+    job.wait_exit();
+    // The downtime itself, not a synchronisation: longer than the few seconds of events the
+    // capturer asks Docker to replay when it connects, so only its saved state can tell it
+    // what happened meanwhile (as after a real upgrade or crash).
+    std::thread::sleep(DOWNTIME_AFTER_EXIT);
+
+    let _second = Capturer::start(data_dir.path(), &["--include-label", &label_arg]);
+    wait_records(data_dir.path(), 9_000, Duration::from_secs(120));
+    let records = file_sink_records(data_dir.path());
+    let mut checker = LineChecker::default();
+    checker.expect(followed.id(), "followed", 3000);
+    checker.expect(job.id(), "job", 3000);
+    check_records(&records, &mut checker);
+    checker.report().assert_perfect();
+    assert_eq!(records.len(), 9_000, "duplicate records");
+}
+
+#[test]
+fn containers_that_ran_while_the_agent_was_stopped_are_captured_once() {
+    downtime("TERM");
+}
+
+#[test]
+fn containers_that_ran_while_the_agent_was_killed_are_captured_once() {
+    downtime("KILL");
+}

@@ -9,6 +9,8 @@
 //!   not before), and the down alert when the whole process is stopped.
 //! - [`artifacts`]: the compose files validate, every metric the dashboard queries exists in a
 //!   running agent's `/metrics`, and the shipped agent configurations pass `--check-config`.
+//! - [`data_dir`]: every deployment (image, compose, swarm, systemd) runs the agent on the same
+//!   absolute data dir, kept by its volume or state directory.
 //! - [`socket_proxy`]: the shipped least-privilege proxy (a real HAProxy in front of the real
 //!   socket) passes every request the agent makes, which captures every line through it, and
 //!   refuses writes and reads that are not on its list.
@@ -19,6 +21,7 @@
 
 mod alerts;
 mod artifacts;
+mod data_dir;
 mod image;
 mod socket_proxy;
 

@@ -89,9 +89,11 @@ fn socket_proxy_passes_every_request_of_the_agent_and_refuses_the_rest() {
 
     let label = format!("log-capturer-deploy={}", unique_label("socket-proxy"));
     let data = tempfile::tempdir().expect("temp dir");
-    let mut capturer = Capturer::start(
+    // The API is what the proxy guards: the agent must not read the log files instead.
+    let mut capturer = Capturer::start_with_env(
         data.path(),
         &["--include-label", &label, "--docker-host", &host],
+        &[("LOG_CAPTURER_DOCKER_READ_MODE", "api")],
     );
     let lines = LINES_PER_STREAM.to_string();
     let container = Container::run(&[

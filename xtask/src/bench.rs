@@ -5,6 +5,8 @@
 //!   against a raw reader of the same Docker stream; CPU seconds against dockerd's.
 //! - [`scale`] `scale`: RSS and open fds with 100 and 500 idle containers monitored.
 //! - [`latency`] `latency`: Docker timestamp to file-sink write, p50/p99, at 20 k lines/s.
+//! - [`multiline`] `multiline`: the capturer's rate with a multiline rule on every container,
+//!   against the rate without.
 //! - [`pipeline`] `pipeline`: the sink pipeline's own benchmark (an example of `sink-pipeline`).
 //! - [`files`] `files`: file mode against the API path and the raw API reader: host CPU per line
 //!   and rate catching up on history, rate and dockerd's extra CPU following live containers.
@@ -19,6 +21,7 @@
 
 mod files;
 mod latency;
+mod multiline;
 mod pipeline;
 mod scale;
 mod stream;
@@ -39,7 +42,7 @@ use crate::{
 };
 
 const HELP: &str = "\
-cargo xtask bench [throughput|cpu|scale|latency|pipeline|files]... [--quick]
+cargo xtask bench [throughput|cpu|scale|latency|multiline|pipeline|files]... [--quick]
 
 Measures log-capturer (release) on this machine; prints each target with PASS/MISS and writes
 target/bench/report.json. With no section named, runs them all.
@@ -48,6 +51,7 @@ target/bench/report.json. With no section named, runs them all.
   cpu         capturer CPU seconds vs dockerd's for the same stream, and us per line
   scale       RSS and open fds with 100 and 500 idle containers monitored
   latency     p50/p99 from Docker's timestamp to the file sink, 20 containers x 1000 lines/s
+  multiline   10 x 100k lines with a multiline rule on every container vs without (4 rounds)
   pipeline    the sink pipeline's own benchmark (sink-pipeline example pipeline_bench)
   files       file mode vs the API path: catch-up on 2M lines (host CPU/line, rate), live
               1/10/50 containers (rate, extra dockerd CPU/line)
@@ -64,16 +68,18 @@ enum Section {
     Cpu,
     Scale,
     Latency,
+    Multiline,
     Pipeline,
     Files,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::Throughput,
         Section::Cpu,
         Section::Scale,
         Section::Latency,
+        Section::Multiline,
         Section::Pipeline,
         Section::Files,
     ];
@@ -84,6 +90,7 @@ impl Section {
             Section::Cpu => "cpu",
             Section::Scale => "scale",
             Section::Latency => "latency",
+            Section::Multiline => "multiline",
             Section::Pipeline => "pipeline",
             Section::Files => "files",
         }
@@ -213,6 +220,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             Section::Cpu => stream::cpu(&bench, single_stream.take()),
             Section::Scale => scale::run(&bench),
             Section::Latency => latency::run(&bench),
+            Section::Multiline => multiline::run(&bench),
             Section::Pipeline => pipeline::run(&bench),
             Section::Files => files::run(&bench),
         };

@@ -10,6 +10,9 @@
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
 //! - [`sink`]: `sink-down`, `disk-full`.
 //! - [`reload`]: `reload` (20 SIGHUP reloads in a minute under load).
+//! - [`instance`]: `second-instance` (one agent per data dir).
+//! - [`memory`]: `churn-memory` (RSS flat while 5 000 containers come and go).
+//! - [`downtime`]: `agent-downtime`, `exit-while-down`; [`quiet`]: `stdout-only-quiet`.
 //!
 //! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
 //! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
@@ -18,10 +21,14 @@
 //! `docs/guarantees.md`.
 
 mod daemon;
+mod downtime;
 mod input;
+mod instance;
 mod ledger;
 mod loki;
+mod memory;
 mod process;
+mod quiet;
 mod reload;
 mod sink;
 mod stage;
@@ -49,7 +56,8 @@ Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its ex
 
 Options:
   --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
-            reload (20 reloads in a minute)
+            reload (20 reloads in a minute), second-instance, agent-downtime,
+            exit-while-down, stdout-only-quiet (200 000 lines, 20 s windows)
   --list    print the scenarios
   --binary PATH
             use this log-capturer binary instead of building the release one
@@ -97,6 +105,30 @@ const SCENARIOS: &[Scenario] = &[
         run: reload::reload,
     },
     Scenario {
+        name: "second-instance",
+        in_ci: true,
+        about: "a second agent on a data dir in use exits 73 naming it and the holder's pid",
+        run: instance::second_instance,
+    },
+    Scenario {
+        name: "agent-downtime",
+        in_ci: true,
+        about: "containers start, write and exit while the capturer is down (SIGTERM, SIGKILL)",
+        run: downtime::agent_downtime,
+    },
+    Scenario {
+        name: "exit-while-down",
+        in_ci: true,
+        about: "followed containers keep writing and exit while the capturer is down",
+        run: downtime::exit_while_down,
+    },
+    Scenario {
+        name: "stdout-only-quiet",
+        in_ci: true,
+        about: "dockerd CPU for a quiet stdout-only container with 1 M lines of history",
+        run: quiet::stdout_only_quiet,
+    },
+    Scenario {
         name: "sigterm-under-load",
         in_ci: false,
         about: "SIGTERM at 50k lines/s: exit within grace, restart, nothing lost or doubled",
@@ -131,6 +163,12 @@ const SCENARIOS: &[Scenario] = &[
         in_ci: false,
         about: "checkpoints.json truncated, then garbled, between runs",
         run: process::corrupt_checkpoint,
+    },
+    Scenario {
+        name: "churn-memory",
+        in_ci: false,
+        about: "5000 short-lived containers in waves, removed after capture; RSS within 5 MiB",
+        run: memory::churn_memory,
     },
     Scenario {
         name: "churn",

@@ -1,22 +1,35 @@
-//! Acknowledged cursors, persisted to `<data_dir>/checkpoints.json`.
+//! Acknowledged cursors and what the source knew, persisted to `<data_dir>/checkpoints.json`.
 //!
-//! The file maps each container's full id to the position of the last acknowledged line of each
-//! of its streams. It is replaced atomically (temporary file, fsync, rename, fsync of the
-//! directory), so a crash leaves either the old or the new version. A file that cannot be read
-//! or parsed is set aside as `checkpoints.json.corrupt` with a warning, and the source starts
-//! without cursors: losing checkpoints means re-reading (or skipping, with `read_from = "end"`),
-//! never refusing to start.
+//! The file (format version 2) holds, for each container the source monitors, the position of
+//! the last acknowledged line of each of its streams, the time through which every line of the
+//! container is acknowledged whatever its stream (`read_through_nanos`), and the daemon's
+//! `State.FinishedAt` of the stop after which its task read everything and completed
+//! (`drained_finished_at_nanos`). It also holds `daemon_seen_at_nanos`: the last time the agent
+//! saw the daemon (the time of a checkpoint write while the events stream was connected), the
+//! boundary between what the agent saw and what happened while it was away (see
+//! `startup.rs`). A container gets its entry as soon as it is monitored, so a container without
+//! one was never monitored.
+//!
+//! Version 1 files (cursors only) are still read: the file's modification time, its last write,
+//! stands for the boundary, so an upgrade loses no cursor. The file is replaced atomically
+//! (temporary file, fsync, rename, fsync of the directory), so a crash leaves either the old or
+//! the new version. A file that cannot be read or parsed is set aside as
+//! `checkpoints.json.corrupt` with a warning, and the source starts as on a first start:
+//! losing checkpoints means re-reading (or skipping, with `read_from = "end"`), never refusing to
+//! start.
 
 use std::{
     collections::{BTreeMap, HashMap},
     fs,
     io::{self, Write},
     path::{Path, PathBuf},
+    time::{Duration, SystemTime},
 };
 
 use capture_core::{Acknowledgement, ContainerId, LogStream, Position};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
+use tokio::time::Instant;
+use tracing::{info, warn};
 
 use crate::{Error, Result, files::cursor::FileHint};
 
@@ -24,40 +37,101 @@ use crate::{Error, Result, files::cursor::FileHint};
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoints.json";
 
 /// The file format's version, bumped on incompatible changes.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The first version: `containers` maps ids to cursors only.
+const FORMAT_VERSION_1: u32 = 1;
+
+/// While the daemon is seen, the file is rewritten at least this often, so the boundary it
+/// records trails the agent's life by at most this much (a `kill -9` included).
+pub(crate) const BOUNDARY_REFRESH: Duration = Duration::from_secs(5);
 
 /// The acknowledged position of each stream of a container (indexed by [`LogStream::index`]).
 pub(crate) type StreamPositions = [Option<Position>; 3];
 
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointFile {
+/// What the file holds about one container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ContainerCheckpoint {
+    /// The last acknowledged line of each stream (or the floor the source started it from).
+    pub(crate) streams: StreamPositions,
+    /// Every line of the container whose timestamp is at or before this (nanoseconds) is
+    /// acknowledged, whatever its stream: a stream without a cursor need not be asked for
+    /// anything older.
+    pub(crate) read_through_nanos: Option<i64>,
+    /// `State.FinishedAt` (nanoseconds) of the stop after which the container's task read
+    /// everything and every line it read was acknowledged: while the container is still stopped
+    /// with that `FinishedAt`, there is nothing more to read.
+    pub(crate) drained_finished_at_nanos: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionOnly {
     version: u32,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileV1 {
     containers: BTreeMap<String, BTreeMap<LogStream, Position>>,
     /// File mode's resume hints (`files/cursor.rs`), by container; absent when none is read
-    /// from files. Older agents ignore it.
+    /// from files.
+    #[serde(default)]
+    files: BTreeMap<String, FileHint>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileV2 {
+    version: u32,
+    /// The last time (nanoseconds) the agent saw the daemon; `None` if it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    daemon_seen_at_nanos: Option<i64>,
+    containers: BTreeMap<String, EntryV2>,
+    /// File mode's resume hints (`files/cursor.rs`), by container, as in version 1; absent when
+    /// none is read from files.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     files: BTreeMap<String, FileHint>,
 }
 
-/// The cursors, in memory, with a dirty flag for the periodic save.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct EntryV2 {
+    #[serde(default)]
+    streams: BTreeMap<LogStream, Position>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_through_nanos: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drained_finished_at_nanos: Option<i64>,
+}
+
+/// The checkpoint state, in memory, with a dirty flag for the periodic save.
 #[derive(Debug)]
 pub(crate) struct Checkpoints {
     path: PathBuf,
-    cursors: HashMap<ContainerId, StreamPositions>,
+    entries: HashMap<ContainerId, ContainerCheckpoint>,
     /// File mode's resume hints, each covered by the acknowledged cursors.
     hints: HashMap<ContainerId, FileHint>,
+    /// Whether a usable checkpoint file was found: without one, the agent starts as on its very
+    /// first start (`read_from` applies).
+    found: bool,
+    /// The boundary loaded from the file: the last time the previous run saw the daemon.
+    previous_boundary_nanos: Option<i64>,
+    /// The boundary to write: advanced while the daemon is seen.
+    daemon_seen_at_nanos: Option<i64>,
+    /// When the file was last written (or loaded), for [`BOUNDARY_REFRESH`].
+    last_written: Instant,
     dirty: bool,
 }
 
 impl Checkpoints {
-    /// Loads `<data_dir>/checkpoints.json`; a missing file means no cursors, a corrupt one is
+    /// Loads `<data_dir>/checkpoints.json`; a missing file means no state, a corrupt one is
     /// set aside with a warning.
     pub(crate) fn load(data_dir: &Path) -> Checkpoints {
         let path = data_dir.join(CHECKPOINT_FILE);
         let mut checkpoints = Checkpoints {
             path,
-            cursors: HashMap::new(),
+            entries: HashMap::new(),
             hints: HashMap::new(),
+            found: false,
+            previous_boundary_nanos: None,
+            daemon_seen_at_nanos: None,
+            last_written: Instant::now(),
             dirty: false,
         };
         let bytes = match fs::read(&checkpoints.path) {
@@ -68,36 +142,79 @@ impl Checkpoints {
                 return checkpoints;
             }
         };
-        let file: CheckpointFile = match serde_json::from_slice::<CheckpointFile>(&bytes) {
-            Ok(file) if file.version == FORMAT_VERSION => file,
-            Ok(file) => {
-                warn!(path = %checkpoints.path.display(), version = file.version, "checkpoint file has an unknown version; starting without cursors");
+        match checkpoints.parse(&bytes) {
+            Ok(()) => checkpoints.found = true,
+            Err(reason) => {
+                warn!(path = %checkpoints.path.display(), error = %reason, "checkpoint file is corrupt; setting it aside and starting without cursors");
+                checkpoints.entries.clear();
+                checkpoints.hints.clear();
                 checkpoints.set_aside();
-                return checkpoints;
-            }
-            Err(e) => {
-                warn!(path = %checkpoints.path.display(), error = %e, "checkpoint file is corrupt; setting it aside and starting without cursors");
-                checkpoints.set_aside();
-                return checkpoints;
-            }
-        };
-        for (id, streams) in file.containers {
-            let Ok(id) = ContainerId::new(&id) else {
-                warn!(container_id = %id, "ignoring a checkpoint entry that is not a container id");
-                continue;
-            };
-            let mut positions: StreamPositions = [None; 3];
-            for (stream, position) in streams {
-                positions[stream.index()] = Some(position);
-            }
-            checkpoints.cursors.insert(id, positions);
-        }
-        for (id, hint) in file.files {
-            if let Ok(id) = ContainerId::new(&id) {
-                checkpoints.hints.insert(id, hint);
             }
         }
         checkpoints
+    }
+
+    /// Fills the state from the file's bytes (either version).
+    fn parse(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let version = serde_json::from_slice::<VersionOnly>(bytes)
+            .map_err(|e| e.to_string())?
+            .version;
+        match version {
+            FORMAT_VERSION => {
+                let file: FileV2 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                self.previous_boundary_nanos = file.daemon_seen_at_nanos;
+                for (id, entry) in file.containers {
+                    self.insert_entry(&id, entry);
+                }
+                self.insert_hints(file.files);
+            }
+            FORMAT_VERSION_1 => {
+                let file: FileV1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+                // Version 1 rewrote the file on every acknowledgement batch and at shutdown: its
+                // last write is the best boundary there is.
+                self.previous_boundary_nanos = modified_nanos(&self.path);
+                for (id, streams) in file.containers {
+                    let entry = EntryV2 {
+                        streams,
+                        ..EntryV2::default()
+                    };
+                    self.insert_entry(&id, entry);
+                }
+                self.insert_hints(file.files);
+                info!(path = %self.path.display(), containers = self.entries.len(), "upgrading the checkpoint file from version 1");
+                self.dirty = true;
+            }
+            other => return Err(format!("unknown version {other}")),
+        }
+        self.daemon_seen_at_nanos = self.previous_boundary_nanos;
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, id: &str, entry: EntryV2) {
+        let Ok(id) = ContainerId::new(id) else {
+            warn!(container_id = %id, "ignoring a checkpoint entry that is not a container id");
+            return;
+        };
+        let mut streams: StreamPositions = [None; 3];
+        for (stream, position) in entry.streams {
+            streams[stream.index()] = Some(position);
+        }
+        self.entries.insert(
+            id,
+            ContainerCheckpoint {
+                streams,
+                read_through_nanos: entry.read_through_nanos,
+                drained_finished_at_nanos: entry.drained_finished_at_nanos,
+            },
+        );
+    }
+
+    fn insert_hints(&mut self, hints: BTreeMap<String, FileHint>) {
+        for (id, hint) in hints {
+            if let Ok(id) = ContainerId::new(&id) {
+                self.hints.insert(id, hint);
+            }
+        }
     }
 
     fn set_aside(&self) {
@@ -112,26 +229,69 @@ impl Checkpoints {
         &self.path
     }
 
-    /// The acknowledged positions of a container, if it has any.
-    pub(crate) fn get(&self, id: &ContainerId) -> Option<StreamPositions> {
-        self.cursors.get(id).copied()
+    /// Whether the agent starts with no state at all (no usable checkpoint file).
+    pub(crate) fn is_first_start(&self) -> bool {
+        !self.found
     }
 
-    /// The containers that have cursors.
+    /// The last time the previous run saw the daemon (nanoseconds), if it ever did.
+    pub(crate) fn previous_boundary_nanos(&self) -> Option<i64> {
+        self.previous_boundary_nanos
+    }
+
+    /// The acknowledged positions of a container, if it has an entry.
+    pub(crate) fn get(&self, id: &ContainerId) -> Option<StreamPositions> {
+        self.entries.get(id).map(|entry| entry.streams)
+    }
+
+    /// A container's whole entry.
+    pub(crate) fn entry(&self, id: &ContainerId) -> Option<ContainerCheckpoint> {
+        self.entries.get(id).copied()
+    }
+
+    /// The containers that have an entry.
     pub(crate) fn containers(&self) -> impl Iterator<Item = &ContainerId> {
-        self.cursors.keys()
+        self.entries.keys()
+    }
+
+    /// Records that the source monitors a container from `start` (its floor or its first line),
+    /// unless it already has an entry: from now on, "no entry" means "never monitored".
+    pub(crate) fn monitor(&mut self, id: &ContainerId, start: ContainerCheckpoint) {
+        if !self.entries.contains_key(id) {
+            self.entries.insert(id.clone(), start);
+            self.dirty = true;
+        }
     }
 
     /// Moves a cursor forward (never back: acknowledgements of one stream may arrive out of
     /// order when sinks complete out of order).
     pub(crate) fn acknowledge(&mut self, ack: &Acknowledgement) {
-        let positions = self
-            .cursors
-            .entry(ack.container_id.clone())
-            .or_insert([None; 3]);
-        let slot = &mut positions[ack.stream.index()];
+        let entry = self.entries.entry(ack.container_id.clone()).or_default();
+        let slot = &mut entry.streams[ack.stream.index()];
         if slot.is_none_or(|current| ack.position > current) {
             *slot = Some(ack.position);
+            self.dirty = true;
+        }
+    }
+
+    /// Moves a container's read-through time forward.
+    pub(crate) fn advance_read_through(&mut self, id: &ContainerId, nanos: i64) {
+        if let Some(entry) = self.entries.get_mut(id)
+            && entry
+                .read_through_nanos
+                .is_none_or(|current| nanos > current)
+        {
+            entry.read_through_nanos = Some(nanos);
+            self.dirty = true;
+        }
+    }
+
+    /// Records (`Some`) or clears (`None`) the stop after which a container was read to its end.
+    pub(crate) fn set_drained(&mut self, id: &ContainerId, finished_at_nanos: Option<i64>) {
+        if let Some(entry) = self.entries.get_mut(id)
+            && entry.drained_finished_at_nanos != finished_at_nanos
+        {
+            entry.drained_finished_at_nanos = finished_at_nanos;
             self.dirty = true;
         }
     }
@@ -139,7 +299,7 @@ impl Checkpoints {
     /// Forgets a container (it was destroyed and its last batch acknowledged).
     pub(crate) fn remove(&mut self, id: &ContainerId) {
         let hint = self.hints.remove(id);
-        if self.cursors.remove(id).is_some() || hint.is_some() {
+        if self.entries.remove(id).is_some() || hint.is_some() {
             self.dirty = true;
         }
     }
@@ -156,6 +316,20 @@ impl Checkpoints {
         }
     }
 
+    /// The daemon is seen at `now_nanos`: the boundary moves there, and the file is due for a
+    /// rewrite once its last write is [`BOUNDARY_REFRESH`] old, even if no cursor moved.
+    pub(crate) fn see_daemon(&mut self, now_nanos: i64) {
+        if self
+            .daemon_seen_at_nanos
+            .is_none_or(|seen| now_nanos > seen)
+        {
+            self.daemon_seen_at_nanos = Some(now_nanos);
+            if self.last_written.elapsed() >= BOUNDARY_REFRESH {
+                self.dirty = true;
+            }
+        }
+    }
+
     /// Whether there are changes not yet saved.
     pub(crate) fn is_dirty(&self) -> bool {
         self.dirty
@@ -165,15 +339,21 @@ impl Checkpoints {
     /// (off the async threads). On failure the caller calls [`Checkpoints::mark_dirty`].
     pub(crate) fn snapshot(&mut self) -> (PathBuf, Vec<u8>) {
         self.dirty = false;
+        self.last_written = Instant::now();
         let containers = self
-            .cursors
+            .entries
             .iter()
-            .map(|(id, positions)| {
+            .map(|(id, entry)| {
                 let streams = LogStream::ALL
                     .into_iter()
-                    .filter_map(|stream| positions[stream.index()].map(|p| (stream, p)))
+                    .filter_map(|stream| entry.streams[stream.index()].map(|p| (stream, p)))
                     .collect();
-                (id.as_str().to_owned(), streams)
+                let entry = EntryV2 {
+                    streams,
+                    read_through_nanos: entry.read_through_nanos,
+                    drained_finished_at_nanos: entry.drained_finished_at_nanos,
+                };
+                (id.as_str().to_owned(), entry)
             })
             .collect();
         let files = self
@@ -181,8 +361,9 @@ impl Checkpoints {
             .iter()
             .map(|(id, hint)| (id.as_str().to_owned(), *hint))
             .collect();
-        let file = CheckpointFile {
+        let file = FileV2 {
             version: FORMAT_VERSION,
+            daemon_seen_at_nanos: self.daemon_seen_at_nanos,
             containers,
             files,
         };
@@ -195,6 +376,13 @@ impl Checkpoints {
     pub(crate) fn mark_dirty(&mut self) {
         self.dirty = true;
     }
+}
+
+/// A file's modification time in nanoseconds since the epoch.
+fn modified_nanos(path: &Path) -> Option<i64> {
+    let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    let since_epoch = modified.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    i64::try_from(since_epoch.as_nanos()).ok()
 }
 
 /// Replaces `path` with `bytes`: temporary file, fsync, rename, fsync of the directory.
@@ -299,5 +487,160 @@ mod tests {
         });
         checkpoints.remove(&id(2));
         assert!(checkpoints.get(&id(2)).is_none());
+    }
+
+    #[test]
+    fn a_missing_file_is_a_first_start_and_a_written_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoints = Checkpoints::load(dir.path());
+        assert!(checkpoints.is_first_start());
+        assert_eq!(checkpoints.previous_boundary_nanos(), None);
+        checkpoints.see_daemon(1_000);
+        checkpoints.mark_dirty();
+        let (path, bytes) = checkpoints.snapshot();
+        write_atomically(&path, &bytes).unwrap();
+        // Even with no container at all, the next start is not a first start.
+        let loaded = Checkpoints::load(dir.path());
+        assert!(!loaded.is_first_start());
+        assert_eq!(loaded.previous_boundary_nanos(), Some(1_000));
+    }
+
+    #[test]
+    fn version_2_keeps_entries_without_cursors_read_through_and_drained_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoints = Checkpoints::load(dir.path());
+        // Monitored from its first line: an entry with no cursor.
+        checkpoints.monitor(&id(1), ContainerCheckpoint::default());
+        let floor = Position::new(500, u32::MAX);
+        checkpoints.monitor(
+            &id(2),
+            ContainerCheckpoint {
+                streams: [Some(floor); 3],
+                read_through_nanos: Some(500),
+                drained_finished_at_nanos: None,
+            },
+        );
+        // A second `monitor` does not replace what is there.
+        checkpoints.monitor(&id(2), ContainerCheckpoint::default());
+        checkpoints.advance_read_through(&id(2), 900);
+        checkpoints.advance_read_through(&id(2), 800);
+        checkpoints.set_drained(&id(2), Some(1_234));
+        checkpoints.see_daemon(2_000);
+        let (path, bytes) = checkpoints.snapshot();
+        write_atomically(&path, &bytes).unwrap();
+
+        let loaded = Checkpoints::load(dir.path());
+        assert_eq!(loaded.entry(&id(1)), Some(ContainerCheckpoint::default()));
+        assert_eq!(
+            loaded.entry(&id(2)),
+            Some(ContainerCheckpoint {
+                streams: [Some(floor); 3],
+                read_through_nanos: Some(900),
+                drained_finished_at_nanos: Some(1_234),
+            })
+        );
+        assert_eq!(loaded.previous_boundary_nanos(), Some(2_000));
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_cursors_and_its_last_write_is_the_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let version_1 = format!(
+            r#"{{"version": 1, "containers": {{"{}": {{"stdout": {{"timestamp_nanos": 10, "ordinal": 2}}, "stderr": {{"timestamp_nanos": 7, "ordinal": 0}}}}}}}}"#,
+            id(3).as_str()
+        );
+        let path = dir.path().join(CHECKPOINT_FILE);
+        fs::write(&path, version_1).unwrap();
+        let written = modified_nanos(&path).unwrap();
+        let mut loaded = Checkpoints::load(dir.path());
+        assert!(!loaded.is_first_start());
+        assert_eq!(loaded.previous_boundary_nanos(), Some(written));
+        assert_eq!(
+            loaded.get(&id(3)),
+            Some([Some(Position::new(10, 2)), Some(Position::new(7, 0)), None])
+        );
+        // It is rewritten as version 2 at the first save.
+        assert!(loaded.is_dirty());
+        let (path, bytes) = loaded.snapshot();
+        write_atomically(&path, &bytes).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""version": 2"#), "{text}");
+        assert_eq!(
+            Checkpoints::load(dir.path()).get(&id(3)),
+            Some([Some(Position::new(10, 2)), Some(Position::new(7, 0)), None])
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_with_file_hints_keeps_them_in_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let version_1 = format!(
+            r#"{{"version": 1, "containers": {{"{id}": {{"stdout": {{"timestamp_nanos": 10, "ordinal": 0}}}}}}, "files": {{"{id}": {{"dev": 7, "ino": 8, "offset": 120, "entry_start": 60, "entry_timestamp": 10, "last": [{{"timestamp_nanos": 10, "ordinal": 0}}, null, null]}}}}}}"#,
+            id = id(4).as_str()
+        );
+        fs::write(dir.path().join(CHECKPOINT_FILE), version_1).unwrap();
+        let hint = FileHint {
+            file: crate::files::tail::FileId { dev: 7, ino: 8 },
+            offset: 120,
+            entry_start: 60,
+            entry_timestamp: 10,
+            last: [Some(Position::new(10, 0)), None, None],
+        };
+        let mut loaded = Checkpoints::load(dir.path());
+        assert!(!loaded.is_first_start());
+        assert_eq!(loaded.file_hint(&id(4)), Some(hint));
+        assert_eq!(
+            loaded.get(&id(4)),
+            Some([Some(Position::new(10, 0)), None, None])
+        );
+        let (path, bytes) = loaded.snapshot();
+        write_atomically(&path, &bytes).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""version": 2"#), "{text}");
+        assert_eq!(Checkpoints::load(dir.path()).file_hint(&id(4)), Some(hint));
+    }
+
+    #[test]
+    fn an_unknown_version_is_set_aside_as_a_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            br#"{"version": 99, "containers": {}}"#,
+        )
+        .unwrap();
+        let checkpoints = Checkpoints::load(dir.path());
+        assert!(checkpoints.is_first_start());
+        assert!(dir.path().join("checkpoints.json.corrupt").exists());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_boundary_is_rewritten_at_a_bounded_pace_while_no_cursor_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoints = Checkpoints::load(dir.path());
+        let mut writes = 0;
+        let mut now_nanos = 0;
+        // A minute of an idle agent that sees the daemon on every one-second tick.
+        for _ in 0..60 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            now_nanos += 1_000_000_000;
+            checkpoints.see_daemon(now_nanos);
+            if checkpoints.is_dirty() {
+                let (path, bytes) = checkpoints.snapshot();
+                write_atomically(&path, &bytes).unwrap();
+                writes += 1;
+                assert_eq!(
+                    Checkpoints::load(dir.path()).previous_boundary_nanos(),
+                    Some(now_nanos),
+                    "the written boundary is the time of the write"
+                );
+            }
+        }
+        let every = BOUNDARY_REFRESH.as_secs();
+        assert_eq!(writes, 60 / every, "one write every {every} s");
+        // The boundary never moves back.
+        checkpoints.see_daemon(5);
+        let (_, bytes) = checkpoints.snapshot();
+        let file: FileV2 = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(file.daemon_seen_at_nanos, Some(now_nanos));
     }
 }

@@ -13,7 +13,7 @@ use std::{
 
 use bollard::{ClientVersion, Docker};
 
-use crate::{DockerConfig, Error, Result};
+use crate::{DockerConfig, Error, Result, transport};
 
 /// The local socket used when neither `docker.host` nor `$DOCKER_HOST` names one.
 pub(crate) const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -92,22 +92,29 @@ pub(crate) fn connect(
     version: &ClientVersion,
 ) -> Result<Docker> {
     let timeout = config.request_timeout.as_secs().max(1);
-    let client = match Endpoint::parse(host)? {
-        Endpoint::Unix(path) => Docker::connect_with_unix(&path, timeout, version),
-        Endpoint::Http(address) => Docker::connect_with_http(&address, timeout, version),
-        Endpoint::Https(address) => Docker::connect_with_ssl(
-            &address,
-            &cert_file(&config.tls_key, "key.pem"),
-            &cert_file(&config.tls_cert, "cert.pem"),
-            &cert_file(&config.tls_ca, "ca.pem"),
-            timeout,
-            version,
-        ),
-    };
-    client.map_err(|source| Error::Client {
-        host: host.to_owned(),
-        source,
-    })
+    match Endpoint::parse(host)? {
+        Endpoint::Unix(path) => {
+            Docker::connect_with_unix(&path, timeout, version).map_err(|source| Error::Client {
+                host: host.to_owned(),
+                source,
+            })
+        }
+        // Over TCP, the connections need keepalive, which bollard's own connectors lack.
+        Endpoint::Http(address) => transport::http(&address, timeout, version),
+        Endpoint::Https(address) => {
+            let (ca, cert, key) = (
+                cert_file(&config.tls_ca, "ca.pem"),
+                cert_file(&config.tls_cert, "cert.pem"),
+                cert_file(&config.tls_key, "key.pem"),
+            );
+            let files = transport::TlsFiles {
+                ca: &ca,
+                cert: &cert,
+                key: &key,
+            };
+            transport::https(&address, files, timeout, version)
+        }
+    }
 }
 
 /// The error of the first request to `host`: over TLS, a failure without an answer from the

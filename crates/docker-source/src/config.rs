@@ -4,10 +4,12 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, MultilineConfig, Result, multiline::MultilineRules};
 
-/// Where containers that are already running when the agent first starts (and have no
-/// checkpoint) are read from. Containers that start later are always read from their first line.
+/// Where containers that are already running when the agent first starts (with no saved state
+/// at all: no `checkpoints.json`) are read from. Containers that start later are always read
+/// from their first line, and a later start of the agent reads what happened while it was away
+/// (see `startup.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadFrom {
@@ -85,6 +87,8 @@ pub struct DockerConfig {
     pub exclude_labels: Vec<String>,
     /// Globs on the image the container was created from; empty means every image.
     pub include_images: Vec<String>,
+    /// Globs on the image the container was created from; a match excludes the container.
+    pub exclude_images: Vec<String>,
     /// Where containers already running at first start are read from.
     pub read_from: ReadFrom,
     /// How containers' lines are read: `auto` (files when readable, else the API), `api` or
@@ -104,6 +108,10 @@ pub struct DockerConfig {
     /// How often acknowledged cursors are written to the checkpoint file.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// How often the containers are listed again while the events stream is connected, so a
+    /// connection that went silent without failing does not hide a new container for long.
+    #[serde(with = "humantime_serde")]
+    pub relist_interval: Duration,
     /// How many stream-worker threads read container logs.
     pub stream_threads: usize,
     /// A batch is sent once it holds this many lines.
@@ -113,6 +121,8 @@ pub struct DockerConfig {
     /// A batch is sent at the latest this long after its first line.
     #[serde(with = "humantime_serde")]
     pub batch_max_latency: Duration,
+    /// `[[docker.multiline]]`: rules that join the lines of one event (a stack trace) into one.
+    pub multiline: Vec<MultilineConfig>,
 }
 
 impl Default for DockerConfig {
@@ -127,6 +137,7 @@ impl Default for DockerConfig {
             include_labels: Vec::new(),
             exclude_labels: Vec::new(),
             include_images: Vec::new(),
+            exclude_images: Vec::new(),
             read_from: ReadFrom::End,
             read_mode: ReadMode::Auto,
             inactivity_timeout: Duration::from_secs(60),
@@ -134,16 +145,21 @@ impl Default for DockerConfig {
             max_line_bytes: 1024 * 1024,
             partial_flush_timeout: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(1),
+            relist_interval: Duration::from_secs(30),
             stream_threads: 1,
             batch_max_lines: 2048,
             batch_max_bytes: 1024 * 1024,
             batch_max_latency: Duration::from_millis(20),
+            multiline: Vec::new(),
         }
     }
 }
 
 /// The most stream-worker threads (each is a thread with its own runtime).
 const MAX_STREAM_THREADS: usize = 64;
+
+/// The longest `relist_interval`: a silent events connection must not hide containers longer.
+const MAX_RELIST: Duration = Duration::from_secs(60);
 
 /// The smallest useful line limit: one Docker piece.
 const MIN_MAX_LINE_BYTES: usize = 16 * 1024;
@@ -196,6 +212,15 @@ impl DockerConfig {
                 "must be above zero and at most 1 GiB",
             ));
         }
+        if self.relist_interval < Duration::from_secs(1) || self.relist_interval > MAX_RELIST {
+            return Err(Error::config(
+                "relist_interval",
+                format!(
+                    "must be between 1s and {}",
+                    humantime::format_duration(MAX_RELIST)
+                ),
+            ));
+        }
         for (key, value) in [
             ("partial_flush_timeout", self.partial_flush_timeout),
             ("checkpoint_interval", self.checkpoint_interval),
@@ -205,6 +230,7 @@ impl DockerConfig {
                 return Err(Error::config(key, "must be above zero"));
             }
         }
+        MultilineRules::new(&self.multiline, self.inactivity_timeout)?;
         Ok(())
     }
 }

@@ -30,6 +30,19 @@ pub enum Error {
         #[source]
         source: globset::Error,
     },
+    /// A `[[docker.multiline]]` rule is invalid.
+    #[error("invalid setting docker.multiline[{index}].{key}: {reason}")]
+    Multiline {
+        /// The rule's index in the `[[docker.multiline]]` array.
+        index: usize,
+        /// The offending key of the rule.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+        /// The underlying error (a regular expression or a glob that does not compile).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The Docker client could not be built from the configured host (bad address, TLS files).
     #[error("cannot set up a Docker client for {host}")]
     Client {
@@ -52,6 +65,17 @@ pub enum Error {
         /// The client's error (the TLS alert or verification failure is in its chain).
         #[source]
         source: bollard::errors::Error,
+    },
+    /// A TLS file of an `https://` daemon (CA, certificate, key) cannot be read or used.
+    #[error("cannot use the TLS file {path} for {host}")]
+    TlsFile {
+        /// The configured host.
+        host: String,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A request to the Docker daemon failed.
     #[error("Docker request failed: {operation}")]
@@ -123,7 +147,9 @@ impl Error {
             | Error::LogFiles { .. } => true,
             Error::Config { .. }
             | Error::Glob { .. }
+            | Error::Multiline { .. }
             | Error::Client { .. }
+            | Error::TlsFile { .. }
             | Error::Unreadable { .. }
             | Error::FilesUnreadable { .. }
             | Error::PipelineClosed => false,

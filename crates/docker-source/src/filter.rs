@@ -9,13 +9,13 @@ use crate::{DockerConfig, Error, Result};
 
 /// `key` or `key=value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct LabelMatch {
+pub(crate) struct LabelMatch {
     key: String,
     value: Option<String>,
 }
 
 impl LabelMatch {
-    fn parse(key: &'static str, text: &str) -> Result<LabelMatch> {
+    pub(crate) fn parse(key: &'static str, text: &str) -> Result<LabelMatch> {
         let (label, value) = match text.split_once('=') {
             Some((label, value)) => (label, Some(value.to_owned())),
             None => (text, None),
@@ -32,7 +32,7 @@ impl LabelMatch {
         })
     }
 
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    pub(crate) fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match (labels.get(&self.key), &self.value) {
             (Some(actual), Some(expected)) => actual == expected,
             (Some(_), None) => true,
@@ -47,11 +47,13 @@ pub(crate) struct ContainerFilter {
     include_names: Option<GlobSet>,
     exclude_names: Option<GlobSet>,
     include_images: Option<GlobSet>,
+    exclude_images: Option<GlobSet>,
     include_labels: Vec<LabelMatch>,
     exclude_labels: Vec<LabelMatch>,
 }
 
-fn globs(key: &'static str, patterns: &[String]) -> Result<Option<GlobSet>> {
+/// Compiles `patterns` (of the setting `key`) into one set; `None` when there is none.
+pub(crate) fn globs(key: &'static str, patterns: &[String]) -> Result<Option<GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
     }
@@ -83,36 +85,80 @@ impl ContainerFilter {
             include_names: globs("include_names", &config.include_names)?,
             exclude_names: globs("exclude_names", &config.exclude_names)?,
             include_images: globs("include_images", &config.include_images)?,
+            exclude_images: globs("exclude_images", &config.exclude_images)?,
             include_labels: labels("include_labels", &config.include_labels)?,
             exclude_labels: labels("exclude_labels", &config.exclude_labels)?,
         })
     }
 
-    /// Whether the container's logs are captured.
+    /// Whether the container's logs are captured: it matches every include filter that is set
+    /// and no exclude filter.
     pub(crate) fn accepts(&self, info: &ContainerInfo) -> bool {
-        if self
-            .include_names
-            .as_ref()
-            .is_some_and(|set| !set.is_match(&info.name))
-        {
-            return false;
-        }
-        if self
-            .exclude_names
-            .as_ref()
-            .is_some_and(|set| set.is_match(&info.name))
-        {
-            return false;
-        }
-        if self
-            .include_images
-            .as_ref()
-            .is_some_and(|set| !set.is_match(&info.image))
-        {
-            return false;
-        }
-        self.include_labels.iter().all(|m| m.matches(&info.labels))
+        let included =
+            |set: &Option<GlobSet>, text: &str| set.as_ref().is_none_or(|set| set.is_match(text));
+        let excluded =
+            |set: &Option<GlobSet>, text: &str| set.as_ref().is_some_and(|set| set.is_match(text));
+        included(&self.include_names, &info.name)
+            && !excluded(&self.exclude_names, &info.name)
+            && included(&self.include_images, &info.image)
+            && !excluded(&self.exclude_images, &info.image)
+            && self.include_labels.iter().all(|m| m.matches(&info.labels))
             && !self.exclude_labels.iter().any(|m| m.matches(&info.labels))
+    }
+
+    /// The same filters without the image keys: what a container listing can decide on. A
+    /// listing's image is not trusted (Docker shows the image id once the tag points
+    /// elsewhere), so the image keys are left to the inspection.
+    pub(crate) fn names_and_labels(&self) -> ContainerFilter {
+        ContainerFilter {
+            include_images: None,
+            exclude_images: None,
+            ..self.clone()
+        }
+    }
+}
+
+impl DockerConfig {
+    /// The effective container filter in words, one `# ` comment line per filter, for
+    /// `--check-config` (the output stays valid TOML).
+    pub fn filter_summary(&self) -> String {
+        // What an empty list means, and what a non-empty one means beyond its entries.
+        let list = |entries: &[String], empty: &str, rule: &str| {
+            if entries.is_empty() {
+                return empty.to_owned();
+            }
+            let quoted: Vec<String> = entries.iter().map(|entry| format!("{entry:?}")).collect();
+            format!("{}{rule}", quoted.join(", "))
+        };
+        let rows = [
+            (
+                "include_names",
+                list(&self.include_names, "(every name)", ""),
+            ),
+            ("exclude_names", list(&self.exclude_names, "(none)", "")),
+            (
+                "include_images",
+                list(&self.include_images, "(every image)", ""),
+            ),
+            ("exclude_images", list(&self.exclude_images, "(none)", "")),
+            (
+                "include_labels",
+                list(&self.include_labels, "(any labels)", " (all must match)"),
+            ),
+            (
+                "exclude_labels",
+                list(&self.exclude_labels, "(none)", " (any match excludes)"),
+            ),
+        ];
+        let mut text = String::from(
+            "# Containers captured: every include filter matches and no exclude filter does\n\
+             # (names and images are globs; labels are `key` or `key=value`; the agent's own\n\
+             # container is never captured).\n",
+        );
+        for (key, value) in rows {
+            text.push_str(&format!("#   docker.{key:<15} {value}\n"));
+        }
+        text
     }
 }
 
@@ -258,6 +304,61 @@ mod tests {
     }
 
     #[test]
+    fn excluded_images_are_not_captured() {
+        let f = filter(|c| c.exclude_images = vec!["busybox*".into(), "*/debug:*".into()]);
+        assert!(!f.accepts(&info("a", "busybox:1.36", &[])));
+        assert!(!f.accepts(&info("b", "busybox", &[])));
+        assert!(!f.accepts(&info("c", "registry.local/debug:7", &[])));
+        assert!(f.accepts(&info("d", "nginx:1.27", &[])));
+    }
+
+    #[test]
+    fn an_exclude_beats_an_include_of_the_same_kind() {
+        let f = filter(|c| {
+            c.include_images = vec!["nginx:*".into()];
+            c.exclude_images = vec!["nginx:*-debug".into()];
+            c.include_names = vec!["web-*".into()];
+            c.exclude_names = vec!["web-canary".into()];
+            c.include_labels = vec!["team".into()];
+            c.exclude_labels = vec!["team=ops".into()];
+        });
+        let web = [("team", "web")];
+        assert!(f.accepts(&info("web-1", "nginx:1.27", &web)));
+        assert!(!f.accepts(&info("web-1", "nginx:1.27-debug", &web)));
+        assert!(!f.accepts(&info("web-canary", "nginx:1.27", &web)));
+        assert!(!f.accepts(&info("web-1", "nginx:1.27", &[("team", "ops")])));
+    }
+
+    #[test]
+    fn the_summary_names_every_filter_and_what_empty_means() {
+        let mut config = DockerConfig::default();
+        let empty = config.filter_summary();
+        for key in [
+            "include_names",
+            "exclude_names",
+            "include_images",
+            "exclude_images",
+            "include_labels",
+            "exclude_labels",
+        ] {
+            assert!(empty.contains(&format!("docker.{key}")), "{empty}");
+        }
+        assert!(
+            empty.contains("(every name)") && empty.contains("(every image)"),
+            "{empty}"
+        );
+        assert!(empty.lines().all(|line| line.starts_with('#')), "{empty}");
+        config.exclude_images = vec!["busybox*".into()];
+        config.include_labels = vec!["team=web".into(), "tier".into()];
+        let set = config.filter_summary();
+        assert!(set.contains("\"busybox*\""), "{set}");
+        assert!(
+            set.contains("\"team=web\", \"tier\" (all must match)"),
+            "{set}"
+        );
+    }
+
+    #[test]
     fn bad_filters_are_configuration_errors() {
         let config = DockerConfig {
             include_names: vec!["[".into()],
@@ -266,6 +367,17 @@ mod tests {
         assert!(matches!(
             ContainerFilter::new(&config),
             Err(Error::Glob { .. })
+        ));
+        let config = DockerConfig {
+            exclude_images: vec!["a{b".into()],
+            ..DockerConfig::default()
+        };
+        assert!(matches!(
+            ContainerFilter::new(&config),
+            Err(Error::Glob {
+                key: "exclude_images",
+                ..
+            })
         ));
         let config = DockerConfig {
             include_labels: vec!["=x".into()],

@@ -13,6 +13,11 @@ pub(crate) const CONTAINERS_MONITORED: &str = "log_capturer_containers_monitored
 /// stream ended while the container runs), `inactivity` (silent for `inactivity_timeout`),
 /// `error` (a transport or daemon error).
 pub(crate) const STREAM_RECONNECTS_TOTAL: &str = "log_capturer_stream_reconnects_total";
+/// `log_capturer_stream_idle_checks_total{result}`: follow streams silent for
+/// `inactivity_timeout` checked against the daemon's last line instead of being reopened:
+/// `current` (kept open), `behind` (the daemon has a line the stream did not deliver: reopened),
+/// `failed` (the check failed: reopened).
+pub(crate) const STREAM_IDLE_CHECKS_TOTAL: &str = "log_capturer_stream_idle_checks_total";
 /// `log_capturer_lines_dropped_total{reason}`: `malformed` (a frame with a bad stream byte or
 /// timestamp, dropped) and `truncated` (a line longer than `max_line_bytes`: its first
 /// `max_line_bytes` are delivered, the rest is dropped, and the line is counted here once).
@@ -28,6 +33,14 @@ pub(crate) const CONTAINERS_UNREADABLE_TOTAL: &str = "log_capturer_containers_un
 pub(crate) const CONTAINERS_UNREADABLE: &str = "log_capturer_containers_unreadable";
 /// `log_capturer_docker_reconnects_total`: reconnections of the discovery (events) stream.
 pub(crate) const DOCKER_RECONNECTS_TOTAL: &str = "log_capturer_docker_reconnects_total";
+/// `log_capturer_multiline_events_total`: events of two lines or more that the multiline stage
+/// joined into one line (each counts once in `log_capturer_lines_total`).
+pub(crate) const MULTILINE_EVENTS_TOTAL: &str = "log_capturer_multiline_events_total";
+/// `log_capturer_multiline_lines_total`: the lines those events joined.
+pub(crate) const MULTILINE_LINES_TOTAL: &str = "log_capturer_multiline_lines_total";
+/// `log_capturer_multiline_splits_total{reason}`: events emitted early because the next line
+/// would have taken them past `max_lines` or `max_bytes` (the rest continues as a new event).
+pub(crate) const MULTILINE_SPLITS_TOTAL: &str = "log_capturer_multiline_splits_total";
 
 /// `log_capturer_log_files_lost_total{reason}`: file mode's losses Docker caused before the
 /// agent could read: `rotated` (a rotated log file deleted before it was read; or the rotation
@@ -48,6 +61,9 @@ pub(crate) fn publish_zeroes() {
     for reason in ["eof", "inactivity", "error"] {
         ::metrics::counter!(STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(0);
     }
+    for result in ["current", "behind", "failed"] {
+        ::metrics::counter!(STREAM_IDLE_CHECKS_TOTAL, "result" => result).increment(0);
+    }
     for reason in ["malformed", "truncated"] {
         ::metrics::counter!(LINES_DROPPED_TOTAL, "reason" => reason).increment(0);
     }
@@ -62,6 +78,11 @@ pub(crate) fn publish_zeroes() {
     for reason in ["rotated", "truncated"] {
         ::metrics::counter!(LOG_FILES_LOST_TOTAL, "reason" => reason).increment(0);
         ::metrics::counter!(LOG_FILE_BYTES_LOST_TOTAL, "reason" => reason).increment(0);
+    }
+    ::metrics::counter!(MULTILINE_EVENTS_TOTAL).increment(0);
+    ::metrics::counter!(MULTILINE_LINES_TOTAL).increment(0);
+    for reason in ["max_lines", "max_bytes"] {
+        ::metrics::counter!(MULTILINE_SPLITS_TOTAL, "reason" => reason).increment(0);
     }
     ::metrics::gauge!(CONTAINERS_MONITORED).set(0.0);
 }

@@ -100,6 +100,9 @@ pub(crate) struct LogsRequest<'a> {
     pub(crate) follow: bool,
     /// Unix seconds; 0 for everything.
     pub(crate) since: i32,
+    /// Only the last this many lines (`None`: all). The daemon finds them from the end of the
+    /// file, without reading what comes before.
+    pub(crate) tail: Option<u32>,
     /// Whether the container has a TTY: its stream is raw bytes, not multiplexed frames.
     pub(crate) tty: bool,
 }
@@ -113,12 +116,15 @@ pub(crate) fn logs(
     timeout: Duration,
 ) -> RawLogs {
     let head = format!(
-        "GET /v{}/containers/{}/logs?follow={}&stdout=1&stderr=1&since={}&timestamps=1&tail=all HTTP/1.1\r\n\
+        "GET /v{}/containers/{}/logs?follow={}&stdout=1&stderr=1&since={}&timestamps=1&tail={} HTTP/1.1\r\n\
          Host: {}\r\nUser-Agent: log-capturer/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         request.api_version,
         request.container_id,
         u8::from(request.follow),
         request.since,
+        request
+            .tail
+            .map_or_else(|| "all".to_owned(), |lines| lines.to_string()),
         endpoint.host_header(),
         env!("CARGO_PKG_VERSION"),
     );
@@ -184,6 +190,8 @@ impl Conn {
             RawEndpoint::Tcp(address) => {
                 let stream = TcpStream::connect(address.as_str()).await?;
                 stream.set_nodelay(true)?;
+                // A follow stream may stay silent for hours: keepalive notices a dead peer.
+                crate::transport::set_tcp_keepalive(&stream)?;
                 Conn::Tcp(stream)
             }
         })

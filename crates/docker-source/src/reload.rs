@@ -18,6 +18,7 @@ impl DockerConfig {
         "include_labels",
         "exclude_labels",
         "include_images",
+        "exclude_images",
     ];
 
     /// These (running) settings with the [live keys](DockerConfig::LIVE_KEYS) taken from `next`:
@@ -30,6 +31,7 @@ impl DockerConfig {
             include_labels: next.include_labels.clone(),
             exclude_labels: next.exclude_labels.clone(),
             include_images: next.include_images.clone(),
+            exclude_images: next.exclude_images.clone(),
             ..self.clone()
         }
     }
@@ -87,6 +89,7 @@ mod tests {
             include_labels: vec!["team=web".into()],
             exclude_labels: vec!["noisy".into()],
             include_images: vec!["nginx:*".into()],
+            exclude_images: vec!["busybox:*".into()],
             stream_threads: 4,
             batch_max_lines: 7,
             ..DockerConfig::default()

@@ -3,11 +3,18 @@
 //!
 //! `run` connects (negotiating the API version), lists every container, then follows `/events`.
 //! On any events error it reconnects with exponential backoff and lists again, so nothing that
-//! happened meanwhile is missed. The same loop consumes acknowledgements and saves the
-//! checkpoint file every `checkpoint_interval`. A container whose log driver cannot be read by
-//! design gets no task: it is listed as unreadable (`source/unreadable.rs`). New filters from a
-//! configuration reload are applied by the same loop (`source/reload.rs`).
+//! happened meanwhile is missed; it also lists again every `relist_interval`, in case the events
+//! connection went silent without failing (`source/listing.rs`). The first listing of a run
+//! decides what to read of what happened while the agent was away (`startup.rs`). The same loop
+//! consumes acknowledgements, records what the tasks read through and completed
+//! (`source/progress.rs`), and saves the checkpoint file every `checkpoint_interval` (and at
+//! least every few seconds while the daemon is seen, so the file's boundary keeps up). A
+//! container whose log driver cannot be read by design gets no task: it is listed as unreadable
+//! (`source/unreadable.rs`). New filters from a configuration reload are applied by the same
+//! loop (`source/reload.rs`).
 
+mod listing;
+mod progress;
 mod reload;
 mod unreadable;
 
@@ -25,7 +32,7 @@ use bollard::{
     query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions},
 };
 use capture_core::{
-    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch, Position,
+    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch,
     status::{DockerSnapshot, DockerState, UnreadableContainer},
 };
 use futures_util::{Stream, StreamExt, future::join_all};
@@ -40,16 +47,19 @@ use tracing::{debug, info, warn};
 
 use self::{reload::ReloadState, unreadable::UnreadableContainers};
 use crate::{
-    DockerConfig, Error, ReadFrom, ReadMode, Result,
-    checkpoint::{Checkpoints, StreamPositions, write_atomically},
+    DockerConfig, Error, ReadMode, Result,
+    checkpoint::{Checkpoints, ContainerCheckpoint, StreamPositions, write_atomically},
     client::{self, Backoff},
     error::docker_status,
     files::{follower::file_task, mode::FileMode, watch::Watcher},
     filter::{ContainerFilter, SelfContainer},
     log_driver, metric_names,
+    multiline::MultilineRules,
     raw_logs::RawEndpoint,
     reload::SourceReloader,
+    startup::StartState,
     stream::{ContainerShared, StreamSettings, TaskEnv, container_task},
+    timestamp::api_time_nanos,
     workers::{StreamWorkers, WorkerSlot},
 };
 
@@ -99,6 +109,10 @@ impl DockerSource {
         let endpoint = client::Endpoint::parse(&host)?;
         let checkpoints = Checkpoints::load(data_dir);
         let workers = StreamWorkers::start(config.stream_threads.max(1))?;
+        let multiline = Arc::new(MultilineRules::new(
+            &config.multiline,
+            config.inactivity_timeout,
+        )?);
         let settings = Arc::new(StreamSettings {
             inactivity_timeout: config.inactivity_timeout,
             partial_flush_timeout: config.partial_flush_timeout,
@@ -108,6 +122,7 @@ impl DockerSource {
             batch_max_latency: config.batch_max_latency,
             request_timeout: config.request_timeout,
             raw_endpoint: RawEndpoint::new(&endpoint),
+            multiline,
         });
         let self_container = SelfContainer::detect();
         if let Some(id) = self_container.describe() {
@@ -182,6 +197,7 @@ impl DockerSource {
             settings_tx,
         } = self;
         metric_names::publish_zeroes();
+        let start_state = StartState::new(&checkpoints, config.read_from, started_at_nanos);
         // File mode's change notifications: one inotify instance, read on this runtime.
         let (watcher, watch_loop) = match config.read_mode {
             ReadMode::Api => (Watcher::polling(), None),
@@ -212,7 +228,7 @@ impl DockerSource {
             unreadable,
             settings,
             self_container,
-            started_at_nanos,
+            start_state,
             supervisor,
             batch_tx: Some(batch_tx),
             docker: None,
@@ -220,9 +236,11 @@ impl DockerSource {
             destroyed: HashMap::new(),
             pending_spawns: HashSet::new(),
             retry_inspect: HashSet::new(),
+            retry_start: HashSet::new(),
             listed_once: false,
             disconnected_at: None,
             reload: ReloadState::new(settings_tx.subscribe()),
+            listed_at: None,
         };
         discovery.discover(&mut ack_rx, &shutdown).await;
         let result = discovery.shut_down(&mut ack_rx).await;
@@ -263,7 +281,8 @@ struct Discovery<'a> {
     unreadable: UnreadableContainers,
     settings: Arc<StreamSettings>,
     self_container: SelfContainer,
-    started_at_nanos: i64,
+    /// What the agent knew of its past at start: decides the first listing (`startup.rs`).
+    start_state: StartState,
     supervisor: Supervisor,
     restart_policy: RestartPolicy,
     /// The source's own sender; `None` once shutdown began (tasks hold clones while they run).
@@ -276,10 +295,14 @@ struct Discovery<'a> {
     pending_spawns: HashSet<ContainerId>,
     /// Containers whose inspection failed; retried on the next checkpoint tick.
     retry_inspect: HashSet<ContainerId>,
-    /// Whether a listing succeeded: containers found by the first one follow `read_from`.
+    /// The same, for containers of the first listing (retried with the start-up decision).
+    retry_start: HashSet<ContainerId>,
+    /// Whether a listing succeeded: the first one decides from the saved state.
     listed_once: bool,
     /// When the events stream was lost (unix seconds), until the next listing.
     disconnected_at: Option<i64>,
+    /// When the last listing was asked for (unix seconds).
+    listed_at: Option<i64>,
     /// File mode: which containers are read from files, their cursors and signals.
     files: FileMode,
     /// An error that ends the source (file mode cannot read Docker's directory).
@@ -301,6 +324,11 @@ impl Discovery<'_> {
         let mut reconnect_at = Instant::now();
         let mut checkpoint_tick = tokio::time::interval(self.config.checkpoint_interval);
         checkpoint_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut relist_tick = tokio::time::interval_at(
+            Instant::now() + self.config.relist_interval,
+            self.config.relist_interval,
+        );
+        relist_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut supervisor_rx = self.supervisor.subscribe();
         let mut settings_rx = self.reload.settings_rx.clone();
         let mut settings_open = true;
@@ -316,6 +344,8 @@ impl Discovery<'_> {
                     Ok(stream) => {
                         events = Some(stream);
                         backoff.reset();
+                        self.listed().await;
+                        relist_tick.reset();
                     }
                     Err(error @ Error::FilesUnreadable { .. }) => {
                         tracing::error!(error = %ErrorChain(&error), "the Docker source cannot run");
@@ -333,7 +363,13 @@ impl Discovery<'_> {
             }
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    // Everything up to now was seen: the next start reads what comes after.
+                    if events.is_some() {
+                        self.see_daemon();
+                    }
+                    return;
+                }
                 ack = ack_rx.recv(), if acks_open => match ack {
                     Some(ack) => self.acknowledge(&ack),
                     None => {
@@ -348,13 +384,8 @@ impl Discovery<'_> {
                     }
                     Err(_) => settings_open = false,
                 },
-                _ = checkpoint_tick.tick() => {
-                    self.files.reap(&self.supervisor).await;
-                    self.retry_inspections().await;
-                    self.reload_tick().await;
-                    self.forget_acknowledged_destroyed(false);
-                    self.save_checkpoints().await;
-                }
+                _ = checkpoint_tick.tick() => self.checkpoint_tick(events.is_some()).await,
+                _ = relist_tick.tick(), if events.is_some() => self.relist().await,
                 changed = supervisor_rx.changed(), if !self.pending_spawns.is_empty() => {
                     if changed.is_ok() {
                         self.retry_spawns();
@@ -379,6 +410,27 @@ impl Discovery<'_> {
                 _ = tokio::time::sleep_until(reconnect_at), if events.is_none() => {}
             }
         }
+    }
+
+    /// A listing succeeded: its decisions are saved at once, with the boundary.
+    async fn listed(&mut self) {
+        self.see_daemon();
+        self.checkpoints.mark_dirty();
+        self.save_checkpoints().await;
+    }
+
+    /// Every `checkpoint_interval`: retries, bookkeeping, and the checkpoint file's save (its
+    /// boundary moves only while the events stream is `connected`).
+    async fn checkpoint_tick(&mut self, connected: bool) {
+        self.files.reap(&self.supervisor).await;
+        self.retry_inspections().await;
+        self.reload_tick().await;
+        self.forget_acknowledged_destroyed(false);
+        self.record_progress();
+        if connected {
+            self.see_daemon();
+        }
+        self.save_checkpoints().await;
     }
 
     fn set_status(&self, state: DockerState, error: Option<String>) {
@@ -429,66 +481,17 @@ impl Discovery<'_> {
         self.set_status(DockerState::Connected, None);
         info!(host = %self.host, api_version = %version, containers = listed.len(), "connected to Docker");
 
-        let mut existing = HashSet::new();
-        let mut running = Vec::new();
-        let mut stopped = Vec::new();
-        // Containers created since a little before the connection was lost may have started and
-        // stopped unseen.
-        let unseen_since = self.disconnected_at.map(|at| at - EVENTS_OVERLAP_SECONDS);
-        for summary in listed {
-            let Some(id) = summary
-                .id
-                .as_deref()
-                .and_then(|id| ContainerId::new(id).ok())
-            else {
-                continue;
-            };
-            let is_running =
-                summary.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-            existing.insert(id.clone());
-            if is_running {
-                running.push(id);
-            } else if self.containers.contains_key(&id)
-                || unseen_since.is_some_and(|since| summary.created.unwrap_or(0) >= since)
-            {
-                stopped.push(id);
-            }
-        }
-        // Containers destroyed while the source was not looking.
-        let gone: Vec<ContainerId> = self
-            .containers
-            .keys()
-            .chain(self.reload.released_ids())
-            .filter(|id| !existing.contains(*id))
-            .cloned()
-            .collect();
-        for id in gone {
-            self.forget(&id).await;
-        }
-        self.unreadable.retain(|id| existing.contains(id));
-        self.reload.retain_existing(&existing);
         if first {
-            let stale: Vec<ContainerId> = self
-                .checkpoints
-                .containers()
-                .filter(|id| !existing.contains(*id))
-                .cloned()
-                .collect();
-            for id in stale {
-                debug!(container_id = %id, "dropping the checkpoint of a container that no longer exists");
-                self.checkpoints.remove(&id);
-            }
-        }
-        for id in running {
-            self.refresh(&id, first, false).await;
-        }
-        // A known container's task reads what is left and completes; one that started unseen
-        // is read from its first line.
-        for id in stopped {
-            self.refresh(&id, false, true).await;
+            self.list_at_start(listed).await;
+        } else {
+            // Containers created since a little before the connection was lost may have started
+            // and stopped unseen.
+            let unseen_since = self.disconnected_at.map(|at| at - EVENTS_OVERLAP_SECONDS);
+            self.reconcile(listed, unseen_since, false).await;
         }
         self.disconnected_at = None;
         self.listed_once = true;
+        self.listed_at = Some(since + EVENTS_OVERLAP_SECONDS);
         self.update_gauge();
 
         let filters = HashMap::from([
@@ -514,8 +517,8 @@ impl Discovery<'_> {
         let action = event.action.unwrap_or_default();
         debug!(container_id = %id, action = %action, "docker event");
         match action.as_str() {
-            "start" => self.refresh(&id, false, true).await,
-            "unpause" | "rename" => self.refresh(&id, false, false).await,
+            "start" => self.refresh(&id, true).await,
+            "unpause" | "rename" => self.refresh(&id, false).await,
             "destroy" => self.forget(&id).await,
             "die" => self.files.died(&id),
             // A stopping container's stream ends on its own; a paused one is silent.
@@ -529,7 +532,7 @@ impl Discovery<'_> {
     /// event, or found stopped by a re-listing after it started while the source was not
     /// looking), so its task runs even if the container has already exited again: what it
     /// wrote is still to be read.
-    async fn refresh(&mut self, id: &ContainerId, initial: bool, started: bool) {
+    async fn refresh(&mut self, id: &ContainerId, started: bool) {
         let Some(docker) = self.docker.clone() else {
             return;
         };
@@ -544,14 +547,24 @@ impl Discovery<'_> {
                     self.list_unreadable(info, unreadable).await;
                     return;
                 }
-                let running = response
-                    .state
-                    .as_ref()
-                    .and_then(|state| state.running)
-                    .unwrap_or(false);
+                let state = response.state.clone().unwrap_or_default();
+                let running = state.running.unwrap_or(false);
+                // A start seen late (events are asked from a little before the listing) of a
+                // container whose run since was read to its end needs no task.
+                let drained = self.checkpoints.entry(id).is_some_and(|entry| {
+                    entry.drained_finished_at_nanos.is_some()
+                        && entry.drained_finished_at_nanos
+                            == api_time_nanos(state.finished_at.as_deref())
+                });
                 self.files.inspected(id, &response);
                 let info = container_info(id, response);
-                self.monitor(info, running || started, initial).await;
+                self.monitor(info, running || (started && !drained), None)
+                    .await;
+                if !running {
+                    // A file follower of a stopped container reads what is written and
+                    // completes, without waiting for a `die` event that came before it.
+                    self.files.died(id);
+                }
             }
             Err(error) if docker_status(&error) == Some(404) => {
                 self.retry_inspect.remove(id);
@@ -567,11 +580,23 @@ impl Discovery<'_> {
     async fn retry_inspections(&mut self) {
         let ids: Vec<ContainerId> = self.retry_inspect.iter().cloned().collect();
         for id in ids {
-            self.refresh(&id, false, false).await;
+            self.refresh(&id, false).await;
+        }
+        let ids: Vec<ContainerId> = self.retry_start.iter().cloned().collect();
+        for id in ids {
+            self.refresh_at_start(&id).await;
         }
     }
 
-    async fn monitor(&mut self, info: ContainerInfo, running: bool, initial: bool) {
+    /// Monitors a container that passes the filters and, if `running`, runs its task. A
+    /// container seen for the first time starts from its checkpoint entry, else from `start`
+    /// (the start-up decision), else from its first line; its entry is saved at once.
+    async fn monitor(
+        &mut self,
+        info: ContainerInfo,
+        running: bool,
+        start: Option<ContainerCheckpoint>,
+    ) {
         let id = info.id.clone();
         if self.self_container.is(id.as_str()) {
             debug!(container_id = %id, "not capturing the agent's own container");
@@ -588,19 +613,17 @@ impl Discovery<'_> {
             self.containers.insert(id.clone(), monitored);
         }
         if !self.containers.contains_key(&id) {
-            let resume = self.checkpoints.get(&id).unwrap_or_else(|| {
-                if initial && self.config.read_from == ReadFrom::End {
-                    // Everything before the agent's start counts as delivered.
-                    let floor = Position::new(self.started_at_nanos.saturating_sub(1), u32::MAX);
-                    [Some(floor); 3]
-                } else {
-                    [None; 3]
-                }
-            });
-            let resume = self.reload_resume(&id, resume);
+            let start = self.checkpoints.entry(&id).or(start).unwrap_or_default();
+            let start = self.reload_start(&id, start);
+            self.checkpoints.monitor(&id, start);
             info!(container_id = %id, name = %info.name, image = %info.image, tty = info.tty, "monitoring container");
+            let shared = ContainerShared::new(
+                Arc::new(info.clone()),
+                start.streams,
+                start.read_through_nanos,
+            );
             let monitored = Monitored {
-                shared: Arc::new(ContainerShared::new(Arc::new(info.clone()), resume)),
+                shared: Arc::new(shared),
                 task_id: id.task_id(),
                 slot: self.workers.assign(),
             };
@@ -650,6 +673,8 @@ impl Discovery<'_> {
         match spawned {
             Ok(()) => {
                 self.pending_spawns.remove(id);
+                // It reads again: whatever it read to the end of before no longer holds.
+                self.checkpoints.set_drained(id, None);
             }
             Err(task_supervisor::Error::AlreadyRunning(_)) => {
                 // Its previous run decided to end but the supervisor has not recorded it yet:
@@ -704,6 +729,14 @@ impl Discovery<'_> {
         monitored.shared.mark_inactive();
         self.pending_spawns.remove(&monitored.shared.id);
         self.update_gauge();
+    }
+
+    /// The daemon is seen now: the checkpoint file's boundary may move here, unless a container
+    /// is still waiting for its inspection (it is not monitored yet, so it has no entry).
+    fn see_daemon(&mut self) {
+        if self.retry_inspect.is_empty() && self.retry_start.is_empty() {
+            self.checkpoints.see_daemon(unix_nanos());
+        }
     }
 
     fn acknowledge(&mut self, ack: &Acknowledgement) {
@@ -803,6 +836,7 @@ impl Discovery<'_> {
             }
         }
         self.forget_acknowledged_destroyed(false);
+        self.record_progress();
         if self.checkpoints.is_dirty() {
             let (path, bytes) = self.checkpoints.snapshot();
             tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))

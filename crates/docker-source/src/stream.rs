@@ -5,7 +5,9 @@
 //! deadline is the earliest of: the next heartbeat tick, the batch latency deadline, the partial
 //! line deadline and the inactivity deadline. It beats on every wake-up and on the tick, also
 //! while it waits for a silent container or for room in a full batch channel (backpressure is
-//! not death). A stream silent for `inactivity_timeout` is reopened from the read position.
+//! not death). A follow stream silent for `inactivity_timeout` is checked with a cheap request for
+//! the container's last line (`liveness.rs`): it is kept if that line was read, else reopened
+//! from the read position.
 //!
 //! # Resume
 //!
@@ -61,8 +63,12 @@ use crate::{
     client::{self, Backoff},
     decoder::{Decoder, LineSink},
     error::{docker_status, is_permanent_status},
+    liveness::{self, Freshness},
     metric_names,
+    multiline::{Multiline, MultilineRules},
     raw_logs::{self, LogsRequest, RawEndpoint},
+    read_through::ReadThrough,
+    timestamp::api_time_nanos,
 };
 
 /// A burst (what was ready without waiting) of at least this many frames means the stream is
@@ -77,6 +83,10 @@ const COALESCE_PAUSE: Duration = Duration::from_millis(1);
 /// Reopen backoff after errors, or after a stream that ended at once while its container runs.
 const REOPEN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const REOPEN_BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// How long a freshly opened stream that has delivered nothing is kept although the daemon has
+/// newer lines: Docker 20.10 reads the whole log file before the first line after `since`
+/// (about 4 s per million lines here), and reopening would start that read over, forever.
+const HISTORY_SCAN_PATIENCE: Duration = Duration::from_secs(120);
 /// Consecutive failed opens before the task gives up and lets the supervisor restart it (with
 /// its own, visible, backoff).
 const MAX_CONSECUTIVE_ERRORS: u32 = 10;
@@ -97,6 +107,19 @@ pub(crate) struct ContainerShared {
     /// Whether the filters released the container (a `watch`, so a following task wakes at
     /// once). Changed only under the `lifecycle` lock; see `stream/release.rs`.
     released_tx: watch::Sender<bool>,
+    /// Through when every line, whatever its stream, was sent (see `read_through.rs`).
+    read_through: Mutex<ReadThrough>,
+    /// What the task saw of the container's stops (see [`Stops`]).
+    stops: Mutex<Stops>,
+}
+
+/// The container's `State.FinishedAt` as the task saw it, in nanoseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stops {
+    /// At the task's last inspection.
+    observed: Option<i64>,
+    /// When the task last completed: it read everything up to this stop.
+    completed: Option<i64>,
 }
 
 /// Whether the container's task is meant to be running, and whether it was asked to look at the
@@ -108,7 +131,11 @@ struct Lifecycle {
 }
 
 impl ContainerShared {
-    pub(crate) fn new(info: Arc<ContainerInfo>, resume: StreamPositions) -> ContainerShared {
+    pub(crate) fn new(
+        info: Arc<ContainerInfo>,
+        resume: StreamPositions,
+        read_through_nanos: Option<i64>,
+    ) -> ContainerShared {
         ContainerShared {
             id: info.id.clone(),
             info: Mutex::new(info),
@@ -116,7 +143,43 @@ impl ContainerShared {
             initial_resume: resume,
             lifecycle: Mutex::new(Lifecycle::default()),
             released_tx: watch::Sender::new(false),
+            read_through: Mutex::new(ReadThrough::new(read_through_nanos)),
+            stops: Mutex::new(Stops::default()),
         }
+    }
+
+    /// The read-through times (see `read_through.rs`).
+    pub(crate) fn read_through(&self) -> ReadThrough {
+        *self
+            .read_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Everything decoded was sent and no partial line is held.
+    pub(crate) fn caught_up(&self) {
+        let read = self.read_positions();
+        self.read_through
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .caught_up(&read);
+    }
+
+    /// The task inspected the container and saw this `State.FinishedAt`.
+    pub(crate) fn observe_finished_at(&self, finished_at_nanos: Option<i64>) {
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observed = finished_at_nanos;
+    }
+
+    /// The `State.FinishedAt` of the stop the task last read to its end, if it completed since
+    /// it was last started.
+    pub(crate) fn completed_stop(&self) -> Option<i64> {
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .completed
     }
 
     pub(crate) fn info(&self) -> Arc<ContainerInfo> {
@@ -171,6 +234,10 @@ impl ContainerShared {
             .lifecycle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.stops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .completed = None;
         if lifecycle.active {
             lifecycle.rerun = true;
             false
@@ -209,6 +276,8 @@ impl ContainerShared {
             false
         } else {
             lifecycle.active = false;
+            let mut stops = self.stops.lock().unwrap_or_else(PoisonError::into_inner);
+            stops.completed = stops.observed;
             true
         }
     }
@@ -227,6 +296,8 @@ pub(crate) struct StreamSettings {
     pub(crate) request_timeout: Duration,
     /// Where log streams are read from directly ([`raw_logs`]); `None` (TLS): through bollard.
     pub(crate) raw_endpoint: Option<RawEndpoint>,
+    /// The `[[docker.multiline]]` rules and presets, compiled once.
+    pub(crate) multiline: Arc<MultilineRules>,
 }
 
 /// Everything one attempt of a container task needs (cloned per attempt).
@@ -294,6 +365,8 @@ struct Follower {
     /// The heartbeat tick while waiting.
     beat_every: Duration,
     decoder: Decoder,
+    /// Between the decoder and the assembler: joins the lines of an event (see `multiline`).
+    multiline: Multiline,
     assembler: Assembler,
 }
 
@@ -306,6 +379,7 @@ impl Follower {
             cancel: ctx.cancellation_token(),
             beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
             decoder: Decoder::new(settings.max_line_bytes),
+            multiline: Multiline::new(settings.multiline.for_container(&info)),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             env,
         }
@@ -430,9 +504,35 @@ impl Follower {
         }
     }
 
-    /// Flushes the partial lines and sends what is assembled.
+    /// Whether a follow stream silent for `inactivity_timeout` is up to date and is kept open
+    /// (`Err`: the task was cancelled meanwhile). `scanning`: the stream delivered nothing since
+    /// it was opened, not long ago; the daemon may still be reading the history before `since`
+    /// (it decodes the whole file first), so it is kept even if the daemon has newer lines:
+    /// reopening would only start that read over.
+    async fn keep_silent_stream(
+        &mut self,
+        mode: Mode,
+        tty: bool,
+        scanning: bool,
+    ) -> Result<bool, StreamEnd> {
+        if mode != Mode::Follow {
+            return Ok(false);
+        }
+        let freshness = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
+            freshness = liveness::check(&self.env, tty) => freshness,
+        };
+        self.heartbeat.beat();
+        debug!(container_id = %self.env.shared.id, ?freshness, scanning, "silent log stream checked");
+        Ok(freshness == Freshness::Current || (scanning && freshness == Freshness::Behind))
+    }
+
+    /// Flushes the partial lines and the open multiline events, and sends what is assembled.
     async fn finish_lines(&mut self) -> Result<(), Error> {
-        self.decoder.flush_partials(&mut self.assembler);
+        self.decoder
+            .flush_partials(&mut self.multiline.sink(&mut self.assembler));
+        self.multiline.flush_all(&mut self.assembler);
         match self.send_batch().await {
             Ok(()) | Err(StreamEnd::Cancelled) => Ok(()),
             Err(_) => Err(Error::PipelineClosed),
@@ -450,10 +550,11 @@ impl Follower {
             response = inspect => response?,
         };
         self.heartbeat.beat();
-        Ok(response
-            .state
-            .and_then(|state| state.running)
-            .unwrap_or(false))
+        let state = response.state.unwrap_or_default();
+        self.env
+            .shared
+            .observe_finished_at(api_time_nanos(state.finished_at.as_deref()));
+        Ok(state.running.unwrap_or(false))
     }
 
     /// Sleeps, beating; returns `true` if cancelled meanwhile.
@@ -478,9 +579,11 @@ impl Follower {
     async fn follow_once(&mut self, mode: Mode) -> StreamEnd {
         let resume = self.env.shared.read_positions();
         self.decoder.reset(resume);
+        // Held events are before the read position too: they are read again and rebuilt.
+        self.multiline.discard();
         self.assembler.discard();
         let tty = self.assembler.info.tty;
-        let since = since_seconds(&resume, tty);
+        let since = since_seconds(&resume, self.env.shared.read_through().sent(), tty);
         let options = LogsOptions {
             follow: mode == Mode::Follow,
             stdout: true,
@@ -502,6 +605,7 @@ impl Follower {
                     container_id: self.env.shared.id.as_str(),
                     follow: options.follow,
                     since,
+                    tail: None,
                     tty,
                 };
                 Either::Left(raw_logs::logs(
@@ -516,8 +620,7 @@ impl Follower {
                     .logs(self.env.shared.id.as_str(), Some(options)),
             ),
         };
-        let watch_release = mode == Mode::Follow;
-        self.pump(pin!(stream), tty, coalesce, watch_release).await
+        self.pump(pin!(stream), tty, coalesce, mode).await
     }
 
     async fn pump(
@@ -527,15 +630,20 @@ impl Follower {
         >,
         tty: bool,
         coalesce: bool,
-        watch_release: bool,
+        mode: Mode,
     ) -> StreamEnd {
         let settings = self.env.settings.clone();
         let cancel = self.cancel.clone();
         let mut cancelled = pin!(cancel.cancelled());
         let shared = self.env.shared.clone();
         let mut released = pin!(shared.released());
+        // A drain reads up to now anyway: only a follow stream stops at a release.
+        let watch_release = mode == Mode::Follow;
         let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
         let mut last_frame = Instant::now();
+        let opened_at = last_frame;
+        // Whether any frame came: until then, the daemon may still be scanning the history.
+        let mut framed = false;
         let mut batch_deadline: Option<Instant> = None;
         let mut partial_since: Option<Instant> = None;
         let mut lines: u64 = 0;
@@ -551,6 +659,9 @@ impl Follower {
             }
             if let Some(partial) = partial_since {
                 deadline = deadline.min(partial + settings.partial_flush_timeout);
+            }
+            if let Some(event) = self.multiline.deadline() {
+                deadline = deadline.min(event);
             }
             timer.as_mut().reset(deadline);
             let first = if let Some(item) = carried.take() {
@@ -571,18 +682,27 @@ impl Follower {
                     self.heartbeat.beat();
                     let now = Instant::now();
                     if partial_since.is_some_and(|since| now >= since + settings.partial_flush_timeout) {
-                        self.decoder.flush_partials(&mut self.assembler);
+                        self.decoder.flush_partials(&mut self.multiline.sink(&mut self.assembler));
                         partial_since = None;
                     }
+                    // A held event whose stream went quiet: send it now.
+                    let flushed = self.multiline.flush_expired(now, &mut self.assembler);
                     let inactive = now >= last_frame + settings.inactivity_timeout;
-                    if inactive || batch_deadline.is_some_and(|batch| now >= batch) {
+                    if inactive || flushed || batch_deadline.is_some_and(|batch| now >= batch) {
                         if let Err(end) = self.send_batch().await {
                             return end;
                         }
                         batch_deadline = None;
                     }
                     if inactive {
-                        return StreamEnd::Inactive;
+                        // A healthy follow stream is kept: reopening one costs the daemon a
+                        // read of the whole log file (see `liveness.rs`).
+                        let scanning = !framed && opened_at.elapsed() < HISTORY_SCAN_PATIENCE;
+                        match self.keep_silent_stream(mode, tty, scanning).await {
+                            Ok(true) => last_frame = Instant::now(),
+                            Ok(false) => return StreamEnd::Inactive,
+                            Err(end) => return end,
+                        }
                     }
                     continue;
                 }
@@ -602,7 +722,13 @@ impl Follower {
                     Some(Err(error)) => break Some(Err(error)),
                     Some(Ok(output)) => {
                         frames += 1;
-                        bytes += self.decode(output, tty);
+                        bytes += decode_output(
+                            &mut self.decoder,
+                            &mut self.multiline.sink(&mut self.assembler),
+                            output,
+                            tty,
+                            &self.env.shared.id,
+                        );
                     }
                 }
                 if self.assembler.is_full() {
@@ -636,6 +762,7 @@ impl Follower {
             self.heartbeat.beat();
             let now = Instant::now();
             last_frame = now;
+            framed = true;
             partial_since = match (self.decoder.has_partial(), partial_since) {
                 (true, Some(since)) => Some(since),
                 (true, None) => Some(now),
@@ -681,42 +808,11 @@ impl Follower {
         }
     }
 
-    /// Decodes one bollard item; returns its payload size.
-    fn decode(&mut self, output: LogOutput, tty: bool) -> usize {
-        match output {
-            LogOutput::StdOut { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::StdOut { message } => {
-                self.decoder
-                    .frame(LogStream::Stdout, &message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::StdErr { message } => {
-                self.decoder
-                    .frame(LogStream::Stderr, &message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::Console { message } if tty => {
-                self.decoder.tty(&message, &mut self.assembler);
-                message.len()
-            }
-            LogOutput::Console { message } | LogOutput::StdIn { message } => {
-                // Not a stdout/stderr frame: most likely the daemon's own error stream
-                // ("Error grabbing logs: ...").
-                self.decoder.malformed_frame();
-                let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
-                warn!(container_id = %self.env.shared.id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
-                message.len()
-            }
-        }
-    }
-
     /// Sends the assembled batch (if any), beating while the channel is full; then advances the
     /// read position. Returns the stream end to report if it could not be sent.
     async fn send_batch(&mut self) -> Result<(), StreamEnd> {
         record_drops(self.decoder.take_counters());
+        self.multiline.take_counters().record();
         let Some(assembled) = self.assembler.take(&self.env.shared) else {
             return Ok(());
         };
@@ -727,7 +823,13 @@ impl Follower {
             self.beat_every,
             assembled,
         )
-        .await
+        .await?;
+        // Nothing decoded is held back (a partial line, an open multiline event): every line
+        // before the newest one sent was sent.
+        if !self.decoder.has_partial() && !self.multiline.holds_lines() {
+            self.env.shared.caught_up();
+        }
+        Ok(())
     }
 }
 
@@ -790,6 +892,38 @@ async fn yield_to_local_tasks() {
     .await;
 }
 
+/// Decodes one bollard item into `sink`; returns its payload size.
+pub(crate) fn decode_output(
+    decoder: &mut Decoder,
+    sink: &mut impl LineSink,
+    output: LogOutput,
+    tty: bool,
+    container_id: &ContainerId,
+) -> usize {
+    match output {
+        LogOutput::StdOut { message } | LogOutput::Console { message } if tty => {
+            decoder.tty(&message, sink);
+            message.len()
+        }
+        LogOutput::StdOut { message } => {
+            decoder.frame(LogStream::Stdout, &message, sink);
+            message.len()
+        }
+        LogOutput::StdErr { message } => {
+            decoder.frame(LogStream::Stderr, &message, sink);
+            message.len()
+        }
+        LogOutput::Console { message } | LogOutput::StdIn { message } => {
+            // Not a stdout/stderr frame: most likely the daemon's own error stream
+            // ("Error grabbing logs: ...").
+            decoder.malformed_frame();
+            let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
+            warn!(container_id = %container_id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
+            message.len()
+        }
+    }
+}
+
 pub(crate) fn reconnected(reason: &'static str) {
     ::metrics::counter!(metric_names::STREAM_RECONNECTS_TOTAL, "reason" => reason).increment(1);
 }
@@ -805,10 +939,16 @@ pub(crate) fn record_drops(counters: crate::decoder::DecodeCounters) {
     }
 }
 
-/// The `since` to ask Docker for: the whole second of the earliest cursor of the container's
-/// streams (0, everything, if one of them has none). bollard's typed options carry whole
-/// seconds; the decoder skips the lines of that second that were already delivered.
-pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
+/// The `since` to ask Docker for: the whole second of the earliest point the container's
+/// streams must be read from, which is a stream's cursor or, when every line up to it is known
+/// to be read (see `read_through.rs`), the read-through time (0, everything, if a stream has
+/// neither). bollard's typed options carry whole seconds; the decoder skips the lines of that
+/// second that were already delivered.
+pub(crate) fn since_seconds(
+    resume: &StreamPositions,
+    read_through_nanos: Option<i64>,
+    tty: bool,
+) -> i32 {
     let streams: &[LogStream] = if tty {
         &[LogStream::Tty]
     } else {
@@ -816,9 +956,11 @@ pub(crate) fn since_seconds(resume: &StreamPositions, tty: bool) -> i32 {
     };
     let mut earliest = i64::MAX;
     for stream in streams {
-        match resume[stream.index()] {
-            Some(position) => earliest = earliest.min(position.timestamp_nanos),
-            None => return 0,
+        let cursor = resume[stream.index()].map(|position| position.timestamp_nanos);
+        match (cursor, read_through_nanos) {
+            (Some(cursor), Some(through)) => earliest = earliest.min(cursor.max(through)),
+            (Some(at), None) | (None, Some(at)) => earliest = earliest.min(at),
+            (None, None) => return 0,
         }
     }
     let seconds = earliest.div_euclid(1_000_000_000);

@@ -403,9 +403,9 @@ fn reset_drops_partial_lines_so_a_reopen_reads_them_whole() {
 #[test]
 fn since_is_the_earliest_relevant_cursor_second() {
     let p = |nanos| Some(Position::new(nanos, 3));
-    assert_eq!(since_seconds(&[None; 3], false), 0);
+    assert_eq!(since_seconds(&[None; 3], None, false), 0);
     assert_eq!(
-        since_seconds(&[p(BASE_NANOS + 999_999_999), None, None], false),
+        since_seconds(&[p(BASE_NANOS + 999_999_999), None, None], None, false),
         0
     );
     assert_eq!(
@@ -415,13 +415,57 @@ fn since_is_the_earliest_relevant_cursor_second() {
                 p(BASE_NANOS + 5_000_000_000),
                 None
             ],
+            None,
             false
         ),
         (BASE_NANOS / 1_000_000_000) as i32
     );
     assert_eq!(
-        since_seconds(&[None, None, p(BASE_NANOS + 1_500_000_000)], true),
+        since_seconds(&[None, None, p(BASE_NANOS + 1_500_000_000)], None, true),
         (BASE_NANOS / 1_000_000_000) as i32 + 1
     );
-    assert_eq!(since_seconds(&[p(-5), p(-5), None], false), 0);
+    assert_eq!(since_seconds(&[p(-5), p(-5), None], None, false), 0);
+}
+
+#[test]
+fn a_stream_without_a_cursor_is_asked_from_the_read_through_time_not_from_zero() {
+    let p = |nanos| Some(Position::new(nanos, 0));
+    let second = (BASE_NANOS / 1_000_000_000) as i32;
+    // A stdout-only container: stderr has no cursor, but everything up to the read-through
+    // time was read.
+    assert_eq!(
+        since_seconds(
+            &[p(BASE_NANOS + 3_000_000_000), None, None],
+            Some(BASE_NANOS + 1_000_000_000),
+            false
+        ),
+        second + 1
+    );
+    // An old cursor of a stream that has been silent since: nothing of it exists between its
+    // cursor and the read-through time.
+    assert_eq!(
+        since_seconds(
+            &[
+                p(BASE_NANOS + 9_000_000_000),
+                p(BASE_NANOS - 3_600_000_000_000),
+                None
+            ],
+            Some(BASE_NANOS + 7_000_000_000),
+            false
+        ),
+        second + 7
+    );
+    // A cursor beyond the read-through time is the earliest point of its stream.
+    assert_eq!(
+        since_seconds(
+            &[
+                p(BASE_NANOS + 8_000_000_000),
+                p(BASE_NANOS + 6_000_000_000),
+                None
+            ],
+            Some(BASE_NANOS + 2_000_000_000),
+            false
+        ),
+        second + 6
+    );
 }

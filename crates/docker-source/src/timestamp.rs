@@ -144,9 +144,28 @@ fn parse_slow(text: &[u8]) -> Option<i64> {
     i64::try_from(timestamp.as_nanosecond()).ok()
 }
 
+/// A time of the Docker API (`Created`, `State.StartedAt`, `State.FinishedAt`) in nanoseconds
+/// since the epoch; `None` for Docker's zero time (`0001-01-01T00:00:00Z`: it never happened),
+/// a missing or an unreadable value.
+pub(crate) fn api_time_nanos(time: Option<&str>) -> Option<i64> {
+    let nanos = parse_slow(time?.as_bytes())?;
+    (nanos > 0).then_some(nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_times_parse_and_the_zero_time_is_none() {
+        assert_eq!(
+            api_time_nanos(Some("2026-11-24T14:26:08.41783204Z")),
+            Some(jiff_nanos("2026-11-24T14:26:08.41783204Z"))
+        );
+        assert_eq!(api_time_nanos(Some("0001-01-01T00:00:00Z")), None);
+        assert_eq!(api_time_nanos(Some("garbage")), None);
+        assert_eq!(api_time_nanos(None), None);
+    }
 
     fn jiff_nanos(text: &str) -> i64 {
         i64::try_from(text.parse::<jiff::Timestamp>().unwrap().as_nanosecond()).unwrap()

@@ -634,7 +634,15 @@ async fn live_answers_within_a_second_five_seconds_into_a_flood_of_pipelining_cl
     let server = on_own_runtime(2, {
         let server_stop = server_stop.clone();
         async move {
-            let server = start_with(HealthConfig::default(), Arc::new(Connected)).await;
+            // The flood holds its slots for the whole test: no connection reaches its request
+            // cap or its write timeout, so no slot frees up between two flood connections (with
+            // the defaults one can, and a scrape slips in, which proves nothing).
+            let config = HealthConfig {
+                max_requests_per_connection: usize::MAX,
+                write_timeout: Duration::from_secs(600),
+                ..HealthConfig::default()
+            };
+            let server = start_with(config, Arc::new(Connected)).await;
             let _ = addr_tx.send(server.addr);
             server_stop.cancelled().await;
             server.stop().await;

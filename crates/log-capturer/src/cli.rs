@@ -39,6 +39,29 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "LABEL")]
     pub(crate) include_label: Vec<String>,
 
+    /// Not containers with this label, `key` or `key=value`; repeatable, any match excludes
+    /// (`docker.exclude_labels`).
+    #[arg(long, value_name = "LABEL")]
+    pub(crate) exclude_label: Vec<String>,
+
+    /// Only containers whose name matches this glob; repeatable, any may match
+    /// (`docker.include_names`).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include_name: Vec<String>,
+
+    /// Not containers whose name matches this glob; repeatable (`docker.exclude_names`).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude_name: Vec<String>,
+
+    /// Only containers whose image matches this glob; repeatable, any may match
+    /// (`docker.include_images`).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) include_image: Vec<String>,
+
+    /// Not containers whose image matches this glob; repeatable (`docker.exclude_images`).
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude_image: Vec<String>,
+
     /// How often tasks must heartbeat, e.g. 30s (`supervisor.heartbeat_interval`).
     #[arg(long, value_name = "DURATION")]
     pub(crate) heartbeat_interval: Option<String>,
@@ -58,6 +81,20 @@ pub(crate) struct Cli {
 pub(crate) enum LogFormatArg {
     Text,
     Json,
+}
+
+impl Cli {
+    /// The container filter flags and the `[docker]` list each one replaces when given.
+    pub(crate) fn filter_flags(&self) -> [(&'static str, &[String]); 6] {
+        [
+            ("include_labels", &self.include_label),
+            ("exclude_labels", &self.exclude_label),
+            ("include_names", &self.include_name),
+            ("exclude_names", &self.exclude_name),
+            ("include_images", &self.include_image),
+            ("exclude_images", &self.exclude_image),
+        ]
+    }
 }
 
 impl LogFormatArg {

@@ -29,6 +29,7 @@ const LIST_KEYS: &[&str] = &[
     "include_labels",
     "exclude_labels",
     "include_images",
+    "exclude_images",
 ];
 
 /// Key names whose values are secrets, redacted by `--check-config`.
@@ -272,6 +273,11 @@ impl Config {
             .map_err(|e| match &e {
                 docker_source::Error::Config { key, .. }
                 | docker_source::Error::Glob { key, .. } => error(format!("docker.{key}"), e),
+                // The cause (the regex crate's reason) is what the operator needs to fix it.
+                docker_source::Error::Multiline { index, key, .. } => error(
+                    format!("docker.multiline[{index}].{key}"),
+                    capture_core::ErrorChain(&e),
+                ),
                 _ => error("docker", e),
             })?;
         self.health.validate().map_err(|e| match &e {
@@ -290,6 +296,16 @@ impl Config {
         } else {
             self.sinks.clone()
         }
+    }
+
+    /// What `--check-config` prints: the effective container filter in words (as TOML
+    /// comments), then the effective configuration.
+    pub(crate) fn check_report(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.docker.filter_summary(),
+            self.to_redacted_toml()
+        )
     }
 
     /// The effective configuration as TOML, secrets redacted (for `--check-config`).
@@ -394,14 +410,13 @@ fn apply_flags(table: &mut Table, cli: &Cli) {
     if let Some(listen) = &cli.health_listen {
         set(table, Some("health"), "listen", string(listen));
     }
-    if !cli.include_label.is_empty() {
-        let labels = cli.include_label.iter().map(string).collect();
-        set(
-            table,
-            Some("docker"),
-            "include_labels",
-            Value::Array(labels),
-        );
+    // A repeated filter flag replaces the whole list of the file or environment, like any
+    // other key: the flags are the complete answer for that filter.
+    for (key, values) in cli.filter_flags() {
+        if !values.is_empty() {
+            let list = values.iter().map(string).collect();
+            set(table, Some("docker"), key, Value::Array(list));
+        }
     }
     if let Some(interval) = &cli.heartbeat_interval {
         set(

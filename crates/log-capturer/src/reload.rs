@@ -125,7 +125,12 @@ impl Reloader {
     }
 
     async fn try_reload(&mut self) -> Result<Applied, ConfigError> {
-        let next = Config::load(&self.inputs.cli, self.inputs.env.iter().cloned())?;
+        let mut next = Config::load(&self.inputs.cli, self.inputs.env.iter().cloned())?;
+        // The running data dir was made absolute when it was locked; the file may name the same
+        // directory relatively, which is no change.
+        if std::fs::canonicalize(&next.data_dir).is_ok_and(|dir| dir == self.running.data_dir) {
+            next.data_dir = self.running.data_dir.clone();
+        }
         let applied = diff::with_live_settings(&self.running, &next);
         let restart_only = diff::changed_keys(&applied, &next);
         let live = diff::changed_keys(&self.running, &applied);

@@ -315,9 +315,17 @@ pub struct FileSinkConfig {
     /// Whether rotated files are gzipped.
     #[serde(default)]
     pub compress: bool,
-    /// Whether every delivery is `fsync`ed before it counts as accepted.
+    /// Whether every delivery is `fsync`ed before it counts as accepted (and the directory at
+    /// each rotation). Off, a delivery survives a crash of the agent but not a power loss.
     #[serde(default)]
     pub fsync: bool,
+    /// How long the high-water marks of a container with no new lines are kept in memory (see
+    /// `docs/guarantees.md`: marks are what makes replays exactly-once).
+    #[serde(
+        default = "FileSinkConfig::default_high_water_retention",
+        with = "humantime_serde"
+    )]
+    pub high_water_retention: Duration,
     /// Disk buffer settings.
     #[serde(default)]
     pub buffer: BufferConfig,
@@ -336,6 +344,7 @@ impl FileSinkConfig {
             max_files: Self::default_max_files(),
             compress: false,
             fsync: false,
+            high_water_retention: Self::default_high_water_retention(),
             buffer: BufferConfig::default(),
             retry: RetryConfig::default(),
         }
@@ -349,10 +358,19 @@ impl FileSinkConfig {
         5
     }
 
+    fn default_high_water_retention() -> Duration {
+        Duration::from_secs(3600)
+    }
+
     pub(crate) fn validate(&self, sink: &str) -> Result<()> {
         if self.max_bytes == 0 || self.max_files == 0 {
             return Err(Error::Config {
                 reason: format!("sink {sink:?}: max_bytes and max_files must be positive"),
+            });
+        }
+        if self.high_water_retention < Duration::from_secs(1) {
+            return Err(Error::Config {
+                reason: format!("sink {sink:?}: high_water_retention must be at least 1s"),
             });
         }
         if self.path.file_name().is_none() {

@@ -227,6 +227,55 @@ fn buffer_round_trips_batches_and_resumes_after_reopen() {
 }
 
 #[test]
+fn buffer_segments_that_fill_are_synced_before_their_appends_count_as_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every record fills its segment, so each append after the first rolls over.
+    let config = BufferConfig {
+        segment_bytes: 1,
+        ..BufferConfig::default()
+    };
+    let mut buffer = DiskBuffer::open(dir.path(), &config).unwrap();
+    for n in 0..3 {
+        buffer.append(&[numbered(n, 2)], 2, false).unwrap();
+    }
+    // The worker appends a run of deliveries, then syncs once and only then completes them:
+    // the two full segments must be part of that sync, not only the one being written.
+    let unsynced = buffer.unsynced_segments();
+    let first = unsynced[0];
+    assert_eq!(unsynced, [first, first + 1, first + 2]);
+    buffer.sync().unwrap();
+    assert!(buffer.unsynced_segments().is_empty());
+    buffer.append(&[numbered(10, 1)], 1, false).unwrap();
+    assert_eq!(buffer.unsynced_segments(), [first + 3]);
+    buffer.sync().unwrap();
+    assert!(buffer.unsynced_segments().is_empty());
+
+    // Reading everything deletes the segments; nothing is left to sync for them.
+    buffer.append(&[numbered(20, 1)], 1, false).unwrap();
+    while let Some(record) = buffer.read_next() {
+        buffer.consume(&record);
+    }
+    assert!(buffer.is_empty());
+    buffer.sync().unwrap();
+    assert!(buffer.unsynced_segments().is_empty());
+
+    // `fsync = "never"` keeps no file open for a sync that will not come.
+    let never = BufferConfig {
+        fsync: crate::config::FsyncPolicy::Never,
+        ..config
+    };
+    let mut buffer = DiskBuffer::open(&dir.path().join("never"), &never).unwrap();
+    for n in 0..3 {
+        buffer.append(&[numbered(n, 1)], 1, false).unwrap();
+    }
+    assert_eq!(
+        buffer.unsynced_segments().len(),
+        1,
+        "only the segment being written"
+    );
+}
+
+#[test]
 fn buffer_blocks_or_drops_oldest_when_full() {
     let dir = tempfile::tempdir().unwrap();
     let block = BufferConfig {

@@ -509,3 +509,36 @@ async fn the_pipeline_counts_an_out_of_order_refusal_as_dropped() {
     running.await.unwrap().unwrap();
     assert!(loki.received().is_empty());
 }
+
+/// A multiline event (a stack trace joined by the source) is one Loki entry, byte for byte, in
+/// both encodings.
+#[tokio::test]
+async fn a_joined_stack_trace_is_one_entry_in_both_encodings() {
+    let trace = "java.lang.IllegalStateException: order 42 has no customer\n\
+                 \tat com.example.orders.OrderService.load(OrderService.java:57) ~[classes/:na]\n\
+                 Caused by: java.sql.SQLException: connection is closed \"db-1\"\n\
+                 \t... 4 common frames omitted";
+    let web = container(1, "web-1");
+    let batches = [batch(
+        &web,
+        &[
+            (LogStream::Stderr, 1_000, "before"),
+            (LogStream::Stderr, 2_000, trace),
+            (LogStream::Stderr, 3_000, "after"),
+        ],
+    )];
+    for compression in [LokiCompression::Gzip, LokiCompression::Snappy] {
+        let mut loki = Receiver::start(vec![]);
+        let mut config = LokiSinkConfig::new(loki.endpoint());
+        config.compression = compression;
+        let mut sink = LokiSink::new(config).unwrap();
+        sink.deliver(&batches).await.unwrap();
+        let push = loki.next_push().await;
+        assert_eq!(push.entry_count(), 3, "{compression:?}");
+        assert_eq!(
+            lines_of(&push),
+            ["before", trace, "after"],
+            "{compression:?}"
+        );
+    }
+}

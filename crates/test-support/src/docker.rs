@@ -11,6 +11,9 @@ use std::{
 
 /// The tag of the log generator image.
 pub const LOGGEN_IMAGE: &str = "log-capturer-loggen:dev";
+/// The tag of the busybox image (`FROM scratch` with Debian's static busybox as
+/// `/bin/busybox`, its entry point), for lines `loggen` cannot write: `sh -c 'printf ...'`.
+pub const BUSYBOX_IMAGE: &str = "log-capturer-busybox:dev";
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
@@ -105,6 +108,46 @@ fn build_loggen_image(root: &Path, target_dir: &Path) {
     .expect("write the Dockerfile");
     let context = context.to_string_lossy().into_owned();
     docker(&["build", "--quiet", "--tag", LOGGEN_IMAGE, &context]);
+}
+
+/// Builds the busybox image from the host's static busybox (`apt-get install busybox-static`),
+/// once per process and under a file lock across processes; never pulls. Returns the image tag.
+/// Run it as `BUSYBOX_IMAGE sh -c '...'`.
+pub fn busybox_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        require_daemon();
+        let target_dir = workspace_root().join("target").join("static");
+        std::fs::create_dir_all(&target_dir).expect("create target/static");
+        let lock = File::create(target_dir.join("busybox.lock")).expect("create the build lock");
+        lock.lock().expect("take the build lock");
+        let exists = docker_output(&["image", "inspect", "--format", "{{.Id}}", BUSYBOX_IMAGE]);
+        if !exists.status.success() {
+            build_busybox_image(&target_dir.join("busybox-image"));
+        }
+    });
+    BUSYBOX_IMAGE
+}
+
+fn build_busybox_image(context: &Path) {
+    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|path| Path::new(path).is_file())
+        .expect("busybox is not installed (apt-get install busybox-static)");
+    std::fs::create_dir_all(context).expect("create the image context");
+    std::fs::copy(busybox, context.join("busybox")).expect("copy busybox into the context");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .expect("write the Dockerfile");
+    docker(&[
+        "build",
+        "--quiet",
+        "--tag",
+        BUSYBOX_IMAGE,
+        &context.to_string_lossy(),
+    ]);
 }
 
 /// A container that is removed (with its logs) when the guard drops, also when a test panics.

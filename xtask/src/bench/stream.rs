@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use super::{Bench, LABEL_KEY, SectionResult, Target};
 use crate::{
     harness::{
-        capturer::Capturer,
+        capturer::{Capturer, CapturerConfig},
         containers::{ContainerSet, docker},
         parallel_map, procfs,
         tail::FileTail,
@@ -322,10 +322,42 @@ pub(super) fn capture_phase(
         "LOG_CAPTURER_DOCKER_READ_MODE".to_owned(),
         read_mode.to_owned(),
     ));
-    let dockerd = procfs::pid_of("dockerd")?;
-    let cpu_before = procfs::cpu_seconds(dockerd)?;
+    let run = capture(&config, expected)?;
+    let first_record = run.seconds - run.first_to_last;
+    eprintln!(
+        "{name}: capturer ({read_mode}) {:.2}s (first record after {first_record:.2}s)",
+        run.seconds
+    );
+    Ok(CapturePhase {
+        seconds: run.seconds,
+        first_record,
+        cpu: run.cpu,
+        dockerd_cpu: run
+            .dockerd_cpu
+            .context("dockerd's CPU time during the capture (more than one dockerd runs)")?,
+    })
+}
+
+/// One capturer run until its file sink holds the expected lines.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CaptureRun {
+    /// From spawn until the file sink holds every line.
+    pub(super) seconds: f64,
+    /// From the first record to the last.
+    pub(super) first_to_last: f64,
+    /// The capturer's CPU seconds.
+    pub(super) cpu: f64,
+    /// dockerd's CPU seconds meanwhile; `None` when more than one dockerd runs.
+    pub(super) dockerd_cpu: Option<f64>,
+}
+
+/// Runs the capturer with `config` until its file sink holds `expected` lines.
+pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureRun> {
+    // Only one dockerd can be told apart by name; with several, its CPU time is not measured.
+    let dockerd = procfs::pid_of("dockerd").ok();
+    let dockerd_before = dockerd.map(procfs::cpu_seconds).transpose()?;
     let started = Instant::now();
-    let capturer = Capturer::spawn(&config)?;
+    let capturer = Capturer::spawn(config)?;
     let mut tail = FileTail::new(capturer.records_path());
     let mut records = 0;
     let mut first_record = None;
@@ -347,15 +379,15 @@ pub(super) fn capture_phase(
     }
     let seconds = started.elapsed().as_secs_f64();
     let cpu = procfs::cpu_seconds(capturer.pid())?;
-    let dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
-    let first_record = first_record.unwrap_or_default().as_secs_f64();
-    eprintln!(
-        "{name}: capturer ({read_mode}) {seconds:.2}s (first record after {first_record:.2}s)"
-    );
+    let dockerd_cpu = match (dockerd, dockerd_before) {
+        (Some(pid), Some(before)) => Some(procfs::cpu_seconds(pid)? - before),
+        _ => None,
+    };
     capturer.stop(Duration::from_secs(30))?;
-    Ok(CapturePhase {
+    let first = first_record.unwrap_or_default().as_secs_f64();
+    Ok(CaptureRun {
         seconds,
-        first_record,
+        first_to_last: seconds - first,
         cpu,
         dockerd_cpu,
     })

@@ -330,7 +330,7 @@ const MAX_LINE_BYTES: usize = 1 << 20;
 /// only the `local` driver (protobuf bytes) hands the capturer raw invalid bytes to replace and
 /// count in `log_capturer_invalid_utf8_lines_total`.
 pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
-    let image = busybox_image(&ctx.out_root)?;
+    let image = busybox_image();
     let mut stage = Stage::new(ctx, "bad-lines")?;
     let started = Instant::now();
     let capturer = stage.spawn()?;

@@ -102,6 +102,19 @@ impl Ledger {
         Ok(read)
     }
 
+    /// Distinct and duplicated lines captured from loggen runs whose tag passes `tags`, with or
+    /// without a truth (for generators whose Docker copy is gone).
+    pub(crate) fn captured(&self, tags: impl Fn(&str) -> bool) -> (u64, u64) {
+        self.checker
+            .report()
+            .sequences
+            .iter()
+            .filter(|sequence| tags(&sequence.key.tag))
+            .fold((0, 0), |(distinct, dup), sequence| {
+                (distinct + sequence.received, dup + sequence.duplicated)
+            })
+    }
+
     /// Partial lines left at the ends of rotated files.
     pub(crate) fn truncated(&self) -> u64 {
         self.tail.as_ref().map_or(0, FileTail::truncated_lines)

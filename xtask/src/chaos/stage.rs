@@ -21,9 +21,6 @@ use crate::harness::{
 /// The label key on every chaos container; the value is `<run>-<scenario>`.
 pub(crate) const LABEL_KEY: &str = "log-capturer-chaos";
 
-/// The busybox image for lines loggen cannot write (invalid UTF-8, NUL bytes).
-pub(crate) const BUSYBOX_IMAGE: &str = "log-capturer-busybox:dev";
-
 /// A file sink that does not rotate within a scenario, at the default sink's path.
 pub(crate) fn file_sink(data_dir: &Path) -> String {
     format!(
@@ -296,28 +293,8 @@ pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds the busybox image (FROM scratch, Debian's static busybox) once; never pulls.
-pub(crate) fn busybox_image(scratch: &Path) -> Result<&'static str> {
-    if docker(&["image", "inspect", "--format", "{{.Id}}", BUSYBOX_IMAGE]).is_ok() {
-        return Ok(BUSYBOX_IMAGE);
-    }
-    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
-        .into_iter()
-        .find(|path| Path::new(path).is_file())
-        .context("busybox is not installed (apt-get install busybox-static)")?;
-    let context = scratch.join("busybox-image");
-    fresh_dir(&context)?;
-    std::fs::copy(busybox, context.join("busybox"))?;
-    std::fs::write(
-        context.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\n",
-    )?;
-    docker(&[
-        "build",
-        "--quiet",
-        "--tag",
-        BUSYBOX_IMAGE,
-        &context.to_string_lossy(),
-    ])?;
-    Ok(BUSYBOX_IMAGE)
+/// The busybox image (FROM scratch, Debian's static busybox), built once by `test-support`;
+/// never pulled.
+pub(crate) fn busybox_image() -> &'static str {
+    test_support::docker::busybox_image()
 }

@@ -81,34 +81,40 @@ pub(crate) struct Capturer {
     exited: bool,
 }
 
+/// The capturer's command line and environment for `config` (no stdio set).
+pub(crate) fn command(config: &CapturerConfig) -> Command {
+    let mut command = Command::new(&config.binary);
+    command
+        .arg("--data-dir")
+        .arg(&config.data_dir)
+        .args(["--health-listen", "127.0.0.1:0"])
+        .args(["--include-label", &config.include_label])
+        .args(["--log-format", "json"]);
+    if let Some(interval) = config.heartbeat_interval {
+        command.args(["--heartbeat-interval", &format_duration(interval)]);
+    }
+    if let Some(timeout) = config.task_timeout {
+        command.args(["--task-timeout", &format_duration(timeout)]);
+    }
+    // The caller's own LOG_CAPTURER_* settings would make runs incomparable.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("LOG_CAPTURER_") {
+            command.env_remove(key);
+        }
+    }
+    if config.read_from_beginning {
+        command.env(READ_FROM_ENV, "beginning");
+    }
+    command.envs(config.extra_env.iter().map(|(key, value)| (key, value)));
+    command
+}
+
 impl Capturer {
     /// Spawns the capturer and waits until its health API is bound.
     pub(crate) fn spawn(config: &CapturerConfig) -> Result<Capturer> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create {}", config.data_dir.display()))?;
-        let mut command = Command::new(&config.binary);
-        command
-            .arg("--data-dir")
-            .arg(&config.data_dir)
-            .args(["--health-listen", "127.0.0.1:0"])
-            .args(["--include-label", &config.include_label])
-            .args(["--log-format", "json"]);
-        if let Some(interval) = config.heartbeat_interval {
-            command.args(["--heartbeat-interval", &format_duration(interval)]);
-        }
-        if let Some(timeout) = config.task_timeout {
-            command.args(["--task-timeout", &format_duration(timeout)]);
-        }
-        // The caller's own LOG_CAPTURER_* settings would make runs incomparable.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("LOG_CAPTURER_") {
-                command.env_remove(key);
-            }
-        }
-        if config.read_from_beginning {
-            command.env(READ_FROM_ENV, "beginning");
-        }
-        command.envs(config.extra_env.iter().map(|(key, value)| (key, value)));
+        let mut command = command(config);
         let log = File::create(&config.log_file)
             .with_context(|| format!("create {}", config.log_file.display()))?;
         let mut child = command

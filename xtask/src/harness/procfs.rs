@@ -79,6 +79,36 @@ pub(crate) fn pid_of(name: &str) -> Result<u32> {
     }
 }
 
+/// The PID of the Docker daemon the CLI talks to: the `dockerd` whose command line names the
+/// socket of a `unix://` `$DOCKER_HOST`, else the one of `/var/run/docker.pid`, else the only
+/// `dockerd` (several may run: private test daemons).
+pub(crate) fn daemon_pid() -> Result<u32> {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
+        .filter(|path| path != "/var/run/docker.sock");
+    if let Some(socket) = socket {
+        for entry in std::fs::read_dir("/proc")?.filter_map(Result::ok) {
+            let Some(pid) = entry.file_name().to_str().and_then(|pid| pid.parse().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.starts_with("dockerd\0") && cmdline.contains(socket.as_str()) {
+                return Ok(pid);
+            }
+        }
+        bail!("no dockerd serves {socket}");
+    }
+    if let Ok(text) = std::fs::read_to_string("/var/run/docker.pid")
+        && let Ok(pid) = text.trim().parse::<u32>()
+        && is_alive(pid)
+    {
+        return Ok(pid);
+    }
+    pid_of("dockerd")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

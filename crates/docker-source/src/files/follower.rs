@@ -515,6 +515,11 @@ impl FileFollower {
         }
         self.last_send = Instant::now();
         self.batch_deadline = None;
+        // Files are read in order: with no line half read, everything before the newest line
+        // sent was sent (the read-through time, kept for a later read through the API).
+        if !self.decoder.has_partial() {
+            self.env.task.shared.caught_up();
+        }
         if let Some(hint) = hint {
             self.env
                 .cursor

@@ -61,6 +61,7 @@ fn request(tty: bool) -> LogsRequest<'static> {
         container_id: "abc123",
         follow: true,
         since: 12,
+        tail: None,
         tty,
     }
 }

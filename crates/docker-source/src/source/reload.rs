@@ -21,13 +21,20 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bollard::{models::ContainerSummary, query_parameters::ListContainersOptions};
-use capture_core::{ContainerId, ContainerInfo, ErrorChain, Position};
+use bollard::query_parameters::ListContainersOptions;
+use capture_core::{ContainerId, ErrorChain, Position};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
-use super::{DESTROYED_CHECKPOINT_GRACE, Discovery, Monitored, fully_acknowledged, unix_nanos};
-use crate::{DockerConfig, checkpoint::StreamPositions, filter::ContainerFilter};
+use super::{
+    DESTROYED_CHECKPOINT_GRACE, Discovery, Monitored, fully_acknowledged, listing::summary_info,
+    unix_nanos,
+};
+use crate::{
+    DockerConfig,
+    checkpoint::{ContainerCheckpoint, StreamPositions},
+    filter::ContainerFilter,
+};
 
 /// The discovery loop's state for reloads.
 #[derive(Debug)]
@@ -68,6 +75,11 @@ impl ReloadState {
     /// Whether a released container may still be acknowledged.
     pub(super) fn is_released(&self, id: &ContainerId) -> bool {
         self.released.contains_key(id)
+    }
+
+    /// Whether the filters rejected the container when it was last inspected.
+    pub(super) fn is_excluded(&self, id: &ContainerId) -> bool {
+        self.excluded.contains(id)
     }
 
     pub(super) fn released_ids(&self) -> impl Iterator<Item = &ContainerId> {
@@ -158,24 +170,30 @@ impl Discovery<'_> {
         Some(released.monitored)
     }
 
-    /// Where a container the filters accept is read from, given its checkpoint or `read_from`
-    /// resume point: after what an earlier (released, completed) task of it read, and not
-    /// before the filter change that made it match.
-    pub(super) fn reload_resume(
+    /// Where a container the filters accept is read from, given its checkpoint entry or start-up
+    /// decision: after what an earlier (released, completed) task of it read, and not before the
+    /// filter change that made it match.
+    pub(super) fn reload_start(
         &mut self,
         id: &ContainerId,
-        mut resume: StreamPositions,
-    ) -> StreamPositions {
+        mut start: ContainerCheckpoint,
+    ) -> ContainerCheckpoint {
         let was_excluded = self.reload.excluded.remove(id);
         if let Some(released) = self.reload.released.remove(id) {
-            raise(&mut resume, &released.monitored.shared.read_positions());
+            let shared = &released.monitored.shared;
+            raise(&mut start.streams, &shared.read_positions());
+            raise_time(&mut start.read_through_nanos, shared.read_through().sent());
             self.supervisor.remove(&released.monitored.task_id);
         }
         if was_excluded && let Some(changed_at) = self.reload.filters_changed_at {
-            let floor = Some(Position::new(changed_at.saturating_sub(1), u32::MAX));
-            raise(&mut resume, &[floor; 3]);
+            let floor = changed_at.saturating_sub(1);
+            raise(
+                &mut start.streams,
+                &[Some(Position::new(floor, u32::MAX)); 3],
+            );
+            raise_time(&mut start.read_through_nanos, Some(floor));
         }
-        resume
+        start
     }
 
     /// Lists the running containers and inspects those that are not monitored, and the
@@ -198,7 +216,7 @@ impl Discovery<'_> {
             }
         };
         self.reload.relist = false;
-        let prefilter = listing_prefilter(&self.config);
+        let prefilter = self.filter.names_and_labels();
         let mut ids = Vec::new();
         for summary in listed {
             let Some(id) = summary
@@ -212,10 +230,7 @@ impl Discovery<'_> {
                 continue;
             }
             let info = summary_info(id.clone(), &summary);
-            if prefilter
-                .as_ref()
-                .is_some_and(|filter| !filter.accepts(&info))
-            {
+            if !prefilter.accepts(&info) {
                 self.reload.excluded.insert(id);
                 continue;
             }
@@ -223,7 +238,7 @@ impl Discovery<'_> {
         }
         ids.extend(self.unreadable.ids());
         for id in ids {
-            self.refresh(&id, false, false).await;
+            self.refresh(&id, false).await;
         }
         self.update_gauge();
     }
@@ -261,33 +276,11 @@ impl Discovery<'_> {
     }
 }
 
-/// The filters a listing can decide on without inspecting: names and labels. A listing's image
-/// is not trusted (Docker shows the image id once the tag points elsewhere), so the image keys
-/// are left to the inspection. `None` if the filters do not compile.
-fn listing_prefilter(config: &DockerConfig) -> Option<ContainerFilter> {
-    let names_and_labels = DockerConfig {
-        include_images: Vec::new(),
-        ..config.clone()
-    };
-    ContainerFilter::new(&names_and_labels).ok()
-}
-
-/// What a listing says about a container, for [`listing_prefilter`].
-fn summary_info(id: ContainerId, summary: &ContainerSummary) -> ContainerInfo {
-    let name = summary
-        .names
-        .as_ref()
-        .and_then(|names| names.first())
-        .cloned()
-        .unwrap_or_default();
-    let mut info = ContainerInfo::new(id, name, summary.image.clone().unwrap_or_default());
-    info.labels = summary
-        .labels
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    info
+/// Raises a read-through time to at least `floor`.
+fn raise_time(time: &mut Option<i64>, floor: Option<i64>) {
+    if floor > *time {
+        *time = floor;
+    }
 }
 
 /// Raises each stream's position to at least `floor`'s.

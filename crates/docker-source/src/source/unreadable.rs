@@ -64,6 +64,11 @@ impl UnreadableContainers {
         self.entries.keys().cloned().collect()
     }
 
+    /// Whether a container is listed.
+    pub(crate) fn contains(&self, id: &ContainerId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     /// Removes a container; returns whether it was listed.
     pub(crate) fn remove(&mut self, id: &ContainerId) -> bool {
         let removed = self.entries.remove(id).is_some();

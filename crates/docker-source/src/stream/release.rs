@@ -102,7 +102,11 @@ mod tests {
 
     fn shared() -> ContainerShared {
         let id = ContainerId::new("ab".repeat(32)).unwrap();
-        ContainerShared::new(Arc::new(ContainerInfo::new(id, "web", "nginx")), [None; 3])
+        ContainerShared::new(
+            Arc::new(ContainerInfo::new(id, "web", "nginx")),
+            [None; 3],
+            None,
+        )
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub(crate) fn process_lock() -> &'static tokio::sync::RwLock<()> {
 pub(crate) struct Captured {
     pub(crate) stream: LogStream,
     pub(crate) position: Position,
-    /// The message (for lines over 256 bytes: its head and length).
+    /// The message (for lines over 4 KiB: its head and length).
     pub(crate) message: String,
     /// The message's length in bytes.
     pub(crate) len: usize,
@@ -129,7 +129,7 @@ impl Collected {
                 self.out_of_order_positions += 1;
             }
             self.last.insert(key, line.position);
-            let message = if line.message.len() > 256 {
+            let message = if line.message.len() > 4096 {
                 // Long lines: keep their head and length only.
                 format!("{}…[{}]", &line.message[..64], line.message.len())
             } else {
@@ -302,6 +302,17 @@ impl Harness {
             .await
             .expect("the pipeline ends once the source closed its channel")
             .unwrap();
+    }
+
+    /// Ends the source as `kill -9` would, as far as its state goes: no last acknowledgement is
+    /// applied and no last checkpoint is written; what the periodic saves wrote is what the
+    /// next start finds. Its tasks are then stopped.
+    pub(crate) async fn crash(self) {
+        self.source_task.abort();
+        let _ = self.source_task.await;
+        self.supervisor.shutdown(Duration::from_secs(5)).await;
+        self.pipeline_task.abort();
+        let _ = self.pipeline_task.await;
     }
 
     /// The state of a container's task.

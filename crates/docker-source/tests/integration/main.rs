@@ -6,11 +6,14 @@
 //! (or the supervisor's state) with a bounded timeout.
 
 mod capture;
+mod downtime;
 mod files;
 mod harness;
 mod leaks;
 mod lifecycle;
+mod multiline;
 mod reload;
 mod resume;
 mod rotation;
+mod silence;
 mod unreadable;

@@ -244,3 +244,145 @@ fn configured_sinks_are_parsed_by_type() {
     let kinds: Vec<&str> = config.sinks.iter().map(|sink| sink.kind()).collect();
     assert_eq!(kinds, ["stdout", "loki"]);
 }
+
+/// The `[docker]` filter list named `key`.
+fn docker_list(config: &Config, key: &str) -> Vec<String> {
+    match key {
+        "include_labels" => config.docker.include_labels.clone(),
+        "exclude_labels" => config.docker.exclude_labels.clone(),
+        "include_names" => config.docker.include_names.clone(),
+        "exclude_names" => config.docker.exclude_names.clone(),
+        "include_images" => config.docker.include_images.clone(),
+        "exclude_images" => config.docker.exclude_images.clone(),
+        _ => panic!("not a filter key: {key}"),
+    }
+}
+
+/// Every filter: its flag, its key, and two valid values (labels need `key[=value]`).
+const FILTERS: [(&str, &str, &str, &str); 6] = [
+    ("--include-label", "include_labels", "team=web", "tier"),
+    ("--exclude-label", "exclude_labels", "noisy=true", "debug"),
+    ("--include-name", "include_names", "web-*", "api-?"),
+    ("--exclude-name", "exclude_names", "*-canary", "tmp*"),
+    ("--include-image", "include_images", "nginx:*", "redis*"),
+    ("--exclude-image", "exclude_images", "busybox*", "*/debug:*"),
+];
+
+#[test]
+fn every_filter_flag_is_repeatable_and_beats_environment_and_file() {
+    for (flag, key, first, second) in FILTERS {
+        let config_file = file(&format!("[docker]\n{key} = [\"from-file\"]\n"));
+        let path = config_file.path().to_str().unwrap();
+        let variable = format!("LOG_CAPTURER_DOCKER_{}", key.to_ascii_uppercase());
+        let vars = [(variable.as_str(), "from-env-1,from-env-2")];
+
+        let from_file = load(&["--config", path], &[]).unwrap();
+        assert_eq!(docker_list(&from_file, key), ["from-file"], "{key}");
+        let from_env = load(&["--config", path], &vars).unwrap();
+        assert_eq!(
+            docker_list(&from_env, key),
+            ["from-env-1", "from-env-2"],
+            "{key}"
+        );
+        let from_flags = load(&["--config", path, flag, first, flag, second], &vars).unwrap();
+        assert_eq!(docker_list(&from_flags, key), [first, second], "{flag}");
+        let defaults = load(&[], &[]).unwrap();
+        assert!(docker_list(&defaults, key).is_empty(), "{key}");
+    }
+}
+
+#[test]
+fn a_filter_flag_leaves_the_other_filters_as_configured() {
+    let config_file = file("[docker]\ninclude_names = [\"web-*\"]\nexclude_images = [\"x*\"]\n");
+    let path = config_file.path().to_str().unwrap();
+    let config = load(&["--config", path, "--exclude-image", "busybox*"], &[]).unwrap();
+    assert_eq!(config.docker.include_names, ["web-*"]);
+    assert_eq!(config.docker.exclude_images, ["busybox*"]);
+}
+
+#[test]
+fn bad_filter_flags_name_the_key() {
+    let error = load(&["--exclude-image", "a{b"], &[]).unwrap_err();
+    assert_eq!(error.key, "docker.exclude_images", "{error}");
+    let error = load(&["--exclude-label", "=x"], &[]).unwrap_err();
+    assert_eq!(error.key, "docker.exclude_labels", "{error}");
+}
+
+#[test]
+fn check_config_prints_the_effective_filter_set_as_valid_toml() {
+    let config = load(
+        &["--exclude-image", "busybox*", "--include-name", "web-*"],
+        &[("LOG_CAPTURER_DOCKER_EXCLUDE_LABELS", "noisy")],
+    )
+    .unwrap();
+    let report = config.check_report();
+    let summary: Vec<&str> = report.lines().take_while(|l| l.starts_with('#')).collect();
+    let summary = summary.join("\n");
+    assert!(
+        summary.contains("docker.exclude_images  \"busybox*\""),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("docker.include_names   \"web-*\""),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("docker.exclude_labels  \"noisy\""),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("docker.include_images  (every image)"),
+        "{summary}"
+    );
+    let parsed: toml::Table = report.parse().expect("the report is TOML");
+    assert_eq!(
+        parsed["docker"]["exclude_images"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn multiline_rules_are_parsed_and_printed() {
+    let config_file = file(
+        "[[docker.multiline]]\nname = \"jvm\"\nmatch_images = [\"*/java-*\"]\npreset = \"java\"\n\n\
+         [[docker.multiline]]\nname = \"app\"\nstart_pattern = '^\\d{4}-\\d{2}-\\d{2} '\nflush_timeout = \"500ms\"\nmax_lines = 200\n",
+    );
+    let config = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap();
+    let rules = &config.docker.multiline;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].preset, Some(docker_source::MultilinePreset::Java));
+    assert_eq!(rules[0].max_lines, 1000, "the default");
+    assert_eq!(
+        rules[1].start_pattern.as_deref(),
+        Some(r"^\d{4}-\d{2}-\d{2} ")
+    );
+    assert_eq!(rules[1].flush_timeout, Duration::from_millis(500));
+    assert_eq!(rules[1].max_lines, 200);
+    let rendered = config.to_redacted_toml();
+    assert!(
+        rendered.contains("[[docker.multiline]]") && rendered.contains("name = \"app\""),
+        "{rendered}"
+    );
+    let reparsed = file(&rendered);
+    let again = load(&["--config", reparsed.path().to_str().unwrap()], &[]).unwrap();
+    assert_eq!(
+        again.docker.multiline, config.docker.multiline,
+        "--check-config output loads"
+    );
+}
+
+#[test]
+fn a_bad_multiline_rule_names_its_index_and_key() {
+    let config_file = file(
+        "[[docker.multiline]]\nname = \"ok\"\npreset = \"go\"\n\n\
+         [[docker.multiline]]\nname = \"bad\"\nstart_pattern = \"^(oops\"\n",
+    );
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert_eq!(error.key, "docker.multiline[1].start_pattern", "{error}");
+    assert!(error.message.contains("unclosed group"), "{error}");
+
+    let config_file = file("[[docker.multiline]]\nname = \"x\"\npreset = \"cobol\"\n");
+    let error = load(&["--config", config_file.path().to_str().unwrap()], &[]).unwrap_err();
+    assert!(error.key.starts_with("docker.multiline"), "{error}");
+    assert!(error.message.contains("cobol"), "{error}");
+}

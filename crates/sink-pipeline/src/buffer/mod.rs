@@ -17,6 +17,7 @@
 //! dropped events and logged, never a panic.
 
 mod codec;
+mod pending_sync;
 
 use std::{
     collections::VecDeque,
@@ -28,6 +29,8 @@ use std::{
 
 use capture_core::EventBatch;
 use tracing::warn;
+
+use self::pending_sync::PendingSync;
 
 use crate::config::{BufferConfig, FsyncPolicy, WhenFull};
 
@@ -83,6 +86,8 @@ pub(crate) struct DiskBuffer {
     segments: VecDeque<Segment>,
     /// Appends to `segments.back()`; `None` when the next append starts a new segment.
     writer: Option<File>,
+    /// Appends not yet synced, in `writer` and in segments closed by a roll-over.
+    pending_sync: PendingSync,
     /// The segment being read, by id.
     reader: Option<(u64, File)>,
     cursor: Cursor,
@@ -128,6 +133,7 @@ impl DiskBuffer {
             config: config.clone(),
             segments: VecDeque::new(),
             writer: None,
+            pending_sync: PendingSync::default(),
             reader: None,
             cursor: saved.unwrap_or(Cursor {
                 segment: ids.first().copied().unwrap_or(1),
@@ -316,10 +322,12 @@ impl DiskBuffer {
         if let Err(error) = writer.write_all(&self.scratch) {
             // Leave no torn record behind a failed write: the next append starts clean.
             if writer.set_len(back.size).is_err() {
-                self.writer = None;
+                // Its earlier appends still need their sync.
+                self.retire_writer();
             }
             return Err(AppendError::Io(error));
         }
+        self.pending_sync.appended();
         back.size += record_bytes;
         back.end += record_bytes;
         back.unread_events += events;
@@ -330,15 +338,38 @@ impl DiskBuffer {
         Ok(())
     }
 
-    /// Makes the appended records durable, as the fsync policy asks.
+    /// Makes the appended records durable, as the fsync policy asks: the segments that filled
+    /// since the last sync first, then the one being written.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
-        match (&self.writer, self.config.fsync) {
-            (Some(writer), FsyncPolicy::Always) => writer.sync_data(),
-            _ => Ok(()),
+        match self.config.fsync {
+            FsyncPolicy::Always => self.pending_sync.sync(self.writer.as_ref()),
+            FsyncPolicy::Never => Ok(()),
         }
     }
 
+    /// The segments holding appends that [`DiskBuffer::sync`] has yet to make durable.
+    #[cfg(test)]
+    pub(crate) fn unsynced_segments(&self) -> Vec<u64> {
+        let writer = self.writer.as_ref().and(self.segments.back());
+        self.pending_sync.segments(writer.map(|segment| segment.id))
+    }
+
+    /// Stops appending to the current segment; its unsynced appends wait for the next sync.
+    fn retire_writer(&mut self) {
+        if let (Some(writer), Some(back)) = (self.writer.take(), self.segments.back()) {
+            let keep = self.config.fsync == FsyncPolicy::Always;
+            self.pending_sync.retire(back.id, writer, keep);
+        }
+    }
+
+    /// Stops appending to a segment that is being deleted: nothing in it needs syncing.
+    fn drop_writer(&mut self) {
+        self.writer = None;
+        self.pending_sync.forget_writer();
+    }
+
     fn start_segment(&mut self) -> io::Result<()> {
+        self.retire_writer();
         let id = self.next_segment_id;
         let file = OpenOptions::new()
             .append(true)
@@ -370,7 +401,7 @@ impl DiskBuffer {
             return;
         };
         if self.segments.is_empty() {
-            self.writer = None;
+            self.drop_writer();
         }
         let in_flight = match self.in_flight {
             Some((cursor, events)) if cursor.segment == segment.id => events,
@@ -464,7 +495,7 @@ impl DiskBuffer {
                         front.end = front.end.min(end);
                     }
                     // Force the segment out, even if it is the one being written.
-                    self.writer = None;
+                    self.drop_writer();
                     self.discard_front_segment();
                 }
             }
@@ -530,7 +561,7 @@ impl DiskBuffer {
             return;
         };
         if self.segments.is_empty() {
-            self.writer = None;
+            self.drop_writer();
         }
         // Whatever was still counted as unread in it is lost (a corrupt remainder).
         self.unread_events -= segment.unread_events;
@@ -556,7 +587,7 @@ impl DiskBuffer {
         if exhausted && (!self.is_write_segment(0) || self.unread_records == 0) {
             // Everything read: a write segment is retired too, so the buffer shrinks to nothing
             // and the next spill starts a fresh segment.
-            self.writer = None;
+            self.drop_writer();
             self.discard_front_segment();
         } else {
             self.save_position();

@@ -18,8 +18,10 @@ use std::{
 };
 
 use capture_core::{ContainerId, EventBatch, LogStream, Position};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::mark_retention::MarkRetention;
 use crate::{
     config::FileSinkConfig,
     record::{RecordEncoder, parse_record_key},
@@ -75,6 +77,8 @@ pub(crate) struct FileSink {
     /// Bytes in the active file.
     size: u64,
     high_water: HashMap<ContainerId, StreamMarks>,
+    /// Forgets the marks of containers gone for `high_water_retention`.
+    retention: MarkRetention,
     /// The marks as they were before the current delivery, restored if its write fails.
     undo: Vec<(ContainerId, Option<StreamMarks>)>,
     encoder: RecordEncoder,
@@ -106,12 +110,17 @@ impl FileSink {
             identity: (0, 0),
             size: 0,
             high_water: HashMap::new(),
+            retention: MarkRetention::new(config.high_water_retention, Instant::now()),
             undo: Vec::new(),
             encoder: RecordEncoder::default(),
             buffer: Vec::new(),
             compressor: None,
         };
         sink.high_water = sink.recover()?;
+        let now = Instant::now();
+        for id in sink.high_water.keys() {
+            sink.retention.seen(id, now);
+        }
         sink.reopen()?;
         info!(
             path = %sink.path.display(),
@@ -210,7 +219,8 @@ impl FileSink {
         Ok(())
     }
 
-    /// Opens the active file at `path`, creating it if needed.
+    /// Opens the active file at `path`, creating it if needed (and syncing its directory when
+    /// `fsync`).
     fn reopen(&mut self) -> Result<(), FileSinkError> {
         self.file = None;
         let file = OpenOptions::new()
@@ -221,6 +231,12 @@ impl FileSink {
         let metadata = file
             .metadata()
             .map_err(|error| FileSinkError::new("inspect", &self.path, error))?;
+        if self.fsync {
+            // The file may have just been created (or renamed away by a rotation): its name must
+            // be as durable as the records written to it.
+            sync_parent_dir(&self.path)
+                .map_err(|error| FileSinkError::new("sync the directory of", &self.path, error))?;
+        }
         self.identity = (metadata.dev(), metadata.ino());
         self.size = metadata.len();
         self.file = Some(file);
@@ -269,14 +285,17 @@ impl FileSink {
         let first = self.rotated_path(1);
         fs::rename(&self.path, &first)
             .map_err(|error| FileSinkError::new("rotate", &self.path, error))?;
+        // With `fsync`, this also syncs the directory: the renames and the new active file
+        // survive a power loss like the records.
         self.reopen()?;
         debug!(path = %self.path.display(), "log file rotated");
         if self.compress {
             let target = self.compressed_path(1);
+            let fsync = self.fsync;
             let spawned = std::thread::Builder::new()
                 .name("log-compress".into())
                 .spawn(move || {
-                    if let Err(error) = compress_file(&first, &target) {
+                    if let Err(error) = compress_file(&first, &target, fsync) {
                         warn!(path = %first.display(), error = %error, "cannot compress rotated log file");
                     }
                 });
@@ -329,13 +348,36 @@ impl FileSink {
     }
 }
 
+impl FileSink {
+    /// Drops the marks of containers with no batch for `high_water_retention`.
+    fn forget_gone_containers(&mut self, now: Instant) {
+        let forgotten = self.retention.sweep(now, &mut self.high_water);
+        if forgotten > 0 {
+            debug!(
+                containers = forgotten,
+                kept = self.high_water.len(),
+                "forgot the high-water marks of containers gone for high_water_retention"
+            );
+        }
+    }
+
+    /// Containers whose marks are in memory.
+    #[cfg(test)]
+    pub(crate) fn containers_with_marks(&self) -> usize {
+        self.high_water.len()
+    }
+}
+
 impl Sink for FileSink {
     async fn deliver(&mut self, batches: &[EventBatch]) -> Result<(), SinkError> {
         self.buffer.clear();
         self.undo.clear();
+        let now = Instant::now();
+        self.forget_gone_containers(now);
         let mut skipped = 0usize;
         for batch in batches {
             let container = batch.container();
+            self.retention.seen(&container.id, now);
             let previous = self.high_water.get(&container.id).copied();
             self.undo.push((container.id.clone(), previous));
             let mut marks = previous.unwrap_or_default();
@@ -395,8 +437,18 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Gzips `from` into `to` through a temporary file, then removes `from`.
-fn compress_file(from: &Path, to: &Path) -> io::Result<()> {
+/// Syncs the directory that holds `path`, so renames and new files in it are durable.
+fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
+/// Gzips `from` into `to` through a temporary file, then removes `from` (and syncs the
+/// directory when `fsync`).
+fn compress_file(from: &Path, to: &Path, fsync: bool) -> io::Result<()> {
     let mut temporary = to.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
@@ -406,7 +458,11 @@ fn compress_file(from: &Path, to: &Path) -> io::Result<()> {
     io::copy(&mut input, &mut encoder)?;
     encoder.finish()?.sync_all()?;
     fs::rename(&temporary, to)?;
-    fs::remove_file(from)
+    fs::remove_file(from)?;
+    if fsync {
+        sync_parent_dir(to)?;
+    }
+    Ok(())
 }
 
 /// What one file says about one stream of one container.

@@ -4,6 +4,7 @@
 pub(crate) mod file;
 pub(crate) mod http;
 pub(crate) mod loki;
+pub(crate) mod mark_retention;
 pub(crate) mod otlp;
 pub(crate) mod resume;
 pub(crate) mod stdout;

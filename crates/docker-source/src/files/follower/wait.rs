@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{End, FileFollower, TtyLines, Wake};
-use crate::error::docker_status;
+use crate::{error::docker_status, timestamp::api_time_nanos};
 
 /// The pause before reading again while a batch is being filled.
 const COALESCE_PAUSE: Duration = Duration::from_millis(1);
@@ -126,10 +126,15 @@ impl FileFollower {
         };
         self.heartbeat.beat();
         match response {
-            Ok(response) => response
-                .state
-                .and_then(|state| state.running)
-                .unwrap_or(false),
+            Ok(response) => {
+                let state = response.state.unwrap_or_default();
+                // The stop this task may complete after (the drained mark of `startup.rs`).
+                self.env
+                    .task
+                    .shared
+                    .observe_finished_at(api_time_nanos(state.finished_at.as_deref()));
+                state.running.unwrap_or(false)
+            }
             Err(error) if docker_status(&error) == Some(404) => false,
             Err(error) => {
                 debug!(container_id = %id, error = %ErrorChain(&error), "cannot inspect the container; looking again later");

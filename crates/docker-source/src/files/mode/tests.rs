@@ -5,7 +5,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use bollard::{
-    API_DEFAULT_VERSION, Docker,
+    API_DEFAULT_VERSION,
     models::{ContainerInspectResponse, HostConfig, HostConfigLogConfig},
 };
 use capture_core::{ContainerId, ContainerInfo, Position, status::TaskState};
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::{
     files::{cursor::FileHint, tail::FileId},
+    multiline::MultilineRules,
     stream::{ContainerShared, StreamSettings},
 };
 
@@ -25,9 +26,9 @@ fn id(n: u8) -> ContainerId {
 fn env(id: &ContainerId) -> TaskEnv {
     let info = ContainerInfo::new(id.clone(), "web", "nginx");
     TaskEnv {
-        shared: Arc::new(ContainerShared::new(Arc::new(info), [None; 3])),
+        shared: Arc::new(ContainerShared::new(Arc::new(info), [None; 3], None)),
         // Never connected: these tests make no request.
-        docker: Docker::connect_with_http("tcp://127.0.0.1:9", 5, API_DEFAULT_VERSION).unwrap(),
+        docker: crate::transport::http("127.0.0.1:9", 5, API_DEFAULT_VERSION).unwrap(),
         batch_tx: mpsc::channel(1).0,
         settings: Arc::new(StreamSettings {
             inactivity_timeout: Duration::from_secs(30),
@@ -38,6 +39,7 @@ fn env(id: &ContainerId) -> TaskEnv {
             batch_max_latency: Duration::from_millis(10),
             request_timeout: Duration::from_secs(5),
             raw_endpoint: None,
+            multiline: Arc::new(MultilineRules::new(&[], Duration::from_secs(30)).unwrap()),
         }),
     }
 }

@@ -1,0 +1,270 @@
+//! Silence on a connection: a quiet container's stream is checked, not reopened; an events
+//! connection that goes silent without failing does not hide new containers (the periodic
+//! listing finds them), and TCP connections to the daemon carry keepalive.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use docker_source::{DockerConfig, ReadMode};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UnixStream},
+    task::JoinSet,
+};
+
+use crate::harness::{self, Harness, Sink, config, loggen, unique};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_is_checked_and_kept_open_not_reopened() {
+    quiet_container(ReadMode::Api).await;
+}
+
+/// A file follower waits on its files: no idle check, no reopen, the lines after the silence
+/// still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_container_read_from_files_is_neither_checked_nor_reopened() {
+    quiet_container(ReadMode::Files).await;
+}
+
+async fn quiet_container(mode: ReadMode) {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let label = unique("quiet");
+    let dir = tempfile::tempdir().unwrap();
+    let config = DockerConfig {
+        inactivity_timeout: Duration::from_millis(300),
+        read_mode: mode,
+        ..config(&label)
+    };
+    let harness = Harness::start(config, dir.path(), Sink::default());
+    // Ten lines, four seconds of silence, ten more lines on the same stream.
+    let quiet = loggen(
+        &label,
+        &[],
+        &[
+            "--tag",
+            "quiet",
+            "--lines",
+            "20",
+            "--burst",
+            "10",
+            "--burst-pause-ms",
+            "4000",
+            "--hold-secs",
+            "-1",
+        ],
+    );
+    let sink = harness.sink.clone();
+    sink.collected
+        .lock()
+        .unwrap()
+        .checker
+        .expect(quiet.id(), "quiet", 20);
+    sink.wait_until("the first ten lines", |c| c.count(quiet.id()) >= 10)
+        .await;
+    let expected_mode = if mode == ReadMode::Files {
+        "files"
+    } else {
+        "api"
+    };
+    assert_eq!(
+        harness.task_mode(quiet.id()).as_deref(),
+        Some(expected_mode)
+    );
+    let checks = || {
+        harness::counter(
+            "log_capturer_stream_idle_checks_total",
+            Some(("result", "current")),
+        )
+    };
+    let before = checks();
+    sink.wait_until("the ten lines after the silence", |c| {
+        c.count(quiet.id()) >= 20
+    })
+    .await;
+    let during_silence = checks() - before;
+    if mode == ReadMode::Api {
+        assert!(
+            during_silence >= 3,
+            "a silent stream is checked every inactivity_timeout ({during_silence} checks)"
+        );
+    } else {
+        assert_eq!(
+            harness::counter("log_capturer_stream_idle_checks_total", None),
+            0,
+            "a file follower asks the daemon for no line"
+        );
+    }
+    assert_eq!(
+        harness::counter(
+            "log_capturer_stream_reconnects_total",
+            Some(("reason", "inactivity"))
+        ),
+        0,
+        "no reopen of a healthy silent stream"
+    );
+    harness.stop().await;
+    sink.with(|c| c.report().assert_perfect());
+}
+
+/// A TCP proxy to the daemon's Unix socket whose `/events` connections can be made silent
+/// (their answer withheld, the connection kept open): a half-open connection as the source
+/// sees it.
+struct FreezingProxy {
+    address: std::net::SocketAddr,
+    frozen: Arc<AtomicBool>,
+    /// Bytes of `/events` answers withheld while frozen.
+    withheld: Arc<AtomicU64>,
+    /// The source's ports of its `/events` connections.
+    events_ports: Arc<std::sync::Mutex<Vec<u16>>>,
+    _tasks: JoinSet<()>,
+}
+
+impl FreezingProxy {
+    async fn start() -> FreezingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let withheld = Arc::new(AtomicU64::new(0));
+        let events_ports = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = JoinSet::new();
+        let (frozen_in, withheld_in, ports_in) =
+            (frozen.clone(), withheld.clone(), events_ports.clone());
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((client, peer)) = listener.accept().await else {
+                    return;
+                };
+                let (frozen, withheld, ports) =
+                    (frozen_in.clone(), withheld_in.clone(), ports_in.clone());
+                connections.spawn(async move {
+                    let _ = relay(client, peer.port(), frozen, withheld, ports).await;
+                });
+            }
+        });
+        FreezingProxy {
+            address,
+            frozen,
+            withheld,
+            events_ports,
+            _tasks: tasks,
+        }
+    }
+}
+
+fn daemon_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned())
+}
+
+/// Relays one connection; an `/events` answer is withheld while the proxy is frozen.
+async fn relay(
+    client: TcpStream,
+    port: u16,
+    frozen: Arc<AtomicBool>,
+    withheld: Arc<AtomicU64>,
+    ports: Arc<std::sync::Mutex<Vec<u16>>>,
+) -> std::io::Result<()> {
+    let daemon = UnixStream::connect(daemon_socket()).await?;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut daemon_read, mut daemon_write) = daemon.into_split();
+    // The request head tells whether this is the events stream.
+    let mut head = vec![0u8; 4096];
+    let read = client_read.read(&mut head).await?;
+    let is_events = head[..read].windows(8).any(|w| w == b"/events?");
+    if is_events {
+        ports.lock().unwrap().push(port);
+    }
+    daemon_write.write_all(&head[..read]).await?;
+    let upstream = tokio::io::copy(&mut client_read, &mut daemon_write);
+    let downstream = async {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = daemon_read.read(&mut buffer).await?;
+            if read == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            if is_events && frozen.load(Ordering::SeqCst) {
+                withheld.fetch_add(read as u64, Ordering::SeqCst);
+                continue;
+            }
+            client_write.write_all(&buffer[..read]).await?;
+        }
+    };
+    let _ = tokio::join!(upstream, downstream);
+    Ok(())
+}
+
+/// The `timer_active` field of the TCP socket bound to local port `port` in `/proc/net/tcp`:
+/// 2 is the keepalive timer.
+fn tcp_timer_of_local_port(port: u16) -> Option<u8> {
+    let table = std::fs::read_to_string("/proc/self/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+        (local_port == port)
+            .then(|| u8::from_str_radix(fields.get(5)?.split(':').next()?, 16).ok())?
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_events_connection_does_not_hide_new_containers() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let proxy = FreezingProxy::start().await;
+    let label = unique("silent-events");
+    let dir = tempfile::tempdir().unwrap();
+    let config = DockerConfig {
+        host: Some(format!("tcp://{}", proxy.address)),
+        relist_interval: Duration::from_secs(1),
+        ..config(&label)
+    };
+    let harness = Harness::start(config, dir.path(), Sink::default());
+    let sink = harness.sink.clone();
+    let seen = loggen(
+        &label,
+        &[],
+        &["--tag", "seen", "--lines", "5", "--hold-secs", "-1"],
+    );
+    sink.wait_until("a container announced by the events stream", |c| {
+        c.count(seen.id()) == 5
+    })
+    .await;
+    let events_port = *proxy
+        .events_ports
+        .lock()
+        .unwrap()
+        .last()
+        .expect("the source's events connection went through the proxy");
+    assert_eq!(
+        tcp_timer_of_local_port(events_port),
+        Some(2),
+        "the events connection has a keepalive timer"
+    );
+
+    proxy.frozen.store(true, Ordering::SeqCst);
+    let unannounced = loggen(
+        &label,
+        &[],
+        &["--tag", "unannounced", "--lines", "5", "--hold-secs", "-1"],
+    );
+    sink.wait_until("a container the events stream did not announce", |c| {
+        c.count(unannounced.id()) == 5
+    })
+    .await;
+    assert!(
+        proxy.withheld.load(Ordering::SeqCst) > 0,
+        "the events stream was silent: its start event was withheld"
+    );
+    proxy.frozen.store(false, Ordering::SeqCst);
+    harness.stop().await;
+    sink.with(|c| c.report().assert_perfect());
+}
