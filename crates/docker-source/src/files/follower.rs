@@ -23,7 +23,7 @@
 
 use std::{io, sync::Arc, time::Duration};
 
-use capture_core::{ErrorChain, LogStream, Position};
+use capture_core::{ErrorChain, LogStream};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,8 +40,9 @@ use crate::{
     Error,
     checkpoint::StreamPositions,
     client::Backoff,
-    decoder::{Decoder, LineSink},
+    decoder::Decoder,
     metric_names,
+    multiline::Multiline,
     stream::{Assembler, StreamEnd, TaskEnv, reconnected, record_drops, send_assembled},
 };
 
@@ -86,6 +87,9 @@ pub(crate) async fn file_task(ctx: TaskContext, env: FileEnv) -> Result<(), Task
 enum End {
     /// The container stopped or was removed, and everything was read and sent.
     Finished,
+    /// The filters released the container; what was written at the release was sent and the
+    /// task completed (`release.rs`).
+    Released,
     Cancelled,
     PipelineClosed,
 }
@@ -107,18 +111,9 @@ enum Wake {
     Changed,
     /// The source signalled a stop or a removal.
     Signal,
+    /// The filters released the container.
+    Released,
     Timer,
-}
-
-/// Routes a TTY container's lines (stored by Docker as stdout, ending in `\r`) to its one
-/// stream, as the API path decodes them.
-struct TtyLines<'a>(&'a mut Assembler);
-
-impl LineSink for TtyLines<'_> {
-    fn line(&mut self, _stream: LogStream, position: Position, message: &[u8]) {
-        let message = message.strip_suffix(b"\r").unwrap_or(message);
-        self.0.line(LogStream::Tty, position, message);
-    }
 }
 
 /// The entry that ends where parsing stands (the hint's proof).
@@ -136,6 +131,8 @@ struct FileFollower {
     beat_every: Duration,
     tty: bool,
     decoder: Decoder,
+    /// Between the decoder and the assembler: joins the lines of an event (see `lines.rs`).
+    multiline: Multiline,
     assembler: Assembler,
     format: Box<dyn EntryFormat + Send + Sync>,
     tail: Option<Tail>,
@@ -150,6 +147,8 @@ struct FileFollower {
     partial_since: Option<Instant>,
     /// The last time data came or the container was looked at.
     last_activity: Instant,
+    /// Where the drain of a released container stops (`release.rs`).
+    drain_mark: Option<release::DrainMark>,
 }
 
 impl FileFollower {
@@ -163,6 +162,7 @@ impl FileFollower {
             beat_every: (ctx.heartbeat_interval() / 2).max(Duration::from_millis(10)),
             tty: info.tty,
             decoder: Decoder::new(settings.max_line_bytes),
+            multiline: Multiline::new(settings.multiline.for_container(&info)),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             format: env.target.driver.format(),
             tail: None,
@@ -174,6 +174,7 @@ impl FileFollower {
             batch_deadline: None,
             partial_since: None,
             last_activity: now,
+            drain_mark: None,
             env,
         }
     }
@@ -186,7 +187,7 @@ impl FileFollower {
         let id = self.env.task.shared.id.clone();
         loop {
             match self.follow(&mut errors).await {
-                Ok(End::Cancelled) => return Ok(()),
+                Ok(End::Cancelled | End::Released) => return Ok(()),
                 Ok(End::PipelineClosed) => return Err(Error::PipelineClosed),
                 Ok(End::Finished) => {
                     if self.env.task.shared.try_finish() {
@@ -242,9 +243,19 @@ impl FileFollower {
             if self.env.signal.is_removed() {
                 return Ok(self.finish().await);
             }
+            if self.is_released()
+                && let Some(end) = self.drain_release().await?
+            {
+                return Ok(end);
+            }
             match self.wait().await {
                 Wake::Cancelled => return Ok(End::Cancelled),
                 Wake::Changed => self.coalesce().await,
+                Wake::Released => {
+                    if let Some(end) = self.drain_release().await? {
+                        return Ok(end);
+                    }
+                }
                 Wake::Signal => {
                     if !self.env.signal.is_removed() && !self.is_running().await {
                         return self.drain_and_finish().await;
@@ -266,7 +277,7 @@ impl FileFollower {
         let read = self.to_decoder(self.env.task.shared.read_positions());
         self.buffer.clear();
         self.last_entry = None;
-        self.assembler.discard();
+        self.discard_held();
         if let Some(hint) = self.env.cursor.resume_hint() {
             let start = Start::At {
                 id: hint.file,
@@ -323,6 +334,8 @@ impl FileFollower {
         match self.wait().await {
             Wake::Cancelled => Ok(Some(End::Cancelled)),
             Wake::Changed => Ok(None),
+            // Nothing written, nothing to drain.
+            Wake::Released => Ok(self.complete_release()),
             Wake::Signal | Wake::Timer => {
                 self.heartbeat.beat();
                 if self.is_running().await {
@@ -360,6 +373,9 @@ impl FileFollower {
                     }
                     self.heartbeat.beat();
                     tokio::task::consume_budget().await;
+                    if self.reached_drain_mark() {
+                        return Ok(None);
+                    }
                 }
                 Progress::NextFile | Progress::Truncated => self.drop_unfinished_entry(),
                 Progress::Idle => {
@@ -429,25 +445,8 @@ impl FileFollower {
                 timestamp: entry.timestamp_nanos,
             });
             if let Some(entry) = entry {
-                if self.tty {
-                    let mut sink = TtyLines(&mut self.assembler);
-                    let stream = LogStream::Stdout;
-                    self.decoder.entry(
-                        stream,
-                        entry.timestamp_nanos,
-                        entry.text,
-                        entry.complete,
-                        &mut sink,
-                    );
-                } else {
-                    self.decoder.entry(
-                        entry.stream,
-                        entry.timestamp_nanos,
-                        entry.text,
-                        entry.complete,
-                        &mut self.assembler,
-                    );
-                }
+                let (decoder, multiline) = (&mut self.decoder, &mut self.multiline);
+                lines::decode(self.tty, decoder, multiline, &mut self.assembler, entry);
             }
             at += len;
             full = self.assembler.is_full();
@@ -456,13 +455,14 @@ impl FileFollower {
         full
     }
 
-    /// Where reading stands, as a hint, if it is at the end of an entry with no line half read.
+    /// Where reading stands, as a hint, if it is at the end of an entry with no line held back
+    /// (half read, or in an open multiline event).
     fn hint_here(&self) -> Option<FileHint> {
         let tail = self.tail.as_ref()?;
         let last = self.last_entry?;
         let (file, read_to) = tail.position();
         let parsed_to = read_to - self.buffer.len() as u64;
-        if self.decoder.has_partial() || last.end != parsed_to || !tail.is_plain() {
+        if self.holds_lines() || last.end != parsed_to || !tail.is_plain() {
             return None;
         }
         Some(FileHint {
@@ -477,6 +477,7 @@ impl FileFollower {
     /// Sends the assembled batch (if any) and records its resume hint.
     async fn send_batch(&mut self) -> Result<(), End> {
         record_drops(self.decoder.take_counters());
+        self.multiline.take_counters().record();
         let hint = self.hint_here();
         let Some(assembled) = self.assembler.take(&self.env.task.shared) else {
             return Ok(());
@@ -515,9 +516,9 @@ impl FileFollower {
         }
         self.last_send = Instant::now();
         self.batch_deadline = None;
-        // Files are read in order: with no line half read, everything before the newest line
+        // Files are read in order: with no line held back, everything before the newest line
         // sent was sent (the read-through time, kept for a later read through the API).
-        if !self.decoder.has_partial() {
+        if !self.holds_lines() {
             self.env.task.shared.caught_up();
         }
         if let Some(hint) = hint {
@@ -543,6 +544,8 @@ impl FileFollower {
     }
 }
 
+mod lines;
+mod release;
 mod wait;
 
 /// Counts what Docker deleted or overwrote before it was read.

@@ -17,7 +17,7 @@ pub(crate) struct FileId {
 }
 
 impl FileId {
-    pub(super) fn of(metadata: &std::fs::Metadata) -> FileId {
+    pub(crate) fn of(metadata: &std::fs::Metadata) -> FileId {
         FileId {
             dev: metadata.dev(),
             ino: metadata.ino(),
