@@ -190,12 +190,12 @@ async fn stopped_in_the_middle_of_a_trace(read_mode: ReadMode) {
         &[],
         &[("HEAD", &head.join("\n")), ("TAIL", &tail.join("\n"))],
         &[format!("{}:/ctl", control.path().display())],
-        "echo before >&2; printf '%s\\n' \"$HEAD\" >&2; echo marker; \
+        "echo before >&2; printf '%s\\n' \"$HEAD\" >&2; echo marker; sleep 0.2; echo marker2; \
          until [ -e /ctl/go ]; do sleep 0.05; done; \
          printf '%s\\n' \"$TAIL\" >&2; echo after >&2; exec sleep 600",
     );
     sink.wait_until("the lines around the first half of the trace", |c| {
-        messages(c, container.id(), LogStream::Stdout) == ["marker"]
+        messages(c, container.id(), LogStream::Stdout) == ["marker", "marker2"]
             && messages(c, container.id(), LogStream::Stderr) == ["before"]
     })
     .await;
@@ -220,7 +220,10 @@ async fn stopped_in_the_middle_of_a_trace(read_mode: ReadMode) {
             ["before", trimmed(JAVA), "after"],
             "the trace is one event, sent once, and nothing before it is sent again"
         );
-        assert_eq!(messages(c, container.id(), LogStream::Stdout), ["marker"]);
+        assert_eq!(
+            messages(c, container.id(), LogStream::Stdout),
+            ["marker", "marker2"]
+        );
         assert_eq!(c.out_of_order_positions, 0);
     });
     second.stop().await;
