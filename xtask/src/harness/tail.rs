@@ -3,7 +3,9 @@
 //! The file sink rotates by renaming `containers.jsonl` to `containers.jsonl.1` and opening a new
 //! active file. The tail keeps its open handle on the old file, so after a rotation it first reads
 //! that file to its end (the sink finished writing it before renaming it) and only then moves to
-//! the new one, which it notices by the path's inode changing.
+//! the next one, which it notices by the path's inode changing. When the sink rotated more than
+//! once meanwhile (a fast writer), the next file is the one numbered just below where the file it
+//! held is now, not the active file.
 
 use std::{
     fs::File,
@@ -16,6 +18,8 @@ use anyhow::{Context, Result};
 
 /// How much one `read` asks for.
 const READ_CHUNK: usize = 1 << 20;
+/// Rotated files looked through for the one the tail held (more than the sink keeps).
+const MAX_ROTATED: u32 = 16;
 
 /// A reader of complete lines appended to one path.
 #[derive(Debug)]
@@ -78,15 +82,47 @@ impl FileTail {
             // At the end of the file: has the path moved on to a new file?
             match std::fs::metadata(&self.path) {
                 Ok(metadata) if metadata.ino() != *inode => {
+                    let held = *inode;
                     if !self.pending.is_empty() {
                         self.truncated_lines += 1;
                         self.pending.clear();
                     }
-                    self.file = None;
+                    // `None`: the active file is next.
+                    self.file = self.open_after(held);
                 }
                 _ => return Ok(lines),
             }
         }
+    }
+}
+
+impl FileTail {
+    fn rotated(&self, number: u32) -> PathBuf {
+        let mut path = self.path.clone().into_os_string();
+        path.push(format!(".{number}"));
+        PathBuf::from(path)
+    }
+
+    /// The rotated file written after the one with inode `held`, if that one is still a rotated
+    /// file above `.1` (checked again after the open, so a rotation meanwhile is not skipped).
+    fn open_after(&self, held: u64) -> Option<(File, u64)> {
+        let inode_at = |number: u32| {
+            std::fs::metadata(self.rotated(number))
+                .ok()
+                .map(|metadata| metadata.ino())
+        };
+        for _ in 0..3 {
+            let number = (1..=MAX_ROTATED).find(|&number| inode_at(number) == Some(held))?;
+            if number == 1 {
+                return None;
+            }
+            let file = File::open(self.rotated(number - 1)).ok()?;
+            let inode = file.metadata().ok()?.ino();
+            if inode_at(number) == Some(held) {
+                return Some((file, inode));
+            }
+        }
+        None
     }
 }
 
@@ -133,6 +169,24 @@ mod tests {
         assert_eq!(tail.poll(|line| seen.push(line.to_vec())).unwrap(), 3);
         assert_eq!(seen, [&b"one"[..], b"two", b"three", b"four"]);
         assert_eq!(tail.truncated_lines(), 0);
+
+        // Three rotations between two polls: every file is read, in order.
+        let rotate = |content: &[u8]| {
+            for number in (1..=4).rev() {
+                let from = dir.join(format!("containers.jsonl.{number}"));
+                if from.exists() {
+                    std::fs::rename(&from, dir.join(format!("containers.jsonl.{}", number + 1)))
+                        .unwrap();
+                }
+            }
+            std::fs::rename(&path, dir.join("containers.jsonl.1")).unwrap();
+            std::fs::write(&path, content).unwrap();
+        };
+        rotate(b"five\n");
+        rotate(b"six\n");
+        rotate(b"seven\n");
+        assert_eq!(tail.poll(|line| seen.push(line.to_vec())).unwrap(), 3);
+        assert_eq!(&seen[4..], [&b"five"[..], b"six", b"seven"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
