@@ -5,7 +5,9 @@
 //! that file to its end (the sink finished writing it before renaming it) and only then moves to
 //! the next one, which it notices by the path's inode changing. When the sink rotated more than
 //! once meanwhile (a fast writer), the next file is the one numbered just below where the file it
-//! held is now, not the active file.
+//! held is now, not the active file. A tail made with [`FileTail::from_oldest`] starts at the
+//! oldest rotated file if the sink rotated before it first looked (a fresh data dir: it then
+//! reads everything the sink wrote).
 
 use std::{
     fs::File,
@@ -31,6 +33,8 @@ pub(crate) struct FileTail {
     buffer: Vec<u8>,
     /// Partial lines left at the end of a rotated file (should stay 0).
     truncated_lines: u64,
+    /// Whether a file was opened yet (or the tail starts at the active file).
+    started: bool,
 }
 
 impl FileTail {
@@ -42,6 +46,16 @@ impl FileTail {
             pending: Vec::new(),
             buffer: vec![0; READ_CHUNK],
             truncated_lines: 0,
+            started: true,
+        }
+    }
+
+    /// A tail of everything the sink writes to `path` and rotates: it starts at the oldest
+    /// rotated file, if any, when it first looks.
+    pub(crate) fn from_oldest(path: PathBuf) -> FileTail {
+        FileTail {
+            started: false,
+            ..FileTail::new(path)
         }
     }
 
@@ -55,11 +69,16 @@ impl FileTail {
     pub(crate) fn poll(&mut self, mut on_line: impl FnMut(&[u8])) -> Result<u64> {
         let mut lines = 0;
         loop {
+            if !self.started {
+                self.file = self.open_oldest_rotated();
+                self.started = self.file.is_some();
+            }
             if self.file.is_none() {
                 match File::open(&self.path) {
                     Ok(file) => {
                         let inode = file.metadata()?.ino();
                         self.file = Some((file, inode));
+                        self.started = true;
                     }
                     Err(error) if error.kind() == ErrorKind::NotFound => return Ok(lines),
                     Err(error) => {
@@ -101,6 +120,16 @@ impl FileTail {
         let mut path = self.path.clone().into_os_string();
         path.push(format!(".{number}"));
         PathBuf::from(path)
+    }
+
+    /// The oldest rotated file, if the sink rotated already.
+    fn open_oldest_rotated(&self) -> Option<(File, u64)> {
+        let oldest = (1..=MAX_ROTATED)
+            .rev()
+            .find(|&number| self.rotated(number).exists())?;
+        let file = File::open(self.rotated(oldest)).ok()?;
+        let inode = file.metadata().ok()?.ino();
+        Some((file, inode))
     }
 
     /// The rotated file written after the one with inode `held`, if that one is still a rotated
@@ -187,6 +216,12 @@ mod tests {
         rotate(b"seven\n");
         assert_eq!(tail.poll(|line| seen.push(line.to_vec())).unwrap(), 3);
         assert_eq!(&seen[4..], [&b"five"[..], b"six", b"seven"]);
+
+        // A tail that looks only after rotations starts at the oldest file.
+        let mut late = FileTail::from_oldest(path.clone());
+        let mut all = Vec::new();
+        assert_eq!(late.poll(|line| all.push(line.to_vec())).unwrap(), 7);
+        assert_eq!(all, seen);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
