@@ -14,5 +14,6 @@ mod lifecycle;
 mod multiline;
 mod reload;
 mod resume;
+mod rotation;
 mod silence;
 mod unreadable;
