@@ -5,8 +5,8 @@
 //! built here into `target/e2e`.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
@@ -236,30 +236,11 @@ fn wait_listen(listen_rx: &Receiver<SocketAddr>, log: &Mutex<Vec<String>>) -> So
     })
 }
 
-/// A minimal HTTP/1.1 GET (the health API answers with a length-delimited body).
+/// `GET path` from `addr`: status code and body; panics if no answer comes.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("read the response");
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
-    (status, body.to_owned())
+    let response =
+        test_support::http::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    (response.status, response.body)
 }
 
 /// The container tasks of a `/health` body that are in `state`.

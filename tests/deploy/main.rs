@@ -26,8 +26,7 @@ mod image;
 mod socket_proxy;
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
@@ -76,59 +75,16 @@ fn run_ok(command: &mut Command) -> String {
     stdout
 }
 
-/// An HTTP/1.1 GET that tolerates a server that is not up yet (`None`) and decodes chunked
-/// bodies (Prometheus uses them). Returns the status and the body.
+/// A GET that tolerates a server that is not up yet (`None`). Returns the status and the body.
 fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     try_request(addr, "GET", path, "")
 }
 
-/// [`try_get`] with any method and a body (sent with its `Content-Length` when not empty).
+/// [`try_get`] with any method and a JSON body (sent when not empty).
 fn try_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let content = if body.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        )
-    };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{content}Connection: close\r\n\r\n{body}"
-    )
-    .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let chunked = head.lines().any(|line| {
-        let line = line.to_ascii_lowercase();
-        line.starts_with("transfer-encoding:") && line.contains("chunked")
-    });
-    let body = if chunked {
-        decode_chunked(body)?
-    } else {
-        body.to_owned()
-    };
-    Some((status, body))
-}
-
-fn decode_chunked(mut body: &str) -> Option<String> {
-    let mut decoded = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(decoded);
-        }
-        decoded.push_str(rest.get(..size)?);
-        body = rest.get(size + 2..)?;
-    }
+    let json = (!body.is_empty()).then_some(body);
+    let response = test_support::http::request(addr, method, path, json).ok()?;
+    Some((response.status, response.body))
 }
 
 /// Percent-encodes a query parameter.

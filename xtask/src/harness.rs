@@ -12,7 +12,6 @@
 
 pub(crate) mod capturer;
 pub(crate) mod containers;
-mod http;
 pub(crate) mod metrics;
 pub(crate) mod procfs;
 pub(crate) mod tail;

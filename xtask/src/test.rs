@@ -42,7 +42,11 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
         &narrowed(filter.as_deref(), &format!("not {restarts}")),
         &extra,
     )?;
-    nextest(&narrowed(filter.as_deref(), &restarts), &extra)?;
+    // Left out by the default filter (.config/nextest.toml), so a plain `cargo nextest run`
+    // never restarts the daemon under someone else's tests.
+    let mut restart_extra = vec!["--ignore-default-filter".to_owned()];
+    restart_extra.extend_from_slice(&extra);
+    nextest(&narrowed(filter.as_deref(), &restarts), &restart_extra)?;
     if filter.is_some() {
         eprintln!("xtask: a filter was given; the doc tests are skipped");
         return Ok(());

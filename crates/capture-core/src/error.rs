@@ -1,6 +1,10 @@
-//! One-line display of an error with its causes.
+//! One-line display of an error with its causes, and the boxed error type the crates share.
 
 use std::{error::Error, fmt};
+
+/// Any error, boxed: what sinks and task bodies return when the caller only logs and
+/// classifies it.
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
 /// Displays an error followed by its chain of sources, `outer: cause: root cause`, on one line.
 /// A cause whose message its error already ends with is not repeated.

@@ -13,8 +13,11 @@
 //! - [`Acknowledgement`]: sent back from the pipeline once a batch is delivered (or durably
 //!   buffered), so the source's cursor only moves past lines that cannot be lost any more.
 //! - [`status`]: snapshots of tasks, sinks and the Docker connection, for the health API.
-//! - [`ErrorChain`]: an error and its causes on one line, for logs and `last_error`.
+//! - [`ErrorChain`]: an error and its causes on one line, for logs and `last_error`;
+//!   [`BoxError`], the boxed error sinks and task bodies return.
+//! - [`Backoff`]: exponential backoff with the one jitter rule every retry loop uses.
 //! - [`url`]: credentials written into URLs, split off before a URL is stored or shown.
+//! - [`time`]: RFC 3339 parsing (a fast path for Docker's layout) and formatting, the one home.
 //!
 //! # Example
 //!
@@ -40,17 +43,21 @@
 //! assert_eq!(acks[0].container_id, id);
 //! ```
 
+mod backoff;
 mod batch;
 mod container;
 mod error;
 mod position;
 pub mod status;
+pub mod time;
 pub mod url;
 
+pub use backoff::Backoff;
 pub use batch::{Acknowledgement, EventBatch, EventBatchBuilder, LogLine};
 pub use container::{ContainerId, ContainerInfo, InvalidContainerId};
-pub use error::ErrorChain;
-pub use position::{LogStream, Position, format_rfc3339_nanos};
+pub use error::{BoxError, ErrorChain};
+pub use position::{LogStream, Position};
+pub use time::format_rfc3339_nanos;
 
 #[cfg(test)]
 mod tests;

@@ -103,13 +103,3 @@ impl Position {
         }
     }
 }
-
-/// Formats nanoseconds since the epoch as RFC 3339 in UTC with nine fraction digits, the record
-/// format's `timestamp`: `2026-11-23T19:00:00.123456789Z`.
-pub fn format_rfc3339_nanos(timestamp_nanos: i64) -> String {
-    match jiff::Timestamp::from_nanosecond(i128::from(timestamp_nanos)) {
-        Ok(ts) => format!("{ts:.9}"),
-        // Out of jiff's range (year beyond ±9999): not a timestamp Docker writes.
-        Err(_) => format!("{timestamp_nanos}ns"),
-    }
-}

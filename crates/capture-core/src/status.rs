@@ -7,7 +7,7 @@
 
 use std::time::SystemTime;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 /// The life-cycle state of a supervised task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -60,10 +60,10 @@ pub struct TaskSnapshot {
     /// The current state.
     pub state: TaskState,
     /// When the current (or last) attempt started.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub started_at: SystemTime,
     /// The last heartbeat (or the start of the attempt, before the first heartbeat).
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub last_heartbeat: SystemTime,
     /// How many times the task has been restarted.
     pub restarts: u32,
@@ -98,7 +98,7 @@ pub struct SinkSnapshot {
     /// Delivery health.
     pub state: SinkState,
     /// The last successful delivery.
-    #[serde(serialize_with = "rfc3339_opt")]
+    #[serde(serialize_with = "crate::time::serialize_rfc3339_opt")]
     pub last_success: Option<SystemTime>,
     /// The last delivery error, if the sink is not `ok`.
     pub last_error: Option<String>,
@@ -189,23 +189,4 @@ pub struct UnreadableContainer {
     pub driver: String,
     /// Why its logs cannot be read.
     pub reason: UnreadableReason,
-}
-
-/// Formats a wall-clock time as RFC 3339 (UTC, nanosecond precision trimmed of trailing zeros).
-pub fn format_system_time(time: SystemTime) -> String {
-    match jiff::Timestamp::try_from(time) {
-        Ok(ts) => ts.to_string(),
-        Err(_) => "1970-01-01T00:00:00Z".to_owned(),
-    }
-}
-
-fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format_system_time(*time))
-}
-
-fn rfc3339_opt<S: Serializer>(time: &Option<SystemTime>, serializer: S) -> Result<S::Ok, S::Error> {
-    match time {
-        Some(time) => rfc3339(time, serializer),
-        None => serializer.serialize_none(),
-    }
 }

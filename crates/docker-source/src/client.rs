@@ -6,10 +6,7 @@
 //! no idle connection and hyper spawns each connection's task on the runtime that issues the
 //! request, so a stream requested from a stream-worker thread stays on that thread either way.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use bollard::{ClientVersion, Docker};
 
@@ -147,35 +144,6 @@ pub(crate) fn version_string(docker: &Docker) -> String {
     format!("{}.{}", version.major_version, version.minor_version)
 }
 
-/// Exponential backoff with a cap (no jitter: one client per source).
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    base: Duration,
-    cap: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(base: Duration, cap: Duration) -> Backoff {
-        Backoff {
-            base,
-            cap,
-            next: base,
-        }
-    }
-
-    /// The next delay, doubling up to the cap.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.cap);
-        delay
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = self.base;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,14 +192,5 @@ mod tests {
         };
         let answered = first_request_error(&config, "https://10.0.0.1:2376", "ping", answered);
         assert!(matches!(answered, Error::Docker { .. }), "{answered:?}");
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<_> = (0..4).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay().as_millis(), 100);
     }
 }

@@ -32,7 +32,7 @@ use bollard::{
     query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions},
 };
 use capture_core::{
-    Acknowledgement, ContainerId, ContainerInfo, ErrorChain, EventBatch,
+    Acknowledgement, Backoff, ContainerId, ContainerInfo, ErrorChain, EventBatch,
     status::{DockerSnapshot, DockerState, UnreadableContainer},
 };
 use futures_util::{Stream, StreamExt, future::join_all};
@@ -49,7 +49,7 @@ use self::{reload::ReloadState, unreadable::UnreadableContainers};
 use crate::{
     DockerConfig, Error, ReadMode, Result,
     checkpoint::{Checkpoints, ContainerCheckpoint, StreamPositions, write_atomically},
-    client::{self, Backoff},
+    client,
     error::docker_status,
     files::{follower::file_task, mode::FileMode, watch::Watcher},
     filter::{ContainerFilter, SelfContainer},

@@ -51,7 +51,7 @@ use bollard::{
     container::LogOutput,
     query_parameters::{InspectContainerOptions, LogsOptions},
 };
-use capture_core::{ContainerId, ContainerInfo, ErrorChain, EventBatch, LogStream};
+use capture_core::{Backoff, ContainerId, ContainerInfo, ErrorChain, EventBatch, LogStream};
 use futures_util::{FutureExt, Stream, StreamExt, future::Either};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
 use tokio::{
@@ -65,7 +65,7 @@ use crate::{
     Error,
     assembler::{Assembled, Assembler},
     checkpoint::StreamPositions,
-    client::{self, Backoff},
+    client,
     decoder::Decoder,
     error::{docker_status, is_permanent_status},
     liveness::{self, Freshness},

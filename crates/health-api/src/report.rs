@@ -4,9 +4,9 @@ use std::time::{Duration, SystemTime};
 
 use capture_core::status::{
     DockerSnapshot, DockerState, SinkSnapshot, SinkState, TaskSnapshot, TaskState,
-    UnreadableContainer, format_system_time,
+    UnreadableContainer,
 };
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::HealthConfig;
 
@@ -42,7 +42,7 @@ pub struct HealthReport {
     /// The binary's version.
     pub version: &'static str,
     /// When the report was made (RFC 3339).
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "capture_core::time::serialize_rfc3339")]
     pub timestamp: SystemTime,
     /// Seconds since the health API was created (about the process's uptime).
     pub uptime_seconds: f64,
@@ -55,10 +55,6 @@ pub struct HealthReport {
     /// Containers whose logs cannot be read by design (log driver `none`, ...): not tasks, and
     /// they never change the status.
     pub unreadable: Vec<UnreadableContainer>,
-}
-
-fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format_system_time(*time))
 }
 
 /// Applies the status rules to one set of snapshots as seen at `now`.

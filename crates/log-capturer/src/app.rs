@@ -7,16 +7,23 @@
 //! applies the last acknowledgements and persists its cursors → the supervisor shuts down → the
 //! health server stops.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
-use capture_core::status::DockerState;
+use capture_core::{
+    BoxError, ErrorChain,
+    status::{DockerSnapshot, DockerState},
+};
 use docker_source::DockerSource;
 use health_api::{HealthApi, Readiness};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use sink_pipeline::{Pipeline, PipelineConfig};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sink_pipeline::{Pipeline, PipelineConfig, metric_names::SINK_REQUEST_DURATION_SECONDS};
 use task_supervisor::{Supervisor, SupervisorConfig};
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -37,19 +44,9 @@ const SINK_REQUEST_BUCKETS: &[f64] = &[
 pub(crate) async fn run(config: Config, reload_inputs: reload::Inputs) -> Result<()> {
     // First, so a SIGHUP during start-up is a reload (applied once running), not the end.
     let hangups = signal::reload_signals().context("listen for SIGHUP")?;
-    let prometheus = PrometheusBuilder::new()
-        // Buckets make the request duration a histogram rather than a summary, so it can be
-        // aggregated across hosts (`histogram_quantile(0.99, sum by (le) (rate(...)))`).
-        .set_buckets_for_metric(
-            Matcher::Full("log_capturer_sink_request_duration_seconds".to_owned()),
-            SINK_REQUEST_BUCKETS,
-        )
-        .context("configure the metric buckets")?
-        .install_recorder()
-        .context("install the metrics recorder")?;
+    let prometheus = install_metrics_recorder()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create the data dir {}", config.data_dir.display()))?;
-
     let supervisor = Supervisor::new(SupervisorConfig {
         heartbeat_interval: config.supervisor.heartbeat_interval,
         task_timeout: config.supervisor.task_timeout,
@@ -65,7 +62,6 @@ pub(crate) async fn run(config: Config, reload_inputs: reload::Inputs) -> Result
     .context("start the sink pipeline")?;
     let source = DockerSource::new(config.docker.clone(), &config.data_dir)
         .context("start the Docker source")?;
-
     let readiness = Readiness::default();
     let docker_rx = source.status();
     let status = AgentStatus {
@@ -100,127 +96,182 @@ pub(crate) async fn run(config: Config, reload_inputs: reload::Inputs) -> Result
     // bounded batch channel and the sink queues limit; a bounded channel here could deadlock the
     // pipeline against a source that is itself blocked sending batches.
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-
-    let source_shutdown = CancellationToken::new();
-    let pipeline_shutdown = CancellationToken::new();
-    let health_shutdown = CancellationToken::new();
-    let mut health_task = tokio::spawn(health.serve(health_shutdown.clone()));
-    let mut pipeline_task = tokio::spawn(pipeline.run(batch_rx, ack_tx, pipeline_shutdown.clone()));
-    let mut source_task = tokio::spawn(source.run(
-        supervisor.clone(),
-        batch_tx,
-        ack_rx,
-        source_shutdown.clone(),
-    ));
-
-    // Ready once Docker answers and the pipeline runs (it runs from here on).
-    let readiness_latch = {
-        let readiness = readiness.clone();
-        let mut docker_rx = docker_rx;
-        async move {
-            let _ = docker_rx
-                .wait_for(|docker| docker.state == DockerState::Connected)
-                .await;
-            readiness.set_ready(true);
-            info!("ready");
-            std::future::pending::<()>().await
-        }
+    let mut parts = Parts {
+        health: Part::spawn("health API", |stop| health.serve(stop)),
+        pipeline: Part::spawn("sink pipeline", |stop| pipeline.run(batch_rx, ack_tx, stop)),
+        source: Part::spawn("Docker source", |stop| {
+            source.run(supervisor.clone(), batch_tx, ack_rx, stop)
+        }),
     };
-
-    let mut failure = None;
-    // Which task already ended (a finished JoinHandle must not be awaited again).
-    let (mut source_done, mut pipeline_done, mut health_done) = (false, false, false);
-    tokio::select! {
-        signal = signal::shutdown_signal() => match signal {
-            Ok(name) => info!(signal = name, "shutting down"),
-            Err(e) => {
-                error!(error = %e, "cannot listen for signals; shutting down");
-                failure = Some(anyhow::Error::new(e).context("listen for signals"));
-            }
-        },
-        result = &mut source_task => {
-            source_done = true;
-            failure = Some(ended("Docker source", result));
-        }
-        result = &mut pipeline_task => {
-            pipeline_done = true;
-            failure = Some(ended("sink pipeline", result));
-        }
-        result = &mut health_task => {
-            health_done = true;
-            failure = Some(ended("health API", result));
-        }
-        () = readiness_latch => {}
-        () = reloader.run(hangups) => {}
-    }
-
-    // The ordered shutdown, bounded by the grace period as a whole.
-    readiness.set_ready(false);
-    let deadline = Instant::now() + config.shutdown_grace;
-    source_shutdown.cancel();
-    let drained = tokio::time::timeout_at(deadline, async {
-        if !source_done {
-            log_outcome("Docker source", (&mut source_task).await);
-            source_done = true;
-        }
-        if !pipeline_done {
-            log_outcome("sink pipeline", (&mut pipeline_task).await);
-            pipeline_done = true;
-        }
-    })
-    .await;
-    if drained.is_err() {
-        warn!(grace = ?config.shutdown_grace, "shutdown grace exceeded; cancelling the sinks");
-        pipeline_shutdown.cancel();
-        // The pipeline stops retrying and persists what it can; give it a moment to return.
-        if !pipeline_done {
-            let _ = tokio::time::timeout(Duration::from_secs(1), &mut pipeline_task).await;
-        }
-        if !source_done {
-            let _ = tokio::time::timeout(Duration::from_secs(1), &mut source_task).await;
-        }
-        source_task.abort();
-        pipeline_task.abort();
-    }
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let report = supervisor
-        .shutdown(remaining.max(Duration::from_millis(100)))
+    let failure = parts
+        .until_the_end(
+            ready_once_connected(readiness.clone(), docker_rx),
+            reloader.run(hangups),
+        )
         .await;
-    if !report.aborted.is_empty() {
-        warn!(tasks = ?report.aborted, "tasks aborted at shutdown");
-    }
-    health_shutdown.cancel();
-    if !health_done {
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut health_task).await;
-    }
-    health_task.abort();
+    readiness.set_ready(false);
+    parts.shut_down(&supervisor, config.shutdown_grace).await;
     info!("stopped");
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(()),
-    }
+    failure.map_or(Ok(()), Err)
 }
 
-fn ended<E: std::fmt::Display>(
-    what: &str,
-    result: Result<Result<(), E>, tokio::task::JoinError>,
-) -> anyhow::Error {
-    match result {
-        Ok(Ok(())) => anyhow::anyhow!("the {what} stopped unexpectedly"),
-        Ok(Err(e)) => anyhow::anyhow!("the {what} failed: {e}"),
-        Err(e) => anyhow::anyhow!("the {what} panicked: {e}"),
-    }
+/// Installs the Prometheus recorder every crate's metrics go to.
+fn install_metrics_recorder() -> Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        // Buckets make the request duration a histogram rather than a summary, so it can be
+        // aggregated across hosts (`histogram_quantile(0.99, sum by (le) (rate(...)))`).
+        .set_buckets_for_metric(
+            Matcher::Full(SINK_REQUEST_DURATION_SECONDS.to_owned()),
+            SINK_REQUEST_BUCKETS,
+        )
+        .context("configure the metric buckets")?
+        .install_recorder()
+        .context("install the metrics recorder")
 }
 
-fn log_outcome<E: std::error::Error + 'static>(
-    what: &str,
-    result: Result<Result<(), E>, tokio::task::JoinError>,
+/// Sets the agent ready once Docker answers (the pipeline runs from the start), then never
+/// completes.
+async fn ready_once_connected(
+    readiness: Readiness,
+    mut docker_rx: watch::Receiver<DockerSnapshot>,
 ) {
-    match result {
-        Ok(Ok(())) => info!(component = what, "stopped cleanly"),
-        Ok(Err(e)) => {
-            error!(component = what, error = %capture_core::ErrorChain(&e), "stopped with an error")
+    let _ = docker_rx
+        .wait_for(|docker| docker.state == DockerState::Connected)
+        .await;
+    readiness.set_ready(true);
+    info!("ready");
+    std::future::pending::<()>().await
+}
+
+/// The agent's three parts, each a task of its own.
+struct Parts {
+    source: Part,
+    pipeline: Part,
+    health: Part,
+}
+
+impl Parts {
+    /// Runs `readiness` and `reloads` beside the parts until a shutdown signal or a part's end
+    /// (a part never ends on its own: that is a failure, returned).
+    async fn until_the_end(
+        &mut self,
+        readiness: impl Future<Output = ()>,
+        reloads: impl Future<Output = ()>,
+    ) -> Option<anyhow::Error> {
+        tokio::select! {
+            signal = signal::shutdown_signal() => match signal {
+                Ok(name) => {
+                    info!(signal = name, "shutting down");
+                    None
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot listen for signals; shutting down");
+                    Some(anyhow::Error::new(e).context("listen for signals"))
+                }
+            },
+            failure = self.source.ended() => Some(failure),
+            failure = self.pipeline.ended() => Some(failure),
+            failure = self.health.ended() => Some(failure),
+            () = readiness => None,
+            () = reloads => None,
         }
-        Err(e) => error!(component = what, error = %e, "task failed"),
+    }
+
+    /// The ordered shutdown, bounded by `grace` as a whole: the source, then the pipeline it
+    /// feeds (which cancels the sinks if the grace runs out), then the supervisor's tasks, then
+    /// the health API.
+    async fn shut_down(mut self, supervisor: &Supervisor, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        self.source.stop.cancel();
+        let drained = tokio::time::timeout_at(deadline, async {
+            self.source.join().await;
+            self.pipeline.join().await;
+        })
+        .await;
+        if drained.is_err() {
+            warn!(grace = ?grace, "shutdown grace exceeded; cancelling the sinks");
+            self.pipeline.stop.cancel();
+            // The pipeline stops retrying and persists what it can; give it a moment to return.
+            self.pipeline.join_within(Duration::from_secs(1)).await;
+            self.source.join_within(Duration::from_secs(1)).await;
+            self.source.task.abort();
+            self.pipeline.task.abort();
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let report = supervisor
+            .shutdown(remaining.max(Duration::from_millis(100)))
+            .await;
+        if !report.aborted.is_empty() {
+            warn!(tasks = ?report.aborted, "tasks aborted at shutdown");
+        }
+        self.health.stop.cancel();
+        self.health.join_within(Duration::from_secs(2)).await;
+    }
+}
+
+/// One part running as a task, with the token that asks it to stop. Dropping it aborts a task
+/// that is still running.
+struct Part {
+    name: &'static str,
+    task: JoinHandle<Result<(), BoxError>>,
+    stop: CancellationToken,
+    /// The task has ended (a finished `JoinHandle` must not be awaited again).
+    done: bool,
+}
+
+impl Part {
+    fn spawn<F, E>(name: &'static str, run: impl FnOnce(CancellationToken) -> F) -> Part
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let stop = CancellationToken::new();
+        let future = run(stop.clone());
+        let task = tokio::spawn(async move { future.await.map_err(BoxError::from) });
+        Part {
+            name,
+            task,
+            stop,
+            done: false,
+        }
+    }
+
+    /// Waits for the part to end on its own, which is always a failure: returns it.
+    async fn ended(&mut self) -> anyhow::Error {
+        let result = (&mut self.task).await;
+        self.done = true;
+        match result {
+            Ok(Ok(())) => anyhow::anyhow!("the {} stopped unexpectedly", self.name),
+            Ok(Err(e)) => anyhow::anyhow!("the {} failed: {}", self.name, ErrorChain(&*e)),
+            Err(e) => anyhow::anyhow!("the {} panicked: {e}", self.name),
+        }
+    }
+
+    /// Waits for the part's end after it was asked to stop, and logs how it ended.
+    async fn join(&mut self) {
+        if self.done {
+            return;
+        }
+        let result = (&mut self.task).await;
+        self.done = true;
+        let what = self.name;
+        match result {
+            Ok(Ok(())) => info!(component = what, "stopped cleanly"),
+            Ok(Err(e)) => {
+                error!(component = what, error = %ErrorChain(&*e), "stopped with an error")
+            }
+            Err(e) => error!(component = what, error = %e, "task failed"),
+        }
+    }
+
+    /// [`Part::join`] for at most `bound`.
+    async fn join_within(&mut self, bound: Duration) {
+        let _ = tokio::time::timeout(bound, self.join()).await;
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -17,7 +17,7 @@ use sink_pipeline::{FileSinkConfig, INPUT_CHANNEL_CAPACITY, Pipeline, PipelineCo
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use capture_core::BoxError;
 
 const WAVE: u64 = 1_000;
 

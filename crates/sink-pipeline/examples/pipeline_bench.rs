@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 const LINES_PER_BATCH: u64 = 500;
 const CONTAINERS: u64 = 8;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use capture_core::BoxError;
 
 fn main() -> Result<(), BoxError> {
     let events: u64 = match std::env::args().nth(1) {

@@ -3,13 +3,13 @@
 //!
 //! # Layout
 //!
-//! - [`Pipeline`] (`pipeline.rs`): the dispatcher collects input [`EventBatch`]es from a bounded
+//! - [`Pipeline`] (`pipeline.rs`): the dispatcher collects input [`EventBatch`](capture_core::EventBatch)es from a bounded
 //!   channel ([`INPUT_CHANNEL_CAPACITY`]) into deliveries by count, bytes and age
 //!   (`batcher.rs`), and hands each delivery to every sink's bounded queue; waiting for queue
 //!   space is the backpressure that reaches the Docker streams. The acknowledger sends each
-//!   delivery's [`Acknowledgement`]s once every sink is done with it, in input order.
+//!   delivery's [`Acknowledgement`](capture_core::Acknowledgement)s once every sink is done with it, in input order.
 //! - `worker.rs`: one task per sink. It delivers in order, retries with exponential backoff
-//!   and jitter (one timer per sink), keeps the sink's [`SinkSnapshot`] and metrics, and spills
+//!   and jitter (one timer per sink), keeps the sink's [`SinkSnapshot`](capture_core::status::SinkSnapshot) and metrics, and spills
 //!   to the sink's disk buffer while the sink is down.
 //! - `buffer/`: the disk buffer, checksummed records in segment files with a durable read
 //!   position, replayed in order when the sink recovers, also after a restart.
@@ -83,6 +83,7 @@ mod batcher;
 mod buffer;
 mod config;
 mod error;
+pub mod metric_names;
 mod open;
 mod pipeline;
 mod record;
@@ -92,7 +93,6 @@ mod sink_set;
 mod sinks;
 mod worker;
 
-pub use capture_core::{Acknowledgement, EventBatch, status::SinkSnapshot};
 pub use config::{
     BatchConfig, BufferConfig, FileSinkConfig, FsyncPolicy, INPUT_CHANNEL_CAPACITY, PipelineConfig,
     RetryConfig, SinkConfig, StdoutFormat, StdoutSinkConfig, WhenFull,
@@ -100,7 +100,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
 pub use reload::{PipelineReloader, SinkChanges};
-pub use sink::{BoxError, RetryAfter, Sink, SinkError};
+pub use sink::{RetryAfter, Sink, SinkError};
 pub use sinks::http::{Endpoint, TlsConfig};
 pub use sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink, LokiSinkConfig};
 pub use sinks::otlp::{

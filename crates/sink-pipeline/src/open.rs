@@ -9,6 +9,7 @@ use crate::{
     buffer::DiskBuffer,
     config::SinkConfig,
     error::{Error, Result},
+    metric_names::SINK_EVENTS_TOTAL,
     sink::{DynSink, SinkError},
     sinks::{file::FileSink, loki::LokiSink, otlp::OtlpSink, stdout::StdoutSink},
     worker::{PreparedSink, SinkOptions},
@@ -64,7 +65,7 @@ pub(crate) fn prepare(
         })?;
     let dropped = buffer.take_dropped_events();
     if dropped > 0 {
-        metrics::counter!("log_capturer_sink_events_total", "sink" => options.name.clone(), "result" => "dropped")
+        metrics::counter!(SINK_EVENTS_TOTAL, "sink" => options.name.clone(), "result" => "dropped")
             .increment(dropped);
     }
     if buffer.unread_events() > 0 {

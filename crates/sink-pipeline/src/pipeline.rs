@@ -19,7 +19,7 @@ use crate::{
     reload::{Command, PipelineReloader},
     sink::Sink,
     sink_set::SinkSet,
-    worker::{Chunk, PreparedSink, SinkOptions},
+    worker::{Delivery, PreparedSink, SinkOptions},
 };
 
 /// Capacity of the channel from the dispatcher to the acknowledger. The acknowledger never
@@ -175,7 +175,7 @@ impl Pipeline {
 struct Dispatcher {
     batcher: Batcher,
     sinks: SinkSet,
-    in_flight_tx: mpsc::Sender<Arc<Chunk>>,
+    in_flight_tx: mpsc::Sender<Arc<Delivery>>,
     /// `None` once every reloader is gone.
     control_rx: Option<mpsc::Receiver<Command>>,
 }
@@ -255,19 +255,19 @@ impl Dispatcher {
         let Some((batches, events)) = self.batcher.take() else {
             return Ok(());
         };
-        let chunk = Arc::new(Chunk::new(batches, events, self.sinks.len()));
+        let delivery = Arc::new(Delivery::new(batches, events, self.sinks.len()));
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
             // The acknowledger outlives the dispatcher, so this send only fails if it panicked;
             // then nothing is acknowledged, which is safe.
-            _ = self.in_flight_tx.send(Arc::clone(&chunk)) => {}
+            _ = self.in_flight_tx.send(Arc::clone(&delivery)) => {}
         }
         for id in self.sinks.ids() {
             loop {
                 let Some((queue_tx, name)) = self.sinks.queue(id) else {
                     // Retired by a reload while this delivery waited: not its delivery any more.
-                    chunk.complete();
+                    delivery.complete();
                     break;
                 };
                 let (queue_tx, name) = (queue_tx.clone(), name.to_owned());
@@ -275,7 +275,7 @@ impl Dispatcher {
                     biased;
                     () = shutdown.cancelled() => return Ok(()),
                     () = self.housekeeping() => continue,
-                    sent = queue_tx.send(Arc::clone(&chunk)) => {
+                    sent = queue_tx.send(Arc::clone(&delivery)) => {
                         if sent.is_err() {
                             return Err(Error::WorkerGone { sink: name });
                         }
@@ -308,7 +308,7 @@ pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// is done and everything is acknowledged, or when the workers are gone and the next delivery
 /// can no longer complete.
 async fn acknowledge(
-    mut in_flight_rx: mpsc::Receiver<Arc<Chunk>>,
+    mut in_flight_rx: mpsc::Receiver<Arc<Delivery>>,
     ack_tx: mpsc::UnboundedSender<Acknowledgement>,
     workers_done: CancellationToken,
 ) {
@@ -317,12 +317,12 @@ async fn acknowledge(
     let mut acks: Vec<Acknowledgement> = Vec::new();
     let mut index: HashMap<(ContainerId, LogStream), usize> = HashMap::new();
     let mut source_gone = false;
-    while let Some(chunk) = in_flight_rx.recv().await {
+    while let Some(delivery) = in_flight_rx.recv().await {
         tokio::select! {
             biased;
-            () = chunk.done.cancelled() => {}
+            () = delivery.done.cancelled() => {}
             () = workers_done.cancelled() => {
-                if !chunk.done.is_cancelled() {
+                if !delivery.done.is_cancelled() {
                     debug!("stopping acknowledgements at a delivery that will not complete");
                     return;
                 }
@@ -330,7 +330,7 @@ async fn acknowledge(
         }
         acks.clear();
         index.clear();
-        for batch in &chunk.batches {
+        for batch in &delivery.batches {
             for ack in batch.acknowledgements() {
                 match index.get(&(ack.container_id.clone(), ack.stream)) {
                     Some(&at) => acks[at].position = ack.position,

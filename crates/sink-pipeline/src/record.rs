@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use capture_core::{ContainerInfo, LogLine, LogStream};
+use capture_core::{
+    ContainerInfo, LogLine, LogStream,
+    time::{format_second_prefix, parse_rfc3339},
+};
 
 /// Renders records; keep one per sink and reuse it for every batch.
 #[derive(Debug, Default)]
@@ -141,7 +144,7 @@ impl RecordEncoder {
         let second = timestamp_nanos.div_euclid(1_000_000_000);
         let nanos = timestamp_nanos.rem_euclid(1_000_000_000);
         if self.second != Some(second) {
-            match render_date(second) {
+            match format_second_prefix(second) {
                 Some(date) => {
                     self.date = date;
                     self.second = Some(second);
@@ -175,92 +178,6 @@ impl RecordEncoder {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.` for seconds since the epoch, for years 0 to 9999.
-fn render_date(second: i64) -> Option<[u8; 20]> {
-    let days = second.div_euclid(86_400);
-    let of_day = second.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    let mut date = *b"0000-00-00T00:00:00.";
-    let put = |date: &mut [u8; 20], at: usize, width: usize, mut value: i64| {
-        for index in (at..at + width).rev() {
-            date[index] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(&mut date, 0, 4, year);
-    put(&mut date, 5, 2, i64::from(month));
-    put(&mut date, 8, 2, i64::from(day));
-    put(&mut date, 11, 2, of_day / 3600);
-    put(&mut date, 14, 2, of_day / 60 % 60);
-    put(&mut date, 17, 2, of_day % 60);
-    Some(date)
-}
-
-/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Day count since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = i64::from(if month > 2 { month - 3 } else { month + 9 });
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (exactly what [`RecordEncoder`] writes).
-pub(crate) fn parse_timestamp(text: &[u8]) -> Option<i64> {
-    if text.len() != 30
-        || text[4] != b'-'
-        || text[7] != b'-'
-        || text[10] != b'T'
-        || text[13] != b':'
-        || text[16] != b':'
-        || text[19] != b'.'
-        || text[29] != b'Z'
-    {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        text[range].iter().try_fold(0i64, |value, &byte| {
-            byte.is_ascii_digit()
-                .then(|| value * 10 + i64::from(byte - b'0'))
-        })
-    };
-    let year = number(0..4)?;
-    let month = u32::try_from(number(5..7)?).ok()?;
-    let day = u32::try_from(number(8..10)?).ok()?;
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    let nanos = number(20..29)?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
-}
-
 /// The fields of a record line that the file sink needs to recover its high-water marks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordKey<'a> {
@@ -274,7 +191,7 @@ pub(crate) struct RecordKey<'a> {
 pub(crate) fn parse_record_key(line: &[u8]) -> Option<RecordKey<'_>> {
     let rest = line.strip_prefix(b"{\"timestamp\":\"")?;
     let (timestamp, rest) = rest.split_at_checked(30)?;
-    let timestamp_nanos = parse_timestamp(timestamp)?;
+    let timestamp_nanos = parse_rfc3339(timestamp)?;
     let rest = rest.strip_prefix(b"\",\"container_id\":\"")?;
     let (id, rest) = rest.split_at_checked(64)?;
     let container_id = std::str::from_utf8(id).ok()?;

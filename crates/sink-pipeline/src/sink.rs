@@ -2,10 +2,7 @@
 
 use std::{fmt, future::Future, pin::Pin, time::Duration};
 
-use capture_core::EventBatch;
-
-/// A boxed error of any kind, the source of a [`SinkError`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use capture_core::{BoxError, EventBatch};
 
 /// Why a delivery failed, classified so the pipeline knows what to do with the batches.
 #[derive(Debug, thiserror::Error)]

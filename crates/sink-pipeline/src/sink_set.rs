@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 use crate::{
     error::Error,
     pipeline::sleep_until,
-    worker::{Chunk, Mailbox, PreparedSink, Replacement, SINK_QUEUE_CAPACITY, SinkWorker},
+    worker::{Delivery, Mailbox, PreparedSink, Replacement, SINK_QUEUE_CAPACITY, SinkWorker},
 };
 
 /// How long a removed sink may take to deliver what it holds before it is hard-stopped.
@@ -42,7 +42,7 @@ struct Destination {
     id: u64,
     name: String,
     /// Dropping it closes the worker's input: that is how a sink is retired.
-    queue_tx: mpsc::Sender<Arc<Chunk>>,
+    queue_tx: mpsc::Sender<Arc<Delivery>>,
     mailbox: Arc<Mailbox>,
     stop: CancellationToken,
     /// Set when retired, so the worker's snapshot leaves `/health` when it returns.
@@ -102,7 +102,7 @@ impl SinkSet {
     }
 
     /// A sink's queue and name, unless it was retired.
-    pub(crate) fn queue(&self, id: u64) -> Option<(&mpsc::Sender<Arc<Chunk>>, &str)> {
+    pub(crate) fn queue(&self, id: u64) -> Option<(&mpsc::Sender<Arc<Delivery>>, &str)> {
         self.destinations
             .iter()
             .find(|d| d.id == id)

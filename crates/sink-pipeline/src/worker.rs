@@ -29,7 +29,7 @@ use std::{
 };
 
 use capture_core::{
-    ErrorChain, EventBatch,
+    Backoff, ErrorChain, EventBatch,
     status::{SinkSnapshot, SinkState},
 };
 use tokio::{
@@ -44,6 +44,7 @@ pub(crate) use self::swap::{Mailbox, Replacement, ReplacementSink};
 use crate::{
     buffer::{AppendError, DiskBuffer, ReplayRecord},
     config::{BufferConfig, RetryConfig},
+    metric_names::{SINK_BUFFERED_EVENTS, SINK_EVENTS_TOTAL, SINK_REQUEST_DURATION_SECONDS},
     sink::{DynSink, SinkError},
 };
 
@@ -56,7 +57,7 @@ const HARD_STOP_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A delivery: batches collected by the dispatcher, shared by every sink's worker.
 #[derive(Debug)]
-pub(crate) struct Chunk {
+pub(crate) struct Delivery {
     pub(crate) batches: Vec<EventBatch>,
     pub(crate) events: u64,
     /// Sinks that have neither accepted nor durably buffered this delivery yet.
@@ -65,9 +66,9 @@ pub(crate) struct Chunk {
     pub(crate) done: CancellationToken,
 }
 
-impl Chunk {
-    pub(crate) fn new(batches: Vec<EventBatch>, events: u64, sinks: usize) -> Chunk {
-        Chunk {
+impl Delivery {
+    pub(crate) fn new(batches: Vec<EventBatch>, events: u64, sinks: usize) -> Delivery {
+        Delivery {
             batches,
             events,
             remaining: AtomicUsize::new(sinks),
@@ -120,14 +121,14 @@ struct SinkMetrics {
 
 impl SinkMetrics {
     fn new(sink: &str) -> SinkMetrics {
-        let events = |result: &'static str| metrics::counter!("log_capturer_sink_events_total", "sink" => sink.to_owned(), "result" => result);
+        let events = |result: &'static str| metrics::counter!(SINK_EVENTS_TOTAL, "sink" => sink.to_owned(), "result" => result);
         SinkMetrics {
             sent: events("sent"),
             failed: events("failed"),
             dropped: events("dropped"),
-            buffered: metrics::gauge!("log_capturer_sink_buffered_events", "sink" => sink.to_owned()),
+            buffered: metrics::gauge!(SINK_BUFFERED_EVENTS, "sink" => sink.to_owned()),
             duration: metrics::histogram!(
-                "log_capturer_sink_request_duration_seconds",
+                SINK_REQUEST_DURATION_SECONDS,
                 "sink" => sink.to_owned()
             ),
         }
@@ -154,7 +155,7 @@ pub(crate) struct PreparedSink {
 #[derive(Debug)]
 enum Head {
     /// The front of `pending`, still in it.
-    Memory(Arc<Chunk>),
+    Memory(Arc<Delivery>),
     /// The record at the disk buffer's read position.
     Disk(ReplayRecord),
 }
@@ -162,14 +163,14 @@ enum Head {
 impl Head {
     fn batches(&self) -> &[EventBatch] {
         match self {
-            Head::Memory(chunk) => &chunk.batches,
+            Head::Memory(delivery) => &delivery.batches,
             Head::Disk(record) => &record.batches,
         }
     }
 
     fn events(&self) -> u64 {
         match self {
-            Head::Memory(chunk) => chunk.events,
+            Head::Memory(delivery) => delivery.events,
             Head::Disk(record) => record.events,
         }
     }
@@ -190,16 +191,16 @@ pub(crate) struct SinkWorker {
 struct WorkerState {
     name: String,
     retry: RetryConfig,
-    queue_rx: mpsc::Receiver<Arc<Chunk>>,
+    queue_rx: mpsc::Receiver<Arc<Delivery>>,
     input_closed: bool,
     /// Received deliveries neither delivered nor appended to the buffer, oldest first.
-    pending: VecDeque<Arc<Chunk>>,
+    pending: VecDeque<Arc<Delivery>>,
     pending_events: u64,
     buffer: DiskBuffer,
     /// The buffer's head record, read and kept across retries.
     replay: Option<ReplayRecord>,
     /// Appended to the buffer but not yet synced: completed once a sync succeeds.
-    unsynced: Vec<Arc<Chunk>>,
+    unsynced: Vec<Arc<Delivery>>,
     /// Why the disk buffer last refused a write or sync (disk full, ...), until one succeeds.
     /// While set, what cannot be spilled stays in memory (bounded by [`MEMORY_CHUNKS`], then
     /// the queue fills: backpressure) and the sink's own retries go on.
@@ -220,7 +221,7 @@ struct WorkerState {
 impl SinkWorker {
     pub(crate) fn new(
         prepared: PreparedSink,
-        queue_rx: mpsc::Receiver<Arc<Chunk>>,
+        queue_rx: mpsc::Receiver<Arc<Delivery>>,
         mailbox: Arc<Mailbox>,
         status_tx: Arc<watch::Sender<Vec<SinkSnapshot>>>,
     ) -> SinkWorker {
@@ -274,8 +275,8 @@ impl SinkWorker {
                         self.state.sync_buffer();
                         self.state.persist_pending(false);
                     }
-                    chunk = self.state.queue_rx.recv(), if self.state.can_accept() => {
-                        self.state.on_input(chunk);
+                    delivery = self.state.queue_rx.recv(), if self.state.can_accept() => {
+                        self.state.on_input(delivery);
                     }
                 }
                 continue;
@@ -289,8 +290,8 @@ impl SinkWorker {
                     biased;
                     () = shutdown.cancelled() => return self.hard_stop().await,
                     () = self.mailbox.ready() => {}
-                    chunk = self.state.queue_rx.recv(), if self.state.can_accept() => {
-                        self.state.on_input(chunk);
+                    delivery = self.state.queue_rx.recv(), if self.state.can_accept() => {
+                        self.state.on_input(delivery);
                     }
                 }
                 continue;
@@ -301,14 +302,14 @@ impl SinkWorker {
             }
             let started = Instant::now();
             let outcome = {
-                let mut delivery = self.sink.deliver_boxed(head.batches());
+                let mut attempt = self.sink.deliver_boxed(head.batches());
                 loop {
                     tokio::select! {
                         biased;
                         () = shutdown.cancelled() => break None,
-                        result = &mut delivery => break Some(result),
-                        chunk = self.state.queue_rx.recv(), if self.state.can_accept() => {
-                            self.state.on_input(chunk);
+                        result = &mut attempt => break Some(result),
+                        delivery = self.state.queue_rx.recv(), if self.state.can_accept() => {
+                            self.state.on_input(delivery);
                         }
                     }
                 }
@@ -383,13 +384,13 @@ impl WorkerState {
         self.input_closed && self.pending.is_empty()
     }
 
-    fn on_input(&mut self, chunk: Option<Arc<Chunk>>) {
-        let Some(chunk) = chunk else {
+    fn on_input(&mut self, delivery: Option<Arc<Delivery>>) {
+        let Some(delivery) = delivery else {
             self.input_closed = true;
             return;
         };
-        self.pending_events += chunk.events;
-        self.pending.push_back(chunk);
+        self.pending_events += delivery.events;
+        self.pending.push_back(delivery);
         if self.spilling() && !self.memory_in_flight {
             self.persist_pending(false);
         }
@@ -410,16 +411,16 @@ impl WorkerState {
     /// Appends pending deliveries to the disk buffer, oldest first, until it is full or fails.
     fn persist_pending(&mut self, ignore_limit: bool) {
         let mut appended = false;
-        while let Some(chunk) = self.pending.front() {
+        while let Some(delivery) = self.pending.front() {
             match self
                 .buffer
-                .append(&chunk.batches, chunk.events, ignore_limit)
+                .append(&delivery.batches, delivery.events, ignore_limit)
             {
                 Ok(()) => {
                     appended = true;
-                    self.pending_events -= chunk.events;
-                    if let Some(chunk) = self.pending.pop_front() {
-                        self.unsynced.push(chunk);
+                    self.pending_events -= delivery.events;
+                    if let Some(delivery) = self.pending.pop_front() {
+                        self.unsynced.push(delivery);
                     }
                 }
                 // Blocked: the worker holds these until a replay frees space; once `pending`
@@ -449,8 +450,8 @@ impl WorkerState {
                 if let Some(error) = self.buffer_error.take() {
                     info!(sink = %self.name, previous_error = %error, "disk buffer writable again");
                 }
-                for chunk in self.unsynced.drain(..) {
-                    chunk.complete();
+                for delivery in self.unsynced.drain(..) {
+                    delivery.complete();
                 }
             }
             Err(error) => self.on_buffer_error("cannot sync the disk buffer", &error),
@@ -513,20 +514,20 @@ impl WorkerState {
     fn finish_head(&mut self, head: Head) {
         self.needs_flush = true;
         match head {
-            Head::Memory(chunk) => {
+            Head::Memory(delivery) => {
                 if let Some(front) = self.pending.pop_front() {
-                    debug_assert!(Arc::ptr_eq(&front, &chunk));
+                    debug_assert!(Arc::ptr_eq(&front, &delivery));
                     self.pending_events -= front.events;
                 }
-                chunk.complete();
+                delivery.complete();
             }
             Head::Disk(record) => {
                 self.buffer.consume(&record);
                 self.absorb_buffer_drops();
                 if self.buffer.is_empty() && !self.unsynced.is_empty() {
                     // Delivered before their sync succeeded: they are done either way.
-                    for chunk in self.unsynced.drain(..) {
-                        chunk.complete();
+                    for delivery in self.unsynced.drain(..) {
+                        delivery.complete();
                     }
                 }
                 // Space was freed: a blocked spill may proceed.
@@ -584,18 +585,12 @@ impl WorkerState {
         self.retry_at = Some(now + delay);
     }
 
-    /// Exponential backoff with jitter: a random wait in [d/2, d] where d doubles per attempt
-    /// from `initial_backoff` up to `max_backoff`.
+    /// Exponential backoff with jitter (the agent's one rule, half the delay): a random wait in
+    /// [d/2, d] where d doubles per attempt from `initial_backoff` up to `max_backoff`.
     fn backoff(&self) -> Duration {
-        let factor = 1u32 << self.attempt.min(20);
-        let ceiling = self
-            .retry
-            .initial_backoff
-            .saturating_mul(factor)
-            .min(self.retry.max_backoff);
-        let half = ceiling / 2;
-        let jitter = half.mul_f64(fastrand::f64());
-        half + jitter
+        Backoff::new(self.retry.initial_backoff, self.retry.max_backoff)
+            .with_jitter(0.5)
+            .jittered(self.attempt.saturating_add(1))
     }
 
     fn absorb_buffer_drops(&mut self) {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use capture_core::Backoff;
 use tokio::runtime::Handle;
 
 /// Supervisor-wide settings.
@@ -33,9 +34,9 @@ impl Default for SupervisorConfig {
 /// When and how fast a task is restarted.
 ///
 /// The delay before restart number `n` (1-based, counted over consecutive short-lived attempts)
-/// is `backoff_base * 2^(n-1)`, capped at `backoff_cap`, then jittered symmetrically: multiplied
-/// by a uniform factor in `[1 - jitter, 1 + jitter]` (so a jittered delay may exceed the cap by
-/// at most `jitter * backoff_cap`, and the mean delay is unchanged). An attempt that ran for at
+/// is `backoff_base * 2^(n-1)`, capped at `backoff_cap`, then jittered by the agent's one rule
+/// ([`capture_core::Backoff`]): uniform in `[(1 - jitter) * d, d]`, so `backoff_cap` is the
+/// longest wait. An attempt that ran for at
 /// least `backoff_cap` before ending resets `n` to 1: a task that worked for a while and then
 /// failed is retried quickly.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,9 +47,9 @@ pub struct RestartPolicy {
     pub restart_on_success: bool,
     /// The first restart delay.
     pub backoff_base: Duration,
-    /// The longest restart delay (before jitter).
+    /// The longest restart delay.
     pub backoff_cap: Duration,
-    /// Jitter as a fraction of the delay, in `[0, 1]`; `0.1` means ±10 %.
+    /// Jitter as a fraction of the delay, in `[0, 1]`; `0.1` means up to 10 % shorter.
     pub jitter: f64,
     /// The most attempts (the first run included) before the task ends `failed`; `None` means no
     /// limit.
@@ -80,26 +81,16 @@ impl RestartPolicy {
 
     /// The delay before restart number `restart` (1-based), before jitter.
     pub fn backoff(&self, restart: u32) -> Duration {
-        let exponent = restart.saturating_sub(1).min(31);
-        self.backoff_base
-            .checked_mul(1u32 << exponent)
-            .unwrap_or(self.backoff_cap)
-            .min(self.backoff_cap)
+        self.schedule().delay(restart)
     }
 
     /// The jittered delay before restart number `restart` (1-based).
     pub fn jittered_backoff(&self, restart: u32) -> Duration {
-        let delay = self.backoff(restart);
-        let jitter = if self.jitter.is_finite() {
-            self.jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        if jitter == 0.0 {
-            return delay;
-        }
-        let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
-        delay.mul_f64(factor)
+        self.schedule().jittered(restart)
+    }
+
+    fn schedule(&self) -> Backoff {
+        Backoff::new(self.backoff_base, self.backoff_cap).with_jitter(self.jitter)
     }
 }
 

@@ -3,8 +3,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-/// A boxed error as task bodies produce them.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+use capture_core::BoxError;
 
 /// The supervisor's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -58,7 +58,7 @@ mod supervisor;
 
 pub use config::{RestartPolicy, SupervisorConfig, TaskSpec};
 pub use context::{Heartbeat, TaskContext};
-pub use error::{BoxError, Error, Result, TaskError};
+pub use error::{Error, Result, TaskError};
 pub use supervisor::{ShutdownReport, Supervisor};
 
 #[cfg(test)]

@@ -6,18 +6,22 @@
 //! the task's own thread is stuck), and `stop`/`shutdown`/the runner's drop guard (`stopped`).
 //! Each holds the registry's `std::sync::Mutex` only for a synchronous update, never across an
 //! await, and never while dropping or calling user code.
+//!
+//! Files: this one (the API, the registry updates), `supervisor/runner.rs` (a task's runner
+//! loop and one attempt), `supervisor/watchdog.rs` (the heartbeat checks).
+
+mod runner;
+mod watchdog;
 
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use capture_core::status::{TaskSnapshot, TaskState};
-use futures_util::FutureExt as _;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,11 +32,6 @@ use crate::registry::{
     Outcome, Registry, TASK_FAILURES_TOTAL, TASK_RESTARTS_TOTAL, TaskEntry, is_live,
 };
 
-/// The longest pause between two heartbeat checks: a dead attempt is declared dead at most this
-/// long after its timeout.
-const MAX_WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
-/// The shortest pause between two heartbeat checks, for tiny test timeouts.
-const MIN_WATCHDOG_PERIOD: Duration = Duration::from_millis(1);
 /// How much longer than `stop_timeout` `stop` waits before aborting the runner: the runner itself
 /// drops a body that ignores cancellation after `stop_timeout`, and that path should win.
 const ABORT_MARGIN: Duration = Duration::from_millis(100);
@@ -118,11 +117,10 @@ impl Supervisor {
             changes_tx,
             config,
         });
-        let period =
-            (inner.config.task_timeout / 10).clamp(MIN_WATCHDOG_PERIOD, MAX_WATCHDOG_PERIOD);
+        let period = watchdog::period(inner.config.task_timeout);
         // The watchdog holds a weak reference so that a supervisor dropped without `shutdown`
         // (and without tasks) does not leave it ticking forever.
-        let watchdog = watchdog(Arc::downgrade(&inner), inner.root.clone(), period);
+        let watchdog = watchdog::run(Arc::downgrade(&inner), inner.root.clone(), period);
         inner.tracker.spawn_on(watchdog, &inner.runtime);
         Supervisor { inner }
     }
@@ -144,85 +142,21 @@ impl Supervisor {
         Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
     {
         let inner = &self.inner;
-        let TaskSpec {
-            id,
-            kind,
-            name,
-            restart,
-            runtime,
-            mode,
-        } = spec;
-        let now = Instant::now();
-        let key = {
-            let mut registry = inner.lock();
-            if registry.shutting_down {
-                return Err(Error::ShuttingDown);
-            }
-            if let Some(existing) = registry.tasks.get(&id) {
-                if is_live(existing.state) {
-                    return Err(Error::AlreadyRunning(id));
-                }
-                // An ended task whose runner is somehow still around (its thread blocked) must
-                // not linger beside its replacement.
-                if !existing.finished.is_cancelled() {
-                    existing.cancel.cancel();
-                    if let Some(abort) = &existing.abort {
-                        abort.abort();
-                    }
-                }
-            }
-            let generation = registry.next_generation();
-            let kind: Arc<str> = Arc::from(kind);
-            if registry.kinds.insert(Arc::clone(&kind)) {
-                // A counter only shows in an exporter once touched: publish the first task of a
-                // type's failure and restart counters at zero, so dashboards and alerts see
-                // `task_failures_total{type}` before anything fails.
-                metrics::counter!(TASK_FAILURES_TOTAL, "type" => Arc::clone(&kind)).increment(0);
-                metrics::counter!(TASK_RESTARTS_TOTAL, "type" => Arc::clone(&kind)).increment(0);
-            }
-            let key = TaskKey {
-                id: Arc::from(id.as_str()),
-                generation,
-                cancel: inner.root.child_token(),
-            };
-            let entry = TaskEntry {
-                generation,
-                id: Arc::clone(&key.id),
-                kind,
-                name,
-                mode,
-                policy: restart.unwrap_or_else(|| inner.config.default_restart.clone()),
-                state: TaskState::Running,
-                attempt: 0,
-                restarts: 0,
-                short_runs: 0,
-                started_at: now,
-                heartbeat: Heartbeat::new(inner.clock.base(), now),
-                last_error: None,
-                concluded: false,
-                next_delay: Duration::ZERO,
-                cancel: key.cancel.clone(),
-                killed: CancellationToken::new(),
-                finished: CancellationToken::new(),
-                abort: None,
-            };
-            let finished = entry.finished.clone();
-            registry.tasks.insert(id, entry);
-            registry.publish_gauges(&inner.clock);
-            (key, finished)
-        };
-        let (key, finished) = key;
+        let runtime = spec.runtime.clone();
+        let (key, finished) = inner.register(spec)?;
         inner.bump();
 
         // Spawned outside the lock: if the target runtime is gone, the runner is dropped right
         // here and its guard takes the lock to mark the task stopped.
-        let guard = RunnerGuard {
+        let guard = runner::RunnerGuard {
             inner: Arc::clone(inner),
             key: key.clone(),
             finished,
         };
         let runtime = runtime.unwrap_or_else(|| inner.runtime.clone());
-        let join = inner.tracker.spawn_on(run_task(guard, body), &runtime);
+        let join = inner
+            .tracker
+            .spawn_on(runner::run_task(guard, body), &runtime);
         if let Some(entry) = inner.lock().entry_mut(&key.id, key.generation) {
             entry.abort = Some(join.abort_handle());
         }
@@ -414,6 +348,76 @@ impl Inner {
             .send_modify(|version| *version = version.wrapping_add(1));
     }
 
+    /// Registers a task to be run (replacing one with the same id that has ended) and returns
+    /// its key and the token its runner cancels when it is gone.
+    fn register(&self, spec: TaskSpec) -> Result<(TaskKey, CancellationToken)> {
+        let TaskSpec {
+            id,
+            kind,
+            name,
+            restart,
+            runtime: _,
+            mode,
+        } = spec;
+        let now = Instant::now();
+        let mut registry = self.lock();
+        if registry.shutting_down {
+            return Err(Error::ShuttingDown);
+        }
+        if let Some(existing) = registry.tasks.get(&id) {
+            if is_live(existing.state) {
+                return Err(Error::AlreadyRunning(id));
+            }
+            // An ended task whose runner is somehow still around (its thread blocked) must not
+            // linger beside its replacement.
+            if !existing.finished.is_cancelled() {
+                existing.cancel.cancel();
+                if let Some(abort) = &existing.abort {
+                    abort.abort();
+                }
+            }
+        }
+        let generation = registry.next_generation();
+        let kind: Arc<str> = Arc::from(kind);
+        if registry.kinds.insert(Arc::clone(&kind)) {
+            // A counter only shows in an exporter once touched: publish the first task of a
+            // type's failure and restart counters at zero, so dashboards and alerts see
+            // `task_failures_total{type}` before anything fails.
+            metrics::counter!(TASK_FAILURES_TOTAL, "type" => Arc::clone(&kind)).increment(0);
+            metrics::counter!(TASK_RESTARTS_TOTAL, "type" => Arc::clone(&kind)).increment(0);
+        }
+        let key = TaskKey {
+            id: Arc::from(id.as_str()),
+            generation,
+            cancel: self.root.child_token(),
+        };
+        let entry = TaskEntry {
+            generation,
+            id: Arc::clone(&key.id),
+            kind,
+            name,
+            mode,
+            policy: restart.unwrap_or_else(|| self.config.default_restart.clone()),
+            state: TaskState::Running,
+            attempt: 0,
+            restarts: 0,
+            short_runs: 0,
+            started_at: now,
+            heartbeat: Heartbeat::new(self.clock.base(), now),
+            last_error: None,
+            concluded: false,
+            next_delay: Duration::ZERO,
+            cancel: key.cancel.clone(),
+            killed: CancellationToken::new(),
+            finished: CancellationToken::new(),
+            abort: None,
+        };
+        let finished = entry.finished.clone();
+        registry.tasks.insert(id, entry);
+        registry.publish_gauges(&self.clock);
+        Ok((key, finished))
+    }
+
     /// Starts the next attempt of a task, or returns `None` if it must not run (stopped, removed
     /// or replaced).
     fn begin_attempt(&self, key: &TaskKey) -> Option<Attempt> {
@@ -502,187 +506,5 @@ impl Inner {
         if changed {
             self.bump();
         }
-    }
-
-    /// One watchdog pass: concludes every running attempt whose heartbeat is older than the
-    /// task timeout, kills it, and refreshes the gauges.
-    fn check_heartbeats(&self) {
-        let now = Instant::now();
-        let timeout = self.config.task_timeout;
-        let mut killed = Vec::new();
-        let mut transitions = Vec::new();
-        {
-            let mut registry = self.lock();
-            for entry in registry.tasks.values_mut() {
-                // A task whose runner has not started its first attempt yet (attempt 0) is
-                // checked too: a runtime too busy to start it for a whole timeout is a failure.
-                if entry.state != TaskState::Running || entry.concluded {
-                    continue;
-                }
-                let last_beat = self.clock.instant_at(entry.heartbeat.last_beat_nanos());
-                if now.saturating_duration_since(last_beat) > timeout {
-                    let message = format!("heartbeat timeout after {timeout:?}");
-                    transitions.push(entry.conclude(
-                        Outcome::Failure {
-                            message,
-                            permanent: false,
-                        },
-                        now,
-                    ));
-                    killed.push(entry.killed.clone());
-                }
-            }
-            registry.publish_gauges(&self.clock);
-        }
-        // Cancelled outside the lock: the runner wakes, drops the attempt's future and reads the
-        // conclusion applied above.
-        for token in &killed {
-            token.cancel();
-        }
-        if !transitions.is_empty() {
-            self.bump();
-            for transition in &transitions {
-                transition.log();
-            }
-        }
-    }
-}
-
-/// Checks heartbeats every `period` until the supervisor shuts down or is dropped.
-async fn watchdog(inner: Weak<Inner>, shutdown: CancellationToken, period: Duration) {
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        inner.check_heartbeats();
-    }
-}
-
-/// Owned by a runner future. Its drop (the runner returned, or was aborted, or its runtime went
-/// away) signals `finished` and marks a still-live task `stopped`.
-struct RunnerGuard {
-    inner: Arc<Inner>,
-    key: TaskKey,
-    finished: CancellationToken,
-}
-
-impl Drop for RunnerGuard {
-    fn drop(&mut self) {
-        // Only an abnormal end leaves the task live here; the normal paths set a final state.
-        self.inner
-            .mark_stopped(&self.key, Some("task runner was aborted".to_owned()));
-        self.finished.cancel();
-    }
-}
-
-/// A task's runner: attempts, outcomes and backoff sleeps until the task ends.
-async fn run_task<F, Fut>(guard: RunnerGuard, body: F)
-where
-    F: Fn(TaskContext) -> Fut,
-    Fut: Future<Output = Result<(), TaskError>>,
-{
-    let inner = &guard.inner;
-    let key = &guard.key;
-    loop {
-        let Some(attempt) = inner.begin_attempt(key) else {
-            return;
-        };
-        let outcome = run_attempt(inner, key, &body, attempt).await;
-        match inner.end_attempt(key, outcome) {
-            Next::Exit => return,
-            Next::RestartAfter(delay) => {
-                tokio::select! {
-                    () = key.cancel.cancelled() => {
-                        inner.mark_stopped(key, None);
-                        return;
-                    }
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-}
-
-/// Runs one attempt. Its future is dropped before this returns, whichever way it ended.
-async fn run_attempt<F, Fut>(inner: &Inner, key: &TaskKey, body: &F, attempt: Attempt) -> Outcome
-where
-    F: Fn(TaskContext) -> Fut,
-    Fut: Future<Output = Result<(), TaskError>>,
-{
-    let token = key.cancel.child_token();
-    let context = TaskContext {
-        id: Arc::clone(&key.id),
-        attempt: attempt.number,
-        heartbeat: attempt.heartbeat,
-        cancel: token.clone(),
-        heartbeat_interval: inner.config.heartbeat_interval,
-    };
-    let stop_timeout = inner.config.stop_timeout;
-    let ended = match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
-        Err(panic) => AttemptEnd::Returned(Err(panic)),
-        Ok(future) => {
-            let future = AssertUnwindSafe(future).catch_unwind();
-            tokio::select! {
-                biased;
-                () = attempt.killed.cancelled() => AttemptEnd::Killed,
-                () = grace_expired(&key.cancel, stop_timeout) => AttemptEnd::IgnoredCancellation,
-                result = future => AttemptEnd::Returned(result),
-            }
-        }
-    };
-    // The body's helpers may hold the attempt's token: end them with the attempt.
-    token.cancel();
-    if key.cancel.is_cancelled() {
-        if matches!(ended, AttemptEnd::IgnoredCancellation) {
-            tracing::warn!(
-                task_id = %key.id, attempt = attempt.number, stop_timeout = ?stop_timeout,
-                "task ignored cancellation; its future was dropped"
-            );
-        }
-        return Outcome::Stopped;
-    }
-    match ended {
-        // The watchdog concluded the attempt before killing it; this failure is not applied again.
-        AttemptEnd::Killed | AttemptEnd::IgnoredCancellation => Outcome::Failure {
-            message: "attempt killed".to_owned(),
-            permanent: false,
-        },
-        AttemptEnd::Returned(Ok(Ok(()))) => Outcome::Success,
-        AttemptEnd::Returned(Ok(Err(error))) => Outcome::Failure {
-            message: error.to_string(),
-            permanent: error.is_permanent(),
-        },
-        AttemptEnd::Returned(Err(panic)) => Outcome::Failure {
-            message: format!("panicked: {}", panic_message(&*panic)),
-            permanent: false,
-        },
-    }
-}
-
-/// How the select over an attempt ended.
-enum AttemptEnd {
-    Killed,
-    IgnoredCancellation,
-    Returned(std::thread::Result<Result<(), TaskError>>),
-}
-
-/// Completes `stop_timeout` after `cancel` is cancelled.
-async fn grace_expired(cancel: &CancellationToken, stop_timeout: Duration) {
-    cancel.cancelled().await;
-    tokio::time::sleep(stop_timeout).await;
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(message) = panic.downcast_ref::<&'static str>() {
-        message
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message
-    } else {
-        "non-string panic payload"
     }
 }

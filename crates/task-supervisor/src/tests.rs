@@ -34,8 +34,8 @@ fn jitter_stays_within_its_fraction_and_varies() {
     let delays: Vec<Duration> = (0..200).map(|_| policy.jittered_backoff(1)).collect();
     for delay in &delays {
         assert!(
-            (Duration::from_millis(900)..=Duration::from_millis(1_100)).contains(delay),
-            "{delay:?} is outside 1s ± 10%"
+            (Duration::from_millis(900)..=Duration::from_secs(1)).contains(delay),
+            "{delay:?} is outside [0.9 s, 1 s]"
         );
     }
     assert!(
@@ -51,7 +51,7 @@ fn nonsense_jitter_is_ignored_or_clamped() {
         Duration::from_secs(1)
     );
     let wild = policy(1_000, 60_000, 7.0).jittered_backoff(1);
-    assert!(wild <= Duration::from_secs(2), "{wild:?}");
+    assert!(wild <= Duration::from_secs(1), "{wild:?}");
 }
 
 #[test]

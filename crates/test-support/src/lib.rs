@@ -8,6 +8,8 @@
 //! - `receiver` (feature `receiver`): a loopback HTTP receiver, plain or TLS, that decodes Loki
 //!   and OTLP requests independently of the sinks.
 //! - [`haproxy`]: a private HAProxy on a loopback port (TLS termination, the socket proxy).
+//! - `http` (feature `http`): the one HTTP client of the tests and xtask (reqwest), for the
+//!   agent's health API and the other loopback servers they ask.
 //!
 //! ```no_run
 //! use test_support::{checker::LineChecker, docker};
@@ -25,6 +27,8 @@
 pub mod checker;
 pub mod docker;
 pub mod haproxy;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod pki;
 #[cfg(feature = "receiver")]
 pub mod receiver;

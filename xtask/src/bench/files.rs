@@ -252,7 +252,8 @@ fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) ->
 }
 
 fn wait_records(capturer: &Capturer, expected: u64) -> Result<()> {
-    let mut tail = FileTail::new(capturer.records_path());
+    // File mode can write faster than this tail polls: the sink may rotate before it looks.
+    let mut tail = FileTail::from_oldest(capturer.records_path());
     let mut records = 0;
     let started = Instant::now();
     let deadline = Duration::from_secs(120).max(Duration::from_secs(expected / 5_000));

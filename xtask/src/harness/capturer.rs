@@ -20,7 +20,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::{http, metrics::Metrics, time::format_duration};
+use test_support::http;
+
+use super::{metrics::Metrics, time::format_duration};
 use crate::util::{cargo, project_root, run};
 
 /// How long the capturer may take to bind its health API after it is spawned.

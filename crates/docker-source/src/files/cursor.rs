@@ -247,7 +247,7 @@ mod tests {
             entry_timestamp: 2_000_000_000,
             last: [p(2_000_000_000), None, None],
         };
-        let tail = Tail::open(LogFiles::new(&live), Start::At { id, offset: end })
+        let tail = Tail::open(LogFiles::new(&live, 1), Start::At { id, offset: end }, None)
             .unwrap()
             .unwrap();
         let mut format = JsonFile::default();

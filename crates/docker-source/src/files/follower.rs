@@ -23,7 +23,7 @@
 
 use std::{io, sync::Arc, time::Duration};
 
-use capture_core::{ErrorChain, LogStream, Position};
+use capture_core::{Backoff, ErrorChain, LogStream};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,9 +40,9 @@ use crate::{
     Error,
     assembler::Assembler,
     checkpoint::StreamPositions,
-    client::Backoff,
-    decoder::{Decoder, LineSink},
+    decoder::Decoder,
     metric_names,
+    multiline::Multiline,
     output::record_drops,
     stream::{StreamEnd, TaskEnv, reconnected, send_assembled},
 };
@@ -88,6 +88,9 @@ pub(crate) async fn file_task(ctx: TaskContext, env: FileEnv) -> Result<(), Task
 enum End {
     /// The container stopped or was removed, and everything was read and sent.
     Finished,
+    /// The filters released the container; what was written at the release was sent and the
+    /// task completed (`release.rs`).
+    Released,
     Cancelled,
     PipelineClosed,
 }
@@ -109,18 +112,9 @@ enum Wake {
     Changed,
     /// The source signalled a stop or a removal.
     Signal,
+    /// The filters released the container.
+    Released,
     Timer,
-}
-
-/// Routes a TTY container's lines (stored by Docker as stdout, ending in `\r`) to its one
-/// stream, as the API path decodes them.
-struct TtyLines<'a>(&'a mut Assembler);
-
-impl LineSink for TtyLines<'_> {
-    fn line(&mut self, _stream: LogStream, position: Position, message: &[u8], replay: bool) {
-        let message = message.strip_suffix(b"\r").unwrap_or(message);
-        self.0.line(LogStream::Tty, position, message, replay);
-    }
 }
 
 /// The entry that ends where parsing stands (the hint's proof).
@@ -138,6 +132,8 @@ struct FileFollower {
     beat_every: Duration,
     tty: bool,
     decoder: Decoder,
+    /// Between the decoder and the assembler: joins the lines of an event (see `lines.rs`).
+    multiline: Multiline,
     assembler: Assembler,
     format: Box<dyn EntryFormat + Send + Sync>,
     tail: Option<Tail>,
@@ -152,6 +148,8 @@ struct FileFollower {
     partial_since: Option<Instant>,
     /// The last time data came or the container was looked at.
     last_activity: Instant,
+    /// Where the drain of a released container stops (`release.rs`).
+    drain_mark: Option<release::DrainMark>,
 }
 
 impl FileFollower {
@@ -166,6 +164,7 @@ impl FileFollower {
             tty: info.tty,
             // Lines an earlier run may have delivered are a replay, as on the API path.
             decoder: Decoder::new(settings.max_line_bytes).replays_through(settings.replay_through),
+            multiline: Multiline::new(settings.multiline.for_container(&info)),
             assembler: Assembler::new(info, settings.batch_max_lines, settings.batch_max_bytes),
             format: env.target.driver.format(),
             tail: None,
@@ -177,18 +176,20 @@ impl FileFollower {
             batch_deadline: None,
             partial_since: None,
             last_activity: now,
+            drain_mark: None,
             env,
         }
     }
 
     async fn run(&mut self) -> Result<(), Error> {
-        self.registration = Some(self.env.watcher.register(self.env.target.files.dir()));
+        let files = &self.env.target.files;
+        self.registration = Some(self.env.watcher.register(files.dir(), files.live_name()));
         let mut backoff = Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP);
         let mut errors = 0u32;
         let id = self.env.task.shared.id.clone();
         loop {
             match self.follow(&mut errors).await {
-                Ok(End::Cancelled) => return Ok(()),
+                Ok(End::Cancelled | End::Released) => return Ok(()),
                 Ok(End::PipelineClosed) => return Err(Error::PipelineClosed),
                 Ok(End::Finished) => {
                     if self.env.task.shared.try_finish() {
@@ -244,9 +245,19 @@ impl FileFollower {
             if self.env.signal.is_removed() {
                 return Ok(self.finish().await);
             }
+            if self.is_released()
+                && let Some(end) = self.drain_release().await?
+            {
+                return Ok(end);
+            }
             match self.wait().await {
                 Wake::Cancelled => return Ok(End::Cancelled),
                 Wake::Changed => self.coalesce().await,
+                Wake::Released => {
+                    if let Some(end) = self.drain_release().await? {
+                        return Ok(end);
+                    }
+                }
                 Wake::Signal => {
                     if !self.env.signal.is_removed() && !self.is_running().await {
                         return self.drain_and_finish().await;
@@ -268,13 +279,13 @@ impl FileFollower {
         let read = self.to_decoder(self.env.task.shared.read_positions());
         self.buffer.clear();
         self.last_entry = None;
-        self.assembler.discard();
+        self.discard_held();
         if let Some(hint) = self.env.cursor.resume_hint() {
             let start = Start::At {
                 id: hint.file,
                 offset: hint.offset,
             };
-            if let Some(tail) = Tail::open(self.env.target.files.clone(), start)?
+            if let Some(tail) = Tail::open(self.env.target.files.clone(), start, self.births())?
                 && hint.holds(&tail, &mut *self.format)
             {
                 debug!(container_id = %self.env.task.shared.id, offset = hint.offset, "resuming the log files at the hint");
@@ -284,7 +295,8 @@ impl FileFollower {
             }
             debug!(container_id = %self.env.task.shared.id, "the resume hint no longer holds; reading from the oldest log file");
         }
-        let Some(tail) = Tail::open(self.env.target.files.clone(), Start::Oldest)? else {
+        let Some(tail) = Tail::open(self.env.target.files.clone(), Start::Oldest, self.births())?
+        else {
             return Ok(false);
         };
         self.decoder.reset(read);
@@ -293,11 +305,17 @@ impl FileFollower {
     }
 
     fn configure(&self, tail: Tail) -> Tail {
+        let tail = tail.with_rotated_size(self.env.target.rotated_size);
         if self.env.target.may_truncate {
             tail
         } else {
             tail.without_truncation()
         }
+    }
+
+    /// The count of the live file's creations, when inotify reports them.
+    fn births(&self) -> Option<super::watch::Births> {
+        self.registration.as_ref()?.births()
     }
 
     /// The read positions as the decoder counts them: a TTY container's one stream is stored
@@ -318,6 +336,8 @@ impl FileFollower {
         match self.wait().await {
             Wake::Cancelled => Ok(Some(End::Cancelled)),
             Wake::Changed => Ok(None),
+            // Nothing written, nothing to drain.
+            Wake::Released => Ok(self.complete_release()),
             Wake::Signal | Wake::Timer => {
                 self.heartbeat.beat();
                 if self.is_running().await {
@@ -355,6 +375,9 @@ impl FileFollower {
                     }
                     self.heartbeat.beat();
                     tokio::task::consume_budget().await;
+                    if self.reached_drain_mark() {
+                        return Ok(None);
+                    }
                 }
                 Progress::NextFile | Progress::Truncated => self.drop_unfinished_entry(),
                 Progress::Idle => {
@@ -424,25 +447,8 @@ impl FileFollower {
                 timestamp: entry.timestamp_nanos,
             });
             if let Some(entry) = entry {
-                if self.tty {
-                    let mut sink = TtyLines(&mut self.assembler);
-                    let stream = LogStream::Stdout;
-                    self.decoder.entry(
-                        stream,
-                        entry.timestamp_nanos,
-                        entry.text,
-                        entry.complete,
-                        &mut sink,
-                    );
-                } else {
-                    self.decoder.entry(
-                        entry.stream,
-                        entry.timestamp_nanos,
-                        entry.text,
-                        entry.complete,
-                        &mut self.assembler,
-                    );
-                }
+                let (decoder, multiline) = (&mut self.decoder, &mut self.multiline);
+                lines::decode(self.tty, decoder, multiline, &mut self.assembler, entry);
             }
             at += len;
             full = self.assembler.is_full();
@@ -451,13 +457,14 @@ impl FileFollower {
         full
     }
 
-    /// Where reading stands, as a hint, if it is at the end of an entry with no line half read.
+    /// Where reading stands, as a hint, if it is at the end of an entry with no line held back
+    /// (half read, or in an open multiline event).
     fn hint_here(&self) -> Option<FileHint> {
         let tail = self.tail.as_ref()?;
         let last = self.last_entry?;
         let (file, read_to) = tail.position();
         let parsed_to = read_to - self.buffer.len() as u64;
-        if self.decoder.has_partial() || last.end != parsed_to || !tail.is_plain() {
+        if self.holds_lines() || last.end != parsed_to || !tail.is_plain() {
             return None;
         }
         Some(FileHint {
@@ -472,6 +479,7 @@ impl FileFollower {
     /// Sends the assembled batch (if any) and records its resume hint.
     async fn send_batch(&mut self) -> Result<(), End> {
         record_drops(self.decoder.take_counters());
+        self.multiline.take_counters().record();
         let hint = self.hint_here();
         let Some(assembled) = self.assembler.take(&self.env.task.shared) else {
             return Ok(());
@@ -512,9 +520,9 @@ impl FileFollower {
         }
         self.last_send = Instant::now();
         self.batch_deadline = None;
-        // Files are read in order: with no line half read, everything before the newest line
+        // Files are read in order: with no line held back, everything before the newest line
         // sent was sent (the read-through time, kept for a later read through the API).
-        if !self.decoder.has_partial() {
+        if !self.holds_lines() {
             self.env.task.shared.caught_up();
         }
         if let Some(hint) = hint {
@@ -540,6 +548,8 @@ impl FileFollower {
     }
 }
 
+mod lines;
+mod release;
 mod wait;
 
 /// Counts what Docker deleted or overwrote before it was read.

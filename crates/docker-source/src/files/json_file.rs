@@ -10,11 +10,10 @@
 
 use std::borrow::Cow;
 
-use capture_core::LogStream;
+use capture_core::{LogStream, time::parse_rfc3339};
 use serde::{Deserialize, de::IgnoredAny};
 
 use super::{Entry, EntryFormat, Step};
-use crate::timestamp::parse_timestamp;
 
 /// The longest line accepted: a 16 KiB piece whose every byte is escaped (`\u0000`: six bytes)
 /// plus the other fields, with room for large `attrs`.
@@ -79,7 +78,7 @@ impl JsonFile {
             "stderr" => LogStream::Stderr,
             _ => return None,
         };
-        let timestamp_nanos = parse_timestamp(parsed.time.as_bytes())?;
+        let timestamp_nanos = parse_rfc3339(parsed.time.as_bytes())?;
         let text: &'a [u8] = match parsed.log {
             Cow::Borrowed(text) => text.as_bytes(),
             Cow::Owned(text) => {

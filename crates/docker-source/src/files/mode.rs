@@ -188,3 +188,6 @@ impl FileMode {
         self.draining.values().map(|d| d.task_id.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests;

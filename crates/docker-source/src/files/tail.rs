@@ -1,37 +1,46 @@
 //! Follows one container's log files across rotation, truncation and removal.
 //!
 //! Docker writes to one live file (`<id>-json.log`, `local-logs/container.log`). When it
-//! reaches `max-size`, Docker closes it, renames it to `.1` (older ones to `.2`, …, the oldest
-//! deleted at `max-file`), opens a new live file, and for `compress=true` (the `local` driver's
-//! default) replaces `.1` by `.1.gz` — a new file with a new inode. With `max-file=1` there is
-//! no rename: the live file is truncated in place.
+//! reaches `max-size`, Docker closes it, deletes the oldest rotated file, renames the others
+//! up (`.1` → `.2`, …), renames the live file to `.1`, and creates a new live file; for
+//! `compress=true` (the `local` driver's default) it then replaces `.1` by `.1.gz`, a new file
+//! with a new inode. With `max-file=1` and a daemon that truncates instead of renaming, the
+//! live file is truncated in place.
 //!
-//! A [`Tail`] reads one *generation* (one file's content, identified by device and inode) at a
-//! time, from the oldest it needs to the live one. It keeps each generation's descriptor until it
-//! has read it to its end, so a generation Docker renames or deletes meanwhile (rotation, or the
-//! container's removal) is still read whole. New generations are found by [`Tail::check`]
-//! (the live path names a new inode) and opened at once, up to [`MAX_OPEN_AHEAD`]; beyond that
-//! they are only remembered, and one deleted before it is reached is counted as lost. A
+//! A [`Tail`] reads one *generation* (one file's content) at a time, from the oldest it needs to
+//! the live one. Each generation has a birth number (`look.rs`): the tail never compares
+//! contents or timestamps to know which file is which, and reads generations in the order
+//! Docker created them. It keeps each generation's descriptor until it has read it to its end,
+//! so a generation Docker renames or deletes meanwhile (rotation, or the container's removal)
+//! is still read whole. New generations are found by [`Tail::check`] (the live path names a
+//! new inode) and opened at once, up to [`MAX_OPEN_AHEAD`]; beyond that they are only
+//! remembered. A generation deleted before the tail opened it is counted as lost, exactly:
+//! numbers tell how many are missing between the newest one held and the oldest one listed. A
 //! generation that was renamed is read once more to its end before the next one starts
 //! (Docker closes a file before renaming it, so that read sees everything).
 
-use std::{collections::VecDeque, io, os::unix::fs::FileExt};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    io,
+    os::unix::fs::FileExt,
+};
 
 use tracing::{debug, warn};
 
 use generation::{Generation, Reader, file_head, is_copy};
 use listing::Listed;
 pub(crate) use listing::{FileId, LogFiles};
+use look::{Looker, Numbering};
+use opening::{Opened, Slot, Wanted, WantedFile, look_and_open};
+
+use super::watch::Births;
 
 /// Generations opened ahead of the one being read, at most (their descriptors keep their
 /// content on disk until read, even after Docker deleted them).
 pub(crate) const MAX_OPEN_AHEAD: usize = 32;
-/// The bytes of a generation's start kept to recognise it (truncation, its compressed copy, an
-/// inode Docker reused for a new file): enough to hold a whole first line and its timestamp.
+/// The bytes of a generation's start kept to recognise it (truncation, its compressed copy):
+/// enough to hold a whole first line and its timestamp.
 const HEAD_BYTES: usize = 1024;
-/// Generations read to their end that are remembered (by inode and first bytes), so a file
-/// still listed after it was read is not read again.
-const FINISHED_KEPT: usize = 64;
 
 /// A generation found newer than the one being read.
 #[derive(Debug)]
@@ -39,14 +48,14 @@ enum Ahead {
     /// Opened: its content is safe.
     Open(Generation),
     /// Only seen (too many open): lost if Docker deletes it before it is reached.
-    Seen(Listed),
+    Seen { listed: Listed, number: i64 },
 }
 
 impl Ahead {
-    fn id(&self) -> FileId {
+    fn number(&self) -> i64 {
         match self {
-            Ahead::Open(generation) => generation.id,
-            Ahead::Seen(listed) => listed.id,
+            Ahead::Open(generation) => generation.number,
+            Ahead::Seen { number, .. } => *number,
         }
     }
 }
@@ -90,74 +99,92 @@ pub(crate) enum Start {
 /// One container's log files, followed (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct Tail {
-    files: LogFiles,
+    looker: Looker,
     current: Generation,
+    /// Newer generations, oldest first (increasing numbers).
     ahead: VecDeque<Ahead>,
+    /// Live files the watcher opened as they were created, by the count of creations that
+    /// made them (which may name the generation before: a file is visible a moment before its
+    /// creation is reported). Numbered by the next look; see [`Tail::with_preopened`].
+    preopened: BTreeMap<i64, Generation>,
     losses: Losses,
     max_open_ahead: usize,
-    /// Generations read to their end: their inode (which Docker may reuse once it deleted
-    /// them) and first bytes.
-    finished: VecDeque<(FileId, Vec<u8>)>,
+    /// The size of a rotated file (Docker's `max-size`), counted for each generation lost
+    /// unseen; 0 when unknown.
+    rotated_size: u64,
     /// Whether Docker may truncate the live file in place (see [`Tail::without_truncation`]).
     may_truncate: bool,
 }
 
 impl Tail {
-    /// Opens the files at `start`. `Ok(None)`: there is no log file (yet), or `start` names a
-    /// file Docker no longer has.
-    pub(crate) fn open(files: LogFiles, start: Start) -> io::Result<Option<Tail>> {
-        Self::open_with(files, start, MAX_OPEN_AHEAD)
+    /// Opens the files at `start`; `births` (when inotify counts the live file's creations)
+    /// lets it number generations it never saw. `Ok(None)`: there is no log file (yet), or
+    /// `start` names a file Docker no longer has.
+    pub(crate) fn open(
+        files: LogFiles,
+        start: Start,
+        births: Option<Births>,
+    ) -> io::Result<Option<Tail>> {
+        Self::open_with(files, start, births, MAX_OPEN_AHEAD)
     }
 
-    fn open_with(files: LogFiles, start: Start, max_open_ahead: usize) -> io::Result<Option<Tail>> {
-        let listed = files.list()?;
-        let mut candidates = listed.clone().into_iter();
+    fn open_with(
+        files: LogFiles,
+        start: Start,
+        births: Option<Births>,
+        max_open_ahead: usize,
+    ) -> io::Result<Option<Tail>> {
+        let mut looker = Looker::new(files, births);
+        let wanted = Wanted {
+            numbers: |_| true,
+            budget: max_open_ahead + 1,
+            unknown_from: 0,
+        };
+        let opened = look_and_open(&mut looker, &mut |_: &Listed, _| Ok(None), &wanted)?;
+        let mut candidates = opened.files.into_iter();
         let current = match start {
-            Start::Oldest => Self::first_generation(&mut candidates)?,
-            Start::At { id, offset } => match listed.iter().position(|l| l.id == id) {
-                Some(index) => {
-                    // `nth` leaves the newer files in `candidates`.
-                    candidates.nth(index);
-                    Generation::open(&listed[index], offset)?
+            // The oldest file that could be opened (older ones vanished meanwhile: they were
+            // rotated away before anything was promised about them).
+            Start::Oldest => candidates.by_ref().find_map(|(_, slot)| match slot {
+                Slot::Open(generation) => Some(generation),
+                Slot::Listed(_) => None,
+            }),
+            Start::At { id, offset } => match candidates.by_ref().find(|(_, s)| s.id() == id) {
+                Some((_, Slot::Open(mut generation))) => {
+                    generation.skip_to(offset)?;
+                    Some(generation)
                 }
-                None => None,
+                _ => None,
             },
         };
         let Some(current) = current else {
             return Ok(None);
         };
         let mut tail = Tail {
-            files,
+            looker,
             current,
             ahead: VecDeque::new(),
+            preopened: BTreeMap::new(),
             losses: Losses::default(),
             max_open_ahead,
-            finished: VecDeque::new(),
+            rotated_size: 0,
             may_truncate: true,
         };
-        for listed in candidates {
-            tail.push_ahead(listed)?;
-        }
+        tail.queue(candidates.collect());
         Ok(Some(tail))
-    }
-
-    /// The oldest candidate that can still be opened (older ones vanished meanwhile: they
-    /// were rotated away before anything was promised about them).
-    fn first_generation(
-        candidates: &mut impl Iterator<Item = Listed>,
-    ) -> io::Result<Option<Generation>> {
-        for listed in candidates.by_ref() {
-            if let Some(generation) = Generation::open(&listed, 0)? {
-                return Ok(Some(generation));
-            }
-        }
-        Ok(None)
     }
 
     /// Docker never truncates these files in place (they rotate, or have no size limit): the
     /// start of the live file need not be compared before each read.
     pub(crate) fn without_truncation(mut self) -> Tail {
         self.may_truncate = false;
+        self
+    }
+
+    /// Docker rotates the files at `bytes` (`max-size`): the size counted for a generation
+    /// deleted before it was seen.
+    pub(crate) fn with_rotated_size(mut self, bytes: u64) -> Tail {
+        self.rotated_size = bytes;
         self
     }
 
@@ -232,7 +259,7 @@ impl Tail {
 
     /// Whether the live path no longer names the current generation.
     fn live_changed(&self) -> io::Result<bool> {
-        match std::fs::metadata(self.files.live()) {
+        match std::fs::metadata(self.looker.files().live()) {
             Ok(metadata) => Ok(FileId::of(&metadata) != self.current.id),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(true),
             Err(error) => Err(error),
@@ -243,67 +270,82 @@ impl Tail {
     fn advance(&mut self) -> io::Result<Progress> {
         while let Some(next) = self.ahead.pop_front() {
             let generation = match next {
-                Ahead::Open(generation) => Some(generation),
-                Ahead::Seen(listed) => self.open_seen(&listed)?,
+                Ahead::Open(generation) => generation,
+                Ahead::Seen { listed, number } => match self.open_seen(number)? {
+                    Found::Open(generation) => generation,
+                    Found::Gone => {
+                        self.count_lost(&listed);
+                        continue;
+                    }
+                    Found::Later => {
+                        self.ahead.push_front(Ahead::Seen { listed, number });
+                        return Ok(Progress::Idle);
+                    }
+                },
             };
-            if let Some(generation) = generation {
-                if self.finished.len() == FINISHED_KEPT {
-                    self.finished.pop_front();
-                }
-                let head = self.current.current_head();
-                self.finished.push_back((self.current.id, head));
-                debug!(finished = %self.current.path.display(), ino = self.current.id.ino, read = self.current.offset, next = %generation.path.display(), next_ino = generation.id.ino, "next log file");
-                self.current = generation;
-                self.fill_ahead()?;
-                return Ok(Progress::NextFile);
-            }
+            debug!(finished = %self.current.path.display(), number = self.current.number, read = self.current.offset, next = %generation.path.display(), next_number = generation.number, "next log file");
+            self.current = generation;
+            self.fill_ahead()?;
+            return Ok(Progress::NextFile);
         }
         Ok(Progress::Idle)
     }
 
-    /// Opens a generation that was only seen, wherever rotation moved it; counts it lost if it
-    /// is gone.
-    fn open_seen(&mut self, seen: &Listed) -> io::Result<Option<Generation>> {
-        let now = self.files.list()?;
-        if let Some(listed) = now.iter().find(|l| l.id == seen.id)
-            && let Some(generation) = Generation::open(listed, 0)?
-        {
-            return Ok(Some(generation));
+    /// Opens a generation that was only seen, wherever rotation moved it.
+    fn open_seen(&mut self, number: i64) -> io::Result<Found> {
+        let wanted = Wanted {
+            numbers: |n| n == number,
+            budget: 1,
+            unknown_from: self.newest().0 + 2,
+        };
+        let opened = self.look_and_open(&wanted)?;
+        if opened.numbering == Numbering::Later {
+            return Ok(Found::Later);
         }
+        Ok(match opened.files.into_iter().next() {
+            Some((_, Slot::Open(generation))) => Found::Open(generation),
+            Some((_, Slot::Listed(_))) => Found::Later,
+            None => Found::Gone,
+        })
+    }
+
+    fn count_lost(&mut self, seen: &Listed) {
         self.losses.rotated_files += 1;
         self.losses.rotated_bytes += seen.size;
         warn!(file = %seen.path.display(), bytes = seen.size, "a rotated log file was deleted by Docker before it was read; its lines are lost");
-        Ok(None)
     }
 
     /// Opens remembered generations while there is room.
     fn fill_ahead(&mut self) -> io::Result<()> {
         let open = self.open_ahead();
-        if open >= self.max_open_ahead {
+        if open >= self.max_open_ahead || open == self.ahead.len() {
             return Ok(());
         }
-        let mut budget = self.max_open_ahead - open;
-        for index in 0..self.ahead.len() {
-            if budget == 0 {
-                break;
-            }
-            if let Ahead::Seen(listed) = &self.ahead[index] {
-                let listed = listed.clone();
-                if let Some(generation) = self.open_seen_quietly(&listed)? {
-                    self.ahead[index] = Ahead::Open(generation);
-                    budget -= 1;
-                }
+        let seen: Vec<i64> = self
+            .ahead
+            .iter()
+            .filter_map(|a| match a {
+                Ahead::Seen { number, .. } => Some(*number),
+                Ahead::Open(_) => None,
+            })
+            .collect();
+        let wanted = Wanted {
+            numbers: |n| seen.contains(&n),
+            budget: self.max_open_ahead - open,
+            unknown_from: self.newest().0 + 2,
+        };
+        let opened = self.look_and_open(&wanted)?;
+        if opened.numbering == Numbering::Later {
+            return Ok(());
+        }
+        for (number, slot) in opened.files {
+            if let Slot::Open(generation) = slot
+                && let Some(entry) = self.ahead.iter_mut().find(|a| a.number() == number)
+            {
+                *entry = Ahead::Open(generation);
             }
         }
         Ok(())
-    }
-
-    fn open_seen_quietly(&self, seen: &Listed) -> io::Result<Option<Generation>> {
-        let now = self.files.list()?;
-        match now.iter().find(|l| l.id == seen.id) {
-            Some(listed) => Generation::open(listed, 0),
-            None => Ok(None),
-        }
     }
 
     fn open_ahead(&self) -> usize {
@@ -313,136 +355,197 @@ impl Tail {
             .count()
     }
 
-    fn push_ahead(&mut self, listed: Listed) -> io::Result<()> {
-        if self.open_ahead() < self.max_open_ahead {
-            // Rotated between the listing and the opening: it is `.1` now.
-            let generation = match Generation::open(&listed, 0)? {
-                Some(generation) => Some(generation),
-                None => self.open_seen_quietly(&listed)?,
+    /// Queues newer generations (oldest first).
+    fn queue(&mut self, files: Vec<WantedFile>) {
+        for (number, slot) in files {
+            debug!(ino = slot.id().ino, number, "newer log file");
+            self.ahead.push_back(match slot {
+                Slot::Open(generation) => Ahead::Open(generation),
+                Slot::Listed(listed) => Ahead::Seen { listed, number },
+            });
+        }
+    }
+
+    /// Takes the live files the watcher opened as they were created (numbered by the count
+    /// of creations; those that are held already are closed).
+    fn take_preopened(&mut self) -> io::Result<()> {
+        let Some(births) = self.looker.births() else {
+            return Ok(());
+        };
+        for preopened in births.take_preopened() {
+            let Some(label) = self.looker.number_of(preopened.count) else {
+                continue;
             };
-            if let Some(generation) = generation {
-                self.ahead.push_back(Ahead::Open(generation));
-                return Ok(());
+            let live = self.looker.files().live();
+            let generation = Generation::from_file(preopened.file, live, label)?;
+            let held = self.held().any(|g| g.id == generation.id);
+            if !held && self.preopened.len() < self.max_open_ahead {
+                self.preopened.insert(label, generation);
             }
         }
-        self.ahead.push_back(Ahead::Seen(listed));
         Ok(())
+    }
+
+    /// The generations whose descriptors are held.
+    fn held(&self) -> impl Iterator<Item = &Generation> {
+        let ahead = self.ahead.iter().filter_map(|a| match a {
+            Ahead::Open(generation) => Some(generation),
+            Ahead::Seen { .. } => None,
+        });
+        std::iter::once(&self.current)
+            .chain(ahead)
+            .chain(self.preopened.values())
+    }
+
+    /// The newest generation known (held, or only seen), and its inode if it is held.
+    fn newest(&self) -> (i64, Option<FileId>) {
+        match self.ahead.back() {
+            None => (self.current.number, Some(self.current.id)),
+            Some(Ahead::Open(generation)) => (generation.number, Some(generation.id)),
+            Some(Ahead::Seen { number, .. }) => (*number, None),
+        }
     }
 
     /// Looks for generations newer than the newest known one and opens them (up to the limit):
     /// call it often (on every wake-up and every read), so a rotation is seen while its files
     /// still exist.
     pub(crate) fn check(&mut self) -> io::Result<()> {
-        let newest = self.ahead.back().map_or(self.current.id, Ahead::id);
-        match std::fs::metadata(self.files.live()) {
-            Ok(metadata) if FileId::of(&metadata) == newest => return Ok(()),
+        self.take_preopened()?;
+        let (newest, newest_id) = self.newest();
+        // Counted at or before the newest generation known: that one, or one already read.
+        self.preopened.retain(|label, _| *label > newest);
+        match std::fs::metadata(self.looker.files().live()) {
+            Ok(metadata) if Some(FileId::of(&metadata)) == newest_id => return Ok(()),
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error),
         }
-        // Every file not read, being read or queued is newer than those that are: Docker only
-        // adds files at the live end.
-        let listed = self.files.list()?;
-        self.count_possible_gap(newest, &listed)?;
-        let mut newer = Vec::new();
-        for listed in listed {
-            if !self.is_known(&listed)? {
-                newer.push(listed);
-            }
-        }
-        // Oldest first by last write (a stable sort keeps the listing's order for equal times).
-        newer.sort_by_key(|listed| listed.modified);
-        for listed in newer {
-            debug!(path = %listed.path.display(), ino = listed.id.ino, "newer log file");
-            self.push_ahead(listed)?;
-        }
-        Ok(())
-    }
-
-    /// The newest generation known is no longer listed (nor its compressed copy): Docker
-    /// rotated through `max-file` files since it was the live one, and the generations between
-    /// it and the oldest listed may be gone unseen. Counted as one possible loss (it may
-    /// over-count when exactly `max-file` rotations happened) and logged.
-    fn count_possible_gap(&mut self, newest: FileId, listed: &[Listed]) -> io::Result<()> {
-        if listed.is_empty() || listed.iter().any(|l| l.id == newest) {
+        let wanted = Wanted {
+            numbers: |n| n > newest,
+            budget: self.max_open_ahead.saturating_sub(self.open_ahead()),
+            unknown_from: newest + 2,
+        };
+        let opened = self.look_and_open(&wanted)?;
+        if opened.numbering == Numbering::Later {
             return Ok(());
         }
-        let newest_head = match self.ahead.back() {
-            Some(Ahead::Open(generation)) => generation.current_head(),
-            Some(Ahead::Seen(_)) => return Ok(()),
-            None => self.current.current_head(),
-        };
-        for candidate in listed.iter().filter(|l| l.compressed) {
-            if let Some(head) = file_head(candidate)?
-                && is_copy(&head, &newest_head)
-            {
-                return Ok(());
+        let exact = opened.numbering != Numbering::Unknown;
+        let files = self.with_preopened(newest, opened.files);
+        let mut expected = newest + 1;
+        for (number, slot) in &files {
+            if *number > expected {
+                self.count_unseen(number - expected, exact, slot);
             }
+            expected = number + 1;
         }
-        self.losses.rotated_files += 1;
-        warn!(dir = %self.files.dir().display(), "log files rotated faster than they were read: generations written between two looks may be lost");
+        self.queue(files);
         Ok(())
     }
 
-    /// Whether a listed file is one already read, being read or queued: the same inode while
-    /// its descriptor is held; the same inode and first bytes once it is not (Docker may reuse
-    /// the inode of a file it deleted); for a compressed file, the first bytes of one of them
-    /// (Docker's compressed copy).
-    fn is_known(&self, listed: &Listed) -> io::Result<bool> {
-        if self.current.id == listed.id || self.ahead.iter().any(|a| a.id() == listed.id) {
-            return Ok(true);
-        }
-        let reused = self.finished.iter().any(|(id, _)| *id == listed.id);
-        if !listed.compressed && !reused {
-            return Ok(false);
-        }
-        // Read from the file of that inode: the path may name another one by now.
-        let Some(head) = self.head_of(listed)? else {
-            // Gone already: a file this tail read (whose inode it remembers), or a copy.
-            return Ok(true);
+    /// The files of a look (newer than `newest`) and the live files the watcher opened as
+    /// they were created, in order. A pre-opened file the look listed is that file (the same
+    /// inode, held all along). One it did not list was deleted since, so it is older than
+    /// every file listed; its count of creations is above `newest` only if it is newer than
+    /// every generation known (a count may name the generation before, never after), and
+    /// then it fills one of the numbers between. Pre-opened files newer than the look wait.
+    fn with_preopened(&mut self, newest: i64, files: Vec<WantedFile>) -> Vec<WantedFile> {
+        let Some(&(oldest, _)) = files.first() else {
+            return files;
         };
-        let mut known = self
-            .finished
-            .iter()
-            .filter(|(id, _)| listed.compressed || *id == listed.id)
-            .map(|(_, head)| head.clone());
-        if known.any(|known| is_copy(&head, &known)) {
-            return Ok(true);
-        }
-        if !listed.compressed {
-            return Ok(false);
-        }
-        let held =
-            std::iter::once(&self.current).chain(self.ahead.iter().filter_map(|a| match a {
-                Ahead::Open(generation) => Some(generation),
-                Ahead::Seen(_) => None,
-            }));
-        for generation in held {
-            if is_copy(&head, &generation.current_head()) {
-                return Ok(true);
+        let listed_newest = files.last().map_or(newest, |(number, _)| *number);
+        let later = self.preopened.split_off(&(listed_newest + 1));
+        let earlier = std::mem::replace(&mut self.preopened, later);
+        let mut merged = Vec::new();
+        let mut next = newest + 1;
+        for (label, generation) in earlier {
+            let listed = files.iter().any(|(_, slot)| slot.id() == generation.id);
+            if listed || label <= newest || next >= oldest {
+                continue;
             }
+            merged.push((
+                next,
+                Slot::Open(Generation {
+                    number: next,
+                    ..generation
+                }),
+            ));
+            next += 1;
         }
-        Ok(false)
+        merged.extend(files);
+        merged
+    }
+
+    fn count_unseen(&mut self, unseen: i64, exact: bool, next: &Slot) {
+        let unseen = unseen.unsigned_abs();
+        self.losses.rotated_files += unseen;
+        self.losses.rotated_bytes += unseen * self.rotated_size;
+        if exact {
+            warn!(dir = %self.looker.files().dir().display(), files = unseen, next = %next.path().display(), "log files were rotated and deleted by Docker before they could be opened; their lines are lost");
+        } else {
+            warn!(dir = %self.looker.files().dir().display(), next = %next.path().display(), "log files were rotated faster than they were looked at; generations written between two looks may be lost");
+        }
+    }
+
+    /// A look at the files (see `look.rs`) recognising the generations held, with the wanted
+    /// ones opened (see `opening.rs`).
+    fn look_and_open<F: Fn(i64) -> bool>(&mut self, wanted: &Wanted<F>) -> io::Result<Opened> {
+        let current = &self.current;
+        let ahead = &self.ahead;
+        let mut held = |listed: &Listed, by_copy| held_number(current, ahead, listed, by_copy);
+        look_and_open(&mut self.looker, &mut held, wanted)
     }
 }
 
-impl Tail {
-    /// The first bytes of the file `listed` names, wherever rotation moved it; `None` if it is
-    /// gone.
-    fn head_of(&self, listed: &Listed) -> io::Result<Option<Vec<u8>>> {
-        if let Some(head) = file_head(listed)? {
-            return Ok(Some(head));
-        }
-        let moved = self.files.list()?.into_iter().find(|l| l.id == listed.id);
-        match moved {
-            Some(moved) => file_head(&moved),
-            None => Ok(None),
+/// Whether a generation only seen could be opened.
+#[derive(Debug)]
+enum Found {
+    Open(Generation),
+    /// Docker deleted it before it was opened.
+    Gone,
+    /// Docker is rotating: look again later.
+    Later,
+}
+
+/// The number of the generation held (or seen) that `listed` is: the same inode, or (with
+/// `by_copy`, for a compressed file) a copy of its content.
+fn held_number(
+    current: &Generation,
+    ahead: &VecDeque<Ahead>,
+    listed: &Listed,
+    by_copy: bool,
+) -> io::Result<Option<i64>> {
+    // Only a descriptor held keeps an inode from being reused: a generation only seen is
+    // recognised by its number, never by its inode.
+    let open = || {
+        ahead.iter().filter_map(|a| match a {
+            Ahead::Open(generation) => Some(generation),
+            Ahead::Seen { .. } => None,
+        })
+    };
+    if let Some(found) = std::iter::once(current)
+        .chain(open())
+        .find(|g| g.id == listed.id)
+    {
+        return Ok(Some(found.number));
+    }
+    if !by_copy || !listed.compressed {
+        return Ok(None);
+    }
+    let Some(head) = file_head(listed)? else {
+        return Ok(None);
+    };
+    for generation in std::iter::once(current).chain(open()) {
+        if is_copy(&head, &generation.current_head()) {
+            return Ok(Some(generation.number));
         }
     }
+    Ok(None)
 }
 
 mod generation;
 mod listing;
+mod look;
+mod opening;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,9 @@ pub(crate) struct FileTarget {
     /// Whether Docker may truncate the live file in place (`max-size` set and `max-file` below
     /// 2): only then is the start of the file compared on every read.
     pub(crate) may_truncate: bool,
+    /// Docker's `max-size` in bytes (0: no rotation), the size counted for each rotated file
+    /// lost before it was seen.
+    pub(crate) rotated_size: u64,
 }
 
 impl FileTarget {
@@ -48,14 +51,20 @@ impl FileTarget {
         let max_file = option("max-file")
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(default_max_file);
+        let rotated_size = match (driver, option("max-size")) {
+            (_, Some(size)) => size_in_bytes(size).unwrap_or(0),
+            (Driver::JsonFile, None) => 0,
+            (Driver::Local, None) => LOCAL_DEFAULT_MAX_SIZE,
+        };
         let has_max_size = match driver {
             Driver::JsonFile => option("max-size").is_some_and(|size| size != "-1"),
             Driver::Local => true,
         };
         Some(FileTarget {
             driver,
-            files: LogFiles::new(&live),
+            files: LogFiles::new(&live, max_file),
             may_truncate: has_max_size && max_file < 2,
+            rotated_size,
         })
     }
 
@@ -64,6 +73,27 @@ impl FileTarget {
     pub(crate) fn is_readable(&self) -> bool {
         std::fs::read_dir(self.files.dir()).is_ok()
     }
+}
+
+/// The `local` driver's `max-size` when none is set (20 MB).
+const LOCAL_DEFAULT_MAX_SIZE: u64 = 20 * 1000 * 1000;
+
+/// A size as Docker's log options write it (`10m`, `1.5g`, `512k`, `100`, an optional
+/// `b`/`ib`): decimal multiples, as Docker reads them (`units.FromHumanSize`); `None` if it
+/// is not one (or is `-1`, no limit).
+fn size_in_bytes(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let text = text.strip_suffix('b').unwrap_or(&text);
+    let text = text.strip_suffix('i').unwrap_or(text);
+    let (number, multiplier) = match text.char_indices().last()? {
+        (at, unit @ ('k' | 'm' | 'g' | 't' | 'p')) => {
+            let power = "kmgtp".find(unit)? as u32 + 1;
+            (&text[..at], 1000u64.checked_pow(power)?)
+        }
+        _ => (text, 1),
+    };
+    let number: f64 = number.trim().parse().ok()?;
+    (number >= 0.0).then_some((number * multiplier as f64) as u64)
 }
 
 /// What the source tells a file follower about its container: it may have stopped (a `die`
@@ -149,6 +179,31 @@ mod tests {
                 "{driver}"
             );
         }
+    }
+
+    #[test]
+    fn docker_sizes_are_read_as_decimal_multiples() {
+        assert_eq!(size_in_bytes("1m"), Some(1_000_000));
+        assert_eq!(size_in_bytes("10k"), Some(10_000));
+        assert_eq!(size_in_bytes("1.5g"), Some(1_500_000_000));
+        assert_eq!(size_in_bytes("100"), Some(100));
+        assert_eq!(size_in_bytes("2MB"), Some(2_000_000));
+        assert_eq!(size_in_bytes("-1"), None);
+        assert_eq!(size_in_bytes("lots"), None);
+        let rotating = inspected("json-file", &[("max-size", "1m"), ("max-file", "3")]);
+        assert_eq!(FileTarget::of(&rotating).unwrap().rotated_size, 1_000_000);
+        assert_eq!(
+            FileTarget::of(&inspected("json-file", &[]))
+                .unwrap()
+                .rotated_size,
+            0
+        );
+        assert_eq!(
+            FileTarget::of(&inspected("local", &[]))
+                .unwrap()
+                .rotated_size,
+            LOCAL_DEFAULT_MAX_SIZE
+        );
     }
 
     #[test]

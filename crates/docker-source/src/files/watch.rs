@@ -1,31 +1,45 @@
 //! Wakes file followers when their log directory changes: one inotify instance for the whole
-//! source, one watch per directory, one [`Notify`] per follower.
+//! source, one watch per directory, one [`Notify`] per follower; and counts, per follower, the
+//! live files Docker created, so a follower knows exactly how many generations were born.
 //!
 //! The kernel queues an event per write, rename, creation or deletion in a watched directory
-//! (merging identical consecutive ones); [`WatchLoop::run`] reads them through the inotify
-//! crate's stream (one read per batch of events) and wakes the followers concerned. `Notify` keeps one permit, so a change that
-//! happens while a follower is busy reading still wakes its next wait: nothing is missed and an
-//! idle container costs nothing. Where inotify is not available (no instance left, too many
+//! (merging identical consecutive ones). Events are read and dispatched under one lock, by
+//! [`WatchLoop::run`] when the instance is readable and by any follower that needs the count
+//! of creations up to now ([`Births::count`]): once that call returns, every change made
+//! before it was called has been dispatched. `Notify` keeps one permit, so a change that
+//! happens while a follower is busy reading still wakes its next wait: nothing is missed and
+//! an idle container costs nothing. Where inotify is not available (no instance left, too many
 //! watches, a file system without it), a follower polls instead, backing off from
-//! [`POLL_MIN`] to [`POLL_MAX`] while nothing changes.
+//! [`POLL_MIN`] to [`POLL_MAX`] while nothing changes, and has no count of creations.
 
 use std::{
     collections::HashMap,
-    path::Path,
-    sync::{Arc, Mutex, PoisonError},
+    ffi::{OsStr, OsString},
+    io,
+    os::fd::{AsFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
-use futures_util::StreamExt;
-use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+pub(crate) use births::{BirthCount, Births};
+use births::{Opening, PreopenQueue};
 
 /// The quickest poll, right after a change was seen.
 pub(crate) const POLL_MIN: Duration = Duration::from_millis(25);
 /// The slowest poll, for a directory where nothing happens.
 pub(crate) const POLL_MAX: Duration = Duration::from_secs(1);
+/// The buffer events are read into (many events per read).
+const EVENT_BUFFER_BYTES: usize = 16 * 1024;
 
 /// What changes in a log directory wake its follower.
 fn mask() -> WatchMask {
@@ -37,8 +51,23 @@ fn mask() -> WatchMask {
         | WatchMask::DELETE_SELF
 }
 
+/// One follower's interest in a directory.
+#[derive(Debug)]
+struct Interest {
+    id: u64,
+    notify: Notify,
+    /// The live file's name: its creations are counted.
+    live_name: OsString,
+    /// The live file, opened as soon as it is created.
+    live: PathBuf,
+    /// Live files created since the registration.
+    created: AtomicU64,
+    /// The new live files opened as they were created.
+    preopened: PreopenQueue,
+}
+
 /// The followers waiting on each watch, by watch descriptor number.
-type Listeners = HashMap<i32, (WatchDescriptor, Vec<(u64, Arc<Notify>)>)>;
+type Listeners = HashMap<i32, (WatchDescriptor, Vec<Arc<Interest>>)>;
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -46,17 +75,37 @@ struct Shared {
     next_id: u64,
 }
 
+/// The inotify instance, read and dispatched under one lock.
+#[derive(Debug)]
+struct Events {
+    reader: Mutex<Reader>,
+    /// Times the kernel's queue overflowed (events were lost): counts of creations taken
+    /// before and after one are not comparable.
+    overflows: AtomicU64,
+    /// A copy of the instance's descriptor, to wait on without the reader's lock (`None` if
+    /// it could not be made: only the followers' own counts read events then).
+    poll_fd: Option<OwnedFd>,
+}
+
+#[derive(Debug)]
+struct Reader {
+    inotify: Inotify,
+    buffer: Vec<u8>,
+    /// Reading failed for good (logged once): followers fall back to their timers.
+    broken: bool,
+}
+
 /// Registers directories; cheap to clone. Without inotify, every registration polls.
 #[derive(Debug, Clone)]
 pub(crate) struct Watcher {
-    watches: Option<Watches>,
+    events: Option<(Arc<Events>, Watches)>,
     shared: Arc<Mutex<Shared>>,
 }
 
 /// Reads the inotify events and wakes the followers (run it on any runtime).
 #[derive(Debug)]
 pub(crate) struct WatchLoop {
-    inotify: Inotify,
+    events: Arc<Events>,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -66,13 +115,25 @@ impl Watcher {
     pub(crate) fn new() -> (Watcher, Option<WatchLoop>) {
         let shared = Arc::new(Mutex::new(Shared::default()));
         match Inotify::init() {
-            Ok(inotify) => (
-                Watcher {
-                    watches: Some(inotify.watches()),
-                    shared: shared.clone(),
-                },
-                Some(WatchLoop { inotify, shared }),
-            ),
+            Ok(inotify) => {
+                let watches = inotify.watches();
+                let events = Arc::new(Events {
+                    poll_fd: inotify.as_fd().try_clone_to_owned().ok(),
+                    reader: Mutex::new(Reader {
+                        inotify,
+                        buffer: vec![0; EVENT_BUFFER_BYTES],
+                        broken: false,
+                    }),
+                    overflows: AtomicU64::new(0),
+                });
+                (
+                    Watcher {
+                        events: Some((events.clone(), watches)),
+                        shared: shared.clone(),
+                    },
+                    Some(WatchLoop { events, shared }),
+                )
+            }
             Err(error) => {
                 warn!(error = %error, "inotify is not available; file followers poll their directories");
                 (Watcher::polling(), None)
@@ -83,16 +144,28 @@ impl Watcher {
     /// A watcher whose registrations all poll.
     pub(crate) fn polling() -> Watcher {
         Watcher {
-            watches: None,
+            events: None,
             shared: Arc::default(),
         }
     }
 
-    /// Starts watching `dir` for one follower. A directory that cannot be watched is polled.
-    pub(crate) fn register(&self, dir: &Path) -> Registration {
-        let notify = Arc::new(Notify::new());
-        let watch = self.watches.clone().and_then(|mut watches| {
-            match watches.add(dir, mask()) {
+    /// Starts watching `dir` for one follower, counting creations of `live_name` in it. A
+    /// directory that cannot be watched is polled.
+    pub(crate) fn register(&self, dir: &Path, live_name: &OsStr) -> Registration {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let interest = Arc::new(Interest {
+            id: shared.next_id,
+            notify: Notify::new(),
+            live_name: live_name.to_owned(),
+            live: dir.join(live_name),
+            created: AtomicU64::new(0),
+            preopened: PreopenQueue::default(),
+        });
+        shared.next_id += 1;
+        // Added under the lock of the listeners: an event of the new watch is dispatched only
+        // once its listener is known.
+        let watch = self.events.as_ref().and_then(|(_, watches)| {
+            match watches.clone().add(dir, mask()) {
                 Ok(wd) => Some(wd),
                 Err(error) => {
                     debug!(dir = %dir.display(), error = %error, "cannot watch the log directory; polling it");
@@ -101,20 +174,18 @@ impl Watcher {
             }
         });
         let watch = watch.map(|wd| {
-            let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-            let id = shared.next_id;
-            shared.next_id += 1;
+            let number = wd.get_watch_descriptor_id();
             shared
                 .listeners
-                .entry(wd.get_watch_descriptor_id())
+                .entry(number)
                 .or_insert_with(|| (wd.clone(), Vec::new()))
                 .1
-                .push((id, notify.clone()));
-            (wd.get_watch_descriptor_id(), id)
+                .push(interest.clone());
+            number
         });
         Registration {
             watcher: self.clone(),
-            notify,
+            interest,
             watch,
             poll_delay: POLL_MIN,
         }
@@ -125,13 +196,13 @@ impl Watcher {
         let Some((descriptor, listeners)) = shared.listeners.get_mut(&wd) else {
             return;
         };
-        listeners.retain(|(other, _)| *other != id);
+        listeners.retain(|interest| interest.id != id);
         if listeners.is_empty() {
             let descriptor = descriptor.clone();
             shared.listeners.remove(&wd);
             // The kernel already dropped the watch of a deleted directory: nothing to undo.
-            if let Some(mut watches) = self.watches.clone() {
-                let _ = watches.remove(descriptor);
+            if let Some((_, watches)) = &self.events {
+                let _ = watches.clone().remove(descriptor);
             }
         }
     }
@@ -151,9 +222,9 @@ impl Watcher {
 #[derive(Debug)]
 pub(crate) struct Registration {
     watcher: Watcher,
-    notify: Arc<Notify>,
-    /// The watch descriptor number and this registration's id; `None`: polling.
-    watch: Option<(i32, u64)>,
+    interest: Arc<Interest>,
+    /// The watch descriptor number; `None`: polling.
+    watch: Option<i32>,
     poll_delay: Duration,
 }
 
@@ -168,7 +239,7 @@ impl Registration {
     /// the follower was busy), or the next poll.
     pub(crate) async fn changed(&mut self) {
         if self.watch.is_some() {
-            self.notify.notified().await;
+            self.interest.notify.notified().await;
         } else {
             tokio::time::sleep(self.poll_delay).await;
             self.poll_delay = (self.poll_delay * 2).min(POLL_MAX);
@@ -179,64 +250,164 @@ impl Registration {
     pub(crate) fn saw_data(&mut self) {
         self.poll_delay = POLL_MIN;
     }
+
+    /// The count of the live file's creations, if this registration is told of them.
+    pub(crate) fn births(&self) -> Option<Births> {
+        self.watch?;
+        let (events, _) = self.watcher.events.as_ref()?;
+        Some(Births {
+            events: events.clone(),
+            shared: self.watcher.shared.clone(),
+            interest: self.interest.clone(),
+        })
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some((wd, id)) = self.watch {
-            self.watcher.unregister(wd, id);
+        if let Some(wd) = self.watch {
+            self.watcher.unregister(wd, self.interest.id);
         }
+    }
+}
+
+impl Events {
+    /// Reads and dispatches every queued event. `false` if reading failed for good.
+    fn drain(&self, shared: &Mutex<Shared>) -> bool {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        if reader.broken {
+            return false;
+        }
+        let Reader {
+            inotify, buffer, ..
+        } = &mut *reader;
+        let mut opening = Opening::default();
+        let failure = loop {
+            match inotify.read_events(buffer) {
+                Ok(events) => {
+                    let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut created = Vec::new();
+                    for event in events {
+                        let wd = event.wd.get_watch_descriptor_id();
+                        self.dispatch(&shared, wd, event.mask, event.name, &mut created);
+                    }
+                    drop(shared);
+                    opening.created(created, self.overflows.load(Ordering::Acquire));
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    opening.confirm();
+                    return true;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => break error,
+            }
+        };
+        warn!(error = %failure, "reading inotify events failed; file followers fall back to their idle timers");
+        reader.broken = true;
+        false
+    }
+
+    /// Wakes the listeners of the event's directory and counts a creation of their live file
+    /// (noting it in `created`); all of them if the kernel's queue overflowed and events were
+    /// lost.
+    fn dispatch(
+        &self,
+        shared: &Shared,
+        wd: i32,
+        mask: EventMask,
+        name: Option<&OsStr>,
+        created: &mut Vec<Arc<Interest>>,
+    ) {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            self.overflows.fetch_add(1, Ordering::AcqRel);
+            for (_, listeners) in shared.listeners.values() {
+                for interest in listeners {
+                    interest.notify.notify_one();
+                }
+            }
+            return;
+        }
+        let Some((_, listeners)) = shared.listeners.get(&wd) else {
+            return;
+        };
+        let creation = mask.contains(EventMask::CREATE);
+        for interest in listeners {
+            if creation && name == Some(interest.live_name.as_os_str()) {
+                interest.created.fetch_add(1, Ordering::AcqRel);
+                created.push(interest.clone());
+            }
+            interest.notify.notify_one();
+        }
+    }
+}
+
+/// Wakes the poller when dropped (also if the loop's future is dropped unfinished).
+#[derive(Debug)]
+struct StopOnDrop(OwnedFd);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
     }
 }
 
 impl WatchLoop {
     /// Reads events until `shutdown`, waking the followers of each directory that changed
-    /// (all of them if the kernel's queue overflowed).
+    /// (all of them if the kernel's queue overflowed). The waiting is done by a blocking
+    /// thread (`poll(2)` on the instance and on an eventfd that stops it), owned by this
+    /// future.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
-        let WatchLoop { inotify, shared } = self;
-        let mut events = match inotify.into_event_stream(vec![0u8; 16 * 1024]) {
-            Ok(events) => events,
+        let stop = match rustix::event::eventfd(0, EventfdFlags::CLOEXEC) {
+            Ok(stop) => stop,
             Err(error) => {
-                warn!(error = %error, "cannot poll the inotify instance; file followers fall back to their idle timers");
+                warn!(error = %error, "cannot create the inotify loop's stop signal; file followers fall back to their idle timers");
                 return;
             }
         };
+        let wake = match stop.try_clone() {
+            Ok(wake) => StopOnDrop(wake),
+            Err(error) => {
+                warn!(error = %error, "cannot create the inotify loop's stop signal; file followers fall back to their idle timers");
+                return;
+            }
+        };
+        let mut poller = tokio::task::spawn_blocking(move || self.poll_until(&stop));
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = &mut poller => return,
+        }
+        drop(wake);
+        let _ = poller.await;
+    }
+
+    fn poll_until(self, stop: &OwnedFd) {
+        let Some(poll_fd) = self.events.poll_fd.as_ref() else {
+            return;
+        };
         loop {
-            let event = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                event = events.next() => event,
-            };
-            match event {
-                Some(Ok(event)) => wake(&shared, &event),
-                Some(Err(error)) => {
-                    warn!(error = %error, "reading inotify events failed; file followers fall back to their idle timers");
+            let mut fds = [
+                PollFd::new(poll_fd, PollFlags::IN),
+                PollFd::new(stop, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(error) => {
+                    warn!(error = %error, "waiting for inotify events failed; file followers fall back to their idle timers");
                     return;
                 }
-                None => return,
+            }
+            if !fds[1].revents().is_empty() {
+                return;
+            }
+            if !self.events.drain(&self.shared) {
+                return;
             }
         }
     }
 }
 
-/// Notifies the listeners of the event's directory (all of them if the kernel's queue
-/// overflowed and events were lost).
-fn wake(shared: &Mutex<Shared>, event: &inotify::EventOwned) {
-    let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
-    if event.mask.contains(inotify::EventMask::Q_OVERFLOW) {
-        for (_, listeners) in shared.listeners.values() {
-            for (_, notify) in listeners {
-                notify.notify_one();
-            }
-        }
-        return;
-    }
-    if let Some((_, listeners)) = shared.listeners.get(&event.wd.get_watch_descriptor_id()) {
-        for (_, notify) in listeners {
-            notify.notify_one();
-        }
-    }
-}
+mod births;
 
 #[cfg(test)]
 mod tests {
@@ -250,8 +421,8 @@ mod tests {
         let task = tokio::spawn(watch_loop.run(shutdown.clone()));
         let watched = tempfile::tempdir().unwrap();
         let other = tempfile::tempdir().unwrap();
-        let mut registration = watcher.register(watched.path());
-        let mut bystander = watcher.register(other.path());
+        let mut registration = watcher.register(watched.path(), OsStr::new("c.log"));
+        let mut bystander = watcher.register(other.path(), OsStr::new("c.log"));
         assert!(!registration.is_polling());
         assert_eq!(watcher.watched_dirs(), 2);
 
@@ -279,7 +450,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(watch_loop.unwrap().run(shutdown.clone()));
         let dir = tempfile::tempdir().unwrap();
-        let mut registration = watcher.register(dir.path());
+        let mut registration = watcher.register(dir.path(), OsStr::new("c.log"));
         std::fs::write(dir.path().join("c.log"), b"x").unwrap();
         // Not waiting yet: the loop leaves a permit.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -290,11 +461,36 @@ mod tests {
         task.await.unwrap();
     }
 
+    #[test]
+    fn every_creation_of_the_live_file_is_counted_by_the_time_the_count_is_taken() {
+        let (watcher, _watch_loop) = Watcher::new();
+        let dir = tempfile::tempdir().unwrap();
+        let registration = watcher.register(dir.path(), OsStr::new("c.log"));
+        let births = registration.births().expect("inotify counts creations");
+        let live = dir.path().join("c.log");
+        assert_eq!(births.count().unwrap().created, 0);
+        for rotation in 1..=50u64 {
+            std::fs::File::create(&live).unwrap();
+            std::fs::write(dir.path().join("other.log"), b"x").unwrap();
+            std::fs::rename(&live, dir.path().join("c.log.1")).unwrap();
+            // No loop runs: the count itself reads what the kernel queued.
+            let count = births.count().unwrap();
+            assert_eq!(count.created, rotation);
+            assert_eq!(count.overflows, 0);
+        }
+        assert!(
+            Watcher::polling()
+                .register(dir.path(), OsStr::new("c.log"))
+                .births()
+                .is_none()
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn polling_backs_off_while_idle_and_speeds_up_on_data() {
         let watcher = Watcher::polling();
         let dir = tempfile::tempdir().unwrap();
-        let mut registration = watcher.register(dir.path());
+        let mut registration = watcher.register(dir.path(), OsStr::new("c.log"));
         assert!(registration.is_polling());
         let mut waits = Vec::new();
         for _ in 0..8 {
@@ -312,7 +508,7 @@ mod tests {
     #[tokio::test]
     async fn a_directory_that_cannot_be_watched_is_polled() {
         let (watcher, _watch_loop) = Watcher::new();
-        let registration = watcher.register(Path::new("/nonexistent/log/dir"));
+        let registration = watcher.register(Path::new("/nonexistent/log/dir"), OsStr::new("c.log"));
         assert!(registration.is_polling());
         assert_eq!(watcher.watched_dirs(), 0);
     }

@@ -50,7 +50,7 @@ impl ContainerShared {
     }
 
     /// Resolves once the container is released (at once if it is).
-    pub(super) async fn released(&self) {
+    pub(crate) async fn released(&self) {
         let mut released_rx = self.released_tx.subscribe();
         // The sender lives as long as `self`, so this only returns once the flag is set.
         let _ = released_rx.wait_for(|released| *released).await;
@@ -58,7 +58,7 @@ impl ContainerShared {
 
     /// The task has drained a released container: it may complete unless the container was
     /// revived meanwhile.
-    fn try_finish_release(&self) -> bool {
+    pub(crate) fn try_finish_release(&self) -> bool {
         let mut lifecycle = self
             .lifecycle
             .lock()

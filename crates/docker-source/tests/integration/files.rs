@@ -1,13 +1,14 @@
-//! File mode against the real daemon: json-file and local, rotation under load, truncation in
-//! place (`max-file=1`), removal while the agent is behind, restarts from the checkpoint and
-//! switches between the API and the files across a restart.
+//! File mode against the real daemon: json-file and local, truncation in place
+//! (`max-file=1`), removal while the agent is behind, restarts from the checkpoint and
+//! switches between the API and the files across a restart (rotation under load:
+//! `rotation.rs`).
 
 use crate::harness::{self, Harness, Sink, config, config_files, counter, loggen, unique};
 
-const LOST: &str = "log_capturer_log_files_lost_total";
+pub(crate) const LOST: &str = "log_capturer_log_files_lost_total";
 
 /// `loggen` lines of `size` bytes written as fast as it can.
-fn fast(tag: &str, lines: u64, size: u64, stream: &str) -> Vec<String> {
+pub(crate) fn fast(tag: &str, lines: u64, size: u64, stream: &str) -> Vec<String> {
     [
         "--tag",
         tag,
@@ -22,7 +23,7 @@ fn fast(tag: &str, lines: u64, size: u64, stream: &str) -> Vec<String> {
     .to_vec()
 }
 
-fn args(owned: &[String]) -> Vec<&str> {
+pub(crate) fn args(owned: &[String]) -> Vec<&str> {
     owned.iter().map(String::as_str).collect()
 }
 
@@ -80,74 +81,6 @@ async fn json_file_and_local_containers_are_read_from_their_files_once_in_order(
         assert_eq!(harness.task_mode(id).as_deref(), Some("files"));
     }
     harness.stop().await;
-}
-
-/// Rotation under load: every line read through renames (json-file) and compression (local).
-async fn rotation_under_load(driver: &str) {
-    let _shared = harness::process_lock().read().await;
-    test_support::docker::loggen_image();
-    let label = unique("rotate");
-    let dir = tempfile::tempdir().unwrap();
-    let harness = Harness::start(config_files(&label), dir.path(), Sink::default());
-    let lost_before = counter(LOST, None);
-    let container = loggen(
-        &label,
-        &[
-            "--log-driver",
-            driver,
-            "--log-opt",
-            "max-size=1m",
-            "--log-opt",
-            "max-file=3",
-        ],
-        // 40 000 lines (4.4 MB) a second: a rotation every quarter of a second.
-        &args(
-            &[
-                fast("rot", 100_000, 100, "both"),
-                ["--delay-secs", "2", "--rate", "20000"]
-                    .map(str::to_owned)
-                    .to_vec(),
-            ]
-            .concat(),
-        ),
-    );
-    // Lines written before the agent opened the files and rotated out of Docker's `max-file`
-    // before it could are gone for any reader: the writer starts once the task follows.
-    harness
-        .wait_task(container.id(), "the file task runs", |s| {
-            s == Some(capture_core::status::TaskState::Running)
-        })
-        .await;
-    harness
-        .sink
-        .collected
-        .lock()
-        .unwrap()
-        .checker
-        .expect(container.id(), "rot", 100_000);
-    harness
-        .sink
-        .wait_until("every line through the rotations", |c| {
-            c.count(container.id()) >= 200_000
-        })
-        .await;
-    harness.sink.with(|c| {
-        c.report().assert_perfect();
-        assert_eq!(c.count(container.id()), 200_000);
-        assert_eq!(c.out_of_order_positions, 0);
-    });
-    assert_eq!(counter(LOST, None), lost_before, "nothing lost to rotation");
-    harness.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_file_rotation_under_load_loses_and_duplicates_nothing() {
-    rotation_under_load("json-file").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_rotation_with_compression_under_load_loses_and_duplicates_nothing() {
-    rotation_under_load("local").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

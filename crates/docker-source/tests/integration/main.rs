@@ -5,6 +5,7 @@
 //! are removed by drop guards, also when a test fails. Waits poll what the fake pipeline received
 //! (or the supervisor's state) with a bounded timeout.
 
+mod api_rotation;
 mod capture;
 mod downtime;
 mod files;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use capture_core::LogStream;
-use docker_source::{DockerConfig, MULTILINE_LABEL, MultilineConfig, MultilinePreset};
+use docker_source::{DockerConfig, MULTILINE_LABEL, MultilineConfig, MultilinePreset, ReadMode};
 use test_support::docker::{Container, busybox_image};
 
 use crate::harness::{self, Collected, Harness, Sink, config, counter, unique};
@@ -77,11 +77,21 @@ fn python_rule(flush_timeout: Duration) -> MultilineConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_and_python_traces_become_one_event_each_on_their_own_stream() {
+    traces_become_one_event_each_on_their_own_stream(ReadMode::Api).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_and_python_traces_read_from_files_become_one_event_each_on_their_own_stream() {
+    traces_become_one_event_each_on_their_own_stream(ReadMode::Files).await;
+}
+
+async fn traces_become_one_event_each_on_their_own_stream(read_mode: ReadMode) {
     let _shared = harness::process_lock().read().await;
     let label = unique("multiline");
     let dir = tempfile::tempdir().unwrap();
     let config = DockerConfig {
         multiline: vec![python_rule(Duration::from_millis(300))],
+        read_mode,
         ..config(&label)
     };
     let events_before = counter("log_capturer_multiline_events_total", None);
@@ -145,6 +155,15 @@ async fn java_and_python_traces_become_one_event_each_on_their_own_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_stopped_in_the_middle_of_a_trace_delivers_it_whole_and_once_after_restart() {
+    stopped_in_the_middle_of_a_trace(ReadMode::Api).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_source_stopped_in_the_middle_of_a_trace_delivers_it_whole_and_once_after_restart() {
+    stopped_in_the_middle_of_a_trace(ReadMode::Files).await;
+}
+
+async fn stopped_in_the_middle_of_a_trace(read_mode: ReadMode) {
     let _shared = harness::process_lock().read().await;
     let label = unique("multiline-resume");
     let dir = tempfile::tempdir().unwrap();
@@ -159,6 +178,7 @@ async fn a_source_stopped_in_the_middle_of_a_trace_delivers_it_whole_and_once_af
     };
     let config = DockerConfig {
         multiline: vec![rule],
+        read_mode,
         ..config(&label)
     };
     let lines: Vec<&str> = trimmed(JAVA).split('\n').collect();
@@ -170,12 +190,12 @@ async fn a_source_stopped_in_the_middle_of_a_trace_delivers_it_whole_and_once_af
         &[],
         &[("HEAD", &head.join("\n")), ("TAIL", &tail.join("\n"))],
         &[format!("{}:/ctl", control.path().display())],
-        "echo before >&2; printf '%s\\n' \"$HEAD\" >&2; echo marker; \
+        "echo before >&2; printf '%s\\n' \"$HEAD\" >&2; echo marker; sleep 0.2; echo marker2; \
          until [ -e /ctl/go ]; do sleep 0.05; done; \
          printf '%s\\n' \"$TAIL\" >&2; echo after >&2; exec sleep 600",
     );
     sink.wait_until("the lines around the first half of the trace", |c| {
-        messages(c, container.id(), LogStream::Stdout) == ["marker"]
+        messages(c, container.id(), LogStream::Stdout) == ["marker", "marker2"]
             && messages(c, container.id(), LogStream::Stderr) == ["before"]
     })
     .await;
@@ -200,7 +220,10 @@ async fn a_source_stopped_in_the_middle_of_a_trace_delivers_it_whole_and_once_af
             ["before", trimmed(JAVA), "after"],
             "the trace is one event, sent once, and nothing before it is sent again"
         );
-        assert_eq!(messages(c, container.id(), LogStream::Stdout), ["marker"]);
+        assert_eq!(
+            messages(c, container.id(), LogStream::Stdout),
+            ["marker", "marker2"]
+        );
         assert_eq!(c.out_of_order_positions, 0);
     });
     second.stop().await;

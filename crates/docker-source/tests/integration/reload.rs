@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use capture_core::status::TaskState;
-use docker_source::DockerConfig;
+use docker_source::{DockerConfig, ReadMode};
 
 use crate::harness::{self, Harness, Sink, config, docker_line_count, loggen, unique};
 
@@ -33,11 +33,23 @@ fn unix_nanos() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_changes_drain_and_resume_without_reading_a_line_twice() {
+    filter_changes_drain_and_resume(ReadMode::Api).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_changes_drain_and_resume_file_followers_without_reading_a_line_twice() {
+    filter_changes_drain_and_resume(ReadMode::Files).await;
+}
+
+async fn filter_changes_drain_and_resume(read_mode: ReadMode) {
     let _shared = harness::process_lock().read().await;
     test_support::docker::loggen_image();
     let label = unique("reload");
     let dir = tempfile::tempdir().unwrap();
-    let included = config(&label);
+    let included = DockerConfig {
+        read_mode,
+        ..config(&label)
+    };
     let excluded = DockerConfig {
         exclude_labels: vec!["flip".into()],
         ..included.clone()
@@ -56,6 +68,12 @@ async fn filter_changes_drain_and_resume_without_reading_a_line_twice() {
         c.count(&flip_id) >= 500 && c.count(&steady_id) >= 500
     })
     .await;
+    let mode = if read_mode == ReadMode::Files {
+        "files"
+    } else {
+        "api"
+    };
+    assert_eq!(harness.task_mode(&flip_id).as_deref(), Some(mode));
 
     // Excluded: the task drains what Docker has and completes; nothing more is read.
     assert!(harness.reloader.apply(&excluded).unwrap());
@@ -64,6 +82,14 @@ async fn filter_changes_drain_and_resume_without_reading_a_line_twice() {
             state != Some(TaskState::Running)
         })
         .await;
+    assert!(
+        matches!(
+            harness.task_state(&flip_id),
+            None | Some(TaskState::Completed)
+        ),
+        "the released task completed (or, completed and acknowledged, left): {:?}",
+        harness.task_state(&flip_id)
+    );
     // Batches the task sent before it completed are ahead of the other container's later ones
     // in the channel: once those arrive, the drain has arrived whole.
     let steady_then = sink.with(|c| c.count(&steady_id));

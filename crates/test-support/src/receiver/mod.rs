@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use loki::Stream;
 pub use opentelemetry_proto::tonic as otlp_proto;
@@ -93,7 +93,7 @@ pub struct Receiver {
     addr: SocketAddr,
     tls: bool,
     script: Arc<Mutex<VecDeque<Reply>>>,
-    handshake_errors: Arc<Mutex<Vec<String>>>,
+    handshake_errors: watch::Receiver<Vec<String>>,
     push_rx: mpsc::UnboundedReceiver<Push>,
     /// Dropped (or sent) to stop the server; the thread is joined in `Drop`.
     stop_tx: Option<oneshot::Sender<()>>,
@@ -123,14 +123,14 @@ impl Receiver {
 
     fn spawn(script: Vec<Reply>, tls: Option<ServerTls>) -> Receiver {
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let handshake_errors = Arc::new(Mutex::new(Vec::new()));
+        let (errors_tx, handshake_errors) = watch::channel(Vec::new());
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let is_tls = tls.is_some();
         let shared = server::Shared {
             script: Arc::clone(&script),
-            handshake_errors: Arc::clone(&handshake_errors),
+            handshake_errors: errors_tx,
             push_tx,
         };
         let thread = std::thread::spawn(move || server::run(tls, shared, addr_tx, stop_rx));
@@ -195,6 +195,17 @@ impl Receiver {
 
     /// Why TLS handshakes failed so far (a client without an acceptable certificate, ...).
     pub fn handshake_errors(&self) -> Vec<String> {
-        self.handshake_errors.lock().unwrap().clone()
+        self.handshake_errors.borrow().clone()
+    }
+
+    /// Waits until a TLS handshake has failed (the server records it after the client has
+    /// seen the alert) and returns every failure so far; fails the test after 30 s.
+    pub async fn wait_for_handshake_errors(&mut self) -> Vec<String> {
+        let seen = self.handshake_errors.wait_for(|errors| !errors.is_empty());
+        tokio::time::timeout(PUSH_TIMEOUT, seen)
+            .await
+            .expect("no failed handshake within 30 s")
+            .expect("the receiver stopped")
+            .clone()
     }
 }

@@ -16,7 +16,7 @@ use rustls::{
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpListener,
-    sync::{mpsc, oneshot},
+    sync::{mpsc, oneshot, watch},
     task::JoinSet,
 };
 use tokio_rustls::TlsAcceptor;
@@ -29,7 +29,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the server shares with the [`Receiver`](super::Receiver).
 pub(super) struct Shared {
     pub(super) script: Arc<Mutex<VecDeque<Reply>>>,
-    pub(super) handshake_errors: Arc<Mutex<Vec<String>>>,
+    pub(super) handshake_errors: watch::Sender<Vec<String>>,
     pub(super) push_tx: mpsc::UnboundedSender<Push>,
 }
 
@@ -98,8 +98,8 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, share
                         connections.spawn(async move {
                             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
                                 Ok(Ok(stream)) => serve(stream, shared).await,
-                                Ok(Err(error)) => shared.handshake_errors.lock().unwrap().push(error.to_string()),
-                                Err(_) => shared.handshake_errors.lock().unwrap().push("handshake timed out".into()),
+                                Ok(Err(error)) => shared.handshake_errors.send_modify(|errors| errors.push(error.to_string())),
+                                Err(_) => shared.handshake_errors.send_modify(|errors| errors.push("handshake timed out".into())),
                             }
                         });
                     }

@@ -9,7 +9,7 @@ use capture_core::ErrorChain;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{End, FileFollower, TtyLines, Wake};
+use super::{End, FileFollower, Wake};
 use crate::{error::docker_status, timestamp::api_time_nanos};
 
 /// The pause before reading again while a batch is being filled.
@@ -38,6 +38,9 @@ impl FileFollower {
         if let Some(partial) = self.partial_since {
             deadline = deadline.min(partial + settings.partial_flush_timeout);
         }
+        if let Some(event) = self.multiline.deadline() {
+            deadline = deadline.min(event);
+        }
         deadline
     }
 
@@ -49,10 +52,12 @@ impl FileFollower {
                 None => std::future::pending().await,
             }
         };
+        let shared = self.env.task.shared.clone();
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Wake::Cancelled,
             _ = self.env.signal.notified() => Wake::Signal,
+            () = shared.released() => Wake::Released,
             () = changed => Wake::Changed,
             _ = tokio::time::sleep_until(deadline) => Wake::Timer,
         }
@@ -63,15 +68,18 @@ impl FileFollower {
         self.heartbeat.beat();
         let now = Instant::now();
         let settings = self.env.task.settings.clone();
+        let mut flushed = false;
         if self
             .partial_since
             .is_some_and(|since| now >= since + settings.partial_flush_timeout)
         {
-            self.decoder.flush_partials(&mut self.assembler);
-            self.partial_since = None;
-            if let Err(end) = self.send_batch().await {
-                return Ok(Some(end));
-            }
+            self.flush_partials();
+            flushed = true;
+        }
+        // A held event whose stream went quiet: send it now.
+        flushed |= self.flush_expired_events(now);
+        if flushed && let Err(end) = self.send_batch().await {
+            return Ok(Some(end));
         }
         if self.batch_deadline.is_some_and(|deadline| now >= deadline)
             && let Err(end) = self.send_batch().await
@@ -96,15 +104,10 @@ impl FileFollower {
         Ok(self.finish().await)
     }
 
-    /// Sends the partial line and what is assembled: the container's lines are all read.
+    /// Sends the partial line, the open multiline events and what is assembled: the
+    /// container's lines are all read.
     pub(super) async fn finish(&mut self) -> End {
-        if self.tty {
-            self.decoder
-                .flush_partials(&mut TtyLines(&mut self.assembler));
-        } else {
-            self.decoder.flush_partials(&mut self.assembler);
-        }
-        self.partial_since = None;
+        self.flush_all_lines();
         match self.send_batch().await {
             Ok(()) => End::Finished,
             Err(end) => end,

@@ -34,6 +34,8 @@ impl std::fmt::Debug for Reader {
 #[derive(Debug)]
 pub(super) struct Generation {
     pub(super) id: FileId,
+    /// Its birth number (see `look.rs`).
+    pub(super) number: i64,
     pub(super) path: PathBuf,
     pub(super) reader: Reader,
     /// Bytes of content read so far (decompressed, for a compressed file).
@@ -45,8 +47,13 @@ pub(super) struct Generation {
 }
 
 impl Generation {
-    /// Opens `listed` and moves to `offset`; `None` if the path no longer names that file.
-    pub(super) fn open(listed: &Listed, offset: u64) -> io::Result<Option<Generation>> {
+    /// Opens `listed` (generation `number`) and moves to `offset`; `None` if the path no
+    /// longer names that file.
+    pub(super) fn open(
+        listed: &Listed,
+        number: i64,
+        offset: u64,
+    ) -> io::Result<Option<Generation>> {
         let file = match File::open(&listed.path) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -62,6 +69,7 @@ impl Generation {
         };
         let mut generation = Generation {
             id: listed.id,
+            number,
             path: listed.path.clone(),
             reader,
             offset: 0,
@@ -70,6 +78,19 @@ impl Generation {
         };
         generation.skip_to(offset)?;
         Ok(Some(generation))
+    }
+
+    /// A live file opened as it was created (generation `number`), read from its start.
+    pub(super) fn from_file(file: File, path: PathBuf, number: i64) -> io::Result<Generation> {
+        Ok(Generation {
+            id: FileId::of(&file.metadata()?),
+            number,
+            path,
+            reader: Reader::Plain(file),
+            offset: 0,
+            sealed: false,
+            head: Vec::new(),
+        })
     }
 
     /// Moves to `offset` (seeks a plain file; decompresses and discards for a compressed one),

@@ -17,7 +17,7 @@ pub(crate) struct FileId {
 }
 
 impl FileId {
-    pub(super) fn of(metadata: &std::fs::Metadata) -> FileId {
+    pub(crate) fn of(metadata: &std::fs::Metadata) -> FileId {
         FileId {
             dev: metadata.dev(),
             ino: metadata.ino(),
@@ -25,11 +25,15 @@ impl FileId {
     }
 }
 
-/// Where a container's log files are: the live file's directory and name.
+/// Where a container's log files are: the live file's directory and name, and how many files
+/// Docker keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogFiles {
     dir: PathBuf,
     base: String,
+    /// The highest rotation index Docker uses (`max-file - 1`, at least 1: Docker 20.10
+    /// renames the live file to `.1` even with `max-file=1`).
+    last_index: u32,
 }
 
 /// One file found by [`LogFiles::list`].
@@ -39,20 +43,31 @@ pub(super) struct Listed {
     pub(super) id: FileId,
     pub(super) size: u64,
     pub(super) compressed: bool,
-    /// The last write (nanoseconds): generations are written one after the other, so this
-    /// orders them even when a listing mixes two moments of a rotation.
-    pub(super) modified: i128,
+    /// Its rotation index: 0 for the live file, N for `.N` (and `.N.gz`).
+    pub(super) index: u32,
+}
+
+/// What one look at the directory found.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Listing {
+    /// Every file, oldest first (the live one last).
+    pub(super) files: Vec<Listed>,
+    /// Whether the files are those of one moment: every index from the oldest to the live
+    /// file, and no inode under two names (see [`LogFiles::list`]).
+    pub(super) consistent: bool,
 }
 
 impl LogFiles {
-    /// The files of the live file `live` (rotated ones are beside it).
-    pub(crate) fn new(live: &Path) -> LogFiles {
+    /// The files of the live file `live` (rotated ones are beside it), Docker keeping
+    /// `max_files` of them (`max-file`).
+    pub(crate) fn new(live: &Path, max_files: u32) -> LogFiles {
         LogFiles {
             dir: live.parent().unwrap_or(Path::new("/")).to_path_buf(),
             base: live
                 .file_name()
                 .map(|name| name.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            last_index: max_files.saturating_sub(1).max(1),
         }
     }
 
@@ -61,96 +76,87 @@ impl LogFiles {
         &self.dir
     }
 
+    /// The live file's name (its creations are counted).
+    pub(crate) fn live_name(&self) -> &std::ffi::OsStr {
+        std::ffi::OsStr::new(&self.base)
+    }
+
     /// The live file.
     pub(crate) fn live(&self) -> PathBuf {
         self.dir.join(&self.base)
     }
 
-    /// The rotation index of a file name: 0 for the live file, N for `.N` and `.N.gz`.
-    fn index_of(&self, name: &str) -> Option<(u32, bool)> {
-        let rest = name.strip_prefix(self.base.as_str())?;
-        if rest.is_empty() {
-            return Some((0, false));
+    fn path_of(&self, index: u32, compressed: bool) -> PathBuf {
+        let mut name = self.base.clone();
+        if index > 0 {
+            name.push_str(&format!(".{index}"));
         }
-        let rest = rest.strip_prefix('.')?;
-        let (number, compressed) = match rest.strip_suffix(".gz") {
-            Some(number) => (number, true),
-            None => (rest, false),
-        };
-        let index: u32 = number.parse().ok().filter(|&n| n > 0)?;
-        Some((index, compressed))
+        if compressed {
+            name.push_str(".gz");
+        }
+        self.dir.join(name)
     }
 
     /// Every file, oldest first (the live one last). Where both `.N` and `.N.gz` exist (Docker
-    /// is compressing), the complete uncompressed one is listed.
+    /// is compressing), the complete uncompressed one is listed. A directory that is gone (the
+    /// container was removed) lists nothing.
     ///
-    /// A directory read while Docker renames may miss a file or see one twice (POSIX leaves it
-    /// unspecified): a listing with a hole in its indices or an inode under two names is read
-    /// again, a few times.
-    ///
-    /// Each file is looked at (its inode) a little after its name was read, so a listing taken
-    /// while Docker rotates can mix two moments: it is trusted only when a second listing agrees.
-    pub(super) fn list(&self) -> io::Result<Vec<Listed>> {
-        let mut listed = self.list_once()?;
-        for _ in 0..LIST_RETRIES {
-            let again = self.list_once()?;
-            let agree = again.len() == listed.len()
-                && again
-                    .iter()
-                    .zip(&listed)
-                    .all(|((i, a), (j, b))| i == j && a.id == b.id);
-            listed = again;
-            if agree && is_consistent(&listed) {
-                break;
-            }
-            std::thread::yield_now();
+    /// Docker's names are known, so each is looked up (no directory read, which may miss a
+    /// file renamed while it is read), from the live file up. A rotation renames the other
+    /// way, from the oldest down, each file to the next index: a file looked at that moves on
+    /// shows up again at the next index (an inode twice), and one that moved on before it was
+    /// looked at leaves a hole. So a listing with neither is
+    /// [`consistent`](Listing::consistent): it is what the directory held at one moment.
+    pub(super) fn list(&self) -> io::Result<Listing> {
+        let mut found: Vec<Listed> = Vec::new();
+        for index in 0..=self.last_index {
+            let listed = match self.look_up(index, false)? {
+                Some(listed) => Some(listed),
+                None => self.look_up(index, true)?,
+            };
+            found.extend(listed);
         }
-        Ok(listed.into_iter().map(|(_, listed)| listed).collect())
+        found.reverse();
+        let consistent = is_consistent(&found);
+        Ok(Listing {
+            files: found,
+            consistent,
+        })
     }
 
-    fn list_once(&self) -> io::Result<Vec<(u32, Listed)>> {
-        let mut found: Vec<(u32, Listed)> = Vec::new();
-        for dir_entry in std::fs::read_dir(&self.dir)? {
-            let dir_entry = dir_entry?;
-            let name = dir_entry.file_name();
-            let Some((index, compressed)) = self.index_of(&name.to_string_lossy()) else {
-                continue;
-            };
-            // A file that vanished between the listing and here is simply not listed.
-            let Ok(metadata) = dir_entry.metadata() else {
-                continue;
-            };
-            let listed = Listed {
-                path: dir_entry.path(),
-                id: FileId::of(&metadata),
-                size: metadata.len(),
-                compressed,
-                modified: i128::from(metadata.mtime()) * 1_000_000_000
-                    + i128::from(metadata.mtime_nsec()),
-            };
-            match found.iter_mut().find(|(i, _)| *i == index) {
-                Some((_, existing)) if existing.compressed && !compressed => *existing = listed,
-                Some(_) => {}
-                None => found.push((index, listed)),
+    fn look_up(&self, index: u32, compressed: bool) -> io::Result<Option<Listed>> {
+        let path = self.path_of(index, compressed);
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None);
             }
-        }
-        found.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
-        Ok(found)
+            Err(error) => return Err(error),
+        };
+        Ok(Some(Listed {
+            path,
+            id: FileId::of(&metadata),
+            size: metadata.len(),
+            compressed,
+            index,
+        }))
     }
 }
 
-/// Listings read again when inconsistent, at most.
-const LIST_RETRIES: usize = 8;
-
 /// Whether a listing (oldest first) has every index from its oldest to the live file and no
 /// inode twice.
-fn is_consistent(listed: &[(u32, Listed)]) -> bool {
+fn is_consistent(listed: &[Listed]) -> bool {
     let contiguous = listed
         .iter()
         .rev()
         .enumerate()
-        .all(|(expected, (index, _))| *index as usize == expected);
-    let mut ids: Vec<FileId> = listed.iter().map(|(_, l)| l.id).collect();
+        .all(|(expected, l)| l.index as usize == expected);
+    let mut ids: Vec<FileId> = listed.iter().map(|l| l.id).collect();
     ids.sort_by_key(|id| (id.dev, id.ino));
     ids.dedup();
     contiguous && ids.len() == listed.len()

@@ -8,6 +8,7 @@ use capture_core::EventBatch;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::labels::{LabelTemplates, Labels};
+use crate::record::escape_json_into;
 
 /// Estimated bytes a stream adds to a request besides its labels (JSON framing).
 const STREAM_OVERHEAD_BYTES: usize = 32;
@@ -231,33 +232,8 @@ fn push_decimal(out: &mut Vec<u8>, value: i64) {
 /// Appends `text` as a JSON string, escaped exactly as `serde_json` does: `"` and `\`, and
 /// control characters (short forms where JSON has them, `\u00XX` otherwise).
 pub(crate) fn push_json_str(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut copied = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => &[],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[copied..index]);
-        if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        copied = index + 1;
-    }
-    out.extend_from_slice(&bytes[copied..]);
+    escape_json_into(out, text);
     out.push(b'"');
 }
 

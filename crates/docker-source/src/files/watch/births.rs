@@ -1,0 +1,120 @@
+//! A directory's live-file creations, as the watcher reports them to a follower: how many
+//! (so the follower can number generations it never saw), and each new live file opened the
+//! moment its creation is read (so a follower that is slow to look still holds it).
+//!
+//! A file opened after its creation event was read is the generation that event created
+//! unless Docker created another one before the open: the next read of the events tells
+//! (another creation for the same directory was queued, or not). Only a file that read
+//! confirms is handed to the follower, numbered by the count of creations.
+
+use std::{
+    collections::VecDeque,
+    fs::File,
+    sync::{Arc, Mutex, PoisonError, atomic::Ordering},
+};
+
+use super::{Events, Interest, Shared};
+
+/// Files opened ahead for a follower, at most (older ones are closed first: the follower
+/// finds their generations by listing, or counts them lost).
+const PREOPENED_KEPT: usize = 8;
+
+/// How many live files Docker created in a directory since it was registered, and the ones
+/// opened as they were created.
+#[derive(Debug, Clone)]
+pub(crate) struct Births {
+    pub(super) events: Arc<Events>,
+    pub(super) shared: Arc<Mutex<Shared>>,
+    pub(super) interest: Arc<Interest>,
+}
+
+/// A count of creations, valid to compare with another of the same `overflows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BirthCount {
+    /// Live files created since the registration.
+    pub(crate) created: u64,
+    /// The kernel's queue overflows so far: a count taken across one may have missed some.
+    pub(crate) overflows: u64,
+}
+
+/// A live file opened as it was created: the generation `count` created.
+#[derive(Debug)]
+pub(crate) struct Preopened {
+    pub(crate) count: BirthCount,
+    pub(crate) file: File,
+}
+
+impl Births {
+    /// Dispatches every event queued so far and returns the count of creations: every live
+    /// file created before this call is counted. `None` if events can no longer be read.
+    pub(crate) fn count(&self) -> Option<BirthCount> {
+        if !self.events.drain(&self.shared) {
+            return None;
+        }
+        Some(BirthCount {
+            created: self.interest.created.load(Ordering::Acquire),
+            overflows: self.events.overflows.load(Ordering::Acquire),
+        })
+    }
+
+    /// Takes the live files opened as they were created (oldest first).
+    pub(crate) fn take_preopened(&self) -> Vec<Preopened> {
+        self.interest.preopened.take()
+    }
+}
+
+/// The files opened ahead for one interest.
+#[derive(Debug, Default)]
+pub(super) struct PreopenQueue(Mutex<VecDeque<Preopened>>);
+
+impl PreopenQueue {
+    fn push(&self, preopened: Preopened) {
+        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.len() == PREOPENED_KEPT {
+            queue.pop_front();
+        }
+        queue.push_back(preopened);
+    }
+
+    fn take(&self) -> Vec<Preopened> {
+        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.drain(..).collect()
+    }
+}
+
+/// The live files opened during one drain, awaiting the read that confirms them.
+#[derive(Debug, Default)]
+pub(super) struct Opening {
+    pending: Vec<(Arc<Interest>, Preopened)>,
+}
+
+impl Opening {
+    /// A batch of events was dispatched, creating a live file for each of `created`: a file
+    /// opened before for one of them may be this newer one (dropped), and each is opened now.
+    pub(super) fn created(&mut self, mut created: Vec<Arc<Interest>>, overflows: u64) {
+        if created.is_empty() {
+            return;
+        }
+        self.pending
+            .retain(|(interest, _)| !created.iter().any(|c| c.id == interest.id));
+        created.sort_by_key(|interest| interest.id);
+        created.dedup_by_key(|interest| interest.id);
+        for interest in created {
+            let count = BirthCount {
+                created: interest.created.load(Ordering::Acquire),
+                overflows,
+            };
+            // Gone already (rotated again, or the container removed): the follower lists.
+            if let Ok(file) = File::open(&interest.live) {
+                self.pending.push((interest, Preopened { count, file }));
+            }
+        }
+    }
+
+    /// The kernel had no further event: every file opened is the one its creation made.
+    pub(super) fn confirm(self) {
+        for (interest, preopened) in self.pending {
+            interest.preopened.push(preopened);
+        }
+    }
+}
