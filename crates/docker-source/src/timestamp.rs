@@ -81,24 +81,11 @@ mod tests {
     }
 
     #[test]
-    fn fast_path_matches_jiff_for_every_fraction_length() {
-        for text in [
-            "2026-11-24T14:26:08.41783204Z",
-            "2026-11-24T14:26:08.417832041Z",
-            "2026-11-24T14:26:08.4Z",
-            "2026-11-24T14:26:08Z",
-            "1970-01-01T00:00:00Z",
-            "2000-02-29T23:59:59.999999999Z",
-            "2024-03-01T00:00:00.000000001Z",
-            "1969-12-31T23:59:59.5Z",
-            "2099-12-31T23:59:59.123Z",
-        ] {
-            let line = format!("{text} message");
-            let (nanos, len) = parse_fast(line.as_bytes()).unwrap_or_else(|| panic!("{text}"));
-            assert_eq!(nanos, jiff_nanos(text), "{text}");
-            assert_eq!(len, text.len() + 1);
-            assert_eq!(&line[len..], "message");
-        }
+    fn the_prefix_ends_after_its_space() {
+        let line = b"2026-11-24T14:26:08.41783204Z message";
+        let (nanos, len) = parse_fast(line).expect("Docker's layout");
+        assert_eq!(nanos, jiff_nanos("2026-11-24T14:26:08.41783204Z"));
+        assert_eq!(&line[len..], b"message");
     }
 
     #[test]

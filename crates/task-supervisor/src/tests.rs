@@ -29,29 +29,13 @@ fn backoff_doubles_from_base_and_stops_at_cap() {
 }
 
 #[test]
-fn jitter_stays_within_its_fraction_and_varies() {
-    let policy = policy(1_000, 60_000, 0.1);
-    let delays: Vec<Duration> = (0..200).map(|_| policy.jittered_backoff(1)).collect();
-    for delay in &delays {
-        assert!(
-            (Duration::from_millis(900)..=Duration::from_secs(1)).contains(delay),
-            "{delay:?} is outside [0.9 s, 1 s]"
-        );
-    }
+fn the_policy_jitters_by_its_fraction_below_the_delay() {
+    // The rule itself is capture_core::Backoff's (tested there); the policy passes its fraction.
+    let delay = policy(1_000, 60_000, 0.1).jittered_backoff(1);
     assert!(
-        delays.iter().any(|delay| *delay != delays[0]),
-        "jitter never varied"
+        (Duration::from_millis(900)..=Duration::from_secs(1)).contains(&delay),
+        "{delay:?} is outside [0.9 s, 1 s]"
     );
-}
-
-#[test]
-fn nonsense_jitter_is_ignored_or_clamped() {
-    assert_eq!(
-        policy(1_000, 60_000, f64::NAN).jittered_backoff(1),
-        Duration::from_secs(1)
-    );
-    let wild = policy(1_000, 60_000, 7.0).jittered_backoff(1);
-    assert!(wild <= Duration::from_secs(1), "{wild:?}");
 }
 
 #[test]
