@@ -126,7 +126,8 @@ async fn files_docker_deletes_before_they_are_read_are_counted_not_silent() {
         batch_max_lines: 100,
         ..config(&label)
     };
-    let harness = Harness::start(config, dir.path(), Sink::default());
+    let sink = Sink::default();
+    let first = Harness::start(config.clone(), dir.path(), sink.clone());
     let lines = 30_000;
     // Three 100 kB files keep less than a second at 4 000 lines/s.
     let container = loggen(
@@ -144,19 +145,26 @@ async fn files_docker_deletes_before_they_are_read_are_counted_not_silent() {
         ],
     );
     let id = container.id().to_owned();
-    harness
-        .sink
-        .wait_until("the first lines", |c| c.count(&id) >= 1_000)
+    sink.wait_until("the first lines", |c| c.count(&id) >= 1_000)
         .await;
-    harness.sink.hold();
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    harness.sink.release();
-    harness
-        .wait_task(&id, "completed after the container exited", |state| {
-            state == Some(capture_core::status::TaskState::Completed)
-        })
+    // The agent is down while Docker rotates through its three files many times over: the
+    // cursor's line is deleted before the agent is back. (While a stream stays open such a loss
+    // is not visible; the reopen after it is where it is counted, as docs/guarantees.md says.)
+    first.stop().await;
+    let exited = tokio::task::spawn_blocking(move || {
+        container.wait_exit();
+        container
+    });
+    let _container = exited.await.expect("the container exits");
+    let second = Harness::start(config, dir.path(), sink.clone());
+    second
+        .wait_task(
+            &id,
+            "completed after draining the exited container",
+            |state| state == Some(capture_core::status::TaskState::Completed),
+        )
         .await;
-    let report = harness.sink.with(|c| c.report());
+    let report = sink.with(|c| c.report());
     assert_eq!(report.duplicated(), 0);
     assert!(
         report.lost() > 0,
@@ -167,5 +175,5 @@ async fn files_docker_deletes_before_they_are_read_are_counted_not_silent() {
         Some(("reason", "rotated")),
     );
     assert!(gaps > 0, "the deleted files are counted: {report:#?}");
-    harness.stop().await;
+    second.stop().await;
 }
