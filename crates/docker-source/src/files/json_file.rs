@@ -112,29 +112,8 @@ mod tests {
     use super::*;
 
     fn steps(input: &[u8]) -> Vec<String> {
-        let mut format = JsonFile::default();
-        let mut rest = input;
-        let mut out = Vec::new();
-        loop {
-            let (len, text) = match format.next(rest) {
-                Step::Entry { entry, len } => (
-                    len,
-                    format!(
-                        "{}@{} {:?}{}",
-                        entry.stream,
-                        entry.timestamp_nanos,
-                        String::from_utf8_lossy(entry.text),
-                        if entry.complete { "" } else { " (partial)" }
-                    ),
-                ),
-                Step::Malformed { len } => (len, "malformed".to_owned()),
-                Step::Skip { len } => (len, "skip".to_owned()),
-                Step::NeedMore => break,
-            };
-            out.push(text);
-            rest = &rest[len..];
-        }
-        out
+        let render = |text: &[u8]| format!("{:?}", String::from_utf8_lossy(text));
+        crate::files::tests::steps(&mut JsonFile::default(), input, render, true)
     }
 
     #[test]

@@ -191,31 +191,8 @@ mod tests {
     use super::*;
 
     fn steps(input: &[u8]) -> Vec<String> {
-        let mut format = Local::default();
-        let mut rest = input;
-        let mut out = Vec::new();
-        loop {
-            let (len, text) = match format.next(rest) {
-                Step::Entry { entry, len } => (
-                    len,
-                    format!(
-                        "{}@{} {}{}",
-                        entry.stream,
-                        entry.timestamp_nanos,
-                        String::from_utf8_lossy(entry.text),
-                        if entry.complete { "" } else { " (partial)" }
-                    ),
-                ),
-                Step::Malformed { len } => (len, "malformed".to_owned()),
-                Step::Skip { len } => (len, "skip".to_owned()),
-                Step::NeedMore => break,
-            };
-            if text != "skip" {
-                out.push(text);
-            }
-            rest = &rest[len..];
-        }
-        out
+        let render = |text: &[u8]| String::from_utf8_lossy(text).into_owned();
+        crate::files::tests::steps(&mut Local::default(), input, render, false)
     }
 
     #[test]

@@ -19,6 +19,40 @@ impl LineSink for Collected {
     }
 }
 
+/// Each step a format takes through `input`, one string per entry (`stream@nanos text`, with
+/// `render` showing the text), `malformed`, and `skip` unless `skips` is false.
+pub(super) fn steps(
+    format: &mut dyn EntryFormat,
+    input: &[u8],
+    render: impl Fn(&[u8]) -> String,
+    skips: bool,
+) -> Vec<String> {
+    let mut rest = input;
+    let mut out = Vec::new();
+    loop {
+        let (len, text) = match format.next(rest) {
+            Step::Entry { entry, len } => (
+                len,
+                format!(
+                    "{}@{} {}{}",
+                    entry.stream,
+                    entry.timestamp_nanos,
+                    render(entry.text),
+                    if entry.complete { "" } else { " (partial)" }
+                ),
+            ),
+            Step::Malformed { len } => (len, "malformed".to_owned()),
+            Step::Skip { len } => (len, "skip".to_owned()),
+            Step::NeedMore => break,
+        };
+        if skips || text != "skip" {
+            out.push(text);
+        }
+        rest = &rest[len..];
+    }
+    out
+}
+
 /// A json-file line as Docker writes it.
 fn json_line(stream: &str, nanos: i64, text: &str, newline: bool) -> String {
     let time = jiff::Timestamp::from_nanosecond(i128::from(nanos)).unwrap();
