@@ -338,9 +338,5 @@ pub fn check_records(records: &[serde_json::Value], checker: &mut LineChecker) {
 /// A unique label value for this test run, so each test's capturer only watches its own
 /// containers (`--include-label log-capturer-e2e=<value>`).
 pub fn unique_label(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{test}-{}-{nanos}", std::process::id())
+    test_support::docker::unique_name(test)
 }

@@ -6,7 +6,11 @@ use std::{
     fs::File,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 /// The tag of the log generator image.
@@ -14,6 +18,23 @@ pub const LOGGEN_IMAGE: &str = "log-capturer-loggen:dev";
 /// The tag of the busybox image (`FROM scratch` with Debian's static busybox as
 /// `/bin/busybox`, its entry point), for lines `loggen` cannot write: `sh -c 'printf ...'`.
 pub const BUSYBOX_IMAGE: &str = "log-capturer-busybox:dev";
+
+/// A name (or label value) no other test, test process or earlier run has used:
+/// `PREFIX-PID-N-NANOS`. The process id alone is not enough: ids are reused, and a container
+/// left by a killed test process of the same id would make `docker run --name` conflict.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}-{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos & 0xffff_ffff_ffff
+    )
+}
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {

@@ -5,10 +5,7 @@
 use std::{
     collections::HashMap,
     path::Path,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -26,15 +23,10 @@ use tokio_util::sync::CancellationToken;
 /// The longest any wait in these tests may take.
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
-/// A label value unique to this process and call, so concurrent tests (and test processes)
-/// only ever see their own containers.
+/// A label value unique to this call, so concurrent tests (and test processes) only ever see
+/// their own containers.
 pub(crate) fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    test_support::docker::unique_name(prefix)
 }
 
 /// The process-wide metrics recorder (installed once), to read counters.
