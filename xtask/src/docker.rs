@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
+    harness::containers::remove_where,
     tools::{self, Need},
     util::project_root,
 };
@@ -46,6 +47,25 @@ pub(crate) fn ensure_daemon() -> Result<()> {
         "dockerd did not answer within {DAEMON_START_TIMEOUT:?}; see {}",
         log_path().display()
     )
+}
+
+/// Removes the stopped containers that earlier test runs left behind (a test process killed
+/// before its guards dropped, a daemon restarted mid-run). Running ones are left alone: they may
+/// belong to tests running now. Says how many it removed.
+pub(crate) fn remove_left_test_containers() -> Result<()> {
+    let mut removed = 0;
+    for label in ["log-capturer-test", "log-capturer-e2e"] {
+        removed += remove_where(&[
+            &format!("label={label}"),
+            "status=created",
+            "status=exited",
+            "status=dead",
+        ])?;
+    }
+    if removed > 0 {
+        eprintln!("xtask: removed {removed} stopped test containers earlier runs left");
+    }
+    Ok(())
 }
 
 fn log_path() -> std::path::PathBuf {

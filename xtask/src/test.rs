@@ -23,6 +23,7 @@ pub(crate) fn run(extra: &[String]) -> Result<()> {
     let (filter, extra) = split_filter(extra)?;
     tools::ensure(&[Need::Run, Need::Test])?;
     docker::ensure_daemon()?;
+    docker::remove_left_test_containers()?;
     run_command(cargo().args(["fmt", "--all", "--check"]))?;
     run_command(cargo().args([
         "clippy",

@@ -55,13 +55,17 @@ pub(crate) fn logs(id: &str) -> Result<(Vec<u8>, Vec<u8>)> {
 /// Removes every container (running or not) that carries `label` (`key` or `key=value`), and
 /// returns how many there were.
 pub(crate) fn remove_labelled(label: &str) -> Result<usize> {
-    let listed = docker(&[
-        "ps",
-        "--all",
-        "--quiet",
-        "--filter",
-        &format!("label={label}"),
-    ])?;
+    remove_where(&[&format!("label={label}")])
+}
+
+/// Removes every container `docker ps --all` lists under `filters` (`--filter` values: the same
+/// key twice is either, different keys are both), and returns how many there were.
+pub(crate) fn remove_where(filters: &[&str]) -> Result<usize> {
+    let mut args = vec!["ps", "--all", "--quiet"];
+    for filter in filters {
+        args.extend(["--filter", filter]);
+    }
+    let listed = docker(&args)?;
     let ids: Vec<&str> = listed.split_whitespace().collect();
     let batches: Vec<&[&str]> = ids.chunks(REMOVE_BATCH).collect();
     for group in batches.chunks(PARALLEL_DOCKER_COMMANDS) {
