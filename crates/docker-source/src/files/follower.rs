@@ -243,7 +243,7 @@ impl FileFollower {
                 return Ok(end);
             }
             if self.env.signal.is_removed() {
-                return Ok(self.finish().await);
+                return self.drain_removed().await;
             }
             if self.is_released()
                 && let Some(end) = self.drain_release().await?

@@ -442,6 +442,33 @@ impl Tail {
         Ok(())
     }
 
+    /// The container was removed: Docker deleted its directory, so no look will list its files
+    /// again. The live files the watcher opened as they were created, newer than every
+    /// generation known, are queued by their count of creations; the numbers between them
+    /// that no descriptor holds are generations Docker deleted unread, counted as lost.
+    pub(crate) fn removed(&mut self) -> io::Result<()> {
+        self.take_preopened()?;
+        let (newest, _) = self.newest();
+        let mut expected = newest + 1;
+        let mut files = Vec::new();
+        for (label, generation) in std::mem::take(&mut self.preopened) {
+            if label < expected {
+                continue;
+            }
+            let slot = Slot::Open(Generation {
+                number: label,
+                ..generation
+            });
+            if label > expected {
+                self.count_unseen(label - expected, true, &slot);
+            }
+            files.push((label, slot));
+            expected = label + 1;
+        }
+        self.queue(files);
+        Ok(())
+    }
+
     /// The files of a look (newer than `newest`) and the live files the watcher opened as
     /// they were created, in order. A pre-opened file the look listed is that file (the same
     /// inode, held all along). One it did not list was deleted since, so it is older than

@@ -149,6 +149,19 @@ async fn max_file_one_loses_nothing_it_could_read_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_container_is_read_to_its_end_through_the_held_descriptors() {
+    removed_while_stalled(None).await;
+}
+
+/// At 20 000 lines a second the container rotates through its files while the pipeline is
+/// held, so the files Docker deleted are held only by the descriptors opened ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_container_writing_at_20000_lines_a_second_is_read_to_its_end() {
+    removed_while_stalled(Some(20_000)).await;
+}
+
+/// A container rotating through `max-file=2` writes 60 000 lines (at `rate` a second, or as
+/// fast as it can) while the pipeline takes no batch, and is removed: every line arrives.
+async fn removed_while_stalled(rate: Option<u32>) {
     let _shared = harness::process_lock().read().await;
     test_support::docker::loggen_image();
     let label = unique("removed");
@@ -156,19 +169,24 @@ async fn a_removed_container_is_read_to_its_end_through_the_held_descriptors() {
     let sink = Sink::default();
     let harness = Harness::start(config_files(&label), dir.path(), sink.clone());
     // A first line lets the follower open the file; then the pipeline stops taking batches.
+    let rate = rate.map(|rate| rate.to_string());
+    let mut args = vec![
+        "--tag",
+        "gone",
+        "--lines",
+        "60000",
+        "--size",
+        "100",
+        "--delay-secs",
+        "2",
+    ];
+    if let Some(rate) = &rate {
+        args.extend(["--rate", rate]);
+    }
     let container = loggen(
         &label,
         &["--log-opt", "max-size=1m", "--log-opt", "max-file=2"],
-        &[
-            "--tag",
-            "gone",
-            "--lines",
-            "60000",
-            "--size",
-            "100",
-            "--delay-secs",
-            "2",
-        ],
+        &args,
     );
     sink.collected
         .lock()

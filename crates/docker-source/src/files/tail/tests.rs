@@ -275,6 +275,41 @@ fn a_removed_containers_files_are_read_to_their_end() {
     assert_eq!(drain(&mut tail, 64).0, "");
 }
 
+/// A removed container whose tail fell behind while Docker rotated through every file: the
+/// live files the watcher opened as they were created are all that is left, and they are read
+/// in order; the ones it no longer kept are counted lost.
+#[test]
+fn a_removed_containers_files_opened_as_they_were_created_are_read_in_order() {
+    for (rotations, kept_lost) in [(3u64, 0u64), (12, 12 - 8)] {
+        let dir = Dir::new();
+        dir.append("c.log", "0\n");
+        let (watcher, _no_loop) = crate::files::watch::Watcher::new();
+        let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
+        let births = registration.births().expect("inotify counts creations");
+        let mut tail = Tail::open(dir.files(), Start::Oldest, Some(births.clone()))
+            .unwrap()
+            .unwrap()
+            .with_rotated_size(2);
+        for n in 1..=rotations {
+            dir.rotate(2);
+            dir.append("c.log", &format!("{n}\n"));
+            // The watcher reads the creation and opens the new live file.
+            births.count().unwrap();
+        }
+        fs::remove_dir_all(dir.dir.path()).unwrap();
+        tail.removed().unwrap();
+        let text = drain(&mut tail, 64).0;
+        let expected: String = std::iter::once(0)
+            .chain(kept_lost + 1..=rotations)
+            .map(|n| format!("{n}\n"))
+            .collect();
+        assert_eq!(text, expected, "{rotations} rotations");
+        let losses = tail.take_losses();
+        assert_eq!(losses.rotated_files, kept_lost, "{rotations} rotations");
+        assert_eq!(losses.rotated_bytes, kept_lost * 2, "{rotations} rotations");
+    }
+}
+
 /// How a concurrent writer and the tail fared.
 #[derive(Debug)]
 struct Outcome {
