@@ -28,6 +28,7 @@ use crate::{
     cursor::{BOUNDARY_ORDINAL, FileSwitch},
     decoder::{Decoder, LineSink},
     metric_names,
+    multiline::Multiline,
     output::decode_output,
     raw_logs::{self, LogsRequest},
     stream::TaskEnv,
@@ -54,10 +55,14 @@ pub(crate) async fn read_skipped(
     let mut resume = [Some(Position::new(i64::MAX, 0)); 3];
     resume[switch.stream.index()] = Some(Position::new(switch.after, BOUNDARY_ORDINAL - 1));
     decoder.reset(resume);
+    // The lines read back are older than the ones the stream's multiline stage holds: they are
+    // joined by a stage of their own, with the same rule, flushed at the end of the read.
+    let multiline = Multiline::new(env.settings.multiline.for_container(&assembler.info));
     let mut between = Between {
         stream: switch.stream,
         before: switch.first,
-        assembler,
+        next: assembler,
+        multiline,
         lines: 0,
     };
     let stream = pin!(stream);
@@ -68,6 +73,7 @@ pub(crate) async fn read_skipped(
         _ = cancel.cancelled() => return between.lines,
         outcome = read => outcome,
     };
+    between.finish();
     let id = &env.shared.id;
     match outcome {
         Ok(Ok(())) => {}
@@ -152,7 +158,7 @@ async fn read_all(
         &mut impl Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>,
     >,
     decoder: &mut Decoder,
-    between: &mut Between<'_>,
+    between: &mut Between<'_, Assembler>,
     tty: bool,
     env: &TaskEnv,
 ) -> Result<(), bollard::errors::Error> {
@@ -163,19 +169,101 @@ async fn read_all(
     Ok(())
 }
 
-/// Passes on the lines of one stream older than `before` (the rest was delivered).
-struct Between<'a> {
+/// Passes on the lines of one stream older than `before` (the rest was delivered) to `next`,
+/// through the container's multiline rule.
+struct Between<'a, S> {
     stream: LogStream,
     before: i64,
-    assembler: &'a mut Assembler,
+    next: &'a mut S,
+    multiline: Multiline,
     lines: u64,
 }
 
-impl LineSink for Between<'_> {
+impl<S: LineSink> Between<'_, S> {
+    /// The read ended: the events still open are complete (nothing older follows).
+    fn finish(&mut self) {
+        self.multiline.flush_all(self.next);
+        self.multiline.take_counters().record();
+    }
+}
+
+impl<S: LineSink> LineSink for Between<'_, S> {
     fn line(&mut self, stream: LogStream, position: Position, message: &[u8], _replay: bool) {
         if stream == self.stream && position.timestamp_nanos < self.before {
             self.lines += 1;
-            self.assembler.line(stream, position, message, false);
+            self.multiline
+                .sink(self.next)
+                .line(stream, position, message, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use capture_core::{ContainerId, ContainerInfo};
+
+    use super::*;
+    use crate::multiline::{MultilineConfig, MultilineRules};
+
+    #[derive(Debug, Default)]
+    struct Collected(Vec<(LogStream, i64, String)>);
+
+    impl LineSink for Collected {
+        fn line(&mut self, stream: LogStream, position: Position, message: &[u8], _: bool) {
+            let message = String::from_utf8(message.to_vec()).unwrap();
+            self.0.push((stream, position.timestamp_nanos, message));
+        }
+    }
+
+    /// Lines read back after a rotation go through the container's multiline rule, like the
+    /// lines of the follow stream: a trace in the skipped file arrives as one event.
+    #[test]
+    fn lines_read_back_are_joined_by_the_containers_multiline_rule() {
+        let config = MultilineConfig {
+            name: "indented".to_owned(),
+            match_names: vec!["web-*".to_owned()],
+            continue_pattern: Some("^\\s".to_owned()),
+            ..MultilineConfig::default()
+        };
+        let rules = MultilineRules::new(&[config], Duration::from_secs(60)).unwrap();
+        let info = ContainerInfo::new(ContainerId::new("ab".repeat(32)).unwrap(), "web-1", "x");
+        let mut next = Collected::default();
+        let mut between = Between {
+            stream: LogStream::Stdout,
+            before: 100,
+            next: &mut next,
+            multiline: Multiline::new(rules.for_container(&info)),
+            lines: 0,
+        };
+        let lines: [(LogStream, i64, &str); 6] = [
+            (LogStream::Stdout, 10, "Exception in main"),
+            (LogStream::Stdout, 11, "    at a.b(C.java:1)"),
+            (LogStream::Stderr, 12, "another stream: delivered"),
+            (LogStream::Stdout, 13, "    at d.e(F.java:2)"),
+            (LogStream::Stdout, 20, "next line"),
+            (
+                LogStream::Stdout,
+                100,
+                "the first line after the switch: delivered",
+            ),
+        ];
+        for (stream, nanos, message) in lines {
+            between.line(stream, Position::new(nanos, 0), message.as_bytes(), false);
+        }
+        between.finish();
+        assert_eq!(between.lines, 4);
+        assert_eq!(
+            next.0,
+            [
+                (
+                    LogStream::Stdout,
+                    13,
+                    "Exception in main\n    at a.b(C.java:1)\n    at d.e(F.java:2)".to_owned()
+                ),
+                (LogStream::Stdout, 20, "next line".to_owned()),
+            ]
+        );
     }
 }
