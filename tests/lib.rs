@@ -337,6 +337,4 @@ pub fn check_records(records: &[serde_json::Value], checker: &mut LineChecker) {
 
 /// A unique label value for this test run, so each test's capturer only watches its own
 /// containers (`--include-label log-capturer-e2e=<value>`).
-pub fn unique_label(test: &str) -> String {
-    test_support::docker::unique_name(test)
-}
+pub use test_support::docker::unique_name as unique_label;

@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    harness::containers::remove_where,
+    harness::containers::{TEST_LABEL_KEYS, remove_where},
     tools::{self, Need},
     util::project_root,
 };
@@ -54,7 +54,7 @@ pub(crate) fn ensure_daemon() -> Result<()> {
 /// belong to tests running now. Says how many it removed.
 pub(crate) fn remove_left_test_containers() -> Result<()> {
     let mut removed = 0;
-    for label in ["log-capturer-test", "log-capturer-e2e"] {
+    for label in TEST_LABEL_KEYS {
         removed += remove_where(&[
             &format!("label={label}"),
             "status=created",

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::harness::{
     capturer::{Capturer, container_tasks},
-    containers::docker,
+    containers::{TEST_LABEL_KEYS, docker},
     procfs,
 };
 
@@ -73,7 +73,7 @@ fn as_strs(args: &[String]) -> Vec<&str> {
 /// `dockerd-restart`: dockerd is stopped and started again while streaming; the capturer
 /// reconnects, lists again, and the `--restart always` containers' lines all arrive.
 pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
-    for label in ["log-capturer-test", "log-capturer-e2e"] {
+    for label in TEST_LABEL_KEYS {
         let busy = docker(&["ps", "-aq", "--filter", &format!("label={label}")])?;
         if !busy.is_empty() {
             bail!("not run: containers labelled {label} exist (other tests use the daemon)");

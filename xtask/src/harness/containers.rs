@@ -19,6 +19,10 @@ const PARALLEL_DOCKER_COMMANDS: usize = 8;
 /// Containers removed per `docker rm` command.
 const REMOVE_BATCH: usize = 50;
 
+/// The label keys the project's tests put on every container they start (`test-support`'s
+/// guards and the end-to-end tests' `--include-label`).
+pub(crate) const TEST_LABEL_KEYS: [&str; 2] = ["log-capturer-test", "log-capturer-e2e"];
+
 /// Runs `docker ARGS` and returns its trimmed stdout, or an error carrying its stderr.
 pub(crate) fn docker(args: &[&str]) -> Result<String> {
     let output = Command::new("docker")

@@ -160,7 +160,8 @@ async fn a_removed_container_writing_at_20000_lines_a_second_is_read_to_its_end(
 }
 
 /// A container rotating through `max-file=2` writes 60 000 lines (at `rate` a second, or as
-/// fast as it can) while the pipeline takes no batch, and is removed: every line arrives.
+/// fast as it can) while the pipeline takes no batch, and is removed: every line arrives once,
+/// or (at full speed only) the lines missing are in files counted as deleted unread.
 async fn removed_while_stalled(rate: Option<u32>) {
     let _shared = harness::process_lock().read().await;
     test_support::docker::loggen_image();
@@ -169,7 +170,6 @@ async fn removed_while_stalled(rate: Option<u32>) {
     let sink = Sink::default();
     let harness = Harness::start(config_files(&label), dir.path(), sink.clone());
     let lost_before = counter(LOST, Some(("reason", "rotated")));
-    // A first line lets the follower open the file; then the pipeline stops taking batches.
     let rate = rate.map(|rate| rate.to_string());
     let mut args = vec![
         "--tag",
@@ -184,6 +184,8 @@ async fn removed_while_stalled(rate: Option<u32>) {
     if let Some(rate) = &rate {
         args.extend(["--rate", rate]);
     }
+    // The generator waits 2 s before its first line: the follower opens the file meanwhile, and
+    // the pipeline stops taking batches before the container has written much.
     let container = loggen(
         &label,
         &["--log-opt", "max-size=1m", "--log-opt", "max-file=2"],

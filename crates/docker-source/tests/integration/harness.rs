@@ -25,9 +25,7 @@ pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// A label value unique to this call, so concurrent tests (and test processes) only ever see
 /// their own containers.
-pub(crate) fn unique(prefix: &str) -> String {
-    test_support::docker::unique_name(prefix)
-}
+pub(crate) use test_support::docker::unique_name as unique;
 
 /// The process-wide metrics recorder (installed once), to read counters.
 pub(crate) fn metrics() -> &'static Snapshotter {
