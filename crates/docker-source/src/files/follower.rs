@@ -142,6 +142,8 @@ struct FileFollower {
     /// Bytes read and not parsed yet: the start of an entry whose end is not read yet.
     buffer: Vec<u8>,
     read_size: usize,
+    /// Reads in a row that found data: the container is busy (see `wait.rs`).
+    busy_reads: u32,
     last_entry: Option<LastEntry>,
     last_send: Instant,
     batch_deadline: Option<Instant>,
@@ -171,6 +173,7 @@ impl FileFollower {
             registration: None,
             buffer: Vec::new(),
             read_size: READ_MIN,
+            busy_reads: 0,
             last_entry: None,
             last_send: now,
             batch_deadline: None,
@@ -250,7 +253,11 @@ impl FileFollower {
             {
                 return Ok(end);
             }
-            match self.wait().await {
+            let Some(wake) = self.next_wake().await else {
+                // Told of writes from now on; one made since the last read sent no event.
+                continue;
+            };
+            match wake {
                 Wake::Cancelled => return Ok(End::Cancelled),
                 Wake::Changed => self.coalesce().await,
                 Wake::Released => {
@@ -353,6 +360,7 @@ impl FileFollower {
     /// must end.
     async fn read_available(&mut self) -> io::Result<Option<End>> {
         self.read_size = READ_MIN;
+        let mut found = false;
         loop {
             let Some(tail) = self.tail.as_mut() else {
                 return Ok(None);
@@ -363,6 +371,7 @@ impl FileFollower {
             record_losses(losses);
             match progress {
                 Progress::Data(read) => {
+                    found = true;
                     if let Some(registration) = &mut self.registration {
                         registration.saw_data();
                     }
@@ -381,6 +390,7 @@ impl FileFollower {
                 }
                 Progress::NextFile | Progress::Truncated => self.drop_unfinished_entry(),
                 Progress::Idle => {
+                    self.busy_reads = if found { self.busy_reads + 1 } else { 0 };
                     self.shrink_buffer();
                     return Ok(None);
                 }

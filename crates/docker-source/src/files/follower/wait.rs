@@ -1,6 +1,14 @@
 //! The file follower's waits: what wakes it (directory changes, the source's signals, its
 //! timer) and what the timer does (heartbeat, batch and partial-line deadlines, a look at the
 //! container in case an event was missed).
+//!
+//! # Busy and quiet containers
+//!
+//! A container that wrote during the last read is read again after [`COALESCE_PAUSE`], without
+//! being told of each write: after [`BUSY_READS`] such reads in a row its watch stops
+//! reporting writes, which would cost dockerd an inotify event per line. A quiet one (the last
+//! read found nothing) arms the watch and, if it was not armed, reads once more before it
+//! waits, so a write made before the arming is not missed (see `files/watch.rs`).
 
 use std::{io, time::Duration};
 
@@ -12,8 +20,11 @@ use tracing::debug;
 use super::{End, FileFollower, Wake};
 use crate::{error::docker_status, timestamp::api_time_nanos};
 
-/// The pause before reading again while a batch is being filled.
+/// The pause before reading again while a batch is being filled, or a busy container's files.
 const COALESCE_PAUSE: Duration = Duration::from_millis(1);
+/// Reads in a row that found data before the watch stops reporting each write: a container
+/// that writes a line now and then stays armed.
+const BUSY_READS: u32 = 2;
 
 impl FileFollower {
     /// A busy container: let a millisecond of lines accumulate before reading again.
@@ -44,8 +55,34 @@ impl FileFollower {
         deadline
     }
 
+    /// At the end of the files: a busy container waits [`COALESCE_PAUSE`] at most, a quiet one
+    /// until something happens. `None`: the watch was armed just now, read again first.
+    pub(super) async fn next_wake(&mut self) -> Option<Wake> {
+        if self.busy_reads == 0 {
+            let armed_now = self
+                .registration
+                .as_mut()
+                .is_some_and(super::super::watch::Registration::arm);
+            if armed_now {
+                return None;
+            }
+            return Some(self.wait().await);
+        }
+        if self.busy_reads >= BUSY_READS
+            && let Some(registration) = &mut self.registration
+        {
+            registration.disarm();
+        }
+        let deadline = self.next_deadline().min(Instant::now() + COALESCE_PAUSE);
+        Some(self.wait_until(deadline).await)
+    }
+
     pub(super) async fn wait(&mut self) -> Wake {
         let deadline = self.next_deadline();
+        self.wait_until(deadline).await
+    }
+
+    async fn wait_until(&mut self, deadline: Instant) -> Wake {
         let changed = async {
             match &mut self.registration {
                 Some(registration) => registration.changed().await,
