@@ -5,8 +5,8 @@
 //! acknowledgements, same counters. Its loop reads everything written (64 KiB at a time,
 //! through the [`Tail`], which follows rotation), then waits for the first of: a change in the
 //! log directory ([`Registration`]), a signal from the source (the container died or was
-//! removed), cancellation, or its timer (heartbeat, batch latency, partial line, and every
-//! `inactivity_timeout` a look at the container in case an event was missed).
+//! removed; the source's periodic listing repeats a stop the events stream missed),
+//! cancellation, or its timer (heartbeat, batch latency, partial line).
 //!
 //! # Batching
 //!
@@ -148,8 +148,6 @@ struct FileFollower {
     last_send: Instant,
     batch_deadline: Option<Instant>,
     partial_since: Option<Instant>,
-    /// The last time data came or the container was looked at.
-    last_activity: Instant,
     /// Where the drain of a released container stops (`release.rs`).
     drain_mark: Option<release::DrainMark>,
 }
@@ -178,7 +176,6 @@ impl FileFollower {
             last_send: now,
             batch_deadline: None,
             partial_since: None,
-            last_activity: now,
             drain_mark: None,
             env,
         }
@@ -375,7 +372,6 @@ impl FileFollower {
                     if let Some(registration) = &mut self.registration {
                         registration.saw_data();
                     }
-                    self.last_activity = Instant::now();
                     if read == self.read_size {
                         self.read_size = (self.read_size * 2).min(READ_MAX);
                     }

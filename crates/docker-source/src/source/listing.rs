@@ -226,12 +226,20 @@ impl Discovery<'_> {
                 if !periodic || (!handled && self.wanted(&prefilter, container)) {
                     running.push(container.id.clone());
                 }
-            } else if (known.is_some() && !periodic)
-                || (unseen_since.is_some_and(|since| container.created >= since)
-                    && (!periodic
-                        || (known.is_none() && !settled && self.wanted(&prefilter, container))))
-            {
-                stopped.push(container.id.clone());
+            } else {
+                if periodic && known.is_some_and(|m| m.shared.is_active()) {
+                    // Stopped, and its task still follows: the `die` event was missed, or the
+                    // task is still reading. A file task looks at the container again (it has
+                    // no other way to learn; an API stream ends by itself).
+                    self.files.died(&container.id);
+                }
+                if (known.is_some() && !periodic)
+                    || (unseen_since.is_some_and(|since| container.created >= since)
+                        && (!periodic
+                            || (known.is_none() && !settled && self.wanted(&prefilter, container))))
+                {
+                    stopped.push(container.id.clone());
+                }
             }
         }
         if periodic && !(running.is_empty() && stopped.is_empty()) {

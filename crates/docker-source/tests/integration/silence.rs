@@ -1,6 +1,7 @@
 //! Silence on a connection: a quiet container's stream is checked, not reopened; an events
-//! connection that goes silent without failing does not hide new containers (the periodic
-//! listing finds them), and TCP connections to the daemon carry keepalive.
+//! connection that goes silent without failing does not hide new containers, nor the stop of a
+//! container read from files (the periodic listing finds both), and TCP connections to the
+//! daemon carry keepalive.
 
 use std::{
     sync::{
@@ -17,7 +18,9 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::harness::{self, Harness, Sink, config, loggen, unique};
+use capture_core::status::TaskState;
+
+use crate::harness::{self, Harness, Sink, config, config_files, loggen, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_stream_is_checked_and_kept_open_not_reopened() {
@@ -263,6 +266,51 @@ async fn a_silent_events_connection_does_not_hide_new_containers() {
     assert!(
         proxy.withheld.load(Ordering::SeqCst) > 0,
         "the events stream was silent: its start event was withheld"
+    );
+    proxy.frozen.store(false, Ordering::SeqCst);
+    harness.stop().await;
+    sink.with(|c| c.report().assert_perfect());
+}
+
+/// A file task learns of its container's stop only from the source (it does not inspect the
+/// container on its own): with the `die` event withheld, the periodic listing tells it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_the_events_stream_did_not_report_completes_a_file_task() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let proxy = FreezingProxy::start().await;
+    let label = unique("silent-stop");
+    let dir = tempfile::tempdir().unwrap();
+    let config = DockerConfig {
+        host: Some(format!("tcp://{}", proxy.address)),
+        relist_interval: Duration::from_secs(1),
+        // Longer than the test waits: only the listing can end the task in time.
+        inactivity_timeout: Duration::from_secs(80),
+        ..config_files(&label)
+    };
+    let harness = Harness::start(config, dir.path(), Sink::default());
+    let sink = harness.sink.clone();
+    let container = loggen(
+        &label,
+        &[],
+        &["--tag", "stops", "--lines", "5", "--hold-secs", "-1"],
+    );
+    sink.wait_until("the container's lines", |c| c.count(container.id()) == 5)
+        .await;
+    assert_eq!(harness.task_mode(container.id()).as_deref(), Some("files"));
+
+    proxy.frozen.store(true, Ordering::SeqCst);
+    container.stop();
+    harness
+        .wait_task(
+            container.id(),
+            "completed after the listing saw it stopped",
+            |state| state == Some(TaskState::Completed),
+        )
+        .await;
+    assert!(
+        proxy.withheld.load(Ordering::SeqCst) > 0,
+        "the events stream was silent: the stop's events were withheld"
     );
     proxy.frozen.store(false, Ordering::SeqCst);
     harness.stop().await;

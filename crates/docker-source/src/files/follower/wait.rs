@@ -1,6 +1,10 @@
 //! The file follower's waits: what wakes it (directory changes, the source's signals, its
-//! timer) and what the timer does (heartbeat, batch and partial-line deadlines, a look at the
-//! container in case an event was missed).
+//! timer) and what the timer does (heartbeat, batch and partial-line deadlines).
+//!
+//! A quiet follower wakes only for its heartbeat, and those fall on a grid of
+//! [`BEAT_GRAIN`] shared by every follower: 500 quiet containers wake the runtime about once a
+//! second, not 33 times. It does not look at its container on its own: a stop the events
+//! stream missed reaches it from the source's periodic listing (`source/listing.rs`).
 //!
 //! # Busy and quiet containers
 //!
@@ -10,7 +14,7 @@
 //! read found nothing) arms the watch and, if it was not armed, reads once more before it
 //! waits, so a write made before the arming is not missed (see `files/watch.rs`).
 
-use std::{io, time::Duration};
+use std::{io, sync::OnceLock, time::Duration};
 
 use bollard::query_parameters::InspectContainerOptions;
 use capture_core::ErrorChain;
@@ -19,6 +23,26 @@ use tracing::debug;
 
 use super::{End, FileFollower, Wake};
 use crate::{error::docker_status, timestamp::api_time_nanos};
+
+/// The heartbeats of quiet followers fall on multiples of this (at most; a quarter of the
+/// pause between beats if that is shorter) since [`beat_grid`].
+const BEAT_GRAIN: Duration = Duration::from_secs(1);
+
+/// When a follower that beats every `every` beats next: the last point of the shared grid at
+/// or before `now + every`, and never before three quarters of `every`.
+fn beat_deadline(now: Instant, every: Duration) -> Instant {
+    let due = now + every;
+    let grain = BEAT_GRAIN.min(every / 4).max(Duration::from_millis(1));
+    let into_grain = due.saturating_duration_since(beat_grid()).as_nanos() % grain.as_nanos();
+    let aligned = due - Duration::from_nanos(u64::try_from(into_grain).unwrap_or(0));
+    if aligned > now { aligned } else { due }
+}
+
+/// The origin of the heartbeat grid: the first time a follower asked.
+fn beat_grid() -> Instant {
+    static GRID: OnceLock<Instant> = OnceLock::new();
+    *GRID.get_or_init(Instant::now)
+}
 
 /// The pause before reading again while a batch is being filled, or a busy container's files.
 const COALESCE_PAUSE: Duration = Duration::from_millis(1);
@@ -41,8 +65,7 @@ impl FileFollower {
 
     pub(super) fn next_deadline(&self) -> Instant {
         let settings = &self.env.task.settings;
-        let mut deadline = (Instant::now() + self.beat_every)
-            .min(self.last_activity + settings.inactivity_timeout);
+        let mut deadline = beat_deadline(Instant::now(), self.beat_every);
         if let Some(batch) = self.batch_deadline {
             deadline = deadline.min(batch);
         }
@@ -123,13 +146,6 @@ impl FileFollower {
         {
             return Ok(Some(end));
         }
-        if now >= self.last_activity + settings.inactivity_timeout {
-            // An event may have been missed: is the container still running?
-            self.last_activity = now;
-            if !self.is_running().await {
-                return self.drain_and_finish().await.map(Some);
-            }
-        }
         Ok(None)
     }
 
@@ -208,5 +224,30 @@ impl FileFollower {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_followers_beat_on_one_grid_and_never_late() {
+        let every = Duration::from_secs(15);
+        let start = Instant::now();
+        for step in 0..200u64 {
+            let now = start + Duration::from_millis(step * 137);
+            let deadline = beat_deadline(now, every);
+            assert!(deadline <= now + every, "never later than the beat is due");
+            assert!(deadline >= now + every * 3 / 4, "never much earlier either");
+            let phase = deadline.duration_since(beat_grid()).as_nanos() % BEAT_GRAIN.as_nanos();
+            assert_eq!(phase, 0, "on the shared grid");
+        }
+        // Beats more often than the grain: a quarter of their pause is the grain.
+        let now = start + Duration::from_millis(7);
+        let quick = beat_deadline(now, Duration::from_millis(400));
+        assert!(
+            quick > now + Duration::from_millis(299) && quick <= now + Duration::from_millis(400)
+        );
     }
 }
