@@ -16,8 +16,11 @@ use capture_core::{
     ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
 };
 use sink_pipeline::{
-    BatchConfig, INPUT_CHANNEL_CAPACITY, LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink,
-    LokiSinkConfig, Pipeline, PipelineConfig, RetryConfig, Sink, SinkConfig, SinkError,
+    INPUT_CHANNEL_CAPACITY, LokiSink, Pipeline, Sink, SinkError,
+    config::{
+        BatchConfig, LokiAuth, LokiCompression, LokiOutOfOrder, LokiSinkConfig, PipelineConfig,
+        RetryConfig, SinkConfig,
+    },
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

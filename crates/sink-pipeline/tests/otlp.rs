@@ -13,8 +13,8 @@ use capture_core::{
     ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
 };
 use sink_pipeline::{
-    BatchConfig, INPUT_CHANNEL_CAPACITY, OtlpSink, OtlpSinkConfig, Pipeline, PipelineConfig,
-    RetryConfig, Severity, Sink, SinkConfig, SinkError,
+    INPUT_CHANNEL_CAPACITY, OtlpSink, Pipeline, Sink, SinkError,
+    config::{BatchConfig, OtlpSinkConfig, PipelineConfig, RetryConfig, Severity, SinkConfig},
 };
 use test_support::receiver::{
     ExportLogsServiceRequest, Push, Receiver, Reply, attribute, otlp_proto, partial_success,
