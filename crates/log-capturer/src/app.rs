@@ -17,7 +17,9 @@ use capture_core::{
 use docker_source::DockerSource;
 use health_api::{HealthApi, Readiness};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sink_pipeline::{Pipeline, PipelineConfig, metric_names::SINK_REQUEST_DURATION_SECONDS};
+use sink_pipeline::{
+    Pipeline, config::PipelineConfig, metric_names::SINK_REQUEST_DURATION_SECONDS,
+};
 use task_supervisor::{Supervisor, SupervisorConfig};
 use tokio::{
     sync::{mpsc, watch},

@@ -52,10 +52,10 @@ pub(crate) struct Config {
     #[serde(default)]
     pub(crate) health: health_api::HealthConfig,
     #[serde(default)]
-    pub(crate) pipeline: sink_pipeline::BatchConfig,
+    pub(crate) pipeline: sink_pipeline::config::BatchConfig,
     /// None configured means one file sink at `<data_dir>/logs/containers.jsonl`.
     #[serde(default)]
-    pub(crate) sinks: Vec<sink_pipeline::SinkConfig>,
+    pub(crate) sinks: Vec<sink_pipeline::config::SinkConfig>,
     #[serde(default)]
     pub(crate) log: LogSection,
 }
@@ -146,8 +146,8 @@ fn error(key: impl Into<String>, message: impl fmt::Display) -> ConfigError {
 /// Parses `[[sinks]]` one entry at a time, by its `type`, so an error names the field
 /// (`sinks[1].batch_size`): serde's internally tagged enums buffer their content and would
 /// report only `sinks[1]`.
-fn take_sinks(table: &mut Table) -> Result<Vec<sink_pipeline::SinkConfig>, ConfigError> {
-    use sink_pipeline::SinkConfig;
+fn take_sinks(table: &mut Table) -> Result<Vec<sink_pipeline::config::SinkConfig>, ConfigError> {
+    use sink_pipeline::config::SinkConfig;
 
     fn parse<T: serde::de::DeserializeOwned>(at: &str, entry: Table) -> Result<T, ConfigError> {
         serde_path_to_error::deserialize(Value::Table(entry)).map_err(|e| {
@@ -288,10 +288,10 @@ impl Config {
     }
 
     /// The sinks to run: the configured ones, or the embedded default file sink.
-    pub(crate) fn effective_sinks(&self) -> Vec<sink_pipeline::SinkConfig> {
+    pub(crate) fn effective_sinks(&self) -> Vec<sink_pipeline::config::SinkConfig> {
         if self.sinks.is_empty() {
-            vec![sink_pipeline::SinkConfig::File(
-                sink_pipeline::FileSinkConfig::default_for(&self.data_dir),
+            vec![sink_pipeline::config::SinkConfig::File(
+                sink_pipeline::config::FileSinkConfig::default_for(&self.data_dir),
             )]
         } else {
             self.sinks.clone()

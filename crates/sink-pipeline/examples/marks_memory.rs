@@ -13,7 +13,10 @@ use std::{io::Write, sync::Arc, time::Duration};
 use capture_core::{
     ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
 };
-use sink_pipeline::{FileSinkConfig, INPUT_CHANNEL_CAPACITY, Pipeline, PipelineConfig, SinkConfig};
+use sink_pipeline::{
+    INPUT_CHANNEL_CAPACITY, Pipeline,
+    config::{FileSinkConfig, PipelineConfig, SinkConfig},
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

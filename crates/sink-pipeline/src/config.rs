@@ -8,15 +8,12 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    error::{Error, Result},
-    sinks::{loki::LokiSinkConfig, otlp::OtlpSinkConfig},
+use crate::error::{Error, Result};
+pub use crate::sinks::http::{Endpoint, TlsConfig};
+pub use crate::sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSinkConfig};
+pub use crate::sinks::otlp::{
+    OtlpCompression, OtlpHeaders, OtlpSinkConfig, Severity, SeverityByStream,
 };
-
-/// Capacity, in batches, of the channel from the source to the pipeline.
-///
-/// When it is full the source's sends wait, so backpressure reaches the Docker streams.
-pub const INPUT_CHANNEL_CAPACITY: usize = 64;
 
 /// The pipeline's configuration. The data directory is passed separately to
 /// [`Pipeline::new`](crate::Pipeline::new).

@@ -48,7 +48,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use capture_core::{ContainerId, ContainerInfo, EventBatchBuilder, LogStream, Position};
-//! use sink_pipeline::{FileSinkConfig, INPUT_CHANNEL_CAPACITY, Pipeline, PipelineConfig, SinkConfig};
+//! use sink_pipeline::config::{FileSinkConfig, PipelineConfig, SinkConfig};
+//! use sink_pipeline::{INPUT_CHANNEL_CAPACITY, Pipeline};
 //! use tokio::sync::mpsc;
 //! use tokio_util::sync::CancellationToken;
 //!
@@ -81,7 +82,7 @@
 
 mod batcher;
 mod buffer;
-mod config;
+pub mod config;
 mod error;
 pub mod metric_names;
 mod open;
@@ -93,19 +94,12 @@ mod sink_set;
 mod sinks;
 mod worker;
 
-pub use config::{
-    BatchConfig, BufferConfig, FileSinkConfig, FsyncPolicy, INPUT_CHANNEL_CAPACITY, PipelineConfig,
-    RetryConfig, SinkConfig, StdoutFormat, StdoutSinkConfig, WhenFull,
-};
 pub use error::{Error, Result};
-pub use pipeline::Pipeline;
+pub use pipeline::{INPUT_CHANNEL_CAPACITY, Pipeline};
 pub use reload::{PipelineReloader, SinkChanges};
 pub use sink::{RetryAfter, Sink, SinkError};
-pub use sinks::http::{Endpoint, TlsConfig};
-pub use sinks::loki::{LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink, LokiSinkConfig};
-pub use sinks::otlp::{
-    OtlpCompression, OtlpHeaders, OtlpSink, OtlpSinkConfig, Severity, SeverityByStream,
-};
+pub use sinks::loki::LokiSink;
+pub use sinks::otlp::OtlpSink;
 pub use worker::SinkOptions;
 
 #[cfg(test)]

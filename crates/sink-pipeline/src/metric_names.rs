@@ -8,3 +8,6 @@ pub const SINK_EVENTS_TOTAL: &str = "log_capturer_sink_events_total";
 pub const SINK_BUFFERED_EVENTS: &str = "log_capturer_sink_buffered_events";
 /// `log_capturer_sink_request_duration_seconds{sink}`: one delivery attempt, as a histogram.
 pub const SINK_REQUEST_DURATION_SECONDS: &str = "log_capturer_sink_request_duration_seconds";
+/// `log_capturer_sink_lines_skipped_total{sink}`: replayed lines a file sink skipped because it
+/// already held them.
+pub const SINK_LINES_SKIPPED_TOTAL: &str = "log_capturer_sink_lines_skipped_total";

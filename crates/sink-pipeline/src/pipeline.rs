@@ -22,6 +22,10 @@ use crate::{
     worker::{Delivery, PreparedSink, SinkOptions},
 };
 
+/// Capacity, in batches, of the channel from the source to the pipeline.
+///
+/// When it is full the source's sends wait, so backpressure reaches the Docker streams.
+pub const INPUT_CHANNEL_CAPACITY: usize = 64;
 /// Capacity of the channel from the dispatcher to the acknowledger. The acknowledger never
 /// waits on anything but completions, so this only smooths bursts.
 const IN_FLIGHT_CAPACITY: usize = 1024;
@@ -48,7 +52,7 @@ impl Pipeline {
     /// its files) and their disk buffers under `data_dir/buffer/<sink name>/`.
     ///
     /// With no sink configured the pipeline has none: add some with [`Pipeline::add_sink`], or
-    /// configure [`FileSinkConfig::default_for`](crate::FileSinkConfig::default_for).
+    /// configure [`FileSinkConfig::default_for`](crate::config::FileSinkConfig::default_for).
     pub fn new(config: PipelineConfig, data_dir: &Path) -> Result<Pipeline> {
         config.batch.validate()?;
         let names = validate_sinks(&config.sinks)?;

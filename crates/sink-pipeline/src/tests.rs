@@ -356,12 +356,12 @@ fn sinks_parse_from_the_contract_toml_and_get_unique_names() {
         endpoint = "http://127.0.0.1:3100"
         labels = { job = "log-capturer", container_name = "{container_name}", stream = "{stream}" }
     "#;
-    let config: crate::PipelineConfig = toml::from_str(text).unwrap();
+    let config: crate::config::PipelineConfig = toml::from_str(text).unwrap();
     assert_eq!(config.batch.max_age, std::time::Duration::from_millis(250));
     assert_eq!(config.batch.max_events, 10_000);
     let names = crate::config::resolve_sink_names(&config.sinks).unwrap();
     assert_eq!(names, ["file", "file-2", "stdout", "loki"]);
-    let crate::SinkConfig::File(second) = &config.sinks[1] else {
+    let crate::config::SinkConfig::File(second) = &config.sinks[1] else {
         panic!("not a file sink");
     };
     assert_eq!(second.max_files, 3);
@@ -369,14 +369,14 @@ fn sinks_parse_from_the_contract_toml_and_get_unique_names() {
     assert_eq!(second.retry.max_backoff, std::time::Duration::from_secs(60));
 
     let unknown = "[[sinks]]\ntype = \"file\"\npath = \"x\"\nmax_size = 1\n";
-    assert!(toml::from_str::<crate::PipelineConfig>(unknown).is_err());
+    assert!(toml::from_str::<crate::config::PipelineConfig>(unknown).is_err());
     let unknown_type = "[[sinks]]\ntype = \"kafka\"\n";
-    assert!(toml::from_str::<crate::PipelineConfig>(unknown_type).is_err());
+    assert!(toml::from_str::<crate::config::PipelineConfig>(unknown_type).is_err());
 }
 
 #[test]
 fn file_sink_default_lives_in_the_data_dir() {
-    let config = crate::FileSinkConfig::default_for(std::path::Path::new("/data"));
+    let config = crate::config::FileSinkConfig::default_for(std::path::Path::new("/data"));
     assert_eq!(
         config.path,
         std::path::Path::new("/data/logs/containers.jsonl")
@@ -412,7 +412,7 @@ fn file_messages(path: &std::path::Path) -> Vec<String> {
 async fn the_file_sink_skips_only_replayed_lines_and_writes_live_lines_after_a_clock_step() {
     use crate::sink::Sink;
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::FileSinkConfig::default_for(dir.path());
+    let config = crate::config::FileSinkConfig::default_for(dir.path());
     let mut sink = crate::sinks::file::FileSink::open(&config, "file").unwrap();
     sink.deliver(&[stdout_batch(&[(100, "a"), (200, "b")], false)])
         .await
@@ -447,7 +447,7 @@ async fn the_file_sink_skips_only_replayed_lines_and_writes_live_lines_after_a_c
 async fn the_file_sink_writes_a_live_line_equal_to_its_mark_but_not_a_replayed_one() {
     use crate::sink::Sink;
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::FileSinkConfig::default_for(dir.path());
+    let config = crate::config::FileSinkConfig::default_for(dir.path());
     let mut sink = crate::sinks::file::FileSink::open(&config, "file").unwrap();
     sink.deliver(&[stdout_batch(&[(100, "a")], false)])
         .await

@@ -2,34 +2,35 @@
 //!
 //! The worker takes deliveries from its bounded queue and passes them to its sink, one at a
 //! time and in order. While the sink is healthy and nothing is buffered, deliveries wait in
-//! memory (at most [`MEMORY_CHUNKS`], then the queue fills and the dispatcher waits:
+//! memory (at most [`MEMORY_DELIVERIES`], then the queue fills and the dispatcher waits:
 //! backpressure). Once a delivery fails, the worker *spills*: every delivery it holds or
 //! receives is appended to the disk buffer (and then counts as done for acknowledgement), and
 //! deliveries are replayed from the buffer's head, oldest first, after a single backoff timer.
 //! When the buffer is empty again the worker returns to memory.
 //!
 //! When the disk buffer itself cannot be written (disk full), what cannot be spilled stays in
-//! memory, still bounded by [`MEMORY_CHUNKS`] (so the input pushes back), the sink's retries go
+//! memory, still bounded by [`MEMORY_DELIVERIES`] (so the input pushes back), the sink's retries go
 //! on with their backoff (so it turns `failing` with an error naming both causes), and the
 //! error is logged once per episode, not once per attempt.
 //!
 //! A reload that changes the sink's settings puts a replacement in the worker's mailbox; the
-//! worker swaps it in between two deliveries (`worker/swap.rs`).
+//! worker swaps it in between two deliveries (`worker/swap.rs`). `worker/health.rs` keeps the
+//! sink's state, snapshot, metrics and retry timer.
 
+mod health;
 mod swap;
 
 use std::{
     collections::VecDeque,
-    fmt,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use capture_core::{
-    Backoff, ErrorChain, EventBatch,
+    ErrorChain, EventBatch,
     status::{SinkSnapshot, SinkState},
 };
 use tokio::{
@@ -39,19 +40,19 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use self::health::SinkMetrics;
 use self::swap::SinkSlot;
 pub(crate) use self::swap::{Mailbox, Replacement, ReplacementSink};
 use crate::{
     buffer::{AppendError, DiskBuffer, ReplayRecord},
     config::{BufferConfig, RetryConfig},
-    metric_names::{SINK_BUFFERED_EVENTS, SINK_EVENTS_TOTAL, SINK_REQUEST_DURATION_SECONDS},
     sink::{DynSink, SinkError},
 };
 
 /// Capacity, in deliveries, of each sink's queue from the dispatcher.
 pub(crate) const SINK_QUEUE_CAPACITY: usize = 4;
 /// Deliveries a healthy sink's worker holds in memory beyond the one being delivered.
-pub(crate) const MEMORY_CHUNKS: usize = 8;
+pub(crate) const MEMORY_DELIVERIES: usize = 8;
 /// How long a sink may flush at a hard stop.
 const HARD_STOP_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -107,37 +108,6 @@ impl SinkOptions {
             buffer: BufferConfig::default(),
             retry: RetryConfig::default(),
         }
-    }
-}
-
-/// The metric handles of one sink, registered once.
-struct SinkMetrics {
-    sent: metrics::Counter,
-    failed: metrics::Counter,
-    dropped: metrics::Counter,
-    buffered: metrics::Gauge,
-    duration: metrics::Histogram,
-}
-
-impl SinkMetrics {
-    fn new(sink: &str) -> SinkMetrics {
-        let events = |result: &'static str| metrics::counter!(SINK_EVENTS_TOTAL, "sink" => sink.to_owned(), "result" => result);
-        SinkMetrics {
-            sent: events("sent"),
-            failed: events("failed"),
-            dropped: events("dropped"),
-            buffered: metrics::gauge!(SINK_BUFFERED_EVENTS, "sink" => sink.to_owned()),
-            duration: metrics::histogram!(
-                SINK_REQUEST_DURATION_SECONDS,
-                "sink" => sink.to_owned()
-            ),
-        }
-    }
-}
-
-impl fmt::Debug for SinkMetrics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SinkMetrics").finish_non_exhaustive()
     }
 }
 
@@ -202,7 +172,7 @@ struct WorkerState {
     /// Appended to the buffer but not yet synced: completed once a sync succeeds.
     unsynced: Vec<Arc<Delivery>>,
     /// Why the disk buffer last refused a write or sync (disk full, ...), until one succeeds.
-    /// While set, what cannot be spilled stays in memory (bounded by [`MEMORY_CHUNKS`], then
+    /// While set, what cannot be spilled stays in memory (bounded by [`MEMORY_DELIVERIES`], then
     /// the queue fills: backpressure) and the sink's own retries go on.
     buffer_error: Option<String>,
     /// Whether the front of `pending` is being delivered (it must not be spilled meanwhile).
@@ -377,7 +347,7 @@ impl WorkerState {
     }
 
     fn can_accept(&self) -> bool {
-        !self.input_closed && self.pending.len() < MEMORY_CHUNKS
+        !self.input_closed && self.pending.len() < MEMORY_DELIVERIES
     }
 
     fn drained(&self) -> bool {
@@ -467,7 +437,7 @@ impl WorkerState {
                 sink = %self.name,
                 error = %text,
                 held_events = self.pending_events,
-                "disk buffer unavailable; holding at most {MEMORY_CHUNKS} deliveries in memory, then pushing back"
+                "disk buffer unavailable; holding at most {MEMORY_DELIVERIES} deliveries in memory, then pushing back"
             );
         }
         if let Some(last_error) = &mut self.snapshot.last_error
@@ -536,85 +506,5 @@ impl WorkerState {
                 }
             }
         }
-    }
-
-    fn mark_success(&mut self) {
-        if self.snapshot.state != SinkState::Ok {
-            info!(sink = %self.name, "sink recovered");
-        }
-        self.attempt = 0;
-        self.failing_since = None;
-        self.snapshot.state = SinkState::Ok;
-        self.snapshot.last_success = Some(SystemTime::now());
-        self.snapshot.last_error = None;
-        self.snapshot.failing_since = None;
-    }
-
-    fn mark_failure(&mut self, error: &SinkError) {
-        let now = Instant::now();
-        let since = *self.failing_since.get_or_insert(now);
-        self.snapshot
-            .failing_since
-            .get_or_insert_with(SystemTime::now);
-        let permanent = matches!(error, SinkError::Permanent(_));
-        self.snapshot.state = if permanent || now.duration_since(since) >= self.retry.failing_after
-        {
-            SinkState::Failing
-        } else {
-            SinkState::Retrying
-        };
-        let text = ErrorChain(error).to_string();
-        let delay = match (permanent, error.retry_after()) {
-            (true, _) => self.retry.max_backoff,
-            // The destination's hint, but never sooner than the backoff nor later than its cap.
-            (false, Some(hint)) => hint.max(self.backoff()).min(self.retry.max_backoff),
-            (false, None) => self.backoff(),
-        };
-        self.attempt = self.attempt.saturating_add(1);
-        warn!(
-            sink = %self.name,
-            error = %text,
-            retry_in_ms = delay.as_millis() as u64,
-            state = ?self.snapshot.state,
-            "sink delivery failed"
-        );
-        self.snapshot.last_error = Some(match &self.buffer_error {
-            Some(buffer_error) => format!("{text}; {buffer_error}"),
-            None => text,
-        });
-        self.retry_at = Some(now + delay);
-    }
-
-    /// Exponential backoff with jitter (the agent's one rule, half the delay): a random wait in
-    /// [d/2, d] where d doubles per attempt from `initial_backoff` up to `max_backoff`.
-    fn backoff(&self) -> Duration {
-        Backoff::new(self.retry.initial_backoff, self.retry.max_backoff)
-            .with_jitter(0.5)
-            .jittered(self.attempt.saturating_add(1))
-    }
-
-    fn absorb_buffer_drops(&mut self) {
-        let dropped = self.buffer.take_dropped_events();
-        if dropped > 0 {
-            self.metrics.dropped.increment(dropped);
-            self.snapshot.dropped_events += dropped;
-        }
-    }
-
-    /// Publishes the snapshot and the buffered gauge if they changed.
-    fn publish(&mut self) {
-        let buffered = self.pending_events + self.buffer.unread_events();
-        self.metrics.buffered.set(buffered as f64);
-        self.snapshot.buffered_events = buffered;
-        let snapshot = &self.snapshot;
-        self.status_tx.send_if_modified(|sinks| {
-            match sinks.iter_mut().find(|slot| slot.name == snapshot.name) {
-                Some(slot) if slot != snapshot => {
-                    *slot = snapshot.clone();
-                    true
-                }
-                _ => false,
-            }
-        });
     }
 }

@@ -8,6 +8,7 @@ mod loki {
 use std::{
     collections::{BTreeMap, HashMap},
     io::Write as _,
+    path::Path,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -16,8 +17,11 @@ use capture_core::{
     ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
 };
 use sink_pipeline::{
-    BatchConfig, INPUT_CHANNEL_CAPACITY, LokiAuth, LokiCompression, LokiOutOfOrder, LokiSink,
-    LokiSinkConfig, Pipeline, PipelineConfig, RetryConfig, Sink, SinkConfig, SinkError,
+    INPUT_CHANNEL_CAPACITY, LokiSink, Pipeline, Sink, SinkError,
+    config::{
+        BatchConfig, LokiAuth, LokiCompression, LokiOutOfOrder, LokiSinkConfig, PipelineConfig,
+        RetryConfig, SinkConfig,
+    },
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -375,6 +379,53 @@ async fn unauthorised_is_permanent_and_a_closed_port_transient() {
     assert!(matches!(error, SinkError::Transient(_)), "{error:?}");
 }
 
+/// A pipeline of one Loki sink at `endpoint` with small requests, retrying every few
+/// milliseconds and never `failing`.
+fn quickly_retrying_pipeline(endpoint: String, data_dir: &Path) -> Pipeline {
+    let mut config = LokiSinkConfig::new(endpoint);
+    config.max_entries = 7;
+    config.retry = RetryConfig {
+        initial_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+        failing_after: Duration::from_secs(60),
+    };
+    let config = PipelineConfig {
+        batch: BatchConfig {
+            max_events: 20,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_millis(5),
+        },
+        sinks: vec![SinkConfig::Loki(config)],
+    };
+    Pipeline::new(config, data_dir).unwrap()
+}
+
+/// Receives pushes until Loki accepted `total` entries: the accepted entries by container
+/// name, in arrival order, and how many pushes were refused meanwhile.
+async fn receive_entries(
+    loki: &mut Receiver,
+    total: usize,
+) -> (HashMap<String, Vec<(i64, String)>>, usize) {
+    let mut accepted: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    let mut accepted_count = 0;
+    let mut refused = 0;
+    while accepted_count < total {
+        let push = loki.next_push().await;
+        if !push.accepted() {
+            refused += 1;
+            continue;
+        }
+        for stream in push.streams {
+            accepted_count += stream.entries.len();
+            accepted
+                .entry(stream.labels["container_name"].clone())
+                .or_default()
+                .extend(stream.entries);
+        }
+    }
+    (accepted, refused)
+}
+
 #[tokio::test]
 async fn the_pipeline_delivers_every_line_once_in_order_after_loki_was_unavailable() {
     const UNAVAILABLE_ANSWERS: usize = 6;
@@ -384,25 +435,7 @@ async fn the_pipeline_delivers_every_line_once_in_order_after_loki_was_unavailab
             .collect(),
     );
     let data_dir = tempfile::tempdir().unwrap();
-    let mut config = LokiSinkConfig::new(loki.endpoint());
-    config.max_entries = 7;
-    config.retry = RetryConfig {
-        initial_backoff: Duration::from_millis(5),
-        max_backoff: Duration::from_millis(20),
-        failing_after: Duration::from_secs(60),
-    };
-    let pipeline = Pipeline::new(
-        PipelineConfig {
-            batch: BatchConfig {
-                max_events: 20,
-                max_bytes: 1 << 20,
-                max_age: Duration::from_millis(5),
-            },
-            sinks: vec![SinkConfig::Loki(config)],
-        },
-        data_dir.path(),
-    )
-    .unwrap();
+    let pipeline = quickly_retrying_pipeline(loki.endpoint(), data_dir.path());
     let (batch_tx, batch_rx) = mpsc::channel(INPUT_CHANNEL_CAPACITY);
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
     let running = tokio::spawn(pipeline.run(batch_rx, ack_tx, CancellationToken::new()));
@@ -426,23 +459,7 @@ async fn the_pipeline_delivers_every_line_once_in_order_after_loki_was_unavailab
     // The input stays open until Loki has everything: a pipeline whose input closes returns
     // once every delivery is accepted *or persisted* to the disk buffer, for the next run.
     let total = containers.len() * (BATCHES * LINES) as usize;
-    let mut accepted: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-    let mut accepted_count = 0;
-    let mut refused = 0;
-    while accepted_count < total {
-        let push = loki.next_push().await;
-        if !push.accepted() {
-            refused += 1;
-            continue;
-        }
-        for stream in push.streams {
-            accepted_count += stream.entries.len();
-            accepted
-                .entry(stream.labels["container_name"].clone())
-                .or_default()
-                .extend(stream.entries);
-        }
-    }
+    let (accepted, refused) = receive_entries(&mut loki, total).await;
     drop(batch_tx);
     tokio::time::timeout(Duration::from_secs(30), running)
         .await

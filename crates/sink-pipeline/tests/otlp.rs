@@ -13,8 +13,8 @@ use capture_core::{
     ContainerId, ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position,
 };
 use sink_pipeline::{
-    BatchConfig, INPUT_CHANNEL_CAPACITY, OtlpSink, OtlpSinkConfig, Pipeline, PipelineConfig,
-    RetryConfig, Severity, Sink, SinkConfig, SinkError,
+    INPUT_CHANNEL_CAPACITY, OtlpSink, Pipeline, Sink, SinkError,
+    config::{BatchConfig, OtlpSinkConfig, PipelineConfig, RetryConfig, Severity, SinkConfig},
 };
 use test_support::receiver::{
     ExportLogsServiceRequest, Push, Receiver, Reply, attribute, otlp_proto, partial_success,
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use otlp_proto::{
     common::v1::{AnyValue, KeyValue, any_value::Value},
     logs::v1::LogRecord,
+    resource::v1::Resource,
 };
 
 fn container(n: u8, name: &str, image: &str) -> Arc<ContainerInfo> {
@@ -105,7 +106,34 @@ fn only_records(push: &Push) -> Vec<&LogRecord> {
 #[tokio::test]
 async fn records_carry_container_resources_docker_timestamps_bodies_and_streams() {
     let mut receiver = Receiver::start(vec![]);
-    let mut config = OtlpSinkConfig::new(receiver.endpoint() + "/");
+    let mut sink = OtlpSink::new(resources_config(receiver.endpoint() + "/")).unwrap();
+    let web = container(1, "web-1", "registry.local:5000/shop/web:1.27");
+    let db = container(2, "db", "postgres");
+    sink.deliver(&web_and_db_batches(&web, &db)).await.unwrap();
+
+    let push = receiver.next_push().await;
+    assert_eq!(push.method, "POST");
+    assert_eq!(push.path, "/v1/logs");
+    assert_eq!(push.header("content-encoding"), Some("gzip"));
+    assert_eq!(push.header("authorization"), Some("Bearer otlp-token"));
+    assert_eq!(push.header("x-scope-orgid"), Some("tenant-a"));
+    assert_web_and_db_records(&push);
+    let request = logs(&push);
+    assert_eq!(
+        request.resource_logs.len(),
+        2,
+        "one ResourceLogs per container"
+    );
+    assert_web_resource(request.resource_logs[0].resource.as_ref().unwrap());
+    let db_resource = request.resource_logs[1].resource.as_ref().unwrap();
+    assert!(attribute(&db_resource.attributes, "container.image.tags").is_none());
+    assert_scope_and_no_severity(&push);
+    assert!(receiver.received().is_empty());
+}
+
+/// A sink with headers, container labels and resource attributes, some from templates.
+fn resources_config(endpoint: String) -> OtlpSinkConfig {
+    let mut config = OtlpSinkConfig::new(endpoint);
     config.headers.0 = BTreeMap::from([
         ("Authorization".to_owned(), "Bearer otlp-token".to_owned()),
         ("X-Scope-OrgID".to_owned(), "tenant-a".to_owned()),
@@ -116,13 +144,14 @@ async fn records_carry_container_resources_docker_timestamps_bodies_and_streams(
         ("deployment.environment".to_owned(), "prod".to_owned()),
         ("empty".to_owned(), "{label.absent}".to_owned()),
     ]);
-    let mut sink = OtlpSink::new(config).unwrap();
+    config
+}
 
-    let web = container(1, "web-1", "registry.local:5000/shop/web:1.27");
-    let db = container(2, "db", "postgres");
-    let batches = [
+/// Two lines of `web`, one of `db`, then an empty line of `web` again.
+fn web_and_db_batches(web: &Arc<ContainerInfo>, db: &Arc<ContainerInfo>) -> [EventBatch; 3] {
+    [
         batch(
-            &web,
+            web,
             &[
                 (LogStream::Stdout, 1_795_460_400_123_456_789, "GET / 200"),
                 (
@@ -132,19 +161,15 @@ async fn records_carry_container_resources_docker_timestamps_bodies_and_streams(
                 ),
             ],
         ),
-        batch(&db, &[(LogStream::Stdout, 5, "ready")]),
-        batch(&web, &[(LogStream::Stdout, 1_795_460_400_200_000_000, "")]),
-    ];
-    sink.deliver(&batches).await.unwrap();
+        batch(db, &[(LogStream::Stdout, 5, "ready")]),
+        batch(web, &[(LogStream::Stdout, 1_795_460_400_200_000_000, "")]),
+    ]
+}
 
-    let push = receiver.next_push().await;
-    assert_eq!(push.method, "POST");
-    assert_eq!(push.path, "/v1/logs");
-    assert_eq!(push.header("content-encoding"), Some("gzip"));
-    assert_eq!(push.header("authorization"), Some("Bearer otlp-token"));
-    assert_eq!(push.header("x-scope-orgid"), Some("tenant-a"));
+/// The records of [`web_and_db_batches`], grouped by container, each in input order.
+fn assert_web_and_db_records(push: &Push) {
     assert_eq!(
-        records(&push),
+        records(push),
         [
             (
                 "web-1".into(),
@@ -167,13 +192,10 @@ async fn records_carry_container_resources_docker_timestamps_bodies_and_streams(
             ("db".into(), 5, "ready".into(), "stdout".into()),
         ]
     );
-    let request = logs(&push);
-    assert_eq!(
-        request.resource_logs.len(),
-        2,
-        "one ResourceLogs per container"
-    );
-    let web_resource = request.resource_logs[0].resource.as_ref().unwrap();
+}
+
+/// `web`'s resource: its container attributes, the label and templates, the image's tags.
+fn assert_web_resource(web_resource: &Resource) {
     let attributes: BTreeMap<&str, &str> = web_resource
         .attributes
         .iter()
@@ -203,23 +225,24 @@ async fn records_carry_container_resources_docker_timestamps_bodies_and_streams(
             .collect::<Vec<_>>(),
         ["1.27"]
     );
-    let db_resource = request.resource_logs[1].resource.as_ref().unwrap();
-    assert!(attribute(&db_resource.attributes, "container.image.tags").is_none());
-    for resource_logs in &request.resource_logs {
+}
+
+/// One scope named `log-capturer` per resource; no severity nor observed time by default.
+fn assert_scope_and_no_severity(push: &Push) {
+    for resource_logs in &logs(push).resource_logs {
         assert_eq!(resource_logs.scope_logs.len(), 1);
         assert_eq!(
             resource_logs.scope_logs[0].scope.as_ref().unwrap().name,
             "log-capturer"
         );
     }
-    for record in only_records(&push) {
+    for record in only_records(push) {
         assert_eq!(
             (record.severity_number, record.severity_text.as_str()),
             (0, "")
         );
         assert_eq!(record.observed_time_unix_nano, 0);
     }
-    assert!(receiver.received().is_empty());
 }
 
 #[tokio::test]

@@ -630,6 +630,61 @@ async fn gauges_count_states_and_report_the_oldest_running_heartbeat() {
     );
 }
 
+/// What the remote body reports: an event, its attempt, and the thread it ran on.
+type RemoteReport = (&'static str, u32, std::thread::ThreadId);
+
+/// A current-thread runtime driven by a thread of its own until the sender is used.
+fn runtime_on_its_own_thread() -> (
+    tokio::runtime::Handle,
+    oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = runtime.handle().clone();
+    let (stop_thread_tx, stop_thread_rx) = oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        runtime.block_on(async {
+            let _ = stop_thread_rx.await;
+        });
+    });
+    (handle, stop_thread_tx, thread)
+}
+
+/// The first attempt beats on its own and on each `true` command (reporting it), and stops
+/// beating for good at `false`; later attempts wait for cancellation.
+async fn remote_body(
+    ctx: task_supervisor::TaskContext,
+    command_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<bool>>>,
+    report_tx: mpsc::UnboundedSender<RemoteReport>,
+) -> Result<(), TaskError> {
+    let _ = report_tx.send(("started", ctx.attempt(), std::thread::current().id()));
+    if ctx.attempt() > 1 {
+        ctx.cancelled().await;
+        return Ok(());
+    }
+    // Beats on its own as well, so a slow test thread cannot make it miss a beat.
+    let mut ticks = tokio::time::interval(ctx.heartbeat_interval());
+    let mut commands = command_rx.lock().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => ctx.heartbeat(),
+            command = commands.recv() => {
+                if command != Some(true) {
+                    break;
+                }
+                ctx.heartbeat();
+                let _ = report_tx.send(("beat", ctx.attempt(), std::thread::current().id()));
+            }
+        }
+    }
+    drop(commands);
+    pending::<()>().await;
+    Ok(())
+}
+
 /// Tasks may run on other runtimes (the Docker source runs containers on dedicated
 /// current-thread runtimes). Their heartbeats are plain atomic stores the main runtime's watchdog
 /// reads, and the watchdog can still kill and restart them. Real time: paused time does not span
@@ -646,17 +701,7 @@ async fn task_on_another_runtime_is_watched_from_the_main_runtime() {
             ..RestartPolicy::default()
         },
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let handle = runtime.handle().clone();
-    let (stop_thread_tx, stop_thread_rx) = oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        runtime.block_on(async {
-            let _ = stop_thread_rx.await;
-        });
-    });
+    let (handle, stop_thread_tx, thread) = runtime_on_its_own_thread();
     let other_thread = thread.thread().id();
 
     // Commands to the body: `true` = beat and acknowledge, `false` = stop beating for good.
@@ -665,33 +710,7 @@ async fn task_on_another_runtime_is_watched_from_the_main_runtime() {
     let (report_tx, mut report_rx) = mpsc::unbounded_channel();
     supervisor
         .spawn(container("remote").on_runtime(handle), move |ctx| {
-            let command_rx = Arc::clone(&command_rx);
-            let report_tx = report_tx.clone();
-            async move {
-                let _ = report_tx.send(("started", ctx.attempt(), std::thread::current().id()));
-                if ctx.attempt() > 1 {
-                    ctx.cancelled().await;
-                    return Ok(());
-                }
-                // Beats on its own as well, so a slow test thread cannot make it miss a beat.
-                let mut ticks = tokio::time::interval(ctx.heartbeat_interval());
-                let mut commands = command_rx.lock().await;
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => ctx.heartbeat(),
-                        command = commands.recv() => {
-                            if command != Some(true) {
-                                break;
-                            }
-                            ctx.heartbeat();
-                            let _ = report_tx.send(("beat", ctx.attempt(), std::thread::current().id()));
-                        }
-                    }
-                }
-                drop(commands);
-                pending::<()>().await;
-                Ok(())
-            }
+            remote_body(ctx, Arc::clone(&command_rx), report_tx.clone())
         })
         .unwrap();
 

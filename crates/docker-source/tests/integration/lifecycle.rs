@@ -3,6 +3,8 @@
 
 use capture_core::status::{DockerState, TaskState};
 
+use test_support::{checker::Report, docker::Container};
+
 use crate::harness::{self, Harness, Sink, config, docker_line_count, loggen, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,51 +35,10 @@ async fn restarts_stops_removals_and_late_starts_lose_and_duplicate_nothing() {
         &["--tag", "removed", "--lines", "200", "--hold-secs", "-1"],
     );
 
-    sink.wait_until("the restarted container's first lines", |c| {
-        c.count(restarted.id()) >= 300
-    })
-    .await;
-    restarted.restart();
-    let after_restart = sink.with(|c| c.count(restarted.id()));
-    sink.wait_until("the restarted container's new lines", |c| {
-        c.count(restarted.id()) >= after_restart + 300
-    })
-    .await;
-    restarted.stop();
-
-    harness
-        .wait_task(
-            again.id(),
-            "completed after its container exited",
-            |state| state == Some(TaskState::Completed),
-        )
-        .await;
-    sink.wait_until("the first run of the container started again", |c| {
-        c.count(again.id()) >= 300
-    })
-    .await;
-    again.start();
-    sink.wait_until("both runs of the container started again", |c| {
-        c.count(again.id()) >= 600
-    })
-    .await;
-    harness
-        .wait_task(again.id(), "completed after its second run", |state| {
-            state == Some(TaskState::Completed)
-        })
-        .await;
-
-    sink.wait_until("the removed container's lines", |c| {
-        c.count(removed.id()) >= 200
-    })
-    .await;
+    restart_in_its_stream(&sink, &restarted).await;
+    start_again_after_its_exit(&harness, &again).await;
     let removed_id = removed.id().to_owned();
-    removed.remove();
-    harness
-        .wait_task(&removed_id, "removed with its container", |state| {
-            state.is_none()
-        })
-        .await;
+    remove_once_read(&harness, removed).await;
 
     // A container started late, after all of the above.
     let late = loggen(
@@ -104,19 +65,80 @@ async fn restarts_stops_removals_and_late_starts_lose_and_duplicate_nothing() {
             assert_eq!(c.count(container.id()), docker_line_count(container.id()));
         }
         // Two runs each for the restarted container and the one started again.
-        let runs = |id: &str| {
-            report
-                .sequences
-                .iter()
-                .filter(|s| s.key.container == id)
-                .map(|s| s.key.run.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-        };
-        assert_eq!(runs(restarted.id()), 2);
-        assert_eq!(runs(again.id()), 2);
+        assert_eq!(runs(&report, restarted.id()), 2);
+        assert_eq!(runs(&report, again.id()), 2);
     });
     harness.stop().await;
+}
+
+/// Restarts `restarted` once 300 lines are read, waits for 300 more, and stops it.
+async fn restart_in_its_stream(sink: &Sink, restarted: &Container) {
+    sink.wait_until("the restarted container's first lines", |c| {
+        c.count(restarted.id()) >= 300
+    })
+    .await;
+    restarted.restart();
+    let after_restart = sink.with(|c| c.count(restarted.id()));
+    sink.wait_until("the restarted container's new lines", |c| {
+        c.count(restarted.id()) >= after_restart + 300
+    })
+    .await;
+    restarted.stop();
+}
+
+/// Waits for `again`'s task to complete after its 300 lines, starts it again, and waits for
+/// the second run's lines and completion.
+async fn start_again_after_its_exit(harness: &Harness, again: &Container) {
+    let sink = &harness.sink;
+    harness
+        .wait_task(
+            again.id(),
+            "completed after its container exited",
+            |state| state == Some(TaskState::Completed),
+        )
+        .await;
+    sink.wait_until("the first run of the container started again", |c| {
+        c.count(again.id()) >= 300
+    })
+    .await;
+    again.start();
+    sink.wait_until("both runs of the container started again", |c| {
+        c.count(again.id()) >= 600
+    })
+    .await;
+    harness
+        .wait_task(again.id(), "completed after its second run", |state| {
+            state == Some(TaskState::Completed)
+        })
+        .await;
+}
+
+/// Removes `removed` once its 200 lines are read; its task leaves with it.
+async fn remove_once_read(harness: &Harness, removed: Container) {
+    harness
+        .sink
+        .wait_until("the removed container's lines", |c| {
+            c.count(removed.id()) >= 200
+        })
+        .await;
+    let removed_id = removed.id().to_owned();
+    removed.remove();
+    harness
+        .wait_task(&removed_id, "removed with its container", |state| {
+            state.is_none()
+        })
+        .await;
+}
+
+/// How many runs of container `id` the report saw.
+fn runs(report: &Report, id: &str) -> usize {
+    report
+        .sequences
+        .iter()
+        .filter(|s| s.key.container == id)
+        .map(|s| s.key.run.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// An unreachable daemon is reported `disconnected` with the operating system's reason, in

@@ -75,69 +75,9 @@ async fn filter_changes_drain_and_resume(read_mode: ReadMode) {
     };
     assert_eq!(harness.task_mode(&flip_id).as_deref(), Some(mode));
 
-    // Excluded: the task drains what Docker has and completes; nothing more is read.
-    assert!(harness.reloader.apply(&excluded).unwrap());
-    harness
-        .wait_task(&flip_id, "drained and completed", |state| {
-            state != Some(TaskState::Running)
-        })
-        .await;
-    assert!(
-        matches!(
-            harness.task_state(&flip_id),
-            None | Some(TaskState::Completed)
-        ),
-        "the released task completed (or, completed and acknowledged, left): {:?}",
-        harness.task_state(&flip_id)
-    );
-    // Batches the task sent before it completed are ahead of the other container's later ones
-    // in the channel: once those arrive, the drain has arrived whole.
-    let steady_then = sink.with(|c| c.count(&steady_id));
-    sink.wait_until("more lines of the other container", |c| {
-        c.count(&steady_id) >= steady_then + 100
-    })
-    .await;
-    let drained = sink.with(|c| c.count(&flip_id));
-    let steady_then = sink.with(|c| c.count(&steady_id));
-    sink.wait_until("more lines of the other container", |c| {
-        c.count(&steady_id) >= steady_then + 500
-    })
-    .await;
-    assert_eq!(
-        sink.with(|c| c.count(&flip_id)),
-        drained,
-        "read after its drain"
-    );
-
-    // Included again: read from the change on, not what it wrote while excluded.
-    let included_at = unix_nanos();
-    assert!(harness.reloader.apply(&included).unwrap());
-    sink.wait_until("lines after the inclusion", |c| {
-        c.count(&flip_id) >= drained + 500
-    })
-    .await;
-    let first_after = sink.with(|c| c.lines[&flip_id][drained].position.timestamp_nanos);
-    assert!(
-        first_after >= included_at,
-        "a line written while excluded was read ({first_after} < {included_at})"
-    );
-
-    // Flipped quickly, each flip either drains and restarts the task or takes it back while it
-    // drains: no line may be read twice either way.
-    for _ in 0..5 {
-        let before = sink.with(|c| c.count(&steady_id));
-        assert!(harness.reloader.apply(&excluded).unwrap());
-        sink.wait_until("the other container going on", |c| {
-            c.count(&steady_id) >= before + 20
-        })
-        .await;
-        assert!(harness.reloader.apply(&included).unwrap());
-    }
-    let before = sink.with(|c| c.count(&flip_id));
-    sink.wait_until("lines after the last flip", |c| {
-        c.count(&flip_id) >= before + 500
-    })
-    .await;
+    let drained = exclude_and_drain(&harness, &excluded, &flip_id, &steady_id).await;
+    include_from_now(&harness, &included, &flip_id, drained).await;
+    flip_quickly(&harness, &excluded, &included, &flip_id, &steady_id).await;
 
     flip.stop();
     steady.stop();
@@ -153,6 +93,103 @@ async fn filter_changes_drain_and_resume(read_mode: ReadMode) {
             && c.count(&steady_id) >= steady_kept
     })
     .await;
+    assert_no_line_twice(&sink, &steady_id, steady_kept);
+    harness.stop().await;
+}
+
+/// Excluded: the task drains what Docker has and completes; nothing more is read. Returns how
+/// many lines of `flip_id` were read.
+async fn exclude_and_drain(
+    harness: &Harness,
+    excluded: &DockerConfig,
+    flip_id: &str,
+    steady_id: &str,
+) -> usize {
+    let sink = &harness.sink;
+    assert!(harness.reloader.apply(excluded).unwrap());
+    harness
+        .wait_task(flip_id, "drained and completed", |state| {
+            state != Some(TaskState::Running)
+        })
+        .await;
+    assert!(
+        matches!(
+            harness.task_state(flip_id),
+            None | Some(TaskState::Completed)
+        ),
+        "the released task completed (or, completed and acknowledged, left): {:?}",
+        harness.task_state(flip_id)
+    );
+    // Batches the task sent before it completed are ahead of the other container's later ones
+    // in the channel: once those arrive, the drain has arrived whole.
+    let steady_then = sink.with(|c| c.count(steady_id));
+    sink.wait_until("more lines of the other container", |c| {
+        c.count(steady_id) >= steady_then + 100
+    })
+    .await;
+    let drained = sink.with(|c| c.count(flip_id));
+    let steady_then = sink.with(|c| c.count(steady_id));
+    sink.wait_until("more lines of the other container", |c| {
+        c.count(steady_id) >= steady_then + 500
+    })
+    .await;
+    assert_eq!(
+        sink.with(|c| c.count(flip_id)),
+        drained,
+        "read after its drain"
+    );
+    drained
+}
+
+/// Included again: read from the change on, not what it wrote while excluded.
+async fn include_from_now(
+    harness: &Harness,
+    included: &DockerConfig,
+    flip_id: &str,
+    drained: usize,
+) {
+    let sink = &harness.sink;
+    let included_at = unix_nanos();
+    assert!(harness.reloader.apply(included).unwrap());
+    sink.wait_until("lines after the inclusion", |c| {
+        c.count(flip_id) >= drained + 500
+    })
+    .await;
+    let first_after = sink.with(|c| c.lines[flip_id][drained].position.timestamp_nanos);
+    assert!(
+        first_after >= included_at,
+        "a line written while excluded was read ({first_after} < {included_at})"
+    );
+}
+
+/// Flipped quickly, each flip either drains and restarts the task or takes it back while it
+/// drains: no line may be read twice either way.
+async fn flip_quickly(
+    harness: &Harness,
+    excluded: &DockerConfig,
+    included: &DockerConfig,
+    flip_id: &str,
+    steady_id: &str,
+) {
+    let sink = &harness.sink;
+    for _ in 0..5 {
+        let before = sink.with(|c| c.count(steady_id));
+        assert!(harness.reloader.apply(excluded).unwrap());
+        sink.wait_until("the other container going on", |c| {
+            c.count(steady_id) >= before + 20
+        })
+        .await;
+        assert!(harness.reloader.apply(included).unwrap());
+    }
+    let before = sink.with(|c| c.count(flip_id));
+    sink.wait_until("lines after the last flip", |c| {
+        c.count(flip_id) >= before + 500
+    })
+    .await;
+}
+
+/// No line read twice nor out of order; none of the untouched container lost.
+fn assert_no_line_twice(sink: &Sink, steady_id: &str, steady_kept: usize) {
     sink.with(|c| {
         assert_eq!(c.out_of_order_positions, 0);
         let report = c.report();
@@ -162,7 +199,6 @@ async fn filter_changes_drain_and_resume(read_mode: ReadMode) {
                 assert_eq!(sequence.lost, 0, "{sequence:?}");
             }
         }
-        assert_eq!(c.count(&steady_id), steady_kept);
+        assert_eq!(c.count(steady_id), steady_kept);
     });
-    harness.stop().await;
 }

@@ -7,10 +7,11 @@
 //! (lines lost = files counted × lines a rotated file holds).
 
 use capture_core::status::TaskState;
+use test_support::docker::Container;
 
 use crate::{
     files::{LOST, args, fast},
-    harness::{self, Harness, Sink, config_files, counter, loggen, unique},
+    harness::{self, Collected, Harness, Sink, config_files, counter, loggen, unique},
 };
 
 /// One scenario: the driver, its rotation options and the writer.
@@ -25,14 +26,8 @@ struct Rotation {
     lines: u64,
 }
 
-async fn rotation(case: Rotation) {
-    let _shared = harness::process_lock().read().await;
-    test_support::docker::loggen_image();
-    let label = unique("rotate");
-    let dir = tempfile::tempdir().unwrap();
-    let harness = Harness::start(config_files(&label), dir.path(), Sink::default());
-    let lost_before = counter(LOST, Some(("reason", "rotated")));
-    let sent_before = lines_sent();
+/// The container of `case`: it writes once its task follows (after two seconds).
+fn start_writer(label: &str, case: &Rotation) -> Container {
     let max_size = format!("max-size={}", case.max_size);
     let max_file = format!("max-file={}", case.max_file);
     let writer = [
@@ -41,8 +36,8 @@ async fn rotation(case: Rotation) {
         "--rate".to_owned(),
         case.rate.to_string(),
     ];
-    let container = loggen(
-        &label,
+    loggen(
+        label,
         &[
             "--log-driver",
             case.driver,
@@ -52,7 +47,53 @@ async fn rotation(case: Rotation) {
             &max_file,
         ],
         &args(&[fast("rot", case.lines, 100, "both"), writer.to_vec()].concat()),
+    )
+}
+
+/// No duplicate, nothing out of order, and the lines lost are those of the `files_lost` files
+/// counted, `per_file` lines each (within a small slack).
+fn assert_losses_counted(c: &Collected, case: &Rotation, id: &str, files_lost: u64, per_file: u64) {
+    let report = c.report();
+    assert_eq!(report.duplicated(), 0, "{report:?}");
+    assert_eq!(c.out_of_order_positions, 0);
+    assert!(
+        report
+            .sequences
+            .iter()
+            .all(|s| s.out_of_order == 0 && s.wrong_stream == 0),
+        "{report:?}"
     );
+    let lost = report.lost();
+    let expected = files_lost * per_file;
+    // A rotated file holds `max-size` and up to one entry more; entries differ by a few
+    // bytes (Docker trims trailing zeros of the timestamp).
+    let slack = files_lost * per_file / 50 + files_lost;
+    assert!(
+        lost.abs_diff(expected) <= slack,
+        "{lost} lines lost, {files_lost} files of ~{per_file} lines counted; missing: {:?}; in Docker's files: {:?}",
+        missing_ranges(&c.lines[id], case.lines),
+        where_in_files(id, &missing_ranges(&c.lines[id], case.lines))
+    );
+    tracing::info!(
+        driver = case.driver,
+        max_size = case.max_size,
+        max_file = case.max_file,
+        rate = case.rate,
+        lost,
+        files_lost,
+        "rotation: lines lost in counted files"
+    );
+}
+
+async fn rotation(case: Rotation) {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let label = unique("rotate");
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::start(config_files(&label), dir.path(), Sink::default());
+    let lost_before = counter(LOST, Some(("reason", "rotated")));
+    let sent_before = lines_sent();
+    let container = start_writer(&label, &case);
     // Lines written before the agent opened the files and rotated out of Docker's `max-file`
     // before it could are gone for any reader: the writer starts once the task follows.
     harness
@@ -84,35 +125,9 @@ async fn rotation(case: Rotation) {
         .await;
     let files_lost = counter(LOST, Some(("reason", "rotated"))) - lost_before;
     let per_file = lines_per_file(&case, container.id());
-    harness.sink.with(|c| {
-        let report = c.report();
-        assert_eq!(report.duplicated(), 0, "{report:?}");
-        assert_eq!(c.out_of_order_positions, 0);
-        assert!(
-            report.sequences.iter().all(|s| s.out_of_order == 0 && s.wrong_stream == 0),
-            "{report:?}"
-        );
-        let lost = report.lost();
-        let expected = files_lost * per_file;
-        // A rotated file holds `max-size` and up to one entry more; entries differ by a few
-        // bytes (Docker trims trailing zeros of the timestamp).
-        let slack = files_lost * per_file / 50 + files_lost;
-        assert!(
-            lost.abs_diff(expected) <= slack,
-            "{lost} lines lost, {files_lost} files of ~{per_file} lines counted; missing: {:?}; in Docker's files: {:?}",
-            missing_ranges(&c.lines[container.id()], case.lines),
-            where_in_files(container.id(), &missing_ranges(&c.lines[container.id()], case.lines))
-        );
-        tracing::info!(
-            driver = case.driver,
-            max_size = case.max_size,
-            max_file = case.max_file,
-            rate = case.rate,
-            lost,
-            files_lost,
-            "rotation: lines lost in counted files"
-        );
-    });
+    harness
+        .sink
+        .with(|c| assert_losses_counted(c, &case, container.id(), files_lost, per_file));
     harness.stop().await;
 }
 

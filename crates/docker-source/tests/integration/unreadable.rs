@@ -2,6 +2,7 @@
 //! only sends is still captured while Docker's dual logging cache is on.
 
 use capture_core::status::{UnreadableContainer, UnreadableReason};
+use test_support::docker::Container;
 use tokio::sync::watch;
 
 use crate::harness::{self, Harness, Sink, WAIT, config, counter, loggen, unique};
@@ -29,6 +30,71 @@ fn entry<'a>(list: &'a [UnreadableContainer], id: &str) -> &'a UnreadableContain
         .unwrap_or_else(|| panic!("{} is not listed: {list:?}", &id[..12]))
 }
 
+/// The containers of the test, one per kind of log driver.
+struct Drivers {
+    /// Logs nowhere (`--log-driver none`).
+    none: Container,
+    /// Sends to syslog with Docker's dual logging cache disabled.
+    uncached: Container,
+    /// Sends to syslog, read through the cache.
+    cached: Container,
+    /// A `none` container the filters exclude: not listed.
+    _other: Container,
+}
+
+impl Drivers {
+    fn start(label: &str, syslog_address: &str, image: &str) -> Drivers {
+        let hold = ["--lines", "20", "--hold-secs", "300"];
+        let none = loggen(label, &["--network", "none", "--log-driver", "none"], &hold);
+        let syslog_driver = ["--network", "none", "--log-driver", "syslog", "--log-opt"];
+        let uncached = loggen(
+            label,
+            &[
+                &syslog_driver[..],
+                &[syslog_address, "--log-opt", "cache-disabled=true"],
+            ]
+            .concat(),
+            &hold,
+        );
+        let cached = loggen(
+            label,
+            &[&syslog_driver[..], &[syslog_address]].concat(),
+            &["--tag", "cached", "--lines", "20", "--hold-secs", "300"],
+        );
+        let _other = Container::run(&[
+            "--network",
+            "none",
+            "--log-driver",
+            "none",
+            image,
+            "--hold-secs",
+            "300",
+        ]);
+        Drivers {
+            none,
+            uncached,
+            cached,
+            _other,
+        }
+    }
+}
+
+/// Exactly the two unreadable containers the filters select, with their driver and reason.
+fn assert_listed(list: &[UnreadableContainer], none: &Container, uncached: &Container) {
+    assert_eq!(list.len(), 2, "only the filtered containers: {list:?}");
+    let listed = entry(list, none.id());
+    assert_eq!(
+        (listed.driver.as_str(), listed.reason),
+        ("none", UnreadableReason::LogDriverNone)
+    );
+    assert!(listed.name.starts_with("lc-ds-"), "{listed:?}");
+    let listed = entry(list, uncached.id());
+    assert_eq!(
+        (listed.driver.as_str(), listed.reason),
+        ("syslog", UnreadableReason::DualLoggingDisabled)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_log_drivers_are_listed_not_tasks_and_leave_the_list_with_their_container() {
     let _shared = harness::process_lock().read().await;
@@ -41,37 +107,13 @@ async fn unreadable_log_drivers_are_listed_not_tasks_and_leave_the_list_with_the
     let dir = tempfile::tempdir().unwrap();
     let harness = Harness::start(config(&label), dir.path(), Sink::default());
 
-    let hold = ["--lines", "20", "--hold-secs", "300"];
-    let none = loggen(
-        &label,
-        &["--network", "none", "--log-driver", "none"],
-        &hold,
-    );
-    let syslog_driver = ["--network", "none", "--log-driver", "syslog", "--log-opt"];
-    let uncached = loggen(
-        &label,
-        &[
-            &syslog_driver[..],
-            &[&syslog_address, "--log-opt", "cache-disabled=true"],
-        ]
-        .concat(),
-        &hold,
-    );
-    let cached = loggen(
-        &label,
-        &[&syslog_driver[..], &[syslog_address.as_str()]].concat(),
-        &["--tag", "cached", "--lines", "20", "--hold-secs", "300"],
-    );
-    // A `none` container the filters exclude is not listed.
-    let _other = test_support::docker::Container::run(&[
-        "--network",
-        "none",
-        "--log-driver",
-        "none",
-        image,
-        "--hold-secs",
-        "300",
-    ]);
+    let containers = Drivers::start(&label, &syslog_address, image);
+    let Drivers {
+        none,
+        uncached,
+        cached,
+        ..
+    } = &containers;
     harness
         .sink
         .collected
@@ -86,18 +128,7 @@ async fn unreadable_log_drivers_are_listed_not_tasks_and_leave_the_list_with_the
         |list| list.len() >= 2,
     )
     .await;
-    assert_eq!(list.len(), 2, "only the filtered containers: {list:?}");
-    let listed = entry(&list, none.id());
-    assert_eq!(
-        (listed.driver.as_str(), listed.reason),
-        ("none", UnreadableReason::LogDriverNone)
-    );
-    assert!(listed.name.starts_with("lc-ds-"), "{listed:?}");
-    let listed = entry(&list, uncached.id());
-    assert_eq!(
-        (listed.driver.as_str(), listed.reason),
-        ("syslog", UnreadableReason::DualLoggingDisabled)
-    );
+    assert_listed(&list, none, uncached);
 
     // The cached syslog container is read through Docker's dual logging cache.
     harness
@@ -120,6 +151,7 @@ async fn unreadable_log_drivers_are_listed_not_tasks_and_leave_the_list_with_the
 
     // Removed, it leaves the list.
     let none_id = none.id().to_owned();
+    let Drivers { none, .. } = containers;
     none.remove();
     wait_list(
         &harness.unreadable_rx,

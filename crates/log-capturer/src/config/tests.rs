@@ -300,9 +300,12 @@ fn a_filter_flag_leaves_the_other_filters_as_configured() {
     assert_eq!(config.docker.exclude_images, ["busybox*"]);
 }
 
+/// A glob whose `{` alternation is never closed.
+const UNCLOSED_GLOB: &str = "a{b";
+
 #[test]
 fn bad_filter_flags_name_the_key() {
-    let error = load(&["--exclude-image", "a{b"], &[]).unwrap_err();
+    let error = load(&["--exclude-image", UNCLOSED_GLOB], &[]).unwrap_err();
     assert_eq!(error.key, "docker.exclude_images", "{error}");
     let error = load(&["--exclude-label", "=x"], &[]).unwrap_err();
     assert_eq!(error.key, "docker.exclude_labels", "{error}");

@@ -9,7 +9,7 @@ use clap::Parser;
 use docker_source::DockerSource;
 use health_api::{HealthApi, Readiness, StatusSource};
 use metrics_exporter_prometheus::PrometheusBuilder;
-use sink_pipeline::{INPUT_CHANNEL_CAPACITY, Pipeline, PipelineConfig};
+use sink_pipeline::{INPUT_CHANNEL_CAPACITY, Pipeline, config::PipelineConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

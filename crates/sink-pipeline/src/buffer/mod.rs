@@ -14,9 +14,11 @@
 //! record at the end of the last segment. At open, headers are checked against the file size and
 //! the unread events counted; a torn or implausible header ends its segment there. When
 //! replayed, a record whose checksum or decoding fails is skipped. Both losses are counted as
-//! dropped events and logged, never a panic.
+//! dropped events and logged, never a panic. `open.rs` reads what the last run left; this file
+//! appends, reads and consumes.
 
 pub(crate) mod codec;
+mod open;
 mod pending_sync;
 
 use std::{
@@ -24,7 +26,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
     os::unix::fs::FileExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use capture_core::EventBatch;
@@ -106,139 +108,6 @@ pub(crate) struct DiskBuffer {
 }
 
 impl DiskBuffer {
-    /// Opens the buffer in `dir`, creating it, and counts what is left to read.
-    pub(crate) fn open(dir: &Path, config: &BufferConfig) -> io::Result<DiskBuffer> {
-        fs::create_dir_all(dir)?;
-        let position_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(POSITION_FILE))?;
-        let saved = read_position(&position_file, dir)?;
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let name = entry?.file_name();
-            if let Some(id) = name
-                .to_str()
-                .and_then(|name| name.strip_suffix(".seg"))
-                .and_then(|id| id.parse::<u64>().ok())
-            {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-        let mut buffer = DiskBuffer {
-            dir: dir.to_owned(),
-            config: config.clone(),
-            segments: VecDeque::new(),
-            writer: None,
-            pending_sync: PendingSync::default(),
-            reader: None,
-            cursor: saved.unwrap_or(Cursor {
-                segment: ids.first().copied().unwrap_or(1),
-                offset: 0,
-            }),
-            position_file,
-            next_segment_id: ids.last().map_or(1, |last| last + 1),
-            total_bytes: 0,
-            unread_events: 0,
-            unread_records: 0,
-            in_flight: None,
-            dropped_events: 0,
-            scratch: Vec::new(),
-        };
-        buffer.next_segment_id = buffer.next_segment_id.max(buffer.cursor.segment + 1);
-        for id in ids {
-            let path = buffer.segment_path(id);
-            if id < buffer.cursor.segment {
-                // Fully read before the last stop, only its deletion was missed.
-                fs::remove_file(&path)?;
-                continue;
-            }
-            let start = if id == buffer.cursor.segment {
-                buffer.cursor.offset
-            } else {
-                0
-            };
-            let segment = buffer.scan_segment(id, &path, start)?;
-            if segment.unread_records == 0 {
-                fs::remove_file(&path)?;
-                continue;
-            }
-            buffer.total_bytes += segment.size;
-            buffer.unread_events += segment.unread_events;
-            buffer.unread_records += segment.unread_records;
-            buffer.segments.push_back(segment);
-        }
-        let first = buffer.segments.front().map(|segment| segment.id);
-        match first {
-            Some(id) if id != buffer.cursor.segment => {
-                buffer.cursor = Cursor {
-                    segment: id,
-                    offset: 0,
-                }
-            }
-            Some(_) => {}
-            None => {
-                buffer.cursor = Cursor {
-                    segment: buffer.next_segment_id,
-                    offset: 0,
-                }
-            }
-        }
-        buffer.save_position();
-        Ok(buffer)
-    }
-
-    /// Walks the record headers of a segment from `start`, counting unread events and finding
-    /// where readable records end.
-    fn scan_segment(&mut self, id: u64, path: &Path, start: u64) -> io::Result<Segment> {
-        let file = File::open(path)?;
-        let size = file.metadata()?.len();
-        let mut segment = Segment {
-            id,
-            size,
-            end: start.min(size),
-            unread_events: 0,
-            unread_records: 0,
-        };
-        let mut offset = start;
-        while offset < size {
-            let mut header = [0u8; HEADER_BYTES as usize];
-            if offset + HEADER_BYTES > size {
-                warn!(
-                    segment = id,
-                    bytes = size - offset,
-                    "disk buffer: skipping a torn record header"
-                );
-                break;
-            }
-            file.read_exact_at(&mut header, offset)?;
-            let (length, events, _) = parse_header(&header);
-            if length > MAX_RECORD_BYTES || offset + HEADER_BYTES + length > size {
-                let lost = if events * MIN_LINE_BYTES <= length {
-                    events
-                } else {
-                    0
-                };
-                warn!(
-                    segment = id,
-                    bytes = size - offset,
-                    events = lost,
-                    "disk buffer: skipping a torn or corrupt record at the end of a segment"
-                );
-                self.dropped_events += lost;
-                break;
-            }
-            offset += HEADER_BYTES + length;
-            segment.end = offset;
-            segment.unread_events += events;
-            segment.unread_records += 1;
-        }
-        Ok(segment)
-    }
-
     fn segment_path(&self, id: u64) -> PathBuf {
         self.dir.join(format!("{id:020}.seg"))
     }
@@ -624,25 +493,4 @@ fn parse_header(header: &[u8; HEADER_BYTES as usize]) -> (u64, u64, u32) {
         u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
     };
     (u64::from(word(0)), u64::from(word(4)), word(8))
-}
-
-fn read_position(file: &File, dir: &Path) -> io::Result<Option<Cursor>> {
-    let mut bytes = [0u8; 20];
-    if file.metadata()?.len() < 20 {
-        return Ok(None);
-    }
-    file.read_exact_at(&mut bytes, 0)?;
-    let crc = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
-    if crc32fast::hash(&bytes[0..16]) != crc {
-        warn!(dir = %dir.display(), "disk buffer: corrupt read position; replaying from the oldest segment");
-        return Ok(None);
-    }
-    let mut segment = [0u8; 8];
-    segment.copy_from_slice(&bytes[0..8]);
-    let mut offset = [0u8; 8];
-    offset.copy_from_slice(&bytes[8..16]);
-    Ok(Some(Cursor {
-        segment: u64::from_le_bytes(segment),
-        offset: u64::from_le_bytes(offset),
-    }))
 }

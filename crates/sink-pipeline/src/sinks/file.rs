@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use super::mark_retention::MarkRetention;
 use crate::{
     config::FileSinkConfig,
+    metric_names::SINK_LINES_SKIPPED_TOTAL,
     record::{RecordEncoder, parse_record_key},
     sink::{Sink, SinkError},
 };
@@ -62,10 +63,6 @@ impl From<FileSinkError> for SinkError {
         }
     }
 }
-
-/// `log_capturer_sink_lines_skipped_total{sink}`: replayed lines a sink skipped because it
-/// already held them.
-pub(crate) const SKIPPED_LINES_TOTAL: &str = "log_capturer_sink_lines_skipped_total";
 
 /// High-water marks of one container, one per stream (indexed by [`LogStream::index`]).
 type StreamMarks = [Option<Position>; 3];
@@ -125,7 +122,7 @@ impl FileSink {
             undo: Vec::new(),
             encoder: RecordEncoder::default(),
             buffer: Vec::new(),
-            skipped_lines: metrics::counter!(SKIPPED_LINES_TOTAL, "sink" => name.to_owned()),
+            skipped_lines: metrics::counter!(SINK_LINES_SKIPPED_TOTAL, "sink" => name.to_owned()),
             compressor: None,
         };
         // Published at zero, so the series exists before the first skip.

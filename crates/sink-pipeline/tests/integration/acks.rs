@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use capture_core::{LogStream, Position};
-use sink_pipeline::{BatchConfig, BufferConfig};
+use sink_pipeline::config::{BatchConfig, BufferConfig};
 use tokio::{sync::Semaphore, time::Instant};
 
 use crate::support::{

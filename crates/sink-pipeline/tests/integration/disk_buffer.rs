@@ -4,7 +4,7 @@
 use std::{path::Path, sync::atomic::Ordering};
 
 use capture_core::status::SinkState;
-use sink_pipeline::{BufferConfig, WhenFull};
+use sink_pipeline::config::{BufferConfig, WhenFull};
 
 use crate::support::{
     Line, ScriptedSink, container, empty_pipeline, numbered, options, receive_lines, small_batches,

@@ -7,7 +7,10 @@ use std::{
 };
 
 use capture_core::{EventBatch, EventBatchBuilder, LogStream, Position, status::SinkState};
-use sink_pipeline::{FileSinkConfig, Pipeline, PipelineConfig, RetryConfig, SinkConfig};
+use sink_pipeline::{
+    Pipeline,
+    config::{FileSinkConfig, PipelineConfig, RetryConfig, SinkConfig},
+};
 
 use crate::support::{container, fast_retry, numbered, small_batches, start};
 

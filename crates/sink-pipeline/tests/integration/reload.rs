@@ -9,8 +9,8 @@ use std::{
 
 use capture_core::{Acknowledgement, ContainerInfo};
 use sink_pipeline::{
-    BufferConfig, Error, FileSinkConfig, LokiSinkConfig, Pipeline, PipelineConfig,
-    PipelineReloader, SinkConfig,
+    Error, Pipeline, PipelineReloader,
+    config::{BufferConfig, FileSinkConfig, LokiSinkConfig, PipelineConfig, SinkConfig},
 };
 use tokio::sync::mpsc;
 

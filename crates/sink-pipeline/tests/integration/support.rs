@@ -15,8 +15,8 @@ use capture_core::{
     Position, status::SinkSnapshot,
 };
 use sink_pipeline::{
-    BatchConfig, BufferConfig, INPUT_CHANNEL_CAPACITY, Pipeline, PipelineConfig, RetryConfig, Sink,
-    SinkError, SinkOptions,
+    INPUT_CHANNEL_CAPACITY, Pipeline, Sink, SinkError, SinkOptions,
+    config::{BatchConfig, BufferConfig, PipelineConfig, RetryConfig},
 };
 use tokio::{
     sync::{Semaphore, mpsc, watch},

@@ -6,8 +6,8 @@ use std::{path::Path, time::Duration};
 
 use capture_core::status::SinkState;
 use sink_pipeline::{
-    BatchConfig, INPUT_CHANNEL_CAPACITY, LokiSink, LokiSinkConfig, Pipeline, PipelineConfig,
-    RetryConfig, Sink, SinkConfig, SinkError, TlsConfig,
+    INPUT_CHANNEL_CAPACITY, LokiSink, Pipeline, Sink, SinkError,
+    config::{BatchConfig, LokiSinkConfig, PipelineConfig, RetryConfig, SinkConfig, TlsConfig},
 };
 use test_support::{
     pki::TestPki,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// printed configuration carries the password. The sink sends it as HTTP basic authentication.
 ///
 /// ```
-/// use sink_pipeline::Endpoint;
+/// use sink_pipeline::config::Endpoint;
 ///
 /// let endpoint = Endpoint::from("https://loki:s3cret@logs.example.com");
 /// assert_eq!(endpoint.as_str(), "https://logs.example.com");

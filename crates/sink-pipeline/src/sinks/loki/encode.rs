@@ -146,7 +146,7 @@ pub(crate) fn plan_requests(
 
 /// A stream's entries as they go into one request body.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Chunk<'s, 'a> {
+pub(crate) struct StreamSlice<'s, 'a> {
     pub(crate) labels: &'s Labels,
     pub(crate) entries: &'s [Entry<'a>],
 }
@@ -154,30 +154,30 @@ pub(crate) struct Chunk<'s, 'a> {
 /// Splits a request in two halves by entry count, for a request Loki found too large.
 /// `None` when it holds a single entry.
 pub(crate) fn split_in_half<'s, 'a>(
-    chunks: &[Chunk<'s, 'a>],
-) -> Option<(Vec<Chunk<'s, 'a>>, Vec<Chunk<'s, 'a>>)> {
-    let total: usize = chunks.iter().map(|chunk| chunk.entries.len()).sum();
+    slices: &[StreamSlice<'s, 'a>],
+) -> Option<(Vec<StreamSlice<'s, 'a>>, Vec<StreamSlice<'s, 'a>>)> {
+    let total: usize = slices.iter().map(|slice| slice.entries.len()).sum();
     if total < 2 {
         return None;
     }
     let mut left = total / 2;
     let mut first = Vec::new();
     let mut second = Vec::new();
-    for chunk in chunks {
+    for slice in slices {
         if left == 0 {
-            second.push(*chunk);
-        } else if chunk.entries.len() <= left {
-            left -= chunk.entries.len();
-            first.push(*chunk);
+            second.push(*slice);
+        } else if slice.entries.len() <= left {
+            left -= slice.entries.len();
+            first.push(*slice);
         } else {
-            let (head, tail) = chunk.entries.split_at(left);
+            let (head, tail) = slice.entries.split_at(left);
             left = 0;
-            first.push(Chunk {
-                labels: chunk.labels,
+            first.push(StreamSlice {
+                labels: slice.labels,
                 entries: head,
             });
-            second.push(Chunk {
-                labels: chunk.labels,
+            second.push(StreamSlice {
+                labels: slice.labels,
                 entries: tail,
             });
         }
@@ -186,16 +186,16 @@ pub(crate) fn split_in_half<'s, 'a>(
 }
 
 /// Writes `{"streams":[{"stream":{...},"values":[["<nanos>","<line>"],...]},...]}` to `out`.
-pub(crate) fn encode_json(chunks: &[Chunk<'_, '_>], out: &mut Vec<u8>) {
+pub(crate) fn encode_json(slices: &[StreamSlice<'_, '_>], out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"streams\":[");
-    for (index, chunk) in chunks.iter().enumerate() {
+    for (index, slice) in slices.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"stream\":");
-        out.extend_from_slice(chunk.labels.json.as_bytes());
+        out.extend_from_slice(slice.labels.json.as_bytes());
         out.extend_from_slice(b",\"values\":[");
-        for (position, entry) in chunk.entries.iter().enumerate() {
+        for (position, entry) in slice.entries.iter().enumerate() {
             if position > 0 {
                 out.push(b',');
             }
@@ -250,13 +250,13 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, text: &str) {
 ///
 /// Proto3 leaves out fields at their default (empty strings, zero numbers), so `hash` and
 /// `structuredMetadata` never appear.
-pub(crate) fn encode_protobuf(chunks: &[Chunk<'_, '_>], out: &mut Vec<u8>) {
-    for chunk in chunks {
-        let stream_len = stream_len(chunk);
+pub(crate) fn encode_protobuf(slices: &[StreamSlice<'_, '_>], out: &mut Vec<u8>) {
+    for slice in slices {
+        let stream_len = stream_len(slice);
         encode_key(1, WireType::LengthDelimited, out);
         encode_varint(stream_len as u64, out);
-        encode_string_field(1, &chunk.labels.prometheus, out);
-        for entry in chunk.entries {
+        encode_string_field(1, &slice.labels.prometheus, out);
+        for entry in slice.entries {
             let (seconds, nanos) = split_timestamp(entry.timestamp_nanos);
             let timestamp_len = timestamp_len(seconds, nanos);
             encode_key(2, WireType::LengthDelimited, out);
@@ -299,8 +299,8 @@ fn entry_len(timestamp_len: usize, line: &str) -> usize {
     1 + encoded_len_varint(timestamp_len as u64) + timestamp_len + string_field_len(line)
 }
 
-fn stream_len(chunk: &Chunk<'_, '_>) -> usize {
-    let entries: usize = chunk
+fn stream_len(slice: &StreamSlice<'_, '_>) -> usize {
+    let entries: usize = slice
         .entries
         .iter()
         .map(|entry| {
@@ -309,7 +309,7 @@ fn stream_len(chunk: &Chunk<'_, '_>) -> usize {
             1 + encoded_len_varint(len as u64) + len
         })
         .sum();
-    string_field_len(&chunk.labels.prometheus) + entries
+    string_field_len(&slice.labels.prometheus) + entries
 }
 
 fn string_field_len(text: &str) -> usize {

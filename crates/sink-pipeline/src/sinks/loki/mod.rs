@@ -77,7 +77,8 @@ use tracing::warn;
 
 use self::{
     encode::{
-        Chunk, Entry, encode_json, encode_protobuf, group_streams, plan_requests, split_in_half,
+        Entry, StreamSlice, encode_json, encode_protobuf, group_streams, plan_requests,
+        split_in_half,
     },
     error::LokiError,
     http::{PushClient, PushOutcome},
@@ -155,15 +156,15 @@ impl LokiSink {
     /// Sends one planned request; returns the refusal if Loki refused it for its content.
     async fn send_request(
         &mut self,
-        chunks: Vec<Chunk<'_, '_>>,
+        slices: Vec<StreamSlice<'_, '_>>,
     ) -> Result<Option<LokiError>, SinkError> {
         let mut refusal = None;
         // Halves of a request Loki found too large, sent first half first.
-        let mut pending = vec![chunks];
-        while let Some(chunks) = pending.pop() {
-            match self.push(&chunks).await? {
+        let mut pending = vec![slices];
+        while let Some(slices) = pending.pop() {
+            match self.push(&slices).await? {
                 PushOutcome::Accepted => {}
-                PushOutcome::TooLarge(error) => match split_in_half(&chunks) {
+                PushOutcome::TooLarge(error) => match split_in_half(&slices) {
                     Some((first, second)) => {
                         pending.push(second);
                         pending.push(first);
@@ -174,15 +175,15 @@ impl LokiSink {
                 PushOutcome::TimestampRefused(error) => match self.out_of_order {
                     LokiOutOfOrder::Drop => refusal = Some(error),
                     LokiOutOfOrder::RewriteTimestamp => {
-                        let rewritten = self.rewrite_timestamps(&chunks, &error);
-                        let rewritten_chunks: Vec<Chunk<'_, '_>> = rewritten
+                        let rewritten = self.rewrite_timestamps(&slices, &error);
+                        let rewritten_slices: Vec<StreamSlice<'_, '_>> = rewritten
                             .iter()
-                            .map(|(labels, entries)| Chunk {
+                            .map(|(labels, entries)| StreamSlice {
                                 labels,
                                 entries: entries.as_slice(),
                             })
                             .collect();
-                        match self.push(&rewritten_chunks).await? {
+                        match self.push(&rewritten_slices).await? {
                             PushOutcome::Accepted => {}
                             PushOutcome::TooLarge(error)
                             | PushOutcome::Invalid(error)
@@ -196,13 +197,13 @@ impl LokiSink {
     }
 
     /// Encodes and sends one request body.
-    async fn push(&mut self, chunks: &[Chunk<'_, '_>]) -> Result<PushOutcome, SinkError> {
-        let body = self.encode(chunks)?;
+    async fn push(&mut self, slices: &[StreamSlice<'_, '_>]) -> Result<PushOutcome, SinkError> {
+        let body = self.encode(slices)?;
         self.client.push(body).await
     }
 
-    /// Encodes `chunks` as configured, through the reused scratch buffer.
-    fn encode(&mut self, chunks: &[Chunk<'_, '_>]) -> Result<Vec<u8>, SinkError> {
+    /// Encodes `slices` as configured, through the reused scratch buffer.
+    fn encode(&mut self, slices: &[StreamSlice<'_, '_>]) -> Result<Vec<u8>, SinkError> {
         self.scratch.clear();
         // One oversized delivery should not pin its buffer for the life of the process.
         if self.scratch.capacity() > 4 * self.max_request_bytes {
@@ -210,7 +211,7 @@ impl LokiSink {
         }
         match self.compression {
             LokiCompression::Gzip => {
-                encode_json(chunks, &mut self.scratch);
+                encode_json(slices, &mut self.scratch);
                 let compressed = Vec::with_capacity(self.scratch.len() / 4 + 64);
                 let mut encoder = GzEncoder::new(compressed, Compression::fast());
                 encoder
@@ -219,7 +220,7 @@ impl LokiSink {
                     .map_err(SinkError::transient)
             }
             LokiCompression::Snappy => {
-                encode_protobuf(chunks, &mut self.scratch);
+                encode_protobuf(slices, &mut self.scratch);
                 self.snappy
                     .compress_vec(&self.scratch)
                     .map_err(SinkError::transient)
@@ -227,23 +228,23 @@ impl LokiSink {
         }
     }
 
-    /// The streams of `chunks` that Loki's answer names (all of them if it names none), with
+    /// The streams of `slices` that Loki's answer names (all of them if it names none), with
     /// timestamps replaced by the current time: increasing, one nanosecond apart at least, in
     /// the entries' order.
     fn rewrite_timestamps<'s, 'a>(
         &mut self,
-        chunks: &[Chunk<'s, 'a>],
+        slices: &[StreamSlice<'s, 'a>],
         refusal: &LokiError,
     ) -> Vec<(&'s Labels, Vec<Entry<'a>>)> {
         let body = match refusal {
             LokiError::Status { body, .. } => body.as_str(),
             _ => "",
         };
-        let named = |chunk: &&Chunk<'s, 'a>| body.contains(&chunk.labels.prometheus);
-        let refused: Vec<&Chunk<'s, 'a>> = if chunks.iter().any(|chunk| named(&chunk)) {
-            chunks.iter().filter(named).collect()
+        let named = |slice: &&StreamSlice<'s, 'a>| body.contains(&slice.labels.prometheus);
+        let refused: Vec<&StreamSlice<'s, 'a>> = if slices.iter().any(|slice| named(&slice)) {
+            slices.iter().filter(named).collect()
         } else {
-            chunks.iter().collect()
+            slices.iter().collect()
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -254,8 +255,8 @@ impl LokiSink {
         let mut entries_rewritten = 0usize;
         let rewritten = refused
             .into_iter()
-            .map(|chunk| {
-                let entries = chunk
+            .map(|slice| {
+                let entries = slice
                     .entries
                     .iter()
                     .map(|entry| {
@@ -268,7 +269,7 @@ impl LokiSink {
                     })
                     .collect::<Vec<_>>();
                 entries_rewritten += entries.len();
-                (chunk.labels, entries)
+                (slice.labels, entries)
             })
             .collect::<Vec<_>>();
         self.last_rewritten_nanos = next.saturating_sub(1);
@@ -297,14 +298,14 @@ impl Sink for LokiSink {
         let streams = group_streams(&self.templates, batches);
         let requests = plan_requests(&streams, self.max_entries, self.max_request_bytes);
         for parts in requests.iter().skip(progress.done_requests) {
-            let chunks = parts
+            let slices = parts
                 .iter()
-                .map(|part| Chunk {
+                .map(|part| StreamSlice {
                     labels: &streams[part.stream].labels,
                     entries: &streams[part.stream].entries[part.entries.clone()],
                 })
                 .collect();
-            match self.send_request(chunks).await {
+            match self.send_request(slices).await {
                 Ok(None) => {}
                 Ok(Some(refusal)) => {
                     progress.refused_requests += 1;

@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use super::{
     LokiAuth, LokiSink, LokiSinkConfig,
     encode::{
-        Chunk, Entry, encode_json, encode_protobuf, group_streams, plan_requests, push_json_str,
-        split_in_half,
+        Entry, StreamSlice, encode_json, encode_protobuf, group_streams, plan_requests,
+        push_json_str, split_in_half,
     },
     fingerprint,
     http::{PushOutcome, classify},
@@ -155,15 +155,15 @@ fn json_encoding_of_a_small_batch_is_exact() {
     )];
     let templates = templates(&[("app", "{container_name}"), ("stream", "{stream}")]);
     let streams = group_streams(&templates, &batches);
-    let chunks: Vec<Chunk<'_, '_>> = streams
+    let slices: Vec<StreamSlice<'_, '_>> = streams
         .iter()
-        .map(|stream| Chunk {
+        .map(|stream| StreamSlice {
             labels: &stream.labels,
             entries: &stream.entries,
         })
         .collect();
     let mut out = Vec::new();
-    encode_json(&chunks, &mut out);
+    encode_json(&slices, &mut out);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         concat!(
@@ -200,25 +200,25 @@ fn protobuf_encoding_matches_prost_and_round_trips() {
         timestamp_nanos: 0,
         line: "ready ☃",
     }];
-    let chunks = [
-        Chunk {
+    let slices = [
+        StreamSlice {
             labels: &web,
             entries: &web_entries,
         },
-        Chunk {
+        StreamSlice {
             labels: &db,
             entries: &db_entries,
         },
     ];
     let mut ours = Vec::new();
-    encode_protobuf(&chunks, &mut ours);
+    encode_protobuf(&slices, &mut ours);
 
     let expected = proto::PushRequest {
-        streams: chunks
+        streams: slices
             .iter()
-            .map(|chunk| proto::StreamAdapter {
-                labels: chunk.labels.prometheus.clone(),
-                entries: chunk
+            .map(|slice| proto::StreamAdapter {
+                labels: slice.labels.prometheus.clone(),
+                entries: slice
                     .entries
                     .iter()
                     .map(|entry| proto::EntryAdapter {
@@ -365,23 +365,24 @@ fn a_request_splits_in_halves_down_to_single_entries() {
             line: "l",
         })
         .collect();
-    let chunks = [
-        Chunk {
+    let slices = [
+        StreamSlice {
             labels: &a,
             entries: &entries,
         },
-        Chunk {
+        StreamSlice {
             labels: &b,
             entries: &entries[..1],
         },
     ];
-    let (first, second) = split_in_half(&chunks).unwrap();
-    let count = |chunks: &[Chunk<'_, '_>]| chunks.iter().map(|c| c.entries.len()).sum::<usize>();
+    let (first, second) = split_in_half(&slices).unwrap();
+    let count =
+        |slices: &[StreamSlice<'_, '_>]| slices.iter().map(|c| c.entries.len()).sum::<usize>();
     assert_eq!((count(&first), count(&second)), (2, 2));
     assert_eq!(first.len(), 1);
     assert_eq!(second.len(), 2);
     assert_eq!(second[0].entries[0].timestamp_nanos, 2);
-    assert!(split_in_half(&chunks[1..]).is_none());
+    assert!(split_in_half(&slices[1..]).is_none());
 }
 
 #[test]
