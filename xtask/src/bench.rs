@@ -33,13 +33,11 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     docker as daemon,
-    harness::{
-        capturer::{CapturerConfig, build_release, fresh_dir},
-        containers::remove_labelled,
-    },
     report::{Table, write_json},
     util::project_root,
+    util::{build_release, fresh_dir},
 };
+use test_support::{capturer::CapturerConfig, docker::remove_labelled};
 
 const HELP: &str = "\
 cargo xtask bench [throughput|cpu|scale|latency|multiline|pipeline|files]... [--quick]
@@ -289,8 +287,7 @@ fn machine() -> Value {
                 .and_then(|line| line.split(':').nth(1))
                 .map(|model| model.trim().to_owned())
         });
-    let docker =
-        crate::harness::containers::docker(&["version", "--format", "{{.Server.Version}}"]).ok();
+    let docker = test_support::docker::cli(&["version", "--format", "{{.Server.Version}}"]).ok();
     // Other work on the machine skews every figure; the load average says how much there was.
     let load_average = std::fs::read_to_string("/proc/loadavg").ok().map(|load| {
         load.split_whitespace()

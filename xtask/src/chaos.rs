@@ -45,10 +45,11 @@ use serde_json::json;
 use self::stage::{Ctx, LABEL_KEY, Outcome};
 use crate::{
     docker as docker_daemon,
-    harness::{capturer::build_release, containers::remove_labelled},
     report::{Table, write_file, write_json},
+    util::build_release,
     util::project_root,
 };
+use test_support::docker::remove_labelled;
 
 const HELP: &str = "\
 cargo xtask chaos [--ci] [SCENARIO]...

@@ -13,8 +13,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::docker::{TEST_LABEL_KEYS, remove_where};
+
 use crate::{
-    harness::containers::{TEST_LABEL_KEYS, remove_where},
     tools::{self, Need},
     util::project_root,
 };

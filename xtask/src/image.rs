@@ -26,9 +26,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::docker::cli as docker_cli;
+
 use crate::{
     docker,
-    harness::containers::docker as docker_cli,
     util::{cargo, project_root, run as run_command},
 };
 

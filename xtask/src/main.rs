@@ -7,7 +7,6 @@
 mod bench;
 mod chaos;
 mod docker;
-mod harness;
 mod image;
 mod report;
 mod run;

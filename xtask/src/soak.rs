@@ -41,14 +41,15 @@ use self::{
 };
 use crate::{
     docker as daemon,
-    harness::{
-        capturer::{Capturer, CapturerConfig, build_release, fresh_dir},
-        containers::{ContainerSet, docker, logs, remove_labelled},
-        procfs,
-        time::{clock, format_duration, parse_duration},
-    },
     report::mib,
     util::project_root,
+    util::{build_release, fresh_dir},
+};
+use test_support::{
+    capturer::{Capturer, CapturerConfig},
+    docker::{self, ContainerSet, logs_bytes, remove_labelled},
+    procfs,
+    time::{clock, format_duration, parse_duration},
 };
 
 const HELP: &str = "\
@@ -548,7 +549,7 @@ impl<'a> Soak<'a> {
             self.churn.push(elapsed.as_secs_f64());
             eprintln!("restarting the restarter at {}", clock(elapsed));
             self.restart_job = Some(std::thread::spawn(move || {
-                docker(&["restart", "--time", "1", &id])
+                docker::cli(&["restart", "--time", "1", &id])
             }));
         }
         Ok(())
@@ -570,8 +571,8 @@ impl<'a> Soak<'a> {
                 self.plan.generators[index].removed = true;
                 self.churn.push(elapsed.as_secs_f64());
                 self.doomed = Doomed::Stopping(std::thread::spawn(move || {
-                    docker(&["stop", "--time", "1", &id])?;
-                    logs(&id)
+                    docker::cli(&["stop", "--time", "1", &id])?;
+                    logs_bytes(&id)
                 }));
             }
             Doomed::Stopping(job) if job.is_finished() => {
@@ -590,7 +591,7 @@ impl<'a> Soak<'a> {
             &Doomed::Draining { deadline } => {
                 let accounting = self.accounting();
                 if accounting.records_for(&id) >= accounting.expected_for(&id) || now >= deadline {
-                    docker(&["rm", "--force", &id])?;
+                    docker::cli(&["rm", "--force", &id])?;
                     self.doomed = Doomed::Removed;
                 }
             }
@@ -608,8 +609,8 @@ impl<'a> Soak<'a> {
             heartbeat_interval: self.options.heartbeat_interval,
             failures_baseline: self.failures_baseline,
         };
-        let answers = capturer.health().and_then(|(status, health)| {
-            capturer.metrics().map(|metrics| (status, health, metrics))
+        let answers = capturer.health_status().and_then(|(status, health)| {
+            capturer.scrape().map(|metrics| (status, health, metrics))
         });
         match answers {
             Ok((status, health, metrics)) => {
@@ -710,9 +711,9 @@ impl<'a> Soak<'a> {
         eprintln!("stopping {} generators", live.len());
         let mut args = vec!["stop", "--time", "1"];
         args.extend(live.iter().map(String::as_str));
-        docker(&args)?;
+        docker::cli(&args)?;
         for id in &live {
-            let (stdout, stderr) = logs(id)?;
+            let (stdout, stderr) = logs_bytes(id)?;
             self.accounting().add_truth(id, &stdout, &stderr);
         }
         Ok(())
@@ -782,7 +783,7 @@ fn capturer_alive(capturer: &Capturer) -> bool {
 /// Reads the capturer's resource figures.
 fn sample(capturer: &Capturer, start: Instant, records: u64) -> Result<Sample> {
     let pid = capturer.pid();
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     Ok(Sample {
         elapsed: start.elapsed().as_secs_f64(),
         rss_bytes: procfs::rss_bytes(pid)?,

@@ -19,14 +19,12 @@ use super::{
     Bench, LABEL_KEY, SectionResult, Target,
     stream::{capture_phase, generate, raw_phase},
 };
-use crate::{
-    harness::{
-        capturer::Capturer,
-        containers::{ContainerSet, docker},
-        procfs,
-        tail::FileTail,
-    },
-    report::Table,
+use crate::report::Table;
+use test_support::{
+    capturer::Capturer,
+    docker::{self, ContainerSet},
+    procfs,
+    tail::FileTail,
 };
 
 /// Host CPU per line in file mode while catching up, at most (µs).
@@ -276,7 +274,7 @@ fn wait_last_line(id: &str, lines: u64) -> Result<()> {
     let started = Instant::now();
     let last = (lines - 1).to_string();
     loop {
-        let tail = docker(&["logs", "--tail", "1", id])?;
+        let tail = docker::cli(&["logs", "--tail", "1", id])?;
         if tail.split(' ').nth(3) == Some(last.as_str()) {
             return Ok(());
         }

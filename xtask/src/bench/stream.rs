@@ -30,14 +30,13 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::{
-    harness::{
-        capturer::{Capturer, CapturerConfig},
-        containers::{ContainerSet, docker},
-        parallel_map, procfs,
-        tail::FileTail,
-    },
-    report::Table,
+use crate::report::Table;
+use test_support::{
+    capturer::{Capturer, CapturerConfig},
+    docker::{self, ContainerSet},
+    parallel::parallel_map,
+    procfs,
+    tail::FileTail,
 };
 
 /// Each generated line's size, newline excluded.
@@ -417,7 +416,7 @@ fn wait_written(id: &str, lines: u64) -> Result<()> {
     let started = Instant::now();
     let last = (lines - 1).to_string();
     loop {
-        let tail = docker(&["logs", "--tail", "1", id])?;
+        let tail = docker::cli(&["logs", "--tail", "1", id])?;
         if tail.split(' ').nth(3) == Some(last.as_str()) {
             return Ok(());
         }

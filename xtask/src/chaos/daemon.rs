@@ -14,9 +14,9 @@ use super::{
     process::{conclude, finish, settle},
     stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
 };
-use crate::harness::{
-    capturer::{Capturer, container_tasks},
-    containers::{TEST_LABEL_KEYS, docker},
+use test_support::{
+    capturer::{Capturer, each_container_task},
+    docker::{self, TEST_LABEL_KEYS},
     procfs,
 };
 
@@ -31,7 +31,7 @@ const TASK_SLACK: f64 = 4.0;
 fn resources(capturer: &Capturer) -> Result<(u64, f64)> {
     let fds = procfs::open_fds(capturer.pid())?;
     let tasks = capturer
-        .metrics()?
+        .scrape()?
         .sum("tokio_alive_tasks", &[])
         .context("no tokio_alive_tasks metric")?;
     Ok((fds, tasks))
@@ -74,7 +74,7 @@ fn as_strs(args: &[String]) -> Vec<&str> {
 /// reconnects, lists again, and the `--restart always` containers' lines all arrive.
 pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     for label in TEST_LABEL_KEYS {
-        let busy = docker(&["ps", "-aq", "--filter", &format!("label={label}")])?;
+        let busy = docker::cli(&["ps", "-aq", "--filter", &format!("label={label}")])?;
         if !busy.is_empty() {
             bail!("not run: containers labelled {label} exist (other tests use the daemon)");
         }
@@ -112,7 +112,7 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         signal(dockerd, "KILL")?;
     }
     let down_health = capturer
-        .health()
+        .health_status()
         .map(|(code, health)| (code, health["docker"].clone()));
     crate::docker::ensure_daemon()?;
     let daemon_down = stopping.elapsed();
@@ -133,7 +133,7 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         "streams did not resume for every container",
     );
     pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
-    let (_, health) = capturer.health()?;
+    let (_, health) = capturer.health_status()?;
     outcome.expect(
         health["docker"]["state"] == "connected",
         format!(
@@ -142,7 +142,7 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         ),
     );
     let reconnects = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_docker_reconnects_total", &[])
         .unwrap_or(0.0);
     finish(&stage, capturer, &mut ledger, &ids, outcome)?;
@@ -185,7 +185,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
                     for round in 0..RESTARTS_EACH {
                         let due = offset + EVERY * round;
                         std::thread::sleep(due.saturating_sub(storm.elapsed()));
-                        docker(&["restart", "--time", "0", id])?;
+                        docker::cli(&["restart", "--time", "0", id])?;
                         restarted.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(())
@@ -216,7 +216,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     );
     pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let failures = capturer
-        .metrics()?
+        .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0);
     let drained = finish(&stage, capturer, &mut ledger, &ids, outcome)?;
@@ -241,7 +241,7 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let baseline = resources(&capturer)?;
     let failures_before = capturer
-        .metrics()?
+        .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0);
     let ids = (0..CONTAINERS)
@@ -265,11 +265,11 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     let removing = Instant::now();
     let mut args = vec!["rm", "--force"];
     args.extend(ids.iter().map(String::as_str));
-    docker(&args)?;
+    docker::cli(&args)?;
     let ended = wait_for(Duration::from_secs(30), "no container task left", || {
         ledger.poll()?;
-        let (_, health) = capturer.health()?;
-        Ok(container_tasks(&health).all(|task| task["state"] != "running"))
+        let (_, health) = capturer.health_status()?;
+        Ok(each_container_task(&health).all(|task| task["state"] != "running"))
     });
     outcome.expect(ended.is_ok(), "container tasks still running after removal");
     let settled = back_to_baseline(&capturer, baseline);
@@ -279,12 +279,12 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
         settled.is_ok(),
         format!("fds/tasks {after:?} did not return to baseline {baseline:?}"),
     );
-    let (_, health) = capturer.health()?;
-    let states: Vec<String> = container_tasks(&health)
+    let (_, health) = capturer.health_status()?;
+    let states: Vec<String> = each_container_task(&health)
         .map(|task| task["state"].as_str().unwrap_or("?").to_owned())
         .collect();
     let failures = capturer
-        .metrics()?
+        .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0)
         - failures_before;
@@ -391,8 +391,8 @@ pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         settled.is_ok(),
         format!("fds/tasks {after:?} did not return to baseline {baseline:?}"),
     );
-    let (_, health) = capturer.health()?;
-    let listed = container_tasks(&health).count();
+    let (_, health) = capturer.health_status()?;
+    let listed = each_container_task(&health).count();
     let running = running_container_tasks(&capturer)?;
     outcome.expect(
         running == 0,

@@ -15,9 +15,9 @@ use super::{
     process::finish,
     stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
 };
-use crate::harness::{
-    capturer::{Capturer, container_tasks},
-    containers::docker,
+use test_support::{
+    capturer::{Capturer, each_container_task},
+    docker::{self},
 };
 
 /// How long the capturer may take to exit after SIGTERM.
@@ -95,7 +95,9 @@ fn wait_exited(ids: &[String]) -> Result<Duration> {
     wait_for(EXIT_TIMEOUT, "the containers to exit", || {
         let mut args = vec!["inspect", "--format", "{{.State.Running}}"];
         args.extend(ids.iter().map(String::as_str));
-        Ok(docker(&args)?.lines().all(|running| running == "false"))
+        Ok(docker::cli(&args)?
+            .lines()
+            .all(|running| running == "false"))
     })
 }
 
@@ -219,8 +221,8 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     outcome.expect(matches!(code, Ok(0)), format!("SIGTERM: {code:?}"));
     let capturer = stage.spawn()?;
     pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
-    let (_, health) = capturer.health()?;
-    let tasks = container_tasks(&health)
+    let (_, health) = capturer.health_status()?;
+    let tasks = each_container_task(&health)
         .filter(|task| {
             task["id"]
                 .as_str()
@@ -228,7 +230,7 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         })
         .count();
     let read_again = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_lines_total", &[])
         .unwrap_or(0.0);
     outcome.expect(

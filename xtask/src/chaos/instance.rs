@@ -16,7 +16,7 @@ use super::{
     process::finish,
     stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
 };
-use crate::harness::capturer::{Capturer, command};
+use test_support::capturer::{Capturer, command};
 
 /// EX_CANTCREAT: what a refused second agent exits with.
 const EXIT_LOCKED: i32 = 73;
@@ -105,7 +105,9 @@ fn refuse_seconds(
         )?;
     }
     outcome.expect(
-        holder.health().is_ok_and(|(status, _)| status == 200),
+        holder
+            .health_status()
+            .is_ok_and(|(status, _)| status == 200),
         "the holder's /health is not 200 after the refusals",
     );
     Ok(())

@@ -17,7 +17,7 @@ use anyhow::Result;
 use serde_json::Value;
 use test_support::checker::{LineChecker, SequenceKey};
 
-use crate::harness::{containers::logs, parallel_map, tail::FileTail};
+use test_support::{docker::logs_bytes, parallel::parallel_map, tail::FileTail};
 
 /// How many `docker logs` run at once when taking the truth of many containers.
 const PARALLEL_LOGS: usize = 8;
@@ -123,7 +123,7 @@ impl Ledger {
     /// Takes the truth of these containers from Docker (they must still exist).
     pub(crate) fn add_truth(&mut self, ids: &[String]) -> Result<()> {
         for group in ids.chunks(PARALLEL_LOGS) {
-            let outputs = parallel_map(group, "docker logs", |id| logs(id))?;
+            let outputs = parallel_map(group, "docker logs", |id| logs_bytes(id))?;
             for (id, (stdout, stderr)) in group.iter().zip(outputs) {
                 self.add_truth_from(id, &stdout, &stderr);
             }

@@ -15,7 +15,10 @@ use super::{
     process::{conclude, settle},
     stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
 };
-use crate::harness::{containers::docker, procfs};
+use test_support::{
+    docker::{self},
+    procfs,
+};
 
 /// Short-lived containers in the whole run (CI: [`CI_CONTAINERS`]).
 const CONTAINERS: usize = 5_000;
@@ -85,7 +88,7 @@ fn wave(
     for batch in ids.chunks(REMOVE_BATCH) {
         let mut args = vec!["rm", "--force", "--volumes"];
         args.extend(batch.iter().map(String::as_str));
-        docker(&args)?;
+        docker::cli(&args)?;
     }
     Ok(())
 }
@@ -172,7 +175,7 @@ pub(crate) fn churn_memory(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             mib(end)
         ),
     );
-    let listed = capturer.health()?.1["tasks"]
+    let listed = capturer.health_status()?.1["tasks"]
         .as_array()
         .map_or(0, |tasks| tasks.len());
     // The steady container is the only one left; its lines count against Docker's copy.

@@ -8,7 +8,7 @@ use super::{
     ledger::Ledger,
     stage::{Ctx, Outcome, Stage, kill_all, pace, signal, wait_for},
 };
-use crate::harness::capturer::Capturer;
+use test_support::capturer::Capturer;
 
 /// The longest wait for the capture to hold every line Docker has at the end of a scenario.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -191,13 +191,13 @@ pub(crate) fn sigterm_under_load(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
     })?;
     pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let read_before = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_lines_total", &[])
         .unwrap_or(0.0);
     let measured = Instant::now();
     pace(Duration::from_secs(4), || ledger.poll().map(drop))?;
     let read_after = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_lines_total", &[])
         .unwrap_or(0.0);
     let rate_seen = (read_after - read_before) / measured.elapsed().as_secs_f64();

@@ -20,7 +20,10 @@ use super::{
     process::finish,
     stage::{Ctx, Outcome, Stage, busybox_image, pace, wait_for},
 };
-use crate::harness::{containers::docker, procfs};
+use test_support::{
+    docker::{self},
+    procfs,
+};
 
 /// The daemon's CPU the capturer may add, in cores (5 % of a core), over the window of silence.
 const CPU_TOLERANCE: f64 = 0.05;
@@ -41,7 +44,7 @@ fn daemon_cores(pid: u32, window: Duration, ledger: &mut Ledger) -> Result<f64> 
 /// The last line Docker has for the container (`docker logs --tail 1`, cheap however long the
 /// history).
 fn last_line(id: &str) -> Result<String> {
-    docker(&["logs", "--tail", "1", id])
+    docker::cli(&["logs", "--tail", "1", id])
 }
 
 /// A busybox script printing lines `from..to` in loggen's format (`quiet r1 out SEQ`).
@@ -80,7 +83,7 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     // The first inactivity check comes `inactivity_timeout` after the last line.
     pace(Duration::from_secs(6), || ledger.poll().map(drop))?;
     let with = daemon_cores(dockerd, window, &mut ledger)?;
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     let reopened = metrics
         .sum(
             "log_capturer_stream_reconnects_total",
@@ -104,7 +107,7 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     // A last burst, written into the container's stdout, must come on the stream kept open.
     let full = history + LAST_BURST;
     let burst = format!("{} > /proc/1/fd/1", lines_script(history, full));
-    docker(&["exec", &id, "/bin/busybox", "sh", "-c", &burst])?;
+    docker::cli(&["exec", &id, "/bin/busybox", "sh", "-c", &burst])?;
     wait_for(
         Duration::from_secs(30),
         "the burst after the silence",

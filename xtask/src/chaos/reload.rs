@@ -12,7 +12,7 @@ use super::{
     process::finish,
     stage::{Ctx, Outcome, Stage, file_sink, pace, signal, wait_for},
 };
-use crate::harness::capturer::Capturer;
+use test_support::capturer::Capturer;
 
 /// Reloads, and the pause between two.
 const RELOADS: usize = 20;
@@ -43,7 +43,7 @@ fn config(stage: &Stage, index: usize) -> String {
 
 /// Applied reloads, by result, from `/metrics`.
 fn reloads(capturer: &Capturer, result: &str) -> Result<u64> {
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     let value = metrics
         .sum("log_capturer_config_reloads_total", &[("result", result)])
         .unwrap_or(0.0);

@@ -18,7 +18,10 @@ use super::{
     process::stop_and_check,
     stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
 };
-use crate::harness::{capturer::Capturer, containers::docker};
+use test_support::{
+    capturer::Capturer,
+    docker::{self},
+};
 
 /// Lines per job.
 const LINES: u64 = 50_000;
@@ -67,7 +70,7 @@ fn wait_removed(jobs: &[(String, String)]) -> Result<Duration> {
         || {
             Ok(jobs
                 .iter()
-                .all(|(id, _)| docker(&["inspect", "--format", "{{.Id}}", id]).is_err()))
+                .all(|(id, _)| docker::cli(&["inspect", "--format", "{{.Id}}", id]).is_err()))
         },
     )
 }
@@ -99,7 +102,7 @@ fn add_truth(ledger: &mut Ledger, jobs: &[(String, String)]) {
 
 /// The losses the capturer counted: removal gaps (API path) and log files lost (file mode).
 fn gaps(capturer: &Capturer) -> Result<f64> {
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     let removed = metrics
         .sum("log_capturer_stream_gaps_total", &[("reason", "removed")])
         .unwrap_or(0.0);

@@ -16,7 +16,7 @@ use super::{
     process::{DRAIN_TIMEOUT, conclude},
     stage::{Ctx, Outcome, Stage, kill_all, pace, wait_for},
 };
-use crate::harness::{capturer::Capturer, procfs};
+use test_support::{capturer::Capturer, procfs};
 
 /// Lines per second per stream of each generator.
 const RATE: u64 = 100;
@@ -59,7 +59,7 @@ fn generators(ctx: &Ctx, stage: &Stage, writing: Duration) -> Result<Vec<String>
 
 /// The first sink's state and buffered events in /health.
 fn sink_status(capturer: &Capturer) -> Result<(u16, String, u64)> {
-    let (status, health) = capturer.health()?;
+    let (status, health) = capturer.health_status()?;
     let sink = &health["sinks"][0];
     Ok((
         status,
@@ -287,7 +287,7 @@ pub(crate) fn disk_full(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         || ledger.poll().map(drop),
     )?;
     let dropped = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_sink_events_total", &[("result", "dropped")])
         .unwrap_or(0.0);
     let (drained, complete) = {

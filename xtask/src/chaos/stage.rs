@@ -13,10 +13,12 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::harness::{
-    capturer::{Capturer, CapturerConfig, fresh_dir},
-    containers::{ContainerSet, docker},
+use test_support::{
+    capturer::{Capturer, CapturerConfig},
+    docker::{self, ContainerSet},
 };
+
+use crate::util::fresh_dir;
 
 /// The label key on every chaos container; the value is `<run>-<scenario>`.
 pub(crate) const LABEL_KEY: &str = "log-capturer-chaos";
@@ -246,7 +248,7 @@ pub(crate) fn kill_all(ids: &[String]) {
     for group in ids.chunks(20) {
         let mut args = vec!["kill"];
         args.extend(group.iter().map(String::as_str));
-        let _ = docker(&args);
+        let _ = docker::cli(&args);
     }
 }
 

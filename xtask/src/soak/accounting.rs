@@ -16,7 +16,7 @@ use anyhow::Result;
 use serde_json::Value;
 use test_support::checker::{LineChecker, SequenceKey};
 
-use crate::harness::tail::FileTail;
+use test_support::tail::FileTail;
 
 /// The file records, checked as they arrive.
 #[derive(Debug)]

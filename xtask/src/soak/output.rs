@@ -12,12 +12,12 @@ use super::{
     checks::{RUNNING_REQUIRED_FROM_CHECK, Rule},
     generators, trends,
 };
-use crate::harness::time::clock;
 use crate::report::{
     Table, mib,
     svg::{self, Panel},
     write_file, write_json,
 };
+use test_support::time::clock;
 
 /// Every verdict of the run, in report order.
 pub(crate) fn verdicts(observations: &Observations) -> Vec<Verdict> {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// Resident set size in bytes (`VmRSS` of `/proc/PID/status`).
-pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
+pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("read /proc/{pid}/status"))?;
     let line = status
@@ -24,14 +24,14 @@ pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
 }
 
 /// Open file descriptors (entries of `/proc/PID/fd`).
-pub(crate) fn open_fds(pid: u32) -> Result<u64> {
+pub fn open_fds(pid: u32) -> Result<u64> {
     let entries = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .with_context(|| format!("list fds of {pid}"))?;
     Ok(entries.count() as u64)
 }
 
 /// User plus system CPU seconds the process has used (fields 14 and 15 of `/proc/PID/stat`).
-pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("read /proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces and parentheses; fields after it are plain.
@@ -51,7 +51,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 /// Whether the process exists and has not exited (a zombie, state `Z`, has).
-pub(crate) fn is_alive(pid: u32) -> bool {
+pub fn is_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rfind(')')
             .and_then(|end| stat[end + 1..].split_whitespace().next())
@@ -60,7 +60,7 @@ pub(crate) fn is_alive(pid: u32) -> bool {
 }
 
 /// The PID of the one process whose command name is `name` (what `pidof` does).
-pub(crate) fn pid_of(name: &str) -> Result<u32> {
+pub fn pid_of(name: &str) -> Result<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let entry = entry?;
@@ -82,7 +82,7 @@ pub(crate) fn pid_of(name: &str) -> Result<u32> {
 /// The PID of the Docker daemon the CLI talks to: the `dockerd` whose command line names the
 /// socket of a `unix://` `$DOCKER_HOST`, else the one of `/var/run/docker.pid`, else the only
 /// `dockerd` (several may run: private test daemons).
-pub(crate) fn daemon_pid() -> Result<u32> {
+pub fn daemon_pid() -> Result<u32> {
     let socket = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
