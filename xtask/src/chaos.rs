@@ -3,7 +3,6 @@
 //! line against Docker's own logs: `scenario lost=N dup=N recovered_in=Xs`.
 //!
 //! - [`stage`]: a scenario's directory, labelled containers, capturer settings, its outcome.
-//! - [`ledger`]: captured lines against the truth (`docker logs`), per loggen sequence.
 //! - [`loki`]: a tiny Loki push receiver that can be switched down (503) and up (204).
 //! - [`input`]: `bad-config`, `bad-lines`.
 //! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
@@ -26,7 +25,6 @@ mod daemon;
 mod downtime;
 mod input;
 mod instance;
-mod ledger;
 mod loki;
 mod memory;
 mod process;

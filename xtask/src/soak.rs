@@ -22,7 +22,6 @@
 //! by hand: `docker rm -f $(docker ps -aq --filter label=log-capturer-soak)`). The capturer gets
 //! the same Ctrl-C from the terminal and shuts itself down.
 
-mod accounting;
 mod checks;
 mod output;
 mod scenario;
@@ -34,8 +33,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::ledger::Ledger;
+
 use self::{
-    accounting::Accounting,
     checks::{HealthCheck, HealthContext, LeakRule, Trend},
     scenario::{Generator, Plan, Role, SETTLE},
 };
@@ -214,7 +214,7 @@ pub(crate) struct Observations {
     pub(crate) plan: Plan,
     pub(crate) samples: Vec<Sample>,
     pub(crate) checks: Vec<HealthCheck>,
-    pub(crate) accounting: Accounting,
+    pub(crate) accounting: Ledger,
     /// Seconds into the run at which a container was restarted, created or removed.
     pub(crate) churn: Vec<f64>,
     /// Why the run stopped early, or a harness error.
@@ -325,7 +325,7 @@ struct Soak<'a> {
     image: &'a str,
     containers: &'a ContainerSet,
     plan: Plan,
-    accounting: Option<Accounting>,
+    accounting: Option<Ledger>,
     samples: Vec<Sample>,
     checks: Vec<HealthCheck>,
     churn: Vec<f64>,
@@ -369,7 +369,7 @@ impl<'a> Soak<'a> {
             capturer.pid(),
             capturer.addr()
         );
-        self.accounting = Some(Accounting::new(capturer.records_path()));
+        self.accounting = Some(Ledger::follow(capturer.records_path()));
         let start = Instant::now();
         if let Err(error) = self.start_generators(start) {
             self.aborted = Some(format!("starting the generators: {error:#}"));
@@ -393,7 +393,7 @@ impl<'a> Soak<'a> {
         })
     }
 
-    fn accounting(&mut self) -> &mut Accounting {
+    fn accounting(&mut self) -> &mut Ledger {
         self.accounting
             .as_mut()
             .expect("the accounting exists once the capturer runs")
@@ -583,7 +583,7 @@ impl<'a> Soak<'a> {
                 let (stdout, stderr) = job
                     .join()
                     .map_err(|_| anyhow::anyhow!("the stop thread panicked"))??;
-                self.accounting().add_truth(&id, &stdout, &stderr);
+                self.accounting().add_truth_from(&id, &stdout, &stderr);
                 self.doomed = Doomed::Draining {
                     deadline: now + DOOMED_DRAIN,
                 };
@@ -695,7 +695,7 @@ impl<'a> Soak<'a> {
                 .index_of(Role::Doomed)
                 .and_then(|index| self.plan.generators[index].id.clone())
             {
-                self.accounting().add_truth(&id, &stdout, &stderr);
+                self.accounting().add_truth_from(&id, &stdout, &stderr);
             }
         }
         let live: Vec<String> = self
@@ -714,7 +714,7 @@ impl<'a> Soak<'a> {
         docker::cli(&args)?;
         for id in &live {
             let (stdout, stderr) = logs_bytes(id)?;
-            self.accounting().add_truth(id, &stdout, &stderr);
+            self.accounting().add_truth_from(id, &stdout, &stderr);
         }
         Ok(())
     }

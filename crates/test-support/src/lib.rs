@@ -42,6 +42,8 @@ pub mod docker;
 pub mod haproxy;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "harness")]
+pub mod ledger;
 pub mod metrics;
 pub mod parallel;
 pub mod pki;

@@ -9,8 +9,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::{conclude, finish, settle},
     stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
 };

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::finish,
     stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
 };

@@ -11,8 +11,9 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::finish,
     stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
 };

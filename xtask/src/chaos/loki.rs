@@ -25,7 +25,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::ledger::Ledger;
+use test_support::ledger::Ledger;
 
 /// How long the accept loop sleeps when no connection waits (it also checks for shutdown).
 const ACCEPT_IDLE: Duration = Duration::from_millis(20);

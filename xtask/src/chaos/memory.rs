@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::{conclude, settle},
     stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
 };

@@ -4,10 +4,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{
-    ledger::Ledger,
-    stage::{Ctx, Outcome, Stage, kill_all, pace, signal, wait_for},
-};
+use test_support::ledger::Ledger;
+
+use super::stage::{Ctx, Outcome, Stage, kill_all, pace, signal, wait_for};
 use test_support::capturer::Capturer;
 
 /// The longest wait for the capture to hold every line Docker has at the end of a scenario.

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use test_support::ledger::{Ledger, Tally};
+
 use super::{
-    ledger::{Ledger, Tally},
     loki::LokiReceiver,
     process::stop_and_check,
     stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::stop_and_check,
     stage::{Ctx, Outcome, Stage, pace},
 };

@@ -10,8 +10,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     loki::LokiReceiver,
     process::{DRAIN_TIMEOUT, conclude},
     stage::{Ctx, Outcome, Stage, kill_all, pace, wait_for},
