@@ -41,6 +41,7 @@ use self::{
 };
 use crate::{
     docker as daemon,
+    flags::SoakOptions,
     report::mib,
     util::project_root,
     util::{build_release, fresh_dir},
@@ -49,29 +50,8 @@ use test_support::{
     capturer::{Capturer, CapturerConfig},
     docker::{self, ContainerSet, logs_bytes, remove_labelled},
     procfs,
-    time::{clock, format_duration, parse_duration},
+    time::{clock, format_duration},
 };
-
-const HELP: &str = "\
-cargo xtask soak [OPTIONS]
-
-Runs log-capturer (release) against steady, bursty, silent, TTY, 40 KiB-line, restarted,
-late-created and removed log generators; checks /health, resources and every line.
-Reports: target/soak/report.{json,md}, target/soak/resources.svg. Exit 0 only if all held.
-
-Options:
-  --duration D            how long to run (default 10m; e.g. 90s, 10m, 1h)
-  --containers N          steady generators (default 4)
-  --rate N                lines/s per steady generator (default 100)
-  --heartbeat-interval D  passed to log-capturer (default 30s)
-  --task-timeout D        passed to log-capturer (default 5m)
-  --keep                  leave the containers for debugging (the next run removes them)
-  --sink-loki URL         also push to the Loki at URL (lines are counted in the file sink)
-  --read-mode MODE        docker.read_mode of the capturer: auto, api or files (default: auto)
-
-A compressed run reproduces the old 6-minute failure window in seconds:
-  cargo xtask soak --duration 2m --heartbeat-interval 1s --task-timeout 5s
-";
 
 /// The label key on every soak container; the value is the run id.
 const LABEL_KEY: &str = "log-capturer-soak";
@@ -88,67 +68,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long the removed generator's lines may take to reach the file before it is removed.
 const DOOMED_DRAIN: Duration = Duration::from_secs(15);
 
-/// The command line.
-#[derive(Debug, Clone)]
-pub(crate) struct SoakOptions {
-    pub(crate) duration: Duration,
-    pub(crate) containers: usize,
-    pub(crate) rate: u64,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) task_timeout: Duration,
-    pub(crate) keep: bool,
-    /// A Loki endpoint to push to beside the file sink.
-    pub(crate) sink_loki: Option<String>,
-    /// `docker.read_mode` of the capturer; `None`: its default.
-    pub(crate) read_mode: Option<String>,
-}
-
 impl SoakOptions {
-    fn parse(args: &[String]) -> Result<SoakOptions> {
-        let mut options = SoakOptions {
-            duration: Duration::from_secs(600),
-            containers: 4,
-            rate: 100,
-            heartbeat_interval: Duration::from_secs(30),
-            task_timeout: Duration::from_secs(300),
-            keep: false,
-            sink_loki: None,
-            read_mode: None,
-        };
-        let mut args = args.iter();
-        while let Some(flag) = args.next() {
-            if flag == "--help" || flag == "-h" {
-                print!("{HELP}");
-                std::process::exit(0);
-            }
-            if flag == "--keep" {
-                options.keep = true;
-                continue;
-            }
-            let value = args
-                .next()
-                .with_context(|| format!("{flag} needs a value\n\n{HELP}"))?;
-            match flag.as_str() {
-                "--duration" => options.duration = parse_duration(value)?,
-                "--containers" => options.containers = value.parse().context("--containers")?,
-                "--rate" => options.rate = value.parse().context("--rate")?,
-                "--heartbeat-interval" => options.heartbeat_interval = parse_duration(value)?,
-                "--task-timeout" => options.task_timeout = parse_duration(value)?,
-                "--sink-loki" => options.sink_loki = Some(value.clone()),
-                "--read-mode" if matches!(value.as_str(), "auto" | "api" | "files") => {
-                    options.read_mode = Some(value.clone());
-                }
-                "--read-mode" => bail!("--read-mode must be auto, api or files, not {value:?}"),
-                other => bail!("unknown option {other}\n\n{HELP}"),
-            }
-        }
-        if options.duration < Duration::from_secs(20) {
+    /// Refuses what the options' types let through but a soak cannot run with.
+    fn check(&self) -> Result<()> {
+        if self.duration < Duration::from_secs(20) {
             bail!("--duration must be at least 20s");
         }
-        if options.heartbeat_interval.is_zero() || options.task_timeout.is_zero() {
+        if self.heartbeat_interval.is_zero() || self.task_timeout.is_zero() {
             bail!("--heartbeat-interval and --task-timeout must be positive");
         }
-        Ok(options)
+        Ok(())
     }
 
     /// min(30 s, duration / 20): the original's 30 s, scaled down for short runs.
@@ -224,8 +153,8 @@ pub(crate) struct Observations {
     pub(crate) shutdown_error: Option<String>,
 }
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let options = SoakOptions::parse(args)?;
+pub(crate) fn run(options: SoakOptions) -> Result<()> {
+    options.check()?;
     daemon::ensure_daemon()?;
     let leftovers = remove_labelled(LABEL_KEY)?;
     if leftovers > 0 {
@@ -851,51 +780,25 @@ pub(crate) fn generators(observations: &Observations) -> &[Generator] {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use clap::Parser;
 
-    use super::SoakOptions;
-
-    fn parse(args: &[&str]) -> anyhow::Result<SoakOptions> {
-        SoakOptions::parse(&args.iter().map(|arg| arg.to_string()).collect::<Vec<_>>())
-    }
+    use crate::flags::{Command, Xtask};
 
     #[test]
-    fn options_default_to_the_ten_minute_run_and_take_every_flag() {
-        let defaults = parse(&[]).unwrap();
-        assert_eq!(defaults.duration, Duration::from_secs(600));
-        assert_eq!(defaults.sink_loki, None);
-        let options = parse(&[
-            "--duration",
-            "2m",
-            "--heartbeat-interval",
-            "1s",
-            "--task-timeout",
-            "5s",
-            "--sink-loki",
-            "http://127.0.0.1:3100",
-            "--read-mode",
-            "files",
-            "--keep",
-        ])
-        .unwrap();
-        assert_eq!(options.read_mode.as_deref(), Some("files"));
-        assert_eq!(options.duration, Duration::from_secs(120));
-        assert_eq!(options.heartbeat_interval, Duration::from_secs(1));
-        assert_eq!(options.task_timeout, Duration::from_secs(5));
-        assert_eq!(options.sink_loki.as_deref(), Some("http://127.0.0.1:3100"));
-        assert!(options.keep);
-    }
-
-    #[test]
-    fn bad_options_are_refused() {
+    fn runs_too_short_or_without_timeouts_are_refused() {
         for args in [
             &["--duration", "5s"][..],
-            &["--sink-loki"][..],
-            &["--bogus", "1"][..],
             &["--task-timeout", "0s"][..],
-            &["--read-mode", "disk"][..],
+            &["--heartbeat-interval", "0"][..],
         ] {
-            assert!(parse(args).is_err(), "{args:?}");
+            let parsed = Xtask::try_parse_from([&["cargo xtask", "soak"][..], args].concat());
+            let Ok(Xtask {
+                command: Some(Command::Soak(options)),
+            }) = parsed
+            else {
+                panic!("{args:?} does not parse");
+            };
+            assert!(options.check().is_err(), "{args:?}");
         }
     }
 }
