@@ -9,18 +9,29 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// Resident set size in bytes (`VmRSS` of `/proc/PID/status`).
 pub fn rss_bytes(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS").map(|kib| kib * 1024)
+}
+
+/// Peak resident set size in bytes (`VmHWM` of `/proc/PID/status`).
+pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM").map(|kib| kib * 1024)
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("read /proc/{pid}/status"))?;
-    let line = status
+    status
         .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|kib| kib.parse().ok())
-        .with_context(|| format!("bad VmRSS line {line:?}"))?;
-    Ok(kib * 1024)
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 
 /// Open file descriptors (entries of `/proc/PID/fd`).
@@ -115,6 +126,7 @@ mod tests {
     fn this_process_has_figures() {
         let pid = std::process::id();
         assert!(super::rss_bytes(pid).unwrap() > 0);
+        assert!(super::peak_rss_bytes(pid).unwrap() >= super::rss_bytes(pid).unwrap() / 2);
         assert!(super::open_fds(pid).unwrap() >= 3);
         assert!(super::cpu_seconds(pid).unwrap() >= 0.0);
         assert!(super::is_alive(pid));
