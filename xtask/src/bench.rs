@@ -38,6 +38,7 @@ use crate::{
     flags::{BenchOptions, Section},
     report::{Table, write_json},
     util::project_root,
+    util::run_id,
     util::{build_release, fresh_dir},
 };
 use test_support::{capturer::CapturerConfig, docker::remove_labelled};
@@ -127,13 +128,7 @@ pub(crate) fn run(options: &BenchOptions) -> Result<()> {
     };
     let bench = Bench {
         quick,
-        run_id: format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs()
-        ),
+        run_id: run_id(),
         image,
         binary,
         out_dir: out_dir.clone(),

@@ -47,6 +47,7 @@ use crate::{
     report::{Table, write_file, write_json},
     util::build_release,
     util::project_root,
+    util::run_id,
 };
 use test_support::docker::remove_labelled;
 
@@ -217,13 +218,7 @@ pub(crate) fn run(options: ChaosOptions) -> Result<()> {
             None => build_release()?,
         },
         loggen: test_support::docker::loggen_image(),
-        run_id: format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs()
-        ),
+        run_id: run_id(),
         out_root: project_root().join("target").join("chaos"),
         ci,
         read_mode,

@@ -44,7 +44,7 @@ use crate::{
     flags::SoakOptions,
     report::mib,
     util::project_root,
-    util::{build_release, fresh_dir},
+    util::{build_release, fresh_dir, run_id},
 };
 use test_support::{
     capturer::{Capturer, CapturerConfig},
@@ -164,14 +164,7 @@ pub(crate) fn run(options: SoakOptions) -> Result<()> {
     let image = test_support::docker::loggen_image();
     let out_dir = project_root().join("target").join("soak");
     fresh_dir(&out_dir)?;
-    let run_id = format!(
-        "{:x}{:04x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-        std::process::id() & 0xffff
-    );
+    let run_id = format!("{}{:04x}", run_id(), std::process::id() & 0xffff);
     let containers = ContainerSet::new(LABEL_KEY, run_id.clone());
     let mut extra_env = compressed_timeouts(options.task_timeout);
     if let Some(mode) = &options.read_mode {

@@ -70,3 +70,13 @@ pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))
 }
+
+/// An id for one run of a command (hex seconds since the epoch), in container labels and
+/// reports.
+pub(crate) fn run_id() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!("{seconds:x}")
+}

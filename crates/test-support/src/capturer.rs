@@ -299,18 +299,9 @@ impl Capturer {
         }
     }
 
-    /// Sends a signal (`TERM`, `KILL`, `HUP`, ...); std has no signal API, `kill` is everywhere
-    /// the capturer runs.
+    /// Sends a signal (`TERM`, `KILL`, `HUP`, ...).
     pub fn send_signal(&self, name: &str) -> Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .context("run kill")?;
-        if !status.success() {
-            bail!("kill -{name} {} failed: {status}", self.child.id());
-        }
-        Ok(())
+        crate::procfs::signal(self.child.id(), name)
     }
 
     /// [`Capturer::send_signal`], panicking if it fails.

@@ -1,4 +1,4 @@
-//! Resource figures of a process, read from `/proc` (Linux only).
+//! Other processes: their resource figures, read from `/proc` (Linux only), and signals.
 
 use std::path::Path;
 
@@ -26,6 +26,19 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// Sends `signal` (`KILL`, `TERM`, `HUP`, ...) to a process; std has no signal API, and `kill`
+/// is everywhere the harness runs.
+pub fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .context("run kill")?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed: {status}");
+    }
+    Ok(())
 }
 
 /// Whether this process runs as root (the owner of `/proc/self` is the effective user).

@@ -13,7 +13,8 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::{conclude, finish, settle},
-    stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
+    stage::Generators,
+    stage::{Ctx, Outcome, Stage, pace, wait_for},
 };
 use test_support::{
     capturer::{Capturer, each_container_task},
@@ -51,26 +52,6 @@ fn running_container_tasks(capturer: &Capturer) -> Result<usize> {
     capturer.container_tasks_in("running")
 }
 
-/// A loggen writing `rate` lines/s on both streams forever.
-fn forever(tag: &str, rate: u64) -> Vec<String> {
-    [
-        "--tag",
-        tag,
-        "--lines",
-        "0",
-        "--rate",
-        &rate.to_string(),
-        "--stream",
-        "both",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-fn as_strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 /// `dockerd-restart`: dockerd is stopped and started again while streaming; the capturer
 /// reconnects, lists again, and the `--restart always` containers' lines all arrive.
 pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
@@ -90,27 +71,21 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    let ids = (0..3)
-        .map(|index| {
-            let args = forever(&format!("gen{index}"), 100);
-            stage.loggen(
-                ctx,
-                &format!("gen-{index}"),
-                &["--restart", "always"],
-                &as_strs(&args),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators {
+        flags: &["--restart", "always"],
+        ..Generators::forever("gen", 3, 100)
+    }
+    .run(ctx, &stage)?;
     pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let dockerd = procfs::pid_of("dockerd")?;
     let stopping = Instant::now();
-    signal(dockerd, "TERM")?;
+    test_support::procfs::signal(dockerd, "TERM")?;
     if wait_for(Duration::from_secs(60), "dockerd to exit", || {
         Ok(!procfs::is_alive(dockerd))
     })
     .is_err()
     {
-        signal(dockerd, "KILL")?;
+        test_support::procfs::signal(dockerd, "KILL")?;
     }
     let down_health = capturer
         .health_status()
@@ -165,12 +140,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    let ids = (0..CONTAINERS)
-        .map(|index| {
-            let args = forever(&format!("gen{index}"), 50);
-            stage.loggen(ctx, &format!("gen-{index}"), &[], &as_strs(&args))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators::forever("gen", CONTAINERS, 50).run(ctx, &stage)?;
     pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let storm = Instant::now();
     let restarted = AtomicUsize::new(0);
@@ -245,12 +215,7 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
         .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0);
-    let ids = (0..CONTAINERS)
-        .map(|index| {
-            let args = forever(&format!("gen{index}"), 200);
-            stage.loggen(ctx, &format!("gen-{index}"), &[], &as_strs(&args))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators::forever("gen", CONTAINERS, 200).run(ctx, &stage)?;
     wait_for(
         Duration::from_secs(30),
         "a running task per container",
@@ -322,17 +287,13 @@ pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         .map(|index| {
             // 100 lines/s for 1 to 3 s.
             let lines = 100 + (index * 53) % 200;
-            let args = [
-                "--tag".to_owned(),
-                format!("c{index}"),
-                "--lines".to_owned(),
-                lines.to_string(),
-                "--rate".to_owned(),
-                "100".to_owned(),
-                "--stream".to_owned(),
-                "both".to_owned(),
-            ];
-            stage.run_args(&format!("c{index}"), &[], ctx.loggen, &as_strs(&args))
+            let args = Generators {
+                lines,
+                ..Generators::forever("c", 1, 100)
+            }
+            .args(index);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            stage.run_args(&format!("c{index}"), &[], ctx.loggen, &args)
         })
         .collect();
     let next = AtomicUsize::new(0);

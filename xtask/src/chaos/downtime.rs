@@ -14,7 +14,7 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::finish,
-    stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
+    stage::{Ctx, Outcome, Stage, pace, wait_for},
 };
 use test_support::{
     capturer::{Capturer, each_container_task},
@@ -52,7 +52,7 @@ impl Down {
                 outcome.expect(matches!(code, Ok(0)), format!("SIGTERM: {code:?}"));
             }
             Down::Kill => {
-                signal(capturer.pid(), "KILL")?;
+                capturer.send_signal("KILL")?;
                 drop(capturer);
             }
         }

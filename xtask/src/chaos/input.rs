@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::stage::{Ctx, Outcome, Stage, busybox_image, file_sink, kill_all, wait_for};
+use super::stage::{Ctx, Outcome, Stage, file_sink, kill_all, wait_for};
 
 /// The exit code of a configuration error (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
@@ -346,7 +346,7 @@ fn task_modes(health: &serde_json::Value) -> Vec<(String, String)> {
 /// only the `local` driver (protobuf bytes) hands the capturer raw invalid bytes to replace and
 /// count in `log_capturer_invalid_utf8_lines_total`.
 pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
-    let image = busybox_image();
+    let image = test_support::docker::busybox_image();
     let mut stage = Stage::new(ctx, "bad-lines")?;
     let started = Instant::now();
     let capturer = stage.spawn()?;

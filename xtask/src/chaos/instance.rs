@@ -15,7 +15,8 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::finish,
-    stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
+    stage::Generators,
+    stage::{Ctx, Outcome, Stage, pace, wait_for},
 };
 use test_support::capturer::{Capturer, command};
 
@@ -119,32 +120,16 @@ pub(crate) fn second_instance(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let first = stage.spawn()?;
-    let ids = (0..2)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("load-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("load{index}"),
-                    "--lines",
-                    "0",
-                    "--rate",
-                    "1000",
-                    "--stream",
-                    "both",
-                    "--size",
-                    "100",
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators {
+        extra: &["--size", "100"],
+        ..Generators::forever("load", 2, 1000)
+    }
+    .run(ctx, &stage)?;
     pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     refuse_seconds(&stage, &first, &mut ledger, outcome)?;
 
     // A holder killed outright leaves its lock file, not its lock.
-    signal(first.pid(), "KILL")?;
+    first.send_signal("KILL")?;
     drop(first);
     let killed = Instant::now();
     let before = ledger.records;

@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use test_support::ledger::Ledger;
 
-use super::stage::{Ctx, Outcome, Stage, kill_all, pace, signal, wait_for};
+use super::stage::{Ctx, Generators, Outcome, Stage, kill_all, pace, wait_for};
 use test_support::capturer::Capturer;
 
 /// The longest wait for the capture to hold every line Docker has at the end of a scenario.
@@ -105,31 +105,15 @@ pub(crate) fn kill_9(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let mut capturer = stage.spawn()?;
-    let ids = (0..4)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("load-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("load{index}"),
-                    "--lines",
-                    "0",
-                    "--rate",
-                    "1000",
-                    "--stream",
-                    "both",
-                    "--size",
-                    "100",
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators {
+        extra: &["--size", "100"],
+        ..Generators::forever("load", 4, 1000)
+    }
+    .run(ctx, &stage)?;
     let mut worst = Duration::ZERO;
     for _ in 0..kills {
         pace(interval, || ledger.poll().map(drop))?;
-        signal(capturer.pid(), "KILL")?;
+        capturer.send_signal("KILL")?;
         drop(capturer);
         capturer = stage.spawn()?;
         worst = worst.max(resumed(&mut ledger, &capturer, ids.len())?);
@@ -239,25 +223,7 @@ pub(crate) fn corrupt_checkpoint(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
     let mut ledger = Ledger::follow(stage.records_path());
     let checkpoints = stage.config.data_dir.join("checkpoints.json");
     let mut capturer = stage.spawn()?;
-    let ids = (0..2)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("gen-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("gen{index}"),
-                    "--lines",
-                    "0",
-                    "--rate",
-                    "100",
-                    "--stream",
-                    "both",
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators::forever("gen", 2, 100).run(ctx, &stage)?;
     let damages: [(&str, Damage); 2] = [
         ("truncated to half", |bytes| {
             bytes[..bytes.len() / 2].to_vec()

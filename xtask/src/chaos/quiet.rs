@@ -19,7 +19,7 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::finish,
-    stage::{Ctx, Outcome, Stage, busybox_image, pace, wait_for},
+    stage::{Ctx, Outcome, Stage, pace, wait_for},
 };
 use test_support::{
     docker::{self},
@@ -59,7 +59,7 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     } else {
         (1_000_000_u64, Duration::from_secs(60))
     };
-    let image = busybox_image();
+    let image = test_support::docker::busybox_image();
     let mut stage = Stage::new(ctx, "stdout-only-quiet")?;
     stage.set_env("LOG_CAPTURER_DOCKER_INACTIVITY_TIMEOUT", INACTIVITY);
     let started = Instant::now();

@@ -11,7 +11,8 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::finish,
-    stage::{Ctx, Outcome, Stage, file_sink, pace, signal, wait_for},
+    stage::Generators,
+    stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
 };
 use test_support::capturer::Capturer;
 
@@ -20,7 +21,7 @@ const RELOADS: usize = 20;
 const EVERY: Duration = Duration::from_secs(3);
 /// Generators, each writing this many lines per second on each of its two streams.
 const GENERATORS: usize = 4;
-const RATE: &str = "1000";
+const RATE: u64 = 1000;
 /// How long a reload may take to be applied (counted in /metrics).
 const APPLIED_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -58,15 +59,11 @@ pub(crate) fn reload(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let mut ledger = Ledger::follow(stage.records_path());
     let mut extra = Ledger::follow(stage.dir.join("extra.jsonl"));
     let capturer = stage.spawn()?;
-    let ids = (0..GENERATORS)
-        .map(|index| {
-            let tag = format!("load{index}");
-            let args = [
-                "--tag", &tag, "--lines", "0", "--rate", RATE, "--stream", "both", "--size", "100",
-            ];
-            stage.loggen(ctx, &format!("load-{index}"), &[], &args)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators {
+        extra: &["--size", "100"],
+        ..Generators::forever("load", GENERATORS, RATE)
+    }
+    .run(ctx, &stage)?;
     let config_path = stage.dir.join("config.toml");
     let mut slowest = Duration::ZERO;
     for index in 0..RELOADS {
@@ -76,7 +73,7 @@ pub(crate) fn reload(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         })?;
         std::fs::write(&config_path, config(&stage, index))?;
         let sent = Instant::now();
-        signal(capturer.pid(), "HUP")?;
+        capturer.send_signal("HUP")?;
         wait_for(APPLIED_TIMEOUT, "the reload to be applied", || {
             Ok(reloads(&capturer, "success")? + reloads(&capturer, "error")? > index as u64)
         })?;

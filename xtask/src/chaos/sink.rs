@@ -15,6 +15,7 @@ use test_support::ledger::Ledger;
 use super::{
     loki::LokiReceiver,
     process::{DRAIN_TIMEOUT, conclude},
+    stage::Generators,
     stage::{Ctx, Outcome, Stage, kill_all, pace, wait_for},
 };
 use test_support::{capturer::Capturer, procfs};
@@ -31,31 +32,12 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Starts finite generators that write for `writing` and then stay alive, silent.
 fn generators(ctx: &Ctx, stage: &Stage, writing: Duration) -> Result<Vec<String>> {
-    let lines = (RATE * writing.as_secs()).to_string();
-    let rate = RATE.to_string();
-    (0..GENERATORS)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("gen-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("gen{index}"),
-                    "--lines",
-                    &lines,
-                    "--rate",
-                    &rate,
-                    "--stream",
-                    "both",
-                    "--size",
-                    "120",
-                    "--hold-secs",
-                    "-1",
-                ],
-            )
-        })
-        .collect()
+    Generators {
+        lines: RATE * writing.as_secs(),
+        extra: &["--size", "120", "--hold-secs", "-1"],
+        ..Generators::forever("gen", GENERATORS, RATE)
+    }
+    .run(ctx, stage)
 }
 
 /// The first sink's state and buffered events in /health.

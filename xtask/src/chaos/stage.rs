@@ -7,7 +7,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -243,6 +242,63 @@ impl Stage {
     }
 }
 
+/// Loggen generators writing both streams: `count` of them named `<prefix>-<i>` with tag
+/// `<prefix><i>`, `rate` lines/s and `lines` lines (0: forever) per stream each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Generators<'a> {
+    pub(crate) prefix: &'a str,
+    pub(crate) count: usize,
+    pub(crate) rate: u64,
+    pub(crate) lines: u64,
+    /// `docker run` flags before the image (`--restart always`).
+    pub(crate) flags: &'a [&'a str],
+    /// Further loggen arguments (`--size 100`).
+    pub(crate) extra: &'a [&'a str],
+}
+
+impl<'a> Generators<'a> {
+    /// Generators writing forever.
+    pub(crate) fn forever(prefix: &'a str, count: usize, rate: u64) -> Generators<'a> {
+        Generators {
+            prefix,
+            count,
+            rate,
+            lines: 0,
+            flags: &[],
+            extra: &[],
+        }
+    }
+
+    /// Loggen's arguments for generator `index`.
+    pub(crate) fn args(&self, index: impl std::fmt::Display) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--tag",
+            &format!("{}{index}", self.prefix),
+            "--lines",
+            &self.lines.to_string(),
+            "--rate",
+            &self.rate.to_string(),
+            "--stream",
+            "both",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(self.extra.iter().map(|&arg| arg.to_owned()));
+        args
+    }
+
+    /// Starts them in `stage`; their ids in order.
+    pub(crate) fn run(&self, ctx: &Ctx, stage: &Stage) -> Result<Vec<String>> {
+        (0..self.count)
+            .map(|index| {
+                let args = self.args(index);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                stage.loggen(ctx, &format!("{}-{index}", self.prefix), self.flags, &args)
+            })
+            .collect()
+    }
+}
+
 /// `docker kill` (running ones only; errors for stopped ones are ignored).
 pub(crate) fn kill_all(ids: &[String]) {
     for group in ids.chunks(20) {
@@ -281,22 +337,4 @@ pub(crate) fn pace(duration: Duration, mut tick: impl FnMut() -> Result<()>) -> 
         std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
     }
     tick()
-}
-
-/// Sends `signal` (`KILL`, `TERM`, ...) to a process.
-pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .context("run kill")?;
-    if !status.success() {
-        bail!("kill -{signal} {pid} failed");
-    }
-    Ok(())
-}
-
-/// The busybox image (FROM scratch, Debian's static busybox), built once by `test-support`;
-/// never pulled.
-pub(crate) fn busybox_image() -> &'static str {
-    test_support::docker::busybox_image()
 }
