@@ -257,7 +257,7 @@ pub(super) fn generate(
         .collect();
     let ids = set.run_many(&specs)?;
     for id in &ids {
-        wait_written(id, lines)?;
+        wait_written(id, lines, Duration::from_millis(200))?;
     }
     Ok((set, ids))
 }
@@ -411,8 +411,8 @@ struct RawRead {
 }
 
 /// Waits until Docker holds all `lines` lines of a generator (its last line is number
-/// `lines - 1`).
-fn wait_written(id: &str, lines: u64) -> Result<()> {
+/// `lines - 1`), looking every `poll`.
+pub(super) fn wait_written(id: &str, lines: u64, poll: Duration) -> Result<()> {
     let started = Instant::now();
     let last = (lines - 1).to_string();
     loop {
@@ -423,7 +423,7 @@ fn wait_written(id: &str, lines: u64) -> Result<()> {
         if started.elapsed() > Duration::from_secs(300) {
             bail!("{id} did not write its {lines} lines within 5 minutes");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(poll);
     }
 }
 
