@@ -5,11 +5,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use test_support::checker::LineChecker;
+use test_support::{checker::LineChecker, wait};
 
 pub use test_support::{
     capturer::{Capturer, capturer_binary, container_tasks},
@@ -50,18 +49,13 @@ pub fn file_sink_records(data_dir: &Path) -> Vec<serde_json::Value> {
 /// Waits until the file sink under `data_dir` holds `expected` records (or fails after
 /// `timeout`).
 pub fn wait_records(data_dir: &Path, expected: usize, timeout: Duration) {
-    let started = Instant::now();
-    loop {
+    let what = format!("{expected} records");
+    let waited = wait::until_every(Duration::from_millis(250), timeout, &what, || {
+        Ok(file_sink_records(data_dir).len() >= expected)
+    });
+    if let Err(error) = waited {
         let count = file_sink_records(data_dir).len();
-        if count >= expected {
-            return;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "only {count} of {expected} records after {timeout:?}"
-        );
-        // Polling the sink's file: the capturer is another process.
-        thread::sleep(Duration::from_millis(250));
+        panic!("{error:#}: only {count} of {expected}");
     }
 }
 

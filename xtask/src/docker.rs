@@ -7,13 +7,15 @@
 use std::{
     fs::OpenOptions,
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use test_support::docker::{TEST_LABEL_KEYS, remove_where};
+use test_support::{
+    docker::{TEST_LABEL_KEYS, remove_where},
+    wait,
+};
 
 use crate::{
     tools::{self, Need},
@@ -32,22 +34,15 @@ pub(crate) fn ensure_daemon() -> Result<()> {
         return Ok(());
     }
     start_dockerd()?;
-    let started = Instant::now();
-    while started.elapsed() < DAEMON_START_TIMEOUT {
-        if daemon_answers() {
-            eprintln!(
-                "dockerd answers after {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        // Polling an external daemon's start-up; nothing to subscribe to.
-        thread::sleep(Duration::from_millis(250));
-    }
-    bail!(
-        "dockerd did not answer within {DAEMON_START_TIMEOUT:?}; see {}",
-        log_path().display()
+    let waited = wait::until_every(
+        Duration::from_millis(250),
+        DAEMON_START_TIMEOUT,
+        "dockerd to answer",
+        || Ok(daemon_answers()),
     )
+    .with_context(|| format!("see {}", log_path().display()))?;
+    eprintln!("dockerd answers after {:.1}s", waited.as_secs_f64());
+    Ok(())
 }
 
 /// Removes the stopped containers that earlier test runs left behind (a test process killed

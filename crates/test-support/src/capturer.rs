@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 pub use self::config::{CapturerConfig, command};
-use crate::{http, metrics::Metrics};
+use crate::{http, metrics::Metrics, wait};
 
 /// How long the capturer may take to bind its health API after it is spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -238,19 +238,18 @@ impl Capturer {
         what: &str,
         condition: impl Fn(&Value) -> bool,
     ) -> Value {
-        let started = Instant::now();
-        loop {
-            let health = self.health();
-            if condition(&health) {
-                return health;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "timed out waiting for {what}; last /health: {health:#}\nlog:\n{}",
+        let mut last = Value::Null;
+        let waited = wait::until_every(POLL * 2, timeout, what, || {
+            last = self.health();
+            Ok(condition(&last))
+        });
+        if let Err(error) = waited {
+            panic!(
+                "{error:#}; last /health: {last:#}\nlog:\n{}",
                 self.log_text()
             );
-            thread::sleep(POLL * 2);
         }
+        last
     }
 
     /// The process's own log so far.
@@ -279,23 +278,21 @@ impl Capturer {
     /// Waits until a line logged after the first `from` lines contains every one of `needles`;
     /// returns it. Panics after `timeout` with the log.
     pub fn wait_log_after(&self, from: usize, timeout: Duration, needles: &[&str]) -> String {
-        let started = Instant::now();
-        loop {
-            let found = self
+        let mut found = None;
+        let what = format!("a log line with {needles:?}");
+        let waited = wait::until(timeout, &what, || {
+            found = self
                 .log
                 .lines()
                 .into_iter()
                 .skip(from)
                 .find(|line| needles.iter().all(|needle| line.contains(needle)));
-            if let Some(line) = found {
-                return line;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "no log line with {needles:?} within {timeout:?}; log:\n{}",
-                self.log_text()
-            );
-            thread::sleep(POLL);
+            Ok(found.is_some())
+        });
+        match (found, waited) {
+            (Some(line), _) => line,
+            (None, Err(error)) => panic!("{error:#}; log:\n{}", self.log_text()),
+            (None, Ok(_)) => unreachable!("the wait ends when a line is found"),
         }
     }
 

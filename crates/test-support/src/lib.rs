@@ -13,6 +13,7 @@
 //! - [`procfs`]: RSS, open fds, CPU time and liveness of a process, from `/proc`.
 //! - [`time`]: the wall clock, RFC 3339 timestamps, command-line durations.
 //! - [`parallel`]: work on many items at once on scoped threads.
+//! - [`wait`]: waiting on another process with a deadline, pacing a timeline.
 //! - [`checker`]: counts `loggen` lines per container, run and stream, and reports what was lost,
 //!   duplicated or reordered.
 //! - [`pki`]: a CA, server and client certificates made with `openssl`, for TLS tests.
@@ -52,3 +53,4 @@ pub mod procfs;
 pub mod receiver;
 pub mod tail;
 pub mod time;
+pub mod wait;

@@ -14,8 +14,9 @@ use test_support::ledger::Ledger;
 use super::{
     process::{conclude, finish, settle},
     stage::Generators,
-    stage::{Ctx, Outcome, Stage, pace, wait_for},
+    stage::{Ctx, Outcome, Stage},
 };
+use test_support::wait;
 use test_support::{
     capturer::{Capturer, each_container_task},
     docker::{self, TEST_LABEL_KEYS},
@@ -41,7 +42,7 @@ fn resources(capturer: &Capturer) -> Result<(u64, f64)> {
 
 /// Waits until fds and tasks are back within the slack of `baseline`; how long that took.
 fn back_to_baseline(capturer: &Capturer, baseline: (u64, f64)) -> Result<Duration> {
-    wait_for(SETTLE_TIMEOUT, "fds and tasks back to baseline", || {
+    wait::until(SETTLE_TIMEOUT, "fds and tasks back to baseline", || {
         let (fds, tasks) = resources(capturer)?;
         Ok(fds <= baseline.0 + FD_SLACK && tasks <= baseline.1 + TASK_SLACK)
     })
@@ -76,11 +77,11 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         ..Generators::forever("gen", 3, 100)
     }
     .run(ctx, &stage)?;
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let dockerd = procfs::pid_of("dockerd")?;
     let stopping = Instant::now();
     test_support::procfs::signal(dockerd, "TERM")?;
-    if wait_for(Duration::from_secs(60), "dockerd to exit", || {
+    if wait::until(Duration::from_secs(60), "dockerd to exit", || {
         Ok(!procfs::is_alive(dockerd))
     })
     .is_err()
@@ -95,7 +96,7 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let up = Instant::now();
     // Every container came back and the capture has lines of a new loggen run from each.
     let before = ledger.records;
-    let recovered = wait_for(
+    let recovered = wait::until(
         Duration::from_secs(120),
         "new records from every container",
         || {
@@ -108,7 +109,7 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         recovered.is_ok(),
         "streams did not resume for every container",
     );
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let (_, health) = capturer.health_status()?;
     outcome.expect(
         health["docker"]["state"] == "connected",
@@ -141,7 +142,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
     let ids = Generators::forever("gen", CONTAINERS, 50).run(ctx, &stage)?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let storm = Instant::now();
     let restarted = AtomicUsize::new(0);
     let errors = std::thread::scope(|scope| {
@@ -176,7 +177,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     });
     let storm_took = storm.elapsed();
     outcome.expect(errors.is_empty(), format!("restart errors: {errors:?}"));
-    let all_running = wait_for(
+    let all_running = wait::until(
         Duration::from_secs(30),
         "a running task per container",
         || Ok(running_container_tasks(&capturer)? == CONTAINERS),
@@ -185,7 +186,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         all_running.is_ok(),
         "not every container has a running task after the storm",
     );
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let failures = capturer
         .scrape()?
         .sum("task_failures_total", &[("type", "container")])
@@ -209,14 +210,14 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let baseline = resources(&capturer)?;
     let failures_before = capturer
         .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0);
     let ids = Generators::forever("gen", CONTAINERS, 200).run(ctx, &stage)?;
-    wait_for(
+    wait::until(
         Duration::from_secs(30),
         "a running task per container",
         || {
@@ -224,7 +225,7 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
             Ok(running_container_tasks(&capturer)? == CONTAINERS)
         },
     )?;
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let loaded = resources(&capturer)?;
     // The truth is what Docker has just before the removal; later lines cannot be known.
     ledger.add_truth(&ids)?;
@@ -232,7 +233,7 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     let mut args = vec!["rm", "--force"];
     args.extend(ids.iter().map(String::as_str));
     docker::cli(&args)?;
-    let ended = wait_for(Duration::from_secs(30), "no container task left", || {
+    let ended = wait::until(Duration::from_secs(30), "no container task left", || {
         ledger.poll()?;
         let (_, health) = capturer.health_status()?;
         Ok(each_container_task(&health).all(|task| task["state"] != "running"))
@@ -258,7 +259,7 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
         failures == 0.0 && !states.iter().any(|state| state == "failed"),
         format!("{failures} container task failures, states {states:?}"),
     );
-    pace(Duration::from_secs(2), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(2), || ledger.poll().map(drop))?;
     conclude(&stage, capturer, &mut ledger, ids.len(), outcome)?;
     outcome.note(format!(
         "fds/tokio tasks: baseline {baseline:?}, loaded {loaded:?}, after {after:?}; tasks left \
@@ -281,7 +282,7 @@ pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let baseline = resources(&capturer)?;
     let specs: Vec<Vec<String>> = (0..count)
         .map(|index| {
@@ -342,7 +343,7 @@ pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         format!("{} docker run errors: {:?}", errors.len(), errors.first()),
     );
     // The last containers live up to 3 s more.
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let last_exit = Instant::now();
     let (drained, complete) = settle(&mut ledger, &ids)?;
     outcome.expect(complete, format!("not caught up after {drained:?}"));

@@ -14,8 +14,9 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::finish,
-    stage::{Ctx, Outcome, Stage, pace, wait_for},
+    stage::{Ctx, Outcome, Stage},
 };
+use test_support::wait;
 use test_support::{
     capturer::{Capturer, each_container_task},
     docker::{self},
@@ -93,7 +94,7 @@ fn run(stage: &Stage, ctx: &Ctx, name: &str, args: &[String]) -> Result<String> 
 
 /// Waits until every container in `ids` has exited.
 fn wait_exited(ids: &[String]) -> Result<Duration> {
-    wait_for(EXIT_TIMEOUT, "the containers to exit", || {
+    wait::until(EXIT_TIMEOUT, "the containers to exit", || {
         let mut args = vec!["inspect", "--format", "{{.State.Running}}"];
         args.extend(ids.iter().map(String::as_str));
         Ok(docker::cli(&args)?
@@ -116,7 +117,7 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         "steady",
         &writer("steady", 0, 200, "both"),
     )?];
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let mut worst = Duration::ZERO;
     for (round, down) in [Down::Term, Down::Kill].into_iter().enumerate() {
         down.apply(capturer, outcome)?;
@@ -142,14 +143,14 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             &writer(&format!("service{round}"), 0, 500, "out"),
         )?;
         wait_exited(&jobs)?;
-        pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
+        wait::pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
         let down_for = went_down.elapsed();
         ids.extend(jobs);
         ids.push(service);
         let restarted = Instant::now();
         capturer = stage.spawn()?;
         let before = ledger.records;
-        wait_for(
+        wait::until(
             Duration::from_secs(60),
             "new records after the restart",
             || {
@@ -163,7 +164,7 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             down.name(),
             down_for.as_secs_f64()
         ));
-        pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     }
     finish(&stage, capturer, &mut ledger, &ids, outcome)?;
     outcome.recovered_in = Some(worst);
@@ -195,10 +196,10 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?;
         // Followed for a moment, then the capturer goes down while they write.
-        pace(Duration::from_millis(1500), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_millis(1500), || ledger.poll().map(drop))?;
         down.apply(capturer, outcome)?;
         wait_exited(&writers)?;
-        pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
+        wait::pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
         ids.extend(writers);
         let restarted = Instant::now();
         capturer = stage.spawn()?;
@@ -215,13 +216,13 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     // A last start: everything was read to the end of each stop; nothing is read again. (A
     // drain that a shutdown interrupts is read again, harmlessly: wait until every drain
     // completed.)
-    wait_for(Duration::from_secs(60), "every drain to complete", || {
+    wait::until(Duration::from_secs(60), "every drain to complete", || {
         Ok(capturer.container_tasks_in("running")? == 0)
     })?;
     let code = capturer.stop(STOP_TIMEOUT);
     outcome.expect(matches!(code, Ok(0)), format!("SIGTERM: {code:?}"));
     let capturer = stage.spawn()?;
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let (_, health) = capturer.health_status()?;
     let tasks = each_container_task(&health)
         .filter(|task| {

@@ -9,7 +9,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::stage::{Ctx, Outcome, Stage, file_sink, kill_all, wait_for};
+use super::stage::{Ctx, Outcome, Stage, file_sink, kill_all};
+use test_support::wait;
 
 /// The exit code of a configuration error (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
@@ -229,7 +230,7 @@ fn unreachable_docker(stage: &mut Stage, outcome: &mut Outcome, case: &str) -> R
             return Ok(());
         }
     };
-    let became_unhealthy = wait_for(Duration::from_secs(20), "/health 503", || {
+    let became_unhealthy = wait::until(Duration::from_secs(20), "/health 503", || {
         Ok(capturer.health_status()?.0 == 503)
     });
     let (status, health) = capturer.health_status()?;
@@ -381,7 +382,7 @@ pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             };
         })
     };
-    let caught_up = wait_for(Duration::from_secs(90), "every hostile line", || {
+    let caught_up = wait::until(Duration::from_secs(90), "every hostile line", || {
         poll(&mut messages)?;
         Ok(ids.iter().all(|id| {
             messages

@@ -16,9 +16,10 @@ use test_support::ledger::Ledger;
 use super::{
     process::finish,
     stage::Generators,
-    stage::{Ctx, Outcome, Stage, pace, wait_for},
+    stage::{Ctx, Outcome, Stage},
 };
 use test_support::capturer::{Capturer, command};
+use test_support::wait;
 
 /// EX_CANTCREAT: what a refused second agent exits with.
 const EXIT_LOCKED: i32 = 73;
@@ -97,7 +98,7 @@ fn refuse_seconds(
             ));
         }
         let before = ledger.records;
-        wait_for(
+        wait::until(
             Duration::from_secs(30),
             "the holder to keep capturing",
             || {
@@ -125,7 +126,7 @@ pub(crate) fn second_instance(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         ..Generators::forever("load", 2, 1000)
     }
     .run(ctx, &stage)?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     refuse_seconds(&stage, &first, &mut ledger, outcome)?;
 
     // A holder killed outright leaves its lock file, not its lock.
@@ -134,7 +135,7 @@ pub(crate) fn second_instance(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let killed = Instant::now();
     let before = ledger.records;
     let next = stage.spawn()?;
-    wait_for(
+    wait::until(
         Duration::from_secs(60),
         "records from the new agent",
         || {
@@ -144,7 +145,7 @@ pub(crate) fn second_instance(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     )?;
     outcome.recovered_in = Some(killed.elapsed());
     refuse_seconds(&stage, &next, &mut ledger, outcome)?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     finish(&stage, next, &mut ledger, &ids, outcome)?;
     outcome.note(format!(
         "{ATTEMPTS} second agents refused per holder (before and after a SIGKILL of the first); \

@@ -14,8 +14,9 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::{conclude, settle},
-    stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
+    stage::{Ctx, Outcome, Stage, file_sink},
 };
+use test_support::wait;
 use test_support::{
     docker::{self},
     procfs,
@@ -81,7 +82,7 @@ fn wave(
     let ids = stage.containers.run_many(&specs)?;
     *expected += LINES * ids.len() as u64;
     let target = *expected;
-    wait_for(WAVE_CAPTURE_TIMEOUT, "a wave to be captured", || {
+    wait::until(WAVE_CAPTURE_TIMEOUT, "a wave to be captured", || {
         ledger.poll()?;
         Ok(churned_lines(ledger).0 >= target)
     })
@@ -163,7 +164,7 @@ pub(crate) fn churn_memory(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     // The last wave's marks are forgotten one window (plus a sweep period) after its lines; a
     // window longer than the wait cap (the default hour) is not waited for.
     let forgotten_by = (window + window / 4 + Duration::from_secs(5)).min(FINAL_WAIT_CAP);
-    pace(forgotten_by, || ledger.poll().map(drop))?;
+    wait::pace(forgotten_by, || ledger.poll().map(drop))?;
     let end = procfs::rss_bytes(pid)?;
     let peak = samples.iter().copied().max().unwrap_or(start).max(end);
     let (distinct, dup) = churned_lines(&ledger);

@@ -19,8 +19,9 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::finish,
-    stage::{Ctx, Outcome, Stage, pace, wait_for},
+    stage::{Ctx, Outcome, Stage},
 };
+use test_support::wait;
 use test_support::{
     docker::{self},
     procfs,
@@ -37,7 +38,7 @@ const LAST_BURST: u64 = 10;
 fn daemon_cores(pid: u32, window: Duration, ledger: &mut Ledger) -> Result<f64> {
     let before = procfs::cpu_seconds(pid)?;
     let started = Instant::now();
-    pace(window, || ledger.poll().map(drop))?;
+    wait::pace(window, || ledger.poll().map(drop))?;
     let after = procfs::cpu_seconds(pid)?;
     Ok((after - before) / started.elapsed().as_secs_f64())
 }
@@ -71,18 +72,18 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
         .containers
         .run(&stage.run_args("quiet", &[], image, &["sh", "-c", &script]))?;
     let last_of_history = format!(" out {}", history - 1);
-    wait_for(Duration::from_secs(120), "the history written", || {
+    wait::until(Duration::from_secs(120), "the history written", || {
         Ok(last_line(&id)?.ends_with(&last_of_history))
     })?;
     let without = daemon_cores(dockerd, window, &mut ledger)?;
 
     let capturer = stage.spawn()?;
-    let caught_up_in = wait_for(Duration::from_secs(300), "the history captured", || {
+    let caught_up_in = wait::until(Duration::from_secs(300), "the history captured", || {
         ledger.poll()?;
         Ok(ledger.records >= history)
     })?;
     // The first inactivity check comes `inactivity_timeout` after the last line.
-    pace(Duration::from_secs(6), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(6), || ledger.poll().map(drop))?;
     let with = daemon_cores(dockerd, window, &mut ledger)?;
     let metrics = capturer.scrape()?;
     let reopened = metrics
@@ -109,7 +110,7 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     let full = history + LAST_BURST;
     let burst = format!("{} > /proc/1/fd/1", lines_script(history, full));
     docker::cli(&["exec", &id, "/bin/busybox", "sh", "-c", &burst])?;
-    wait_for(
+    wait::until(
         Duration::from_secs(30),
         "the burst after the silence",
         || {

@@ -12,9 +12,10 @@ use test_support::ledger::Ledger;
 use super::{
     process::finish,
     stage::Generators,
-    stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
+    stage::{Ctx, Outcome, Stage, file_sink},
 };
 use test_support::capturer::Capturer;
+use test_support::wait;
 
 /// Reloads, and the pause between two.
 const RELOADS: usize = 20;
@@ -67,14 +68,14 @@ pub(crate) fn reload(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let config_path = stage.dir.join("config.toml");
     let mut slowest = Duration::ZERO;
     for index in 0..RELOADS {
-        pace(EVERY, || {
+        wait::pace(EVERY, || {
             ledger.poll()?;
             extra.poll().map(drop)
         })?;
         std::fs::write(&config_path, config(&stage, index))?;
         let sent = Instant::now();
         capturer.send_signal("HUP")?;
-        wait_for(APPLIED_TIMEOUT, "the reload to be applied", || {
+        wait::until(APPLIED_TIMEOUT, "the reload to be applied", || {
             Ok(reloads(&capturer, "success")? + reloads(&capturer, "error")? > index as u64)
         })?;
         slowest = slowest.max(sent.elapsed());

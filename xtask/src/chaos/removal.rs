@@ -17,8 +17,9 @@ use test_support::ledger::{Ledger, Tally};
 use super::{
     loki::LokiReceiver,
     process::stop_and_check,
-    stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
+    stage::{Ctx, Outcome, Stage, file_sink},
 };
+use test_support::wait;
 use test_support::{
     capturer::Capturer,
     docker::{self},
@@ -65,7 +66,7 @@ fn start_jobs(
 
 /// Waits until Docker has removed every job.
 fn wait_removed(jobs: &[(String, String)]) -> Result<Duration> {
-    wait_for(
+    wait::until(
         Duration::from_secs(120),
         "the --rm jobs to be removed",
         || {
@@ -85,7 +86,7 @@ fn catch_up(ledger: &mut Ledger, receiver: &LokiReceiver, ids: &[String]) -> Res
         if ledger.tally_of(ids).lost == 0 && receiver.state().ledger.tally_of(ids).lost == 0 {
             break;
         }
-        pace(Duration::from_millis(500), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_millis(500), || ledger.poll().map(drop))?;
         let now = (ledger.records, receiver.state().ledger.records);
         if now != seen {
             seen = now;

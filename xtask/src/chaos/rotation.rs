@@ -18,9 +18,10 @@ use test_support::ledger::Ledger;
 
 use super::{
     process::stop_and_check,
-    stage::{Ctx, Outcome, Stage, pace},
+    stage::{Ctx, Outcome, Stage},
 };
 use test_support::docker::{self};
+use test_support::wait;
 
 /// A rate (lines/s of a container, half on each stream; 0 = as fast as loggen writes) and how
 /// many lines a container writes.
@@ -121,7 +122,7 @@ fn catch_up(ledger: &mut Ledger, ids: &[String]) -> Result<()> {
             break;
         }
         let mut read = 0;
-        pace(Duration::from_millis(500), || {
+        wait::pace(Duration::from_millis(500), || {
             read += ledger.poll()?;
             Ok(())
         })?;

@@ -16,8 +16,9 @@ use super::{
     loki::LokiReceiver,
     process::{DRAIN_TIMEOUT, conclude},
     stage::Generators,
-    stage::{Ctx, Outcome, Stage, kill_all, pace, wait_for},
+    stage::{Ctx, Outcome, Stage, kill_all},
 };
+use test_support::wait;
 use test_support::{capturer::Capturer, procfs};
 
 /// Lines per second per stream of each generator.
@@ -104,12 +105,12 @@ pub(crate) fn sink_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     std::thread::sleep(BEFORE);
     receiver.set_up(false);
     let mut watch = FaultWatch::default();
-    pace(down, || {
+    wait::pace(down, || {
         watch.sample(&capturer);
         Ok(())
     })?;
     receiver.set_up(true);
-    let recovered = wait_for(RECOVERY_TIMEOUT, "the sink ok with an empty buffer", || {
+    let recovered = wait::until(RECOVERY_TIMEOUT, "the sink ok with an empty buffer", || {
         let (_, state, buffered) = sink_status(&capturer)?;
         Ok(state == "ok" && buffered == 0)
     });
@@ -128,7 +129,7 @@ pub(crate) fn sink_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     );
     kill_all(&ids);
     receiver.state().ledger.add_truth(&ids)?;
-    let drained = wait_for(DRAIN_TIMEOUT, "every line at the receiver", || {
+    let drained = wait::until(DRAIN_TIMEOUT, "every line at the receiver", || {
         Ok(receiver.state().ledger.tally().lost == 0)
     });
     // Resends arriving late would still be counted.
@@ -225,17 +226,17 @@ pub(crate) fn disk_full(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let capturer = stage.spawn()?;
     let ids = generators(ctx, &stage, BEFORE + full_for + AFTER)?;
     let writing = Instant::now();
-    pace(BEFORE, || ledger.poll().map(drop))?;
+    wait::pace(BEFORE, || ledger.poll().map(drop))?;
     let filler = data_dir.join("filler");
     let filled = fill(&filler)?;
     let mut watch = FaultWatch::default();
-    pace(full_for, || {
+    wait::pace(full_for, || {
         watch.sample(&capturer);
         ledger.poll().map(drop)
     })?;
     std::fs::remove_file(&filler)?;
     let records_at_free = ledger.records;
-    let recovered = wait_for(RECOVERY_TIMEOUT, "the sink ok and new records", || {
+    let recovered = wait::until(RECOVERY_TIMEOUT, "the sink ok and new records", || {
         ledger.poll()?;
         let (_, state, _) = sink_status(&capturer)?;
         Ok(state == "ok" && ledger.records > records_at_free)
@@ -265,7 +266,7 @@ pub(crate) fn disk_full(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             full_for.as_secs()
         ),
     );
-    pace(
+    wait::pace(
         (BEFORE + full_for + AFTER + Duration::from_secs(1)).saturating_sub(writing.elapsed()),
         || ledger.poll().map(drop),
     )?;

@@ -7,10 +7,10 @@
 
 use std::{
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use test_support::{
     capturer::{Capturer, CapturerConfig},
@@ -306,35 +306,4 @@ pub(crate) fn kill_all(ids: &[String]) {
         args.extend(group.iter().map(String::as_str));
         let _ = docker::cli(&args);
     }
-}
-
-/// Polls `condition` every 100 ms until it holds or `timeout` passes; returns how long it took.
-pub(crate) fn wait_for(
-    timeout: Duration,
-    what: &str,
-    mut condition: impl FnMut() -> Result<bool>,
-) -> Result<Duration> {
-    let started = Instant::now();
-    loop {
-        if condition().unwrap_or(false) {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        // Observing other processes (the daemon, the capturer); nothing to subscribe to.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Sleeps `duration` while polling the ledger-like `tick` every 200 ms (so files are read as
-/// they grow and rotations are followed).
-pub(crate) fn pace(duration: Duration, mut tick: impl FnMut() -> Result<()>) -> Result<()> {
-    let until = Instant::now() + duration;
-    while Instant::now() < until {
-        tick()?;
-        // Pacing a scenario's timeline is what this function is for.
-        std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
-    }
-    tick()
 }
