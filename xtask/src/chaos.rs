@@ -3,7 +3,8 @@
 //! line against Docker's own logs: `scenario lost=N dup=N recovered_in=Xs`.
 //!
 //! - [`stage`]: a scenario's directory, labelled containers, capturer settings, its outcome.
-//! - [`loki`]: a tiny Loki push receiver that can be switched down (503) and up (204).
+//! - [`loki`]: test-support's receiver as a Loki switched down (503) and up (204), counted in a
+//!   ledger.
 //! - [`input`]: `bad-config`, `bad-lines`.
 //! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.

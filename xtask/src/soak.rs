@@ -5,7 +5,8 @@
 //! `failed` container task; fail when from the 13th check on none is `running`) and adds what that
 //! never checked: that the logs arrived, whole and in order, and that resources stay flat. The
 //! rules and thresholds are documented in [`checks`]; the generators and the timeline in
-//! [`scenario`]; how lines are counted in [`accounting`].
+//! [`scenario`]; how lines are counted in test-support's
+//! [`Ledger`].
 //!
 //! Phases: build the release binary and the loggen image; remove containers left by an
 //! interrupted run; start the capturer (file sink, fresh data dir, only this run's label) and the
