@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use test_support::{
-    docker::{TEST_LABEL_KEYS, remove_where},
+    docker::{TEST_LABEL_KEYS, daemon_answers, remove_where},
     wait,
 };
 
@@ -66,15 +66,6 @@ pub(crate) fn remove_left_test_containers() -> Result<()> {
 
 fn log_path() -> std::path::PathBuf {
     project_root().join("target").join("dockerd.log")
-}
-
-fn daemon_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
 }
 
 fn start_dockerd() -> Result<()> {
