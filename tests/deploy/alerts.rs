@@ -132,7 +132,7 @@ fn prometheus_fires_the_heartbeat_alert_on_frozen_stream_threads_and_the_down_al
     );
 
     // A hung task: freeze the stream-worker threads. The agent keeps serving /metrics.
-    let freeze = ThreadFreeze::stream_workers(capturer_pid(data.path()));
+    let freeze = ThreadFreeze::stream_workers(capturer.pid());
     wait_for(
         ALERT_TIMEOUT,
         "the heartbeat alert firing",
@@ -172,27 +172,6 @@ fn prometheus_fires_the_heartbeat_alert_on_frozen_stream_threads_and_the_down_al
         "{STALE} fires for an agent that is down"
     );
     capturer.signal("CONT");
-}
-
-/// The capturer's pid: the one process whose command line names `data_dir` (unique per test).
-/// (`end_to_end::Capturer` does not expose its child's id.)
-fn capturer_pid(data_dir: &Path) -> u32 {
-    let needle = data_dir.as_os_str().as_encoded_bytes();
-    let pids: Vec<u32> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.split(|byte| *byte == 0).any(|arg| arg == needle))
-        })
-        .collect();
-    assert_eq!(
-        pids.len(),
-        1,
-        "processes with --data-dir {}: {pids:?}",
-        data_dir.display()
-    );
-    pids[0]
 }
 
 /// A Prometheus server on loopback, with a 1 s scrape and evaluation interval, scraping one

@@ -31,71 +31,20 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
+use clap::ValueEnum;
+
 use crate::{
     docker as daemon,
-    harness::{
-        capturer::{CapturerConfig, build_release, fresh_dir},
-        containers::remove_labelled,
-    },
+    flags::{BenchOptions, Section},
     report::{Table, write_json},
     util::project_root,
+    util::run_id,
+    util::{build_release, fresh_dir},
 };
-
-const HELP: &str = "\
-cargo xtask bench [throughput|cpu|scale|latency|multiline|pipeline|files]... [--quick]
-
-Measures log-capturer (release) on this machine; prints each target with PASS/MISS and writes
-target/bench/report.json. With no section named, runs them all.
-
-  throughput  1 container x 1M lines of 100 B, 10 x 100k, 50 x 20k: capturer vs a raw reader
-  cpu         capturer CPU seconds vs dockerd's for the same stream, and us per line
-  scale       RSS and open fds with 100 and 500 idle containers monitored
-  latency     p50/p99 from Docker's timestamp to the file sink, 20 containers x 1000 lines/s
-  multiline   10 x 100k lines with a multiline rule on every container vs without (4 rounds)
-  pipeline    the sink pipeline's own benchmark (sink-pipeline example pipeline_bench)
-  files       file mode vs the API path: catch-up on 2M lines (host CPU/line, rate), live
-              1/10/50 containers (rate, extra dockerd CPU/line)
-  --quick     smaller counts, for trying it out
-";
+use test_support::{capturer::CapturerConfig, docker::remove_labelled};
 
 /// The label key on every bench container; the value names the run and the section.
 pub(crate) const LABEL_KEY: &str = "log-capturer-bench";
-
-/// A section of the benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
-    Throughput,
-    Cpu,
-    Scale,
-    Latency,
-    Multiline,
-    Pipeline,
-    Files,
-}
-
-impl Section {
-    const ALL: [Section; 7] = [
-        Section::Throughput,
-        Section::Cpu,
-        Section::Scale,
-        Section::Latency,
-        Section::Multiline,
-        Section::Pipeline,
-        Section::Files,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Section::Throughput => "throughput",
-            Section::Cpu => "cpu",
-            Section::Scale => "scale",
-            Section::Latency => "latency",
-            Section::Multiline => "multiline",
-            Section::Pipeline => "pipeline",
-            Section::Files => "files",
-        }
-    }
-}
 
 /// What every section needs.
 #[derive(Debug)]
@@ -158,24 +107,11 @@ pub(crate) struct SectionResult {
     pub(crate) table: Option<Table>,
 }
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut quick = false;
-    let mut sections = Vec::new();
-    for arg in args {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--help" | "-h" => {
-                print!("{HELP}");
-                return Ok(());
-            }
-            name => match Section::ALL.iter().find(|section| section.name() == name) {
-                Some(section) => sections.push(*section),
-                None => bail!("unknown bench section or option {name:?}\n\n{HELP}"),
-            },
-        }
-    }
+pub(crate) fn run(options: &BenchOptions) -> Result<()> {
+    let quick = options.quick;
+    let mut sections = options.sections.clone();
     if sections.is_empty() {
-        sections = Section::ALL.to_vec();
+        sections = Section::value_variants().to_vec();
     }
     let out_dir = project_root().join("target").join("bench");
     std::fs::create_dir_all(&out_dir)?;
@@ -192,13 +128,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     };
     let bench = Bench {
         quick,
-        run_id: format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs()
-        ),
+        run_id: run_id(),
         image,
         binary,
         out_dir: out_dir.clone(),
@@ -289,8 +219,7 @@ fn machine() -> Value {
                 .and_then(|line| line.split(':').nth(1))
                 .map(|model| model.trim().to_owned())
         });
-    let docker =
-        crate::harness::containers::docker(&["version", "--format", "{{.Server.Version}}"]).ok();
+    let docker = test_support::docker::cli(&["version", "--format", "{{.Server.Version}}"]).ok();
     // Other work on the machine skews every figure; the load average says how much there was.
     let load_average = std::fs::read_to_string("/proc/loadavg").ok().map(|load| {
         load.split_whitespace()

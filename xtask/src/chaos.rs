@@ -3,8 +3,8 @@
 //! line against Docker's own logs: `scenario lost=N dup=N recovered_in=Xs`.
 //!
 //! - [`stage`]: a scenario's directory, labelled containers, capturer settings, its outcome.
-//! - [`ledger`]: captured lines against the truth (`docker logs`), per loggen sequence.
-//! - [`loki`]: a tiny Loki push receiver that can be switched down (503) and up (204).
+//! - [`loki`]: test-support's receiver as a Loki switched down (503) and up (204), counted in a
+//!   ledger.
 //! - [`input`]: `bad-config`, `bad-lines`.
 //! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
 //! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
@@ -26,7 +26,6 @@ mod daemon;
 mod downtime;
 mod input;
 mod instance;
-mod ledger;
 mod loki;
 mod memory;
 mod process;
@@ -39,36 +38,19 @@ mod stage;
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 
 use self::stage::{Ctx, LABEL_KEY, Outcome};
 use crate::{
     docker as docker_daemon,
-    harness::{capturer::build_release, containers::remove_labelled},
+    flags::ChaosOptions,
     report::{Table, write_file, write_json},
+    util::build_release,
     util::project_root,
+    util::run_id,
 };
-
-const HELP: &str = "\
-cargo xtask chaos [--ci] [SCENARIO]...
-
-Injects faults into a real run of log-capturer (release) against the real Docker daemon and
-counts every line: `scenario lost=N dup=N recovered_in=Xs`. With no scenario, runs them all
-(dockerd-restart restarts the daemon: do not run it while other Docker tests run).
-Reports: target/chaos/report.{json,md}. Exit 0 only if every scenario met its expectation.
-
-Options:
-  --ci      the short CI subset: bad-config, bad-lines, kill-9 (3 kills), sink-down (20 s),
-            rotation (2 rates), rm-burst (2 + 2 jobs), reload (20 reloads in a minute),
-            second-instance, agent-downtime, exit-while-down, stdout-only-quiet (200 000
-            lines, 20 s windows)
-  --list    print the scenarios
-  --binary PATH
-            use this log-capturer binary instead of building the release one
-  --read-mode auto|api|files
-            docker.read_mode of the capturer (default: its own default, auto)
-";
+use test_support::docker::remove_labelled;
 
 /// A scenario: its name, whether CI runs it, and its body.
 struct Scenario {
@@ -195,44 +177,25 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut ci = false;
-    let mut names = Vec::new();
-    let mut binary = None;
-    let mut read_mode = None;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--binary" => {
-                let path = args.next().context("--binary needs a path")?;
-                binary = Some(std::path::PathBuf::from(path));
-            }
-            "--read-mode" => {
-                let mode = args
-                    .next()
-                    .context("--read-mode needs auto, api or files")?;
-                if !matches!(mode.as_str(), "auto" | "api" | "files") {
-                    bail!("--read-mode must be auto, api or files, not {mode:?}");
-                }
-                read_mode = Some(mode.clone());
-            }
-            "--help" | "-h" => {
-                print!("{HELP}");
-                return Ok(());
-            }
-            "--list" => {
-                for scenario in SCENARIOS {
-                    let ci = if scenario.in_ci { " (ci)" } else { "" };
-                    println!("{:<20} {}{ci}", scenario.name, scenario.about);
-                }
-                return Ok(());
-            }
-            "--ci" => ci = true,
-            name if SCENARIOS.iter().any(|scenario| scenario.name == name) => {
-                names.push(name.to_owned());
-            }
-            other => bail!("unknown scenario or option {other:?}\n\n{HELP}"),
+/// Every scenario's name, for the command line.
+pub(crate) fn scenario_names() -> impl Iterator<Item = &'static str> {
+    SCENARIOS.iter().map(|scenario| scenario.name)
+}
+
+pub(crate) fn run(options: ChaosOptions) -> Result<()> {
+    let ChaosOptions {
+        scenarios: names,
+        ci,
+        list,
+        binary,
+        read_mode,
+    } = options;
+    if list {
+        for scenario in SCENARIOS {
+            let ci = if scenario.in_ci { " (ci)" } else { "" };
+            println!("{:<20} {}{ci}", scenario.name, scenario.about);
         }
+        return Ok(());
     }
     let selected: Vec<&Scenario> = SCENARIOS
         .iter()
@@ -256,13 +219,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             None => build_release()?,
         },
         loggen: test_support::docker::loggen_image(),
-        run_id: format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs()
-        ),
+        run_id: run_id(),
         out_root: project_root().join("target").join("chaos"),
         ci,
         read_mode,

@@ -7,14 +7,17 @@
 use std::{
     fs::OpenOptions,
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+
+use test_support::{
+    docker::{TEST_LABEL_KEYS, daemon_answers, remove_where},
+    wait,
+};
 
 use crate::{
-    harness::containers::{TEST_LABEL_KEYS, remove_where},
     tools::{self, Need},
     util::project_root,
 };
@@ -31,22 +34,15 @@ pub(crate) fn ensure_daemon() -> Result<()> {
         return Ok(());
     }
     start_dockerd()?;
-    let started = Instant::now();
-    while started.elapsed() < DAEMON_START_TIMEOUT {
-        if daemon_answers() {
-            eprintln!(
-                "dockerd answers after {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        // Polling an external daemon's start-up; nothing to subscribe to.
-        thread::sleep(Duration::from_millis(250));
-    }
-    bail!(
-        "dockerd did not answer within {DAEMON_START_TIMEOUT:?}; see {}",
-        log_path().display()
+    let waited = wait::until_every(
+        Duration::from_millis(250),
+        DAEMON_START_TIMEOUT,
+        "dockerd to answer",
+        || Ok(daemon_answers()),
     )
+    .with_context(|| format!("see {}", log_path().display()))?;
+    eprintln!("dockerd answers after {:.1}s", waited.as_secs_f64());
+    Ok(())
 }
 
 /// Removes the stopped containers that earlier test runs left behind (a test process killed
@@ -70,15 +66,6 @@ pub(crate) fn remove_left_test_containers() -> Result<()> {
 
 fn log_path() -> std::path::PathBuf {
     project_root().join("target").join("dockerd.log")
-}
-
-fn daemon_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
 }
 
 fn start_dockerd() -> Result<()> {

@@ -26,9 +26,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::docker::cli as docker_cli;
+
 use crate::{
     docker,
-    harness::containers::docker as docker_cli,
     util::{cargo, project_root, run as run_command},
 };
 
@@ -50,31 +51,10 @@ const BUSYBOX: &str = "/bin/busybox";
 /// The CA bundle for `https://` Loki endpoints (package `ca-certificates`).
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-const HELP: &str = "\
-cargo xtask image [--tag TAG]
-
-Builds the log-capturer image without any registry: a static binary (target/static) in a
-FROM scratch image with deploy/Dockerfile's runtime stage (user 65532, data volume
-/var/lib/log-capturer, health API on 0.0.0.0:8401, HEALTHCHECK on /live).
-Default tag: log-capturer:dev.
-";
-
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut tag = IMAGE_TAG.to_owned();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--tag" => tag = args.next().context("--tag needs a value")?.clone(),
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?}\n\n{HELP}"),
-        }
-    }
+pub(crate) fn run(tag: &str) -> Result<()> {
     docker::ensure_daemon()?;
-    build_image(&tag)?;
-    let size = docker_cli(&["image", "inspect", &tag, "--format", "{{.Size}}"])?;
+    build_image(tag)?;
+    let size = docker_cli(&["image", "inspect", tag, "--format", "{{.Size}}"])?;
     let megabytes = size.parse::<f64>().unwrap_or(0.0) / 1e6;
     println!("built {tag} ({megabytes:.1} MB)");
     Ok(())

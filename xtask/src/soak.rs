@@ -5,7 +5,8 @@
 //! `failed` container task; fail when from the 13th check on none is `running`) and adds what that
 //! never checked: that the logs arrived, whole and in order, and that resources stay flat. The
 //! rules and thresholds are documented in [`checks`]; the generators and the timeline in
-//! [`scenario`]; how lines are counted in [`accounting`].
+//! [`scenario`]; how lines are counted in test-support's
+//! [`Ledger`].
 //!
 //! Phases: build the release binary and the loggen image; remove containers left by an
 //! interrupted run; start the capturer (file sink, fresh data dir, only this run's label) and the
@@ -22,7 +23,6 @@
 //! by hand: `docker rm -f $(docker ps -aq --filter label=log-capturer-soak)`). The capturer gets
 //! the same Ctrl-C from the terminal and shuts itself down.
 
-mod accounting;
 mod checks;
 mod output;
 mod scenario;
@@ -34,43 +34,25 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::ledger::Ledger;
+
 use self::{
-    accounting::Accounting,
     checks::{HealthCheck, HealthContext, LeakRule, Trend},
     scenario::{Generator, Plan, Role, SETTLE},
 };
 use crate::{
     docker as daemon,
-    harness::{
-        capturer::{Capturer, CapturerConfig, build_release, fresh_dir},
-        containers::{ContainerSet, docker, logs, remove_labelled},
-        procfs,
-        time::{clock, format_duration, parse_duration},
-    },
+    flags::SoakOptions,
     report::mib,
     util::project_root,
+    util::{build_release, fresh_dir, run_id},
 };
-
-const HELP: &str = "\
-cargo xtask soak [OPTIONS]
-
-Runs log-capturer (release) against steady, bursty, silent, TTY, 40 KiB-line, restarted,
-late-created and removed log generators; checks /health, resources and every line.
-Reports: target/soak/report.{json,md}, target/soak/resources.svg. Exit 0 only if all held.
-
-Options:
-  --duration D            how long to run (default 10m; e.g. 90s, 10m, 1h)
-  --containers N          steady generators (default 4)
-  --rate N                lines/s per steady generator (default 100)
-  --heartbeat-interval D  passed to log-capturer (default 30s)
-  --task-timeout D        passed to log-capturer (default 5m)
-  --keep                  leave the containers for debugging (the next run removes them)
-  --sink-loki URL         also push to the Loki at URL (lines are counted in the file sink)
-  --read-mode MODE        docker.read_mode of the capturer: auto, api or files (default: auto)
-
-A compressed run reproduces the old 6-minute failure window in seconds:
-  cargo xtask soak --duration 2m --heartbeat-interval 1s --task-timeout 5s
-";
+use test_support::{
+    capturer::{Capturer, CapturerConfig},
+    docker::{self, ContainerSet, logs_bytes, remove_labelled},
+    procfs,
+    time::{clock, format_duration},
+};
 
 /// The label key on every soak container; the value is the run id.
 const LABEL_KEY: &str = "log-capturer-soak";
@@ -87,67 +69,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long the removed generator's lines may take to reach the file before it is removed.
 const DOOMED_DRAIN: Duration = Duration::from_secs(15);
 
-/// The command line.
-#[derive(Debug, Clone)]
-pub(crate) struct SoakOptions {
-    pub(crate) duration: Duration,
-    pub(crate) containers: usize,
-    pub(crate) rate: u64,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) task_timeout: Duration,
-    pub(crate) keep: bool,
-    /// A Loki endpoint to push to beside the file sink.
-    pub(crate) sink_loki: Option<String>,
-    /// `docker.read_mode` of the capturer; `None`: its default.
-    pub(crate) read_mode: Option<String>,
-}
-
 impl SoakOptions {
-    fn parse(args: &[String]) -> Result<SoakOptions> {
-        let mut options = SoakOptions {
-            duration: Duration::from_secs(600),
-            containers: 4,
-            rate: 100,
-            heartbeat_interval: Duration::from_secs(30),
-            task_timeout: Duration::from_secs(300),
-            keep: false,
-            sink_loki: None,
-            read_mode: None,
-        };
-        let mut args = args.iter();
-        while let Some(flag) = args.next() {
-            if flag == "--help" || flag == "-h" {
-                print!("{HELP}");
-                std::process::exit(0);
-            }
-            if flag == "--keep" {
-                options.keep = true;
-                continue;
-            }
-            let value = args
-                .next()
-                .with_context(|| format!("{flag} needs a value\n\n{HELP}"))?;
-            match flag.as_str() {
-                "--duration" => options.duration = parse_duration(value)?,
-                "--containers" => options.containers = value.parse().context("--containers")?,
-                "--rate" => options.rate = value.parse().context("--rate")?,
-                "--heartbeat-interval" => options.heartbeat_interval = parse_duration(value)?,
-                "--task-timeout" => options.task_timeout = parse_duration(value)?,
-                "--sink-loki" => options.sink_loki = Some(value.clone()),
-                "--read-mode" if matches!(value.as_str(), "auto" | "api" | "files") => {
-                    options.read_mode = Some(value.clone());
-                }
-                "--read-mode" => bail!("--read-mode must be auto, api or files, not {value:?}"),
-                other => bail!("unknown option {other}\n\n{HELP}"),
-            }
-        }
-        if options.duration < Duration::from_secs(20) {
+    /// Refuses what the options' types let through but a soak cannot run with.
+    fn check(&self) -> Result<()> {
+        if self.duration < Duration::from_secs(20) {
             bail!("--duration must be at least 20s");
         }
-        if options.heartbeat_interval.is_zero() || options.task_timeout.is_zero() {
+        if self.heartbeat_interval.is_zero() || self.task_timeout.is_zero() {
             bail!("--heartbeat-interval and --task-timeout must be positive");
         }
-        Ok(options)
+        Ok(())
     }
 
     /// min(30 s, duration / 20): the original's 30 s, scaled down for short runs.
@@ -213,7 +144,7 @@ pub(crate) struct Observations {
     pub(crate) plan: Plan,
     pub(crate) samples: Vec<Sample>,
     pub(crate) checks: Vec<HealthCheck>,
-    pub(crate) accounting: Accounting,
+    pub(crate) accounting: Ledger,
     /// Seconds into the run at which a container was restarted, created or removed.
     pub(crate) churn: Vec<f64>,
     /// Why the run stopped early, or a harness error.
@@ -223,8 +154,8 @@ pub(crate) struct Observations {
     pub(crate) shutdown_error: Option<String>,
 }
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let options = SoakOptions::parse(args)?;
+pub(crate) fn run(options: SoakOptions) -> Result<()> {
+    options.check()?;
     daemon::ensure_daemon()?;
     let leftovers = remove_labelled(LABEL_KEY)?;
     if leftovers > 0 {
@@ -234,14 +165,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let image = test_support::docker::loggen_image();
     let out_dir = project_root().join("target").join("soak");
     fresh_dir(&out_dir)?;
-    let run_id = format!(
-        "{:x}{:04x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-        std::process::id() & 0xffff
-    );
+    let run_id = format!("{}{:04x}", run_id(), std::process::id() & 0xffff);
     let containers = ContainerSet::new(LABEL_KEY, run_id.clone());
     let mut extra_env = compressed_timeouts(options.task_timeout);
     if let Some(mode) = &options.read_mode {
@@ -324,7 +248,7 @@ struct Soak<'a> {
     image: &'a str,
     containers: &'a ContainerSet,
     plan: Plan,
-    accounting: Option<Accounting>,
+    accounting: Option<Ledger>,
     samples: Vec<Sample>,
     checks: Vec<HealthCheck>,
     churn: Vec<f64>,
@@ -368,7 +292,7 @@ impl<'a> Soak<'a> {
             capturer.pid(),
             capturer.addr()
         );
-        self.accounting = Some(Accounting::new(capturer.records_path()));
+        self.accounting = Some(Ledger::follow(capturer.records_path()));
         let start = Instant::now();
         if let Err(error) = self.start_generators(start) {
             self.aborted = Some(format!("starting the generators: {error:#}"));
@@ -392,7 +316,7 @@ impl<'a> Soak<'a> {
         })
     }
 
-    fn accounting(&mut self) -> &mut Accounting {
+    fn accounting(&mut self) -> &mut Ledger {
         self.accounting
             .as_mut()
             .expect("the accounting exists once the capturer runs")
@@ -548,7 +472,7 @@ impl<'a> Soak<'a> {
             self.churn.push(elapsed.as_secs_f64());
             eprintln!("restarting the restarter at {}", clock(elapsed));
             self.restart_job = Some(std::thread::spawn(move || {
-                docker(&["restart", "--time", "1", &id])
+                docker::cli(&["restart", "--time", "1", &id])
             }));
         }
         Ok(())
@@ -570,8 +494,8 @@ impl<'a> Soak<'a> {
                 self.plan.generators[index].removed = true;
                 self.churn.push(elapsed.as_secs_f64());
                 self.doomed = Doomed::Stopping(std::thread::spawn(move || {
-                    docker(&["stop", "--time", "1", &id])?;
-                    logs(&id)
+                    docker::cli(&["stop", "--time", "1", &id])?;
+                    logs_bytes(&id)
                 }));
             }
             Doomed::Stopping(job) if job.is_finished() => {
@@ -582,7 +506,7 @@ impl<'a> Soak<'a> {
                 let (stdout, stderr) = job
                     .join()
                     .map_err(|_| anyhow::anyhow!("the stop thread panicked"))??;
-                self.accounting().add_truth(&id, &stdout, &stderr);
+                self.accounting().add_truth_from(&id, &stdout, &stderr);
                 self.doomed = Doomed::Draining {
                     deadline: now + DOOMED_DRAIN,
                 };
@@ -590,7 +514,7 @@ impl<'a> Soak<'a> {
             &Doomed::Draining { deadline } => {
                 let accounting = self.accounting();
                 if accounting.records_for(&id) >= accounting.expected_for(&id) || now >= deadline {
-                    docker(&["rm", "--force", &id])?;
+                    docker::cli(&["rm", "--force", &id])?;
                     self.doomed = Doomed::Removed;
                 }
             }
@@ -608,8 +532,8 @@ impl<'a> Soak<'a> {
             heartbeat_interval: self.options.heartbeat_interval,
             failures_baseline: self.failures_baseline,
         };
-        let answers = capturer.health().and_then(|(status, health)| {
-            capturer.metrics().map(|metrics| (status, health, metrics))
+        let answers = capturer.health_status().and_then(|(status, health)| {
+            capturer.scrape().map(|metrics| (status, health, metrics))
         });
         match answers {
             Ok((status, health, metrics)) => {
@@ -694,7 +618,7 @@ impl<'a> Soak<'a> {
                 .index_of(Role::Doomed)
                 .and_then(|index| self.plan.generators[index].id.clone())
             {
-                self.accounting().add_truth(&id, &stdout, &stderr);
+                self.accounting().add_truth_from(&id, &stdout, &stderr);
             }
         }
         let live: Vec<String> = self
@@ -710,10 +634,10 @@ impl<'a> Soak<'a> {
         eprintln!("stopping {} generators", live.len());
         let mut args = vec!["stop", "--time", "1"];
         args.extend(live.iter().map(String::as_str));
-        docker(&args)?;
+        docker::cli(&args)?;
         for id in &live {
-            let (stdout, stderr) = logs(id)?;
-            self.accounting().add_truth(id, &stdout, &stderr);
+            let (stdout, stderr) = logs_bytes(id)?;
+            self.accounting().add_truth_from(id, &stdout, &stderr);
         }
         Ok(())
     }
@@ -782,7 +706,7 @@ fn capturer_alive(capturer: &Capturer) -> bool {
 /// Reads the capturer's resource figures.
 fn sample(capturer: &Capturer, start: Instant, records: u64) -> Result<Sample> {
     let pid = capturer.pid();
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     Ok(Sample {
         elapsed: start.elapsed().as_secs_f64(),
         rss_bytes: procfs::rss_bytes(pid)?,
@@ -850,51 +774,25 @@ pub(crate) fn generators(observations: &Observations) -> &[Generator] {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use clap::Parser;
 
-    use super::SoakOptions;
-
-    fn parse(args: &[&str]) -> anyhow::Result<SoakOptions> {
-        SoakOptions::parse(&args.iter().map(|arg| arg.to_string()).collect::<Vec<_>>())
-    }
+    use crate::flags::{Command, Xtask};
 
     #[test]
-    fn options_default_to_the_ten_minute_run_and_take_every_flag() {
-        let defaults = parse(&[]).unwrap();
-        assert_eq!(defaults.duration, Duration::from_secs(600));
-        assert_eq!(defaults.sink_loki, None);
-        let options = parse(&[
-            "--duration",
-            "2m",
-            "--heartbeat-interval",
-            "1s",
-            "--task-timeout",
-            "5s",
-            "--sink-loki",
-            "http://127.0.0.1:3100",
-            "--read-mode",
-            "files",
-            "--keep",
-        ])
-        .unwrap();
-        assert_eq!(options.read_mode.as_deref(), Some("files"));
-        assert_eq!(options.duration, Duration::from_secs(120));
-        assert_eq!(options.heartbeat_interval, Duration::from_secs(1));
-        assert_eq!(options.task_timeout, Duration::from_secs(5));
-        assert_eq!(options.sink_loki.as_deref(), Some("http://127.0.0.1:3100"));
-        assert!(options.keep);
-    }
-
-    #[test]
-    fn bad_options_are_refused() {
+    fn runs_too_short_or_without_timeouts_are_refused() {
         for args in [
             &["--duration", "5s"][..],
-            &["--sink-loki"][..],
-            &["--bogus", "1"][..],
             &["--task-timeout", "0s"][..],
-            &["--read-mode", "disk"][..],
+            &["--heartbeat-interval", "0"][..],
         ] {
-            assert!(parse(args).is_err(), "{args:?}");
+            let parsed = Xtask::try_parse_from([&["cargo xtask", "soak"][..], args].concat());
+            let Ok(Xtask {
+                command: Some(Command::Soak(options)),
+            }) = parsed
+            else {
+                panic!("{args:?} does not parse");
+            };
+            assert!(options.check().is_err(), "{args:?}");
         }
     }
 }

@@ -15,7 +15,6 @@
 
 use std::{
     fs::OpenOptions,
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -144,7 +143,7 @@ pub(crate) fn ensure(needs: &[Need]) -> Result<()> {
         return Ok(());
     }
     let plan = Plan::new(&missing);
-    if !running_as_root() {
+    if !test_support::procfs::running_as_root() {
         bail!(
             "missing {}; run this command as root, or install them yourself: {}",
             plan.programs(),
@@ -308,9 +307,4 @@ fn log_path() -> PathBuf {
     // The log is only a convenience: a failure to create `target/` shows up when it is opened.
     let _ = std::fs::create_dir_all(&target);
     target.join("xtask-install.log")
-}
-
-/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
-fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

@@ -1,4 +1,5 @@
-//! Helpers shared by the subcommands: the workspace root and running commands.
+//! Helpers shared by the subcommands: the workspace root, running commands, the release binary.
+//! The reusable harness (the capturer process, Docker, accounting) lives in `test-support`.
 
 use std::{
     path::{Path, PathBuf},
@@ -41,4 +42,41 @@ pub(crate) fn have(program: &str) -> bool {
         .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Builds `log-capturer` in release mode and returns the binary's path.
+pub(crate) fn build_release() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "log-capturer"]))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(
+            || project_root().join("target"),
+            |dir| project_root().join(dir),
+        );
+    let binary = target_dir.join("release").join("log-capturer");
+    if !binary.is_file() {
+        bail!(
+            "the build succeeded but {} does not exist",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// Makes `dir` an empty directory.
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))
+}
+
+/// An id for one run of a command (hex seconds since the epoch), in container labels and
+/// reports.
+pub(crate) fn run_id() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!("{seconds:x}")
 }

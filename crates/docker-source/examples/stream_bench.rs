@@ -22,21 +22,8 @@ use test_support::docker::{Container, loggen_image};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Clock ticks per second of /proc/self/stat (USER_HZ).
-const TICKS_PER_SECOND: f64 = 100.0;
-
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    // After the command: state is field 3; utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / TICKS_PER_SECOND
+    test_support::procfs::cpu_seconds(std::process::id()).expect("this process's CPU time")
 }
 
 fn loggen_args(name: &str, label: &str, lines: &str, size: &str) -> Vec<String> {

@@ -10,24 +10,16 @@ mod harness;
 
 use std::{
     fs::File,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use capture_core::status::DockerState;
 use harness::{Harness, Sink, config, docker_line_count, loggen, unique};
+use test_support::docker::daemon_answers;
 
 /// Serialises daemon restarts across processes.
 const LOCK_FILE: &str = "/tmp/log-capturer-dockerd-restart.lock";
-
-fn daemon_answers() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn dockerd_pid() -> Option<String> {
     let output = Command::new("pidof").arg("dockerd").output().ok()?;

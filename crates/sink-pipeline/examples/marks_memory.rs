@@ -60,7 +60,7 @@ fn main() -> Result<(), BoxError> {
             Ok(())
         };
         send_wave(0, WAVE).await?;
-        let start = rss_bytes()?;
+        let start = test_support::procfs::rss_bytes(std::process::id())?;
         let mut sent = WAVE;
         while sent < WAVE + containers {
             let count = WAVE.min(WAVE + containers - sent);
@@ -74,7 +74,7 @@ fn main() -> Result<(), BoxError> {
             tokio::time::sleep(retention / 4 + Duration::from_millis(500)).await;
             send_wave(sent, 0).await?;
         }
-        let end = rss_bytes()?;
+        let end = test_support::procfs::rss_bytes(std::process::id())?;
         drop(send_wave);
         running.await??;
         acks.await?;
@@ -105,15 +105,4 @@ fn batch(info: &Arc<ContainerInfo>, timestamp: u64) -> EventBatch {
         b"a short-lived job's only line",
     );
     builder.finish()
-}
-
-/// `VmRSS` of this process.
-fn rss_bytes() -> Result<u64, BoxError> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .ok_or("no VmRSS in /proc/self/status")?;
-    Ok(kib * 1024)
 }

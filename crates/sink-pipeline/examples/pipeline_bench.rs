@@ -11,6 +11,7 @@ use sink_pipeline::{
     INPUT_CHANNEL_CAPACITY, Pipeline,
     config::{FileSinkConfig, PipelineConfig, SinkConfig},
 };
+use test_support::procfs;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +39,7 @@ fn main() -> Result<(), BoxError> {
     };
     let pipeline = Pipeline::new(config, data_dir.path())?;
 
-    let cpu_before = cpu_seconds()?;
+    let cpu_before = procfs::cpu_seconds(std::process::id())?;
     let started = Instant::now();
     let acknowledged = runtime.block_on(async move {
         let (batch_tx, batch_rx) = mpsc::channel(INPUT_CHANNEL_CAPACITY);
@@ -56,8 +57,8 @@ fn main() -> Result<(), BoxError> {
         Ok::<u64, BoxError>(acks.await?)
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds()? - cpu_before;
-    let peak_rss = peak_rss_bytes()?;
+    let cpu = procfs::cpu_seconds(std::process::id())? - cpu_before;
+    let peak_rss = procfs::peak_rss_bytes(std::process::id())?;
     let per_second = events as f64 / seconds;
     let cpu_per_million = cpu / (events as f64 / 1e6);
 
@@ -126,27 +127,4 @@ async fn produce(
         sent += count;
     }
     Ok(())
-}
-
-/// User plus system CPU time of this process, from `/proc/self/stat` (in clock ticks of
-/// 1/100 s, the value of `CLK_TCK` on Linux).
-fn cpu_seconds() -> Result<f64, BoxError> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after_name = stat.rsplit_once(')').ok_or("unexpected /proc/self/stat")?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5), counted after the name (field 2) and state (field 3).
-    let user: f64 = fields.get(11).ok_or("no utime")?.parse()?;
-    let system: f64 = fields.get(12).ok_or("no stime")?.parse()?;
-    Ok((user + system) / 100.0)
-}
-
-/// `VmHWM` from `/proc/self/status`.
-fn peak_rss_bytes() -> Result<u64, BoxError> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .ok_or("no VmHWM")?;
-    let kib: u64 = line.split_whitespace().nth(1).ok_or("bad VmHWM")?.parse()?;
-    Ok(kib * 1024)
 }

@@ -1,6 +1,14 @@
-//! The real Docker daemon, driven through its CLI.
+//! The real Docker daemon, driven through its CLI: the one wrapper of the tests and xtask.
 //!
-//! Tests fail with a clear message when no daemon answers; `cargo xtask test` starts one first.
+//! [`cli`] and [`logs_bytes`] return errors (xtask's commands report them); [`docker`], [`logs`]
+//! and the [`Container`] guard panic with the same message (what a test wants). Tests fail with
+//! a clear message when no daemon answers; `cargo xtask test` starts one first.
+//!
+//! Every container the soak, chaos or the benchmarks start carries a label
+//! (`log-capturer-soak=<run>`, ...). A [`ContainerSet`] removes every container with its label
+//! when it drops, also when the command fails half-way. An interrupted run (Ctrl-C kills xtask
+//! before any guard runs; std has no signal API) is cleaned by the next run, which first removes
+//! whatever still carries the label key ([`remove_labelled`]).
 
 use std::{
     fs::File,
@@ -12,6 +20,21 @@ use std::{
     },
     time::{SystemTime, UNIX_EPOCH},
 };
+
+use anyhow::{Context, Result, bail};
+
+use crate::parallel::parallel_map;
+
+/// How many `docker` commands run at once when creating or removing many containers; the
+/// daemon serialises much of the work, so more threads only add contention on two cores.
+const PARALLEL_DOCKER_COMMANDS: usize = 8;
+
+/// Containers removed per `docker rm` command.
+const REMOVE_BATCH: usize = 50;
+
+/// The label keys the project's tests put on every container they start ([`Container`] and the
+/// end-to-end tests' `--include-label`).
+pub const TEST_LABEL_KEYS: [&str; 2] = ["log-capturer-test", "log-capturer-e2e"];
 
 /// The tag of the log generator image.
 pub const LOGGEN_IMAGE: &str = "log-capturer-loggen:dev";
@@ -55,34 +78,52 @@ pub fn socket_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
 }
 
-/// Runs `docker ARGS`, panicking with its stderr if it fails.
+/// Runs `docker ARGS` and returns its trimmed stdout, or an error carrying its stderr.
+pub fn cli(args: &[&str]) -> Result<String> {
+    let output = try_output(args)?;
+    if !output.status.success() {
+        bail!(
+            "docker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Runs `docker ARGS`, panicking with its stderr if it fails ([`cli`] for tests).
 pub fn docker(args: &[&str]) -> String {
-    let output = docker_output(args);
-    assert!(
-        output.status.success(),
-        "docker {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    cli(args).unwrap_or_else(|error| panic!("{error:#}"))
 }
 
 /// Runs `docker ARGS` and returns its output, whatever its exit status.
 pub fn docker_output(args: &[&str]) -> Output {
+    try_output(args).unwrap_or_else(|error| panic!("{error:#}"))
+}
+
+fn try_output(args: &[&str]) -> Result<Output> {
     Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|error| panic!("cannot run the docker CLI: {error}"))
+        .context("cannot run the docker CLI")
+}
+
+/// Whether a Docker daemon answers the CLI.
+pub fn daemon_answers() -> bool {
+    Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Panics with instructions unless a Docker daemon answers.
 pub fn require_daemon() {
-    let output = docker_output(&["version", "--format", "{{.Server.APIVersion}}"]);
     assert!(
-        output.status.success(),
-        "no Docker daemon answers ({}); run `cargo xtask docker-up` (the test command does)",
-        String::from_utf8_lossy(&output.stderr).trim()
+        daemon_answers(),
+        "no Docker daemon answers; run `cargo xtask docker-up` (the test command does)"
     );
 }
 
@@ -235,18 +276,117 @@ impl Drop for Container {
     }
 }
 
+/// Both output streams of a container as Docker kept them (`docker logs`), as raw bytes.
+pub fn logs_bytes(id: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let output = try_output(&["logs", id])?;
+    if !output.status.success() {
+        bail!(
+            "docker logs {id} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok((output.stdout, output.stderr))
+}
+
 /// The container's stdout and stderr lines as the daemon kept them (`docker logs`), for checks
-/// that compare what a capture got against what Docker has.
+/// that compare what a capture got against what Docker has (none when Docker has no such
+/// container).
 pub fn logs(id: &str) -> Vec<String> {
     let output = docker_output(&["logs", id]);
-    let mut lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    lines.extend(
-        String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .map(str::to_owned),
-    );
-    lines
+    [output.stdout, output.stderr]
+        .iter()
+        .flat_map(|text| {
+            String::from_utf8_lossy(text)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Removes every container (running or not) that carries `label` (`key` or `key=value`), and
+/// returns how many there were.
+pub fn remove_labelled(label: &str) -> Result<usize> {
+    remove_where(&[&format!("label={label}")])
+}
+
+/// Removes every container `docker ps --all` lists under `filters` (`--filter` values: the same
+/// key twice is either, different keys are both), and returns how many there were.
+pub fn remove_where(filters: &[&str]) -> Result<usize> {
+    let mut args = vec!["ps", "--all", "--quiet"];
+    for filter in filters {
+        args.extend(["--filter", filter]);
+    }
+    let listed = cli(&args)?;
+    let ids: Vec<&str> = listed.split_whitespace().collect();
+    let batches: Vec<&[&str]> = ids.chunks(REMOVE_BATCH).collect();
+    for group in batches.chunks(PARALLEL_DOCKER_COMMANDS) {
+        parallel_map(group, "docker rm", |batch| {
+            let mut args = vec!["rm", "--force", "--volumes"];
+            args.extend_from_slice(batch);
+            cli(&args)
+        })?;
+    }
+    Ok(ids.len())
+}
+
+/// The containers of one run, all labelled `key=value`; removed when this guard drops.
+#[derive(Debug)]
+pub struct ContainerSet {
+    key: &'static str,
+    value: String,
+}
+
+impl ContainerSet {
+    /// A set labelled `key=value`, where `value` should be unique to this run.
+    pub fn new(key: &'static str, value: impl Into<String>) -> ContainerSet {
+        ContainerSet {
+            key,
+            value: value.into(),
+        }
+    }
+
+    /// `key=value`, for `--include-label` and `docker ps --filter label=`.
+    pub fn label(&self) -> String {
+        format!("{}={}", self.key, self.value)
+    }
+
+    /// `docker run --detach --label key=value ARGS` (name, flags, image and command in `args`);
+    /// returns the full container id.
+    pub fn run(&self, args: &[String]) -> Result<String> {
+        let label = self.label();
+        let mut full = vec!["run", "--detach", "--label", &label];
+        full.extend(args.iter().map(String::as_str));
+        cli(&full)
+    }
+
+    /// Runs many containers, a few at a time; ids in the order given.
+    pub fn run_many(&self, specs: &[Vec<String>]) -> Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(specs.len());
+        for group in specs.chunks(PARALLEL_DOCKER_COMMANDS) {
+            ids.extend(parallel_map(group, "docker run", |spec| self.run(spec))?);
+        }
+        Ok(ids)
+    }
+
+    /// Removes every container of the set now (what dropping the guard does).
+    pub fn remove_all(&self) -> Result<usize> {
+        remove_labelled(&self.label())
+    }
+}
+
+impl Drop for ContainerSet {
+    fn drop(&mut self) {
+        // Best effort: a failure here must not hide the error that is unwinding, and the next
+        // run removes leftovers by label anyway.
+        if let Err(error) = self.remove_all() {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "warning: cannot remove the containers labelled {}: {error:#}",
+                    self.label()
+                );
+            }
+        }
+    }
 }

@@ -1,7 +1,19 @@
-//! Dev-only helpers shared by tests, the soak and the benchmarks.
+//! Dev-only harness shared by the tests, the soak, chaos and the benchmarks: the one home of
+//! each piece (xtask keeps only its commands).
 //!
-//! - [`docker`]: the real Docker daemon through its CLI: the `loggen` image (built `FROM scratch`
-//!   from our static log generator, never pulled), containers removed when their guard drops.
+//! - [`docker`]: the real Docker daemon through its CLI (errors or panics): the `loggen` image
+//!   (built `FROM scratch` from our static log generator, never pulled), containers removed when
+//!   their guard drops, labelled sets of containers.
+//! - `capturer` (feature `harness`): the `log-capturer` binary as a child process, its health API
+//!   and its own log.
+//! - `ledger` (feature `harness`): captured lines against Docker's own logs, per container, run
+//!   and stream: lost, duplicated, out of order.
+//! - [`tail`]: follows the file sink's output across rotations, line by line.
+//! - [`metrics`]: the Prometheus text format of `/metrics`.
+//! - [`procfs`]: RSS, open fds, CPU time and liveness of a process, from `/proc`.
+//! - [`time`]: the wall clock, RFC 3339 timestamps, command-line durations.
+//! - [`parallel`]: work on many items at once on scoped threads.
+//! - [`wait`]: waiting on another process with a deadline, pacing a timeline.
 //! - [`checker`]: counts `loggen` lines per container, run and stream, and reports what was lost,
 //!   duplicated or reordered.
 //! - [`pki`]: a CA, server and client certificates made with `openssl`, for TLS tests.
@@ -24,11 +36,21 @@
 //! assert_eq!(checker.report().total_lines(), 5);
 //! ```
 
+#[cfg(feature = "harness")]
+pub mod capturer;
 pub mod checker;
 pub mod docker;
 pub mod haproxy;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "harness")]
+pub mod ledger;
+pub mod metrics;
+pub mod parallel;
 pub mod pki;
+pub mod procfs;
 #[cfg(feature = "receiver")]
 pub mod receiver;
+pub mod tail;
+pub mod time;
+pub mod wait;

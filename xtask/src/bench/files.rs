@@ -17,17 +17,10 @@ use serde_json::json;
 
 use super::{
     Bench, LABEL_KEY, SectionResult, Target,
-    stream::{capture_phase, generate, raw_phase},
+    stream::{capture_phase, generate, raw_phase, wait_written},
 };
-use crate::{
-    harness::{
-        capturer::Capturer,
-        containers::{ContainerSet, docker},
-        procfs,
-        tail::FileTail,
-    },
-    report::Table,
-};
+use crate::report::Table;
+use test_support::{capturer::Capturer, docker::ContainerSet, procfs, tail::FileTail};
 
 /// Host CPU per line in file mode while catching up, at most (µs).
 const HOST_CPU_TARGET_US: f64 = 1.5;
@@ -229,7 +222,7 @@ fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) ->
         Some(capturer) => wait_records(capturer, total)?,
         None => {
             for id in &ids {
-                wait_last_line(id, lines)?;
+                wait_written(id, lines, Duration::from_millis(20))?;
             }
         }
     }
@@ -270,19 +263,4 @@ fn wait_records(capturer: &Capturer, expected: u64) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn wait_last_line(id: &str, lines: u64) -> Result<()> {
-    let started = Instant::now();
-    let last = (lines - 1).to_string();
-    loop {
-        let tail = docker(&["logs", "--tail", "1", id])?;
-        if tail.split(' ').nth(3) == Some(last.as_str()) {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            bail!("{id} did not write its {lines} lines within 5 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -24,15 +24,13 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::{
-    harness::{
-        capturer::Capturer,
-        containers::ContainerSet,
-        parallel_map,
-        tail::FileTail,
-        time::{now_unix_nanos, parse_rfc3339_nanos},
-    },
-    report::{Table, stats::percentile},
+use crate::report::{Table, stats::percentile};
+use test_support::{
+    capturer::Capturer,
+    docker::ContainerSet,
+    parallel::parallel_map,
+    tail::FileTail,
+    time::{now_unix_nanos, parse_rfc3339_nanos},
 };
 
 const CONTAINERS: usize = 20;

@@ -15,13 +15,11 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::{
-    harness::{
-        capturer::{Capturer, container_tasks},
-        containers::ContainerSet,
-        procfs,
-    },
-    report::{Table, mib},
+use crate::report::{Table, mib};
+use test_support::{
+    capturer::{Capturer, each_container_task},
+    docker::ContainerSet,
+    procfs,
 };
 
 /// The RSS target at the largest count.
@@ -111,8 +109,8 @@ pub(crate) fn run(bench: &Bench) -> Result<SectionResult> {
         let cpu_percent =
             100.0 * (procfs::cpu_seconds(pid)? - cpu_before) / wall_before.elapsed().as_secs_f64();
         let fds = procfs::open_fds(pid)?;
-        let (_, health) = capturer.health()?;
-        let in_files = container_tasks(&health)
+        let (_, health) = capturer.health_status()?;
+        let in_files = each_container_task(&health)
             .filter(|task| task["mode"] == "files")
             .count();
         eprintln!(

@@ -30,14 +30,13 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::{
-    harness::{
-        capturer::{Capturer, CapturerConfig},
-        containers::{ContainerSet, docker},
-        parallel_map, procfs,
-        tail::FileTail,
-    },
-    report::Table,
+use crate::report::Table;
+use test_support::{
+    capturer::{Capturer, CapturerConfig},
+    docker::{self, ContainerSet},
+    parallel::parallel_map,
+    procfs,
+    tail::FileTail,
 };
 
 /// Each generated line's size, newline excluded.
@@ -258,7 +257,7 @@ pub(super) fn generate(
         .collect();
     let ids = set.run_many(&specs)?;
     for id in &ids {
-        wait_written(id, lines)?;
+        wait_written(id, lines, Duration::from_millis(200))?;
     }
     Ok((set, ids))
 }
@@ -412,19 +411,19 @@ struct RawRead {
 }
 
 /// Waits until Docker holds all `lines` lines of a generator (its last line is number
-/// `lines - 1`).
-fn wait_written(id: &str, lines: u64) -> Result<()> {
+/// `lines - 1`), looking every `poll`.
+pub(super) fn wait_written(id: &str, lines: u64, poll: Duration) -> Result<()> {
     let started = Instant::now();
     let last = (lines - 1).to_string();
     loop {
-        let tail = docker(&["logs", "--tail", "1", id])?;
+        let tail = docker::cli(&["logs", "--tail", "1", id])?;
         if tail.split(' ').nth(3) == Some(last.as_str()) {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(300) {
             bail!("{id} did not write its {lines} lines within 5 minutes");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(poll);
     }
 }
 

@@ -9,14 +9,17 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::{conclude, finish, settle},
-    stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
+    stage::Generators,
+    stage::{Ctx, Outcome, Stage},
 };
-use crate::harness::{
-    capturer::{Capturer, container_tasks},
-    containers::{TEST_LABEL_KEYS, docker},
+use test_support::wait;
+use test_support::{
+    capturer::{Capturer, each_container_task},
+    docker::{self, TEST_LABEL_KEYS},
     procfs,
 };
 
@@ -31,7 +34,7 @@ const TASK_SLACK: f64 = 4.0;
 fn resources(capturer: &Capturer) -> Result<(u64, f64)> {
     let fds = procfs::open_fds(capturer.pid())?;
     let tasks = capturer
-        .metrics()?
+        .scrape()?
         .sum("tokio_alive_tasks", &[])
         .context("no tokio_alive_tasks metric")?;
     Ok((fds, tasks))
@@ -39,7 +42,7 @@ fn resources(capturer: &Capturer) -> Result<(u64, f64)> {
 
 /// Waits until fds and tasks are back within the slack of `baseline`; how long that took.
 fn back_to_baseline(capturer: &Capturer, baseline: (u64, f64)) -> Result<Duration> {
-    wait_for(SETTLE_TIMEOUT, "fds and tasks back to baseline", || {
+    wait::until(SETTLE_TIMEOUT, "fds and tasks back to baseline", || {
         let (fds, tasks) = resources(capturer)?;
         Ok(fds <= baseline.0 + FD_SLACK && tasks <= baseline.1 + TASK_SLACK)
     })
@@ -50,31 +53,11 @@ fn running_container_tasks(capturer: &Capturer) -> Result<usize> {
     capturer.container_tasks_in("running")
 }
 
-/// A loggen writing `rate` lines/s on both streams forever.
-fn forever(tag: &str, rate: u64) -> Vec<String> {
-    [
-        "--tag",
-        tag,
-        "--lines",
-        "0",
-        "--rate",
-        &rate.to_string(),
-        "--stream",
-        "both",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-fn as_strs(args: &[String]) -> Vec<&str> {
-    args.iter().map(String::as_str).collect()
-}
-
 /// `dockerd-restart`: dockerd is stopped and started again while streaming; the capturer
 /// reconnects, lists again, and the `--restart always` containers' lines all arrive.
 pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     for label in TEST_LABEL_KEYS {
-        let busy = docker(&["ps", "-aq", "--filter", &format!("label={label}")])?;
+        let busy = docker::cli(&["ps", "-aq", "--filter", &format!("label={label}")])?;
         if !busy.is_empty() {
             bail!("not run: containers labelled {label} exist (other tests use the daemon)");
         }
@@ -89,37 +72,31 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    let ids = (0..3)
-        .map(|index| {
-            let args = forever(&format!("gen{index}"), 100);
-            stage.loggen(
-                ctx,
-                &format!("gen-{index}"),
-                &["--restart", "always"],
-                &as_strs(&args),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    let ids = Generators {
+        flags: &["--restart", "always"],
+        ..Generators::forever("gen", 3, 100)
+    }
+    .run(ctx, &stage)?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let dockerd = procfs::pid_of("dockerd")?;
     let stopping = Instant::now();
-    signal(dockerd, "TERM")?;
-    if wait_for(Duration::from_secs(60), "dockerd to exit", || {
+    test_support::procfs::signal(dockerd, "TERM")?;
+    if wait::until(Duration::from_secs(60), "dockerd to exit", || {
         Ok(!procfs::is_alive(dockerd))
     })
     .is_err()
     {
-        signal(dockerd, "KILL")?;
+        test_support::procfs::signal(dockerd, "KILL")?;
     }
     let down_health = capturer
-        .health()
+        .health_status()
         .map(|(code, health)| (code, health["docker"].clone()));
     crate::docker::ensure_daemon()?;
     let daemon_down = stopping.elapsed();
     let up = Instant::now();
     // Every container came back and the capture has lines of a new loggen run from each.
     let before = ledger.records;
-    let recovered = wait_for(
+    let recovered = wait::until(
         Duration::from_secs(120),
         "new records from every container",
         || {
@@ -132,8 +109,8 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         recovered.is_ok(),
         "streams did not resume for every container",
     );
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
-    let (_, health) = capturer.health()?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    let (_, health) = capturer.health_status()?;
     outcome.expect(
         health["docker"]["state"] == "connected",
         format!(
@@ -142,7 +119,7 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         ),
     );
     let reconnects = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_docker_reconnects_total", &[])
         .unwrap_or(0.0);
     finish(&stage, capturer, &mut ledger, &ids, outcome)?;
@@ -164,13 +141,8 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    let ids = (0..CONTAINERS)
-        .map(|index| {
-            let args = forever(&format!("gen{index}"), 50);
-            stage.loggen(ctx, &format!("gen-{index}"), &[], &as_strs(&args))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    let ids = Generators::forever("gen", CONTAINERS, 50).run(ctx, &stage)?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let storm = Instant::now();
     let restarted = AtomicUsize::new(0);
     let errors = std::thread::scope(|scope| {
@@ -185,7 +157,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
                     for round in 0..RESTARTS_EACH {
                         let due = offset + EVERY * round;
                         std::thread::sleep(due.saturating_sub(storm.elapsed()));
-                        docker(&["restart", "--time", "0", id])?;
+                        docker::cli(&["restart", "--time", "0", id])?;
                         restarted.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(())
@@ -205,7 +177,7 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     });
     let storm_took = storm.elapsed();
     outcome.expect(errors.is_empty(), format!("restart errors: {errors:?}"));
-    let all_running = wait_for(
+    let all_running = wait::until(
         Duration::from_secs(30),
         "a running task per container",
         || Ok(running_container_tasks(&capturer)? == CONTAINERS),
@@ -214,9 +186,9 @@ pub(crate) fn restart_storm(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         all_running.is_ok(),
         "not every container has a running task after the storm",
     );
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let failures = capturer
-        .metrics()?
+        .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0);
     let drained = finish(&stage, capturer, &mut ledger, &ids, outcome)?;
@@ -238,19 +210,14 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let baseline = resources(&capturer)?;
     let failures_before = capturer
-        .metrics()?
+        .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0);
-    let ids = (0..CONTAINERS)
-        .map(|index| {
-            let args = forever(&format!("gen{index}"), 200);
-            stage.loggen(ctx, &format!("gen-{index}"), &[], &as_strs(&args))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    wait_for(
+    let ids = Generators::forever("gen", CONTAINERS, 200).run(ctx, &stage)?;
+    wait::until(
         Duration::from_secs(30),
         "a running task per container",
         || {
@@ -258,18 +225,18 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
             Ok(running_container_tasks(&capturer)? == CONTAINERS)
         },
     )?;
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let loaded = resources(&capturer)?;
     // The truth is what Docker has just before the removal; later lines cannot be known.
     ledger.add_truth(&ids)?;
     let removing = Instant::now();
     let mut args = vec!["rm", "--force"];
     args.extend(ids.iter().map(String::as_str));
-    docker(&args)?;
-    let ended = wait_for(Duration::from_secs(30), "no container task left", || {
+    docker::cli(&args)?;
+    let ended = wait::until(Duration::from_secs(30), "no container task left", || {
         ledger.poll()?;
-        let (_, health) = capturer.health()?;
-        Ok(container_tasks(&health).all(|task| task["state"] != "running"))
+        let (_, health) = capturer.health_status()?;
+        Ok(each_container_task(&health).all(|task| task["state"] != "running"))
     });
     outcome.expect(ended.is_ok(), "container tasks still running after removal");
     let settled = back_to_baseline(&capturer, baseline);
@@ -279,12 +246,12 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
         settled.is_ok(),
         format!("fds/tasks {after:?} did not return to baseline {baseline:?}"),
     );
-    let (_, health) = capturer.health()?;
-    let states: Vec<String> = container_tasks(&health)
+    let (_, health) = capturer.health_status()?;
+    let states: Vec<String> = each_container_task(&health)
         .map(|task| task["state"].as_str().unwrap_or("?").to_owned())
         .collect();
     let failures = capturer
-        .metrics()?
+        .scrape()?
         .sum("task_failures_total", &[("type", "container")])
         .unwrap_or(0.0)
         - failures_before;
@@ -292,7 +259,7 @@ pub(crate) fn remove_mid_stream(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
         failures == 0.0 && !states.iter().any(|state| state == "failed"),
         format!("{failures} container task failures, states {states:?}"),
     );
-    pace(Duration::from_secs(2), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(2), || ledger.poll().map(drop))?;
     conclude(&stage, capturer, &mut ledger, ids.len(), outcome)?;
     outcome.note(format!(
         "fds/tokio tasks: baseline {baseline:?}, loaded {loaded:?}, after {after:?}; tasks left \
@@ -315,23 +282,19 @@ pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let baseline = resources(&capturer)?;
     let specs: Vec<Vec<String>> = (0..count)
         .map(|index| {
             // 100 lines/s for 1 to 3 s.
             let lines = 100 + (index * 53) % 200;
-            let args = [
-                "--tag".to_owned(),
-                format!("c{index}"),
-                "--lines".to_owned(),
-                lines.to_string(),
-                "--rate".to_owned(),
-                "100".to_owned(),
-                "--stream".to_owned(),
-                "both".to_owned(),
-            ];
-            stage.run_args(&format!("c{index}"), &[], ctx.loggen, &as_strs(&args))
+            let args = Generators {
+                lines,
+                ..Generators::forever("c", 1, 100)
+            }
+            .args(index);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            stage.run_args(&format!("c{index}"), &[], ctx.loggen, &args)
         })
         .collect();
     let next = AtomicUsize::new(0);
@@ -380,7 +343,7 @@ pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         format!("{} docker run errors: {:?}", errors.len(), errors.first()),
     );
     // The last containers live up to 3 s more.
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     let last_exit = Instant::now();
     let (drained, complete) = settle(&mut ledger, &ids)?;
     outcome.expect(complete, format!("not caught up after {drained:?}"));
@@ -391,8 +354,8 @@ pub(crate) fn churn(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         settled.is_ok(),
         format!("fds/tasks {after:?} did not return to baseline {baseline:?}"),
     );
-    let (_, health) = capturer.health()?;
-    let listed = container_tasks(&health).count();
+    let (_, health) = capturer.health_status()?;
+    let listed = each_container_task(&health).count();
     let running = running_container_tasks(&capturer)?;
     outcome.expect(
         running == 0,

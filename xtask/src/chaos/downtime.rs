@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::finish,
-    stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
+    stage::{Ctx, Outcome, Stage},
 };
-use crate::harness::{
-    capturer::{Capturer, container_tasks},
-    containers::docker,
+use test_support::wait;
+use test_support::{
+    capturer::{Capturer, each_container_task},
+    docker::{self},
 };
 
 /// How long the capturer may take to exit after SIGTERM.
@@ -51,7 +53,7 @@ impl Down {
                 outcome.expect(matches!(code, Ok(0)), format!("SIGTERM: {code:?}"));
             }
             Down::Kill => {
-                signal(capturer.pid(), "KILL")?;
+                capturer.send_signal("KILL")?;
                 drop(capturer);
             }
         }
@@ -92,10 +94,12 @@ fn run(stage: &Stage, ctx: &Ctx, name: &str, args: &[String]) -> Result<String> 
 
 /// Waits until every container in `ids` has exited.
 fn wait_exited(ids: &[String]) -> Result<Duration> {
-    wait_for(EXIT_TIMEOUT, "the containers to exit", || {
+    wait::until(EXIT_TIMEOUT, "the containers to exit", || {
         let mut args = vec!["inspect", "--format", "{{.State.Running}}"];
         args.extend(ids.iter().map(String::as_str));
-        Ok(docker(&args)?.lines().all(|running| running == "false"))
+        Ok(docker::cli(&args)?
+            .lines()
+            .all(|running| running == "false"))
     })
 }
 
@@ -113,7 +117,7 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         "steady",
         &writer("steady", 0, 200, "both"),
     )?];
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let mut worst = Duration::ZERO;
     for (round, down) in [Down::Term, Down::Kill].into_iter().enumerate() {
         down.apply(capturer, outcome)?;
@@ -139,14 +143,14 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             &writer(&format!("service{round}"), 0, 500, "out"),
         )?;
         wait_exited(&jobs)?;
-        pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
+        wait::pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
         let down_for = went_down.elapsed();
         ids.extend(jobs);
         ids.push(service);
         let restarted = Instant::now();
         capturer = stage.spawn()?;
         let before = ledger.records;
-        wait_for(
+        wait::until(
             Duration::from_secs(60),
             "new records after the restart",
             || {
@@ -160,7 +164,7 @@ pub(crate) fn agent_downtime(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             down.name(),
             down_for.as_secs_f64()
         ));
-        pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     }
     finish(&stage, capturer, &mut ledger, &ids, outcome)?;
     outcome.recovered_in = Some(worst);
@@ -192,10 +196,10 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?;
         // Followed for a moment, then the capturer goes down while they write.
-        pace(Duration::from_millis(1500), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_millis(1500), || ledger.poll().map(drop))?;
         down.apply(capturer, outcome)?;
         wait_exited(&writers)?;
-        pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
+        wait::pace(DOWN_AFTER_EXIT, || ledger.poll().map(drop))?;
         ids.extend(writers);
         let restarted = Instant::now();
         capturer = stage.spawn()?;
@@ -212,15 +216,15 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     // A last start: everything was read to the end of each stop; nothing is read again. (A
     // drain that a shutdown interrupts is read again, harmlessly: wait until every drain
     // completed.)
-    wait_for(Duration::from_secs(60), "every drain to complete", || {
+    wait::until(Duration::from_secs(60), "every drain to complete", || {
         Ok(capturer.container_tasks_in("running")? == 0)
     })?;
     let code = capturer.stop(STOP_TIMEOUT);
     outcome.expect(matches!(code, Ok(0)), format!("SIGTERM: {code:?}"));
     let capturer = stage.spawn()?;
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
-    let (_, health) = capturer.health()?;
-    let tasks = container_tasks(&health)
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    let (_, health) = capturer.health_status()?;
+    let tasks = each_container_task(&health)
         .filter(|task| {
             task["id"]
                 .as_str()
@@ -228,7 +232,7 @@ pub(crate) fn exit_while_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         })
         .count();
     let read_again = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_lines_total", &[])
         .unwrap_or(0.0);
     outcome.expect(

@@ -9,7 +9,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::stage::{Ctx, Outcome, Stage, busybox_image, file_sink, kill_all, wait_for};
+use super::stage::{Ctx, Outcome, Stage, file_sink, kill_all};
+use test_support::wait;
 
 /// The exit code of a configuration error (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
@@ -229,11 +230,11 @@ fn unreachable_docker(stage: &mut Stage, outcome: &mut Outcome, case: &str) -> R
             return Ok(());
         }
     };
-    let became_unhealthy = wait_for(Duration::from_secs(20), "/health 503", || {
-        Ok(capturer.health()?.0 == 503)
+    let became_unhealthy = wait::until(Duration::from_secs(20), "/health 503", || {
+        Ok(capturer.health_status()?.0 == 503)
     });
-    let (status, health) = capturer.health()?;
-    let alive = crate::harness::procfs::is_alive(capturer.pid());
+    let (status, health) = capturer.health_status()?;
+    let alive = test_support::procfs::is_alive(capturer.pid());
     let log = capturer.log_tail();
     let error_line = log
         .lines()
@@ -346,11 +347,11 @@ fn task_modes(health: &serde_json::Value) -> Vec<(String, String)> {
 /// only the `local` driver (protobuf bytes) hands the capturer raw invalid bytes to replace and
 /// count in `log_capturer_invalid_utf8_lines_total`.
 pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
-    let image = busybox_image();
+    let image = test_support::docker::busybox_image();
     let mut stage = Stage::new(ctx, "bad-lines")?;
     let started = Instant::now();
     let capturer = stage.spawn()?;
-    let before = capturer.metrics()?;
+    let before = capturer.scrape()?;
     let drivers = ["json-file", "local"];
     let ids = drivers
         .iter()
@@ -364,7 +365,7 @@ pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let mut messages: HashMap<String, Vec<String>> = HashMap::new();
-    let mut tail = crate::harness::tail::FileTail::new(stage.records_path());
+    let mut tail = test_support::tail::FileTail::new(stage.records_path());
     let mut malformed = 0;
     let mut poll = |messages: &mut HashMap<String, Vec<String>>| -> Result<u64> {
         tail.poll(|line| {
@@ -381,7 +382,7 @@ pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             };
         })
     };
-    let caught_up = wait_for(Duration::from_secs(90), "every hostile line", || {
+    let caught_up = wait::until(Duration::from_secs(90), "every hostile line", || {
         poll(&mut messages)?;
         Ok(ids.iter().all(|id| {
             messages
@@ -393,8 +394,8 @@ pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     // A little longer, so duplicates written after the last line would be seen too.
     std::thread::sleep(Duration::from_secs(2));
     poll(&mut messages)?;
-    let after = capturer.metrics()?;
-    let modes = task_modes(&capturer.health()?.1);
+    let after = capturer.scrape()?;
+    let modes = task_modes(&capturer.health_status()?.1);
     kill_all(&ids);
     // What the capturer could read is the truth. Read from the files, that is every line the
     // script wrote. Read through the API, it is Docker's API copy: the reader of its `local`
@@ -408,7 +409,7 @@ pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             {
                 return Ok((BAD_LINES_TOTAL, EMPTY_LINES));
             }
-            let (stdout, _) = crate::harness::containers::logs(id)?;
+            let (stdout, _) = test_support::docker::logs_bytes(id)?;
             let lines: Vec<&[u8]> = stdout.split(|&byte| byte == b'\n').collect();
             // The text ends with a newline, so the last piece is empty and not a line.
             let total = lines.len() as u64 - 1;
@@ -488,10 +489,10 @@ pub(crate) fn bad_lines(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let logs = stage.capturer_logs();
     outcome.expect(!logs.contains("panicked"), "the capturer panicked");
     outcome.expect(
-        crate::harness::procfs::is_alive(capturer.pid()),
+        test_support::procfs::is_alive(capturer.pid()),
         "the capturer exited",
     );
-    let (status, _) = capturer.health()?;
+    let (status, _) = capturer.health_status()?;
     outcome.note(format!(
         "truncated +{truncated}, invalid_utf8 +{invalid} (json-file already replaces invalid \
          UTF-8 itself), /health {status}; recovered_in = start to last line captured"

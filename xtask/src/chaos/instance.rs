@@ -11,12 +11,15 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::finish,
-    stage::{Ctx, Outcome, Stage, pace, signal, wait_for},
+    stage::Generators,
+    stage::{Ctx, Outcome, Stage},
 };
-use crate::harness::capturer::{Capturer, command};
+use test_support::capturer::{Capturer, command};
+use test_support::wait;
 
 /// EX_CANTCREAT: what a refused second agent exits with.
 const EXIT_LOCKED: i32 = 73;
@@ -95,7 +98,7 @@ fn refuse_seconds(
             ));
         }
         let before = ledger.records;
-        wait_for(
+        wait::until(
             Duration::from_secs(30),
             "the holder to keep capturing",
             || {
@@ -105,7 +108,9 @@ fn refuse_seconds(
         )?;
     }
     outcome.expect(
-        holder.health().is_ok_and(|(status, _)| status == 200),
+        holder
+            .health_status()
+            .is_ok_and(|(status, _)| status == 200),
         "the holder's /health is not 200 after the refusals",
     );
     Ok(())
@@ -116,37 +121,21 @@ pub(crate) fn second_instance(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let first = stage.spawn()?;
-    let ids = (0..2)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("load-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("load{index}"),
-                    "--lines",
-                    "0",
-                    "--rate",
-                    "1000",
-                    "--stream",
-                    "both",
-                    "--size",
-                    "100",
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    let ids = Generators {
+        extra: &["--size", "100"],
+        ..Generators::forever("load", 2, 1000)
+    }
+    .run(ctx, &stage)?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     refuse_seconds(&stage, &first, &mut ledger, outcome)?;
 
     // A holder killed outright leaves its lock file, not its lock.
-    signal(first.pid(), "KILL")?;
+    first.send_signal("KILL")?;
     drop(first);
     let killed = Instant::now();
     let before = ledger.records;
     let next = stage.spawn()?;
-    wait_for(
+    wait::until(
         Duration::from_secs(60),
         "records from the new agent",
         || {
@@ -156,7 +145,7 @@ pub(crate) fn second_instance(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     )?;
     outcome.recovered_in = Some(killed.elapsed());
     refuse_seconds(&stage, &next, &mut ledger, outcome)?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     finish(&stage, next, &mut ledger, &ids, outcome)?;
     outcome.note(format!(
         "{ATTEMPTS} second agents refused per holder (before and after a SIGKILL of the first); \

@@ -10,12 +10,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::{conclude, settle},
-    stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
+    stage::{Ctx, Outcome, Stage, file_sink},
 };
-use crate::harness::{containers::docker, procfs};
+use test_support::wait;
+use test_support::{
+    docker::{self},
+    procfs,
+};
 
 /// Short-lived containers in the whole run (CI: [`CI_CONTAINERS`]).
 const CONTAINERS: usize = 5_000;
@@ -77,7 +82,7 @@ fn wave(
     let ids = stage.containers.run_many(&specs)?;
     *expected += LINES * ids.len() as u64;
     let target = *expected;
-    wait_for(WAVE_CAPTURE_TIMEOUT, "a wave to be captured", || {
+    wait::until(WAVE_CAPTURE_TIMEOUT, "a wave to be captured", || {
         ledger.poll()?;
         Ok(churned_lines(ledger).0 >= target)
     })
@@ -85,7 +90,7 @@ fn wave(
     for batch in ids.chunks(REMOVE_BATCH) {
         let mut args = vec!["rm", "--force", "--volumes"];
         args.extend(batch.iter().map(String::as_str));
-        docker(&args)?;
+        docker::cli(&args)?;
     }
     Ok(())
 }
@@ -159,7 +164,7 @@ pub(crate) fn churn_memory(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     // The last wave's marks are forgotten one window (plus a sweep period) after its lines; a
     // window longer than the wait cap (the default hour) is not waited for.
     let forgotten_by = (window + window / 4 + Duration::from_secs(5)).min(FINAL_WAIT_CAP);
-    pace(forgotten_by, || ledger.poll().map(drop))?;
+    wait::pace(forgotten_by, || ledger.poll().map(drop))?;
     let end = procfs::rss_bytes(pid)?;
     let peak = samples.iter().copied().max().unwrap_or(start).max(end);
     let (distinct, dup) = churned_lines(&ledger);
@@ -172,7 +177,7 @@ pub(crate) fn churn_memory(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             mib(end)
         ),
     );
-    let listed = capturer.health()?.1["tasks"]
+    let listed = capturer.health_status()?.1["tasks"]
         .as_array()
         .map_or(0, |tasks| tasks.len());
     // The steady container is the only one left; its lines count against Docker's copy.

@@ -4,11 +4,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{
-    ledger::Ledger,
-    stage::{Ctx, Outcome, Stage, kill_all, pace, signal, wait_for},
-};
-use crate::harness::capturer::Capturer;
+use test_support::ledger::Ledger;
+
+use super::stage::{Ctx, Generators, Outcome, Stage, kill_all};
+use test_support::capturer::Capturer;
+use test_support::wait;
 
 /// The longest wait for the capture to hold every line Docker has at the end of a scenario.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -25,7 +25,7 @@ const RESUME_TIMEOUT: Duration = Duration::from_secs(60);
 /// more to say) every container has a running task again; how long that took.
 fn resumed(ledger: &mut Ledger, capturer: &Capturer, containers: usize) -> Result<Duration> {
     let before = ledger.records;
-    wait_for(RESUME_TIMEOUT, "new records after a restart", || {
+    wait::until(RESUME_TIMEOUT, "new records after a restart", || {
         ledger.poll()?;
         Ok(ledger.records > before || capturer.container_tasks_in("running")? >= containers)
     })
@@ -106,36 +106,20 @@ pub(crate) fn kill_9(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let started = Instant::now();
     let mut ledger = Ledger::follow(stage.records_path());
     let mut capturer = stage.spawn()?;
-    let ids = (0..4)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("load-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("load{index}"),
-                    "--lines",
-                    "0",
-                    "--rate",
-                    "1000",
-                    "--stream",
-                    "both",
-                    "--size",
-                    "100",
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators {
+        extra: &["--size", "100"],
+        ..Generators::forever("load", 4, 1000)
+    }
+    .run(ctx, &stage)?;
     let mut worst = Duration::ZERO;
     for _ in 0..kills {
-        pace(interval, || ledger.poll().map(drop))?;
-        signal(capturer.pid(), "KILL")?;
+        wait::pace(interval, || ledger.poll().map(drop))?;
+        capturer.send_signal("KILL")?;
         drop(capturer);
         capturer = stage.spawn()?;
         worst = worst.max(resumed(&mut ledger, &capturer, ids.len())?);
     }
-    pace(interval, || ledger.poll().map(drop))?;
+    wait::pace(interval, || ledger.poll().map(drop))?;
     finish(&stage, capturer, &mut ledger, &ids, outcome)?;
     outcome.recovered_in = Some(worst);
     outcome.note(format!(
@@ -186,18 +170,18 @@ pub(crate) fn sigterm_under_load(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
         .collect();
     let ids = stage.containers.run_many(&specs)?;
     let writing = Instant::now();
-    wait_for(Duration::from_secs(30), "the first records", || {
+    wait::until(Duration::from_secs(30), "the first records", || {
         Ok(ledger.poll()? > 0 || ledger.records > 0)
     })?;
-    pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(3), || ledger.poll().map(drop))?;
     let read_before = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_lines_total", &[])
         .unwrap_or(0.0);
     let measured = Instant::now();
-    pace(Duration::from_secs(4), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(4), || ledger.poll().map(drop))?;
     let read_after = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_lines_total", &[])
         .unwrap_or(0.0);
     let rate_seen = (read_after - read_before) / measured.elapsed().as_secs_f64();
@@ -215,7 +199,7 @@ pub(crate) fn sigterm_under_load(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
     let capturer = stage.spawn()?;
     let resume = resumed(&mut ledger, &capturer, ids.len())?;
     let remaining = SIGTERM_WRITE.saturating_sub(writing.elapsed()) + Duration::from_secs(2);
-    pace(remaining, || ledger.poll().map(drop))?;
+    wait::pace(remaining, || ledger.poll().map(drop))?;
     let drained = finish(&stage, capturer, &mut ledger, &ids, outcome)?;
     outcome.recovered_in = Some(resume);
     outcome.note(format!(
@@ -240,25 +224,7 @@ pub(crate) fn corrupt_checkpoint(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
     let mut ledger = Ledger::follow(stage.records_path());
     let checkpoints = stage.config.data_dir.join("checkpoints.json");
     let mut capturer = stage.spawn()?;
-    let ids = (0..2)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("gen-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("gen{index}"),
-                    "--lines",
-                    "0",
-                    "--rate",
-                    "100",
-                    "--stream",
-                    "both",
-                ],
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators::forever("gen", 2, 100).run(ctx, &stage)?;
     let damages: [(&str, Damage); 2] = [
         ("truncated to half", |bytes| {
             bytes[..bytes.len() / 2].to_vec()
@@ -267,7 +233,7 @@ pub(crate) fn corrupt_checkpoint(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
     ];
     let mut worst = Duration::ZERO;
     for (what, damage) in damages {
-        pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
         let code = capturer.stop(STOP_TIMEOUT);
         outcome.expect(matches!(code, Ok(0)), format!("SIGTERM: {code:?}"));
         let original = std::fs::read(&checkpoints).unwrap_or_default();
@@ -277,7 +243,7 @@ pub(crate) fn corrupt_checkpoint(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
         );
         std::fs::write(&checkpoints, damage(&original))?;
         // Lines written while the capturer is down must be read on the next start.
-        pace(Duration::from_secs(2), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_secs(2), || ledger.poll().map(drop))?;
         let restarted = Instant::now();
         capturer = stage.spawn()?;
         resumed(&mut ledger, &capturer, ids.len())?;
@@ -292,7 +258,7 @@ pub(crate) fn corrupt_checkpoint(ctx: &Ctx, outcome: &mut Outcome) -> Result<()>
         let warning = warning.unwrap_or_default();
         outcome.note(format!("{what}: {warning}"));
     }
-    pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
     finish(&stage, capturer, &mut ledger, &ids, outcome)?;
     let set_aside = std::fs::read_dir(&stage.config.data_dir)?
         .filter_map(Result::ok)

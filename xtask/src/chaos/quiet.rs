@@ -15,12 +15,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::finish,
-    stage::{Ctx, Outcome, Stage, busybox_image, pace, wait_for},
+    stage::{Ctx, Outcome, Stage},
 };
-use crate::harness::{containers::docker, procfs};
+use test_support::wait;
+use test_support::{
+    docker::{self},
+    procfs,
+};
 
 /// The daemon's CPU the capturer may add, in cores (5 % of a core), over the window of silence.
 const CPU_TOLERANCE: f64 = 0.05;
@@ -33,7 +38,7 @@ const LAST_BURST: u64 = 10;
 fn daemon_cores(pid: u32, window: Duration, ledger: &mut Ledger) -> Result<f64> {
     let before = procfs::cpu_seconds(pid)?;
     let started = Instant::now();
-    pace(window, || ledger.poll().map(drop))?;
+    wait::pace(window, || ledger.poll().map(drop))?;
     let after = procfs::cpu_seconds(pid)?;
     Ok((after - before) / started.elapsed().as_secs_f64())
 }
@@ -41,7 +46,7 @@ fn daemon_cores(pid: u32, window: Duration, ledger: &mut Ledger) -> Result<f64> 
 /// The last line Docker has for the container (`docker logs --tail 1`, cheap however long the
 /// history).
 fn last_line(id: &str) -> Result<String> {
-    docker(&["logs", "--tail", "1", id])
+    docker::cli(&["logs", "--tail", "1", id])
 }
 
 /// A busybox script printing lines `from..to` in loggen's format (`quiet r1 out SEQ`).
@@ -55,7 +60,7 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     } else {
         (1_000_000_u64, Duration::from_secs(60))
     };
-    let image = busybox_image();
+    let image = test_support::docker::busybox_image();
     let mut stage = Stage::new(ctx, "stdout-only-quiet")?;
     stage.set_env("LOG_CAPTURER_DOCKER_INACTIVITY_TIMEOUT", INACTIVITY);
     let started = Instant::now();
@@ -67,20 +72,20 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
         .containers
         .run(&stage.run_args("quiet", &[], image, &["sh", "-c", &script]))?;
     let last_of_history = format!(" out {}", history - 1);
-    wait_for(Duration::from_secs(120), "the history written", || {
+    wait::until(Duration::from_secs(120), "the history written", || {
         Ok(last_line(&id)?.ends_with(&last_of_history))
     })?;
     let without = daemon_cores(dockerd, window, &mut ledger)?;
 
     let capturer = stage.spawn()?;
-    let caught_up_in = wait_for(Duration::from_secs(300), "the history captured", || {
+    let caught_up_in = wait::until(Duration::from_secs(300), "the history captured", || {
         ledger.poll()?;
         Ok(ledger.records >= history)
     })?;
     // The first inactivity check comes `inactivity_timeout` after the last line.
-    pace(Duration::from_secs(6), || ledger.poll().map(drop))?;
+    wait::pace(Duration::from_secs(6), || ledger.poll().map(drop))?;
     let with = daemon_cores(dockerd, window, &mut ledger)?;
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     let reopened = metrics
         .sum(
             "log_capturer_stream_reconnects_total",
@@ -104,8 +109,8 @@ pub(crate) fn stdout_only_quiet(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> 
     // A last burst, written into the container's stdout, must come on the stream kept open.
     let full = history + LAST_BURST;
     let burst = format!("{} > /proc/1/fd/1", lines_script(history, full));
-    docker(&["exec", &id, "/bin/busybox", "sh", "-c", &burst])?;
-    wait_for(
+    docker::cli(&["exec", &id, "/bin/busybox", "sh", "-c", &burst])?;
+    wait::until(
         Duration::from_secs(30),
         "the burst after the silence",
         || {

@@ -7,19 +7,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::finish,
-    stage::{Ctx, Outcome, Stage, file_sink, pace, signal, wait_for},
+    stage::Generators,
+    stage::{Ctx, Outcome, Stage, file_sink},
 };
-use crate::harness::capturer::Capturer;
+use test_support::capturer::Capturer;
+use test_support::wait;
 
 /// Reloads, and the pause between two.
 const RELOADS: usize = 20;
 const EVERY: Duration = Duration::from_secs(3);
 /// Generators, each writing this many lines per second on each of its two streams.
 const GENERATORS: usize = 4;
-const RATE: &str = "1000";
+const RATE: u64 = 1000;
 /// How long a reload may take to be applied (counted in /metrics).
 const APPLIED_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -43,7 +46,7 @@ fn config(stage: &Stage, index: usize) -> String {
 
 /// Applied reloads, by result, from `/metrics`.
 fn reloads(capturer: &Capturer, result: &str) -> Result<u64> {
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     let value = metrics
         .sum("log_capturer_config_reloads_total", &[("result", result)])
         .unwrap_or(0.0);
@@ -57,26 +60,22 @@ pub(crate) fn reload(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let mut ledger = Ledger::follow(stage.records_path());
     let mut extra = Ledger::follow(stage.dir.join("extra.jsonl"));
     let capturer = stage.spawn()?;
-    let ids = (0..GENERATORS)
-        .map(|index| {
-            let tag = format!("load{index}");
-            let args = [
-                "--tag", &tag, "--lines", "0", "--rate", RATE, "--stream", "both", "--size", "100",
-            ];
-            stage.loggen(ctx, &format!("load-{index}"), &[], &args)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let ids = Generators {
+        extra: &["--size", "100"],
+        ..Generators::forever("load", GENERATORS, RATE)
+    }
+    .run(ctx, &stage)?;
     let config_path = stage.dir.join("config.toml");
     let mut slowest = Duration::ZERO;
     for index in 0..RELOADS {
-        pace(EVERY, || {
+        wait::pace(EVERY, || {
             ledger.poll()?;
             extra.poll().map(drop)
         })?;
         std::fs::write(&config_path, config(&stage, index))?;
         let sent = Instant::now();
-        signal(capturer.pid(), "HUP")?;
-        wait_for(APPLIED_TIMEOUT, "the reload to be applied", || {
+        capturer.send_signal("HUP")?;
+        wait::until(APPLIED_TIMEOUT, "the reload to be applied", || {
             Ok(reloads(&capturer, "success")? + reloads(&capturer, "error")? > index as u64)
         })?;
         slowest = slowest.max(sent.elapsed());

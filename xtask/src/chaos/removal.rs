@@ -12,13 +12,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use test_support::ledger::{Ledger, Tally};
+
 use super::{
-    ledger::{Ledger, Tally},
     loki::LokiReceiver,
     process::stop_and_check,
-    stage::{Ctx, Outcome, Stage, file_sink, pace, wait_for},
+    stage::{Ctx, Outcome, Stage, file_sink},
 };
-use crate::harness::{capturer::Capturer, containers::docker};
+use test_support::wait;
+use test_support::{
+    capturer::Capturer,
+    docker::{self},
+};
 
 /// Lines per job.
 const LINES: u64 = 50_000;
@@ -61,13 +66,13 @@ fn start_jobs(
 
 /// Waits until Docker has removed every job.
 fn wait_removed(jobs: &[(String, String)]) -> Result<Duration> {
-    wait_for(
+    wait::until(
         Duration::from_secs(120),
         "the --rm jobs to be removed",
         || {
             Ok(jobs
                 .iter()
-                .all(|(id, _)| docker(&["inspect", "--format", "{{.Id}}", id]).is_err()))
+                .all(|(id, _)| docker::cli(&["inspect", "--format", "{{.Id}}", id]).is_err()))
         },
     )
 }
@@ -81,7 +86,7 @@ fn catch_up(ledger: &mut Ledger, receiver: &LokiReceiver, ids: &[String]) -> Res
         if ledger.tally_of(ids).lost == 0 && receiver.state().ledger.tally_of(ids).lost == 0 {
             break;
         }
-        pace(Duration::from_millis(500), || ledger.poll().map(drop))?;
+        wait::pace(Duration::from_millis(500), || ledger.poll().map(drop))?;
         let now = (ledger.records, receiver.state().ledger.records);
         if now != seen {
             seen = now;
@@ -99,7 +104,7 @@ fn add_truth(ledger: &mut Ledger, jobs: &[(String, String)]) {
 
 /// The losses the capturer counted: removal gaps (API path) and log files lost (file mode).
 fn gaps(capturer: &Capturer) -> Result<f64> {
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     let removed = metrics
         .sum("log_capturer_stream_gaps_total", &[("reason", "removed")])
         .unwrap_or(0.0);

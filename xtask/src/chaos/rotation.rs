@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     process::stop_and_check,
-    stage::{Ctx, Outcome, Stage, pace},
+    stage::{Ctx, Outcome, Stage},
 };
-use crate::harness::containers::docker;
+use test_support::docker::{self};
+use test_support::wait;
 
 /// A rate (lines/s of a container, half on each stream; 0 = as fast as loggen writes) and how
 /// many lines a container writes.
@@ -105,7 +107,7 @@ fn start(ctx: &Ctx, stage: &Stage, variant: Variant, max_file: u32) -> Result<Ge
 fn wait_exited(ledger: &mut Ledger, generators: &[Generator]) -> Result<()> {
     for generator in generators {
         // `docker wait` blocks until the container exits; the capture is read between.
-        docker(&["wait", &generator.id])?;
+        docker::cli(&["wait", &generator.id])?;
         ledger.poll()?;
     }
     Ok(())
@@ -120,7 +122,7 @@ fn catch_up(ledger: &mut Ledger, ids: &[String]) -> Result<()> {
             break;
         }
         let mut read = 0;
-        pace(Duration::from_millis(500), || {
+        wait::pace(Duration::from_millis(500), || {
             read += ledger.poll()?;
             Ok(())
         })?;
@@ -137,7 +139,7 @@ pub(crate) fn rotation(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let mut ledger = Ledger::follow(stage.records_path());
     let capturer = stage.spawn()?;
     let skipped_before = capturer
-        .metrics()?
+        .scrape()?
         .sum(
             "log_capturer_lines_skipped_total",
             &[("reason", "repeated")],
@@ -169,7 +171,7 @@ pub(crate) fn rotation(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             lines += tally.expected;
         }
     }
-    let metrics = capturer.metrics()?;
+    let metrics = capturer.scrape()?;
     let repeated = metrics
         .sum(
             "log_capturer_lines_skipped_total",

@@ -10,13 +10,16 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+use test_support::ledger::Ledger;
+
 use super::{
-    ledger::Ledger,
     loki::LokiReceiver,
     process::{DRAIN_TIMEOUT, conclude},
-    stage::{Ctx, Outcome, Stage, kill_all, pace, wait_for},
+    stage::Generators,
+    stage::{Ctx, Outcome, Stage, kill_all},
 };
-use crate::harness::{capturer::Capturer, procfs};
+use test_support::wait;
+use test_support::{capturer::Capturer, procfs};
 
 /// Lines per second per stream of each generator.
 const RATE: u64 = 100;
@@ -30,36 +33,17 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Starts finite generators that write for `writing` and then stay alive, silent.
 fn generators(ctx: &Ctx, stage: &Stage, writing: Duration) -> Result<Vec<String>> {
-    let lines = (RATE * writing.as_secs()).to_string();
-    let rate = RATE.to_string();
-    (0..GENERATORS)
-        .map(|index| {
-            stage.loggen(
-                ctx,
-                &format!("gen-{index}"),
-                &[],
-                &[
-                    "--tag",
-                    &format!("gen{index}"),
-                    "--lines",
-                    &lines,
-                    "--rate",
-                    &rate,
-                    "--stream",
-                    "both",
-                    "--size",
-                    "120",
-                    "--hold-secs",
-                    "-1",
-                ],
-            )
-        })
-        .collect()
+    Generators {
+        lines: RATE * writing.as_secs(),
+        extra: &["--size", "120", "--hold-secs", "-1"],
+        ..Generators::forever("gen", GENERATORS, RATE)
+    }
+    .run(ctx, stage)
 }
 
 /// The first sink's state and buffered events in /health.
 fn sink_status(capturer: &Capturer) -> Result<(u16, String, u64)> {
-    let (status, health) = capturer.health()?;
+    let (status, health) = capturer.health_status()?;
     let sink = &health["sinks"][0];
     Ok((
         status,
@@ -121,12 +105,12 @@ pub(crate) fn sink_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     std::thread::sleep(BEFORE);
     receiver.set_up(false);
     let mut watch = FaultWatch::default();
-    pace(down, || {
+    wait::pace(down, || {
         watch.sample(&capturer);
         Ok(())
     })?;
     receiver.set_up(true);
-    let recovered = wait_for(RECOVERY_TIMEOUT, "the sink ok with an empty buffer", || {
+    let recovered = wait::until(RECOVERY_TIMEOUT, "the sink ok with an empty buffer", || {
         let (_, state, buffered) = sink_status(&capturer)?;
         Ok(state == "ok" && buffered == 0)
     });
@@ -145,7 +129,7 @@ pub(crate) fn sink_down(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     );
     kill_all(&ids);
     receiver.state().ledger.add_truth(&ids)?;
-    let drained = wait_for(DRAIN_TIMEOUT, "every line at the receiver", || {
+    let drained = wait::until(DRAIN_TIMEOUT, "every line at the receiver", || {
         Ok(receiver.state().ledger.tally().lost == 0)
     });
     // Resends arriving late would still be counted.
@@ -242,17 +226,17 @@ pub(crate) fn disk_full(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     let capturer = stage.spawn()?;
     let ids = generators(ctx, &stage, BEFORE + full_for + AFTER)?;
     let writing = Instant::now();
-    pace(BEFORE, || ledger.poll().map(drop))?;
+    wait::pace(BEFORE, || ledger.poll().map(drop))?;
     let filler = data_dir.join("filler");
     let filled = fill(&filler)?;
     let mut watch = FaultWatch::default();
-    pace(full_for, || {
+    wait::pace(full_for, || {
         watch.sample(&capturer);
         ledger.poll().map(drop)
     })?;
     std::fs::remove_file(&filler)?;
     let records_at_free = ledger.records;
-    let recovered = wait_for(RECOVERY_TIMEOUT, "the sink ok and new records", || {
+    let recovered = wait::until(RECOVERY_TIMEOUT, "the sink ok and new records", || {
         ledger.poll()?;
         let (_, state, _) = sink_status(&capturer)?;
         Ok(state == "ok" && ledger.records > records_at_free)
@@ -282,12 +266,12 @@ pub(crate) fn disk_full(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
             full_for.as_secs()
         ),
     );
-    pace(
+    wait::pace(
         (BEFORE + full_for + AFTER + Duration::from_secs(1)).saturating_sub(writing.elapsed()),
         || ledger.poll().map(drop),
     )?;
     let dropped = capturer
-        .metrics()?
+        .scrape()?
         .sum("log_capturer_sink_events_total", &[("result", "dropped")])
         .unwrap_or(0.0);
     let (drained, complete) = {

@@ -7,16 +7,17 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::harness::{
-    capturer::{Capturer, CapturerConfig, fresh_dir},
-    containers::{ContainerSet, docker},
+use test_support::{
+    capturer::{Capturer, CapturerConfig},
+    docker::{self, ContainerSet},
 };
+
+use crate::util::fresh_dir;
 
 /// The label key on every chaos container; the value is `<run>-<scenario>`.
 pub(crate) const LABEL_KEY: &str = "log-capturer-chaos";
@@ -241,60 +242,68 @@ impl Stage {
     }
 }
 
+/// Loggen generators writing both streams: `count` of them named `<prefix>-<i>` with tag
+/// `<prefix><i>`, `rate` lines/s and `lines` lines (0: forever) per stream each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Generators<'a> {
+    pub(crate) prefix: &'a str,
+    pub(crate) count: usize,
+    pub(crate) rate: u64,
+    pub(crate) lines: u64,
+    /// `docker run` flags before the image (`--restart always`).
+    pub(crate) flags: &'a [&'a str],
+    /// Further loggen arguments (`--size 100`).
+    pub(crate) extra: &'a [&'a str],
+}
+
+impl<'a> Generators<'a> {
+    /// Generators writing forever.
+    pub(crate) fn forever(prefix: &'a str, count: usize, rate: u64) -> Generators<'a> {
+        Generators {
+            prefix,
+            count,
+            rate,
+            lines: 0,
+            flags: &[],
+            extra: &[],
+        }
+    }
+
+    /// Loggen's arguments for generator `index`.
+    pub(crate) fn args(&self, index: impl std::fmt::Display) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--tag",
+            &format!("{}{index}", self.prefix),
+            "--lines",
+            &self.lines.to_string(),
+            "--rate",
+            &self.rate.to_string(),
+            "--stream",
+            "both",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(self.extra.iter().map(|&arg| arg.to_owned()));
+        args
+    }
+
+    /// Starts them in `stage`; their ids in order.
+    pub(crate) fn run(&self, ctx: &Ctx, stage: &Stage) -> Result<Vec<String>> {
+        (0..self.count)
+            .map(|index| {
+                let args = self.args(index);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                stage.loggen(ctx, &format!("{}-{index}", self.prefix), self.flags, &args)
+            })
+            .collect()
+    }
+}
+
 /// `docker kill` (running ones only; errors for stopped ones are ignored).
 pub(crate) fn kill_all(ids: &[String]) {
     for group in ids.chunks(20) {
         let mut args = vec!["kill"];
         args.extend(group.iter().map(String::as_str));
-        let _ = docker(&args);
+        let _ = docker::cli(&args);
     }
-}
-
-/// Polls `condition` every 100 ms until it holds or `timeout` passes; returns how long it took.
-pub(crate) fn wait_for(
-    timeout: Duration,
-    what: &str,
-    mut condition: impl FnMut() -> Result<bool>,
-) -> Result<Duration> {
-    let started = Instant::now();
-    loop {
-        if condition().unwrap_or(false) {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        // Observing other processes (the daemon, the capturer); nothing to subscribe to.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Sleeps `duration` while polling the ledger-like `tick` every 200 ms (so files are read as
-/// they grow and rotations are followed).
-pub(crate) fn pace(duration: Duration, mut tick: impl FnMut() -> Result<()>) -> Result<()> {
-    let until = Instant::now() + duration;
-    while Instant::now() < until {
-        tick()?;
-        // Pacing a scenario's timeline is what this function is for.
-        std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
-    }
-    tick()
-}
-
-/// Sends `signal` (`KILL`, `TERM`, ...) to a process.
-pub(crate) fn signal(pid: u32, signal: &str) -> Result<()> {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .context("run kill")?;
-    if !status.success() {
-        bail!("kill -{signal} {pid} failed");
-    }
-    Ok(())
-}
-
-/// The busybox image (FROM scratch, Debian's static busybox), built once by `test-support`;
-/// never pulled.
-pub(crate) fn busybox_image() -> &'static str {
-    test_support::docker::busybox_image()
 }

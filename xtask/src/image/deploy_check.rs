@@ -18,10 +18,7 @@ use crate::util::{cargo, have, project_root, run as run_command};
 /// The Debian packages that provide the tools, for the error message.
 const APT_HINT: &str = "apt-get install -y --no-install-recommends prometheus docker-compose";
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    if let Some(arg) = args.first() {
-        bail!("cargo xtask deploy-check takes no arguments (got {arg:?})");
-    }
+pub(crate) fn run() -> Result<()> {
     for tool in ["promtool", "docker-compose"] {
         if !have(tool) {
             bail!("{tool} is not installed; on Debian: {APT_HINT}");

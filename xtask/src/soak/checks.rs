@@ -26,13 +26,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::scenario::Generator;
-use crate::{
-    harness::{
-        capturer::container_tasks,
-        metrics::Metrics,
-        time::{now_unix_nanos, parse_rfc3339_nanos},
-    },
-    report::stats::slope,
+use crate::report::stats::slope;
+use test_support::{
+    capturer::each_container_task,
+    metrics::Metrics,
+    time::{now_unix_nanos, parse_rfc3339_nanos},
 };
 
 /// RSS slope beyond which (together with [`RSS_GROWTH_LIMIT`]) memory leaks.
@@ -144,7 +142,7 @@ pub(crate) fn health_check(
 ) -> HealthCheck {
     let mut problems = Vec::new();
     let mut problem = |rule: Rule, text: String| problems.push(Problem { rule, text });
-    let tasks: Vec<&Value> = container_tasks(health).collect();
+    let tasks: Vec<&Value> = each_container_task(health).collect();
     let in_state = |state: &str| tasks.iter().filter(|task| task["state"] == state).count();
     let running = in_state("running");
     let failed = in_state("failed");

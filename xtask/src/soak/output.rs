@@ -6,18 +6,19 @@ use std::{fmt::Write, path::Path};
 use anyhow::Result;
 use serde_json::{Value, json};
 
+use test_support::ledger::Tally;
+
 use super::{
     Observations, Sample, Verdict,
-    accounting::ContainerTally,
     checks::{RUNNING_REQUIRED_FROM_CHECK, Rule},
     generators, trends,
 };
-use crate::harness::time::clock;
 use crate::report::{
     Table, mib,
     svg::{self, Panel},
     write_file, write_json,
 };
+use test_support::time::clock;
 
 /// Every verdict of the run, in report order.
 pub(crate) fn verdicts(observations: &Observations) -> Vec<Verdict> {
@@ -65,8 +66,7 @@ pub(crate) fn verdicts(observations: &Observations) -> Vec<Verdict> {
     }
     let accounting = &observations.accounting;
     let tallies = tallies(observations);
-    let total =
-        |field: fn(&ContainerTally) -> u64| tallies.iter().map(|(_, t)| field(t)).sum::<u64>();
+    let total = |field: fn(&Tally) -> u64| tallies.iter().map(|(_, t)| field(t)).sum::<u64>();
     let ours: Vec<&str> = generators(observations)
         .iter()
         .filter_map(|generator| generator.id.as_deref())
@@ -93,7 +93,7 @@ pub(crate) fn verdicts(observations: &Observations) -> Vec<Verdict> {
             total(|t| t.received),
             total(|t| t.expected),
             total(|t| t.lost),
-            total(|t| t.duplicated),
+            total(|t| t.dup),
             total(|t| t.out_of_order),
             total(|t| t.wrong_stream),
             total(|t| t.wrong_size),
@@ -140,12 +140,12 @@ pub(crate) fn verdicts(observations: &Observations) -> Vec<Verdict> {
 }
 
 /// Each generator's tag and tally, for the generators that were started.
-fn tallies(observations: &Observations) -> Vec<(String, ContainerTally)> {
+fn tallies(observations: &Observations) -> Vec<(String, Tally)> {
     generators(observations)
         .iter()
         .filter_map(|generator| {
             let id = generator.id.as_deref()?;
-            Some((generator.tag.clone(), observations.accounting.tally(id)))
+            Some((generator.tag.clone(), observations.accounting.tally_for(id)))
         })
         .collect()
 }
@@ -174,7 +174,7 @@ fn container_table(observations: &Observations) -> Table {
             tally.expected.to_string(),
             tally.received.to_string(),
             tally.lost.to_string(),
-            tally.duplicated.to_string(),
+            tally.dup.to_string(),
             tally.out_of_order.to_string(),
             tally.wrong_stream.to_string(),
             tally.wrong_size.to_string(),
@@ -254,7 +254,7 @@ pub(crate) fn write_reports(
             "received": tally.received,
             "records": tally.records,
             "lost": tally.lost,
-            "dup": tally.duplicated,
+            "dup": tally.dup,
             "reordered": tally.out_of_order,
             "wrong_stream": tally.wrong_stream,
             "wrong_size": tally.wrong_size,
@@ -366,7 +366,7 @@ pub(crate) fn print_summary(observations: &Observations, verdicts: &[Verdict]) {
             tally.expected,
             tally.received,
             tally.lost,
-            tally.duplicated,
+            tally.dup,
             tally.out_of_order,
             tally.wrong_size
         );

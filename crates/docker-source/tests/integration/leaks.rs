@@ -6,7 +6,8 @@ use std::time::Duration;
 use crate::harness::{self, Harness, Sink, config, loggen, unique};
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+    let fds = test_support::procfs::open_fds(std::process::id()).expect("this process's fds");
+    usize::try_from(fds).expect("a count of fds")
 }
 
 /// Silent-stream checks (each a request of its own) plus reopens after inactivity.

@@ -381,7 +381,7 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     /// Mounts a tmpfs of `size` at `dir` (created), or `None` when not running as root.
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        if !running_as_root() {
+        if !test_support::procfs::running_as_root() {
             return None;
         }
         std::fs::create_dir_all(dir).unwrap();
@@ -402,13 +402,6 @@ impl Drop for Tmpfs {
             .arg(&self.0)
             .status();
     }
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
 }
 
 /// The messages of every record under `path`, oldest first.

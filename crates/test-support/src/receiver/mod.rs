@@ -17,7 +17,7 @@ use std::{
     collections::{BTreeMap, VecDeque},
     net::SocketAddr,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     thread::JoinHandle,
     time::Duration,
 };
@@ -93,6 +93,7 @@ pub struct Receiver {
     addr: SocketAddr,
     tls: bool,
     script: Arc<Mutex<VecDeque<Reply>>>,
+    control: Arc<server::Control>,
     handshake_errors: watch::Receiver<Vec<String>>,
     push_rx: mpsc::UnboundedReceiver<Push>,
     /// Dropped (or sent) to stop the server; the thread is joined in `Drop`.
@@ -111,7 +112,8 @@ impl Drop for Receiver {
 
 impl Receiver {
     /// Starts a plain HTTP server that answers `script` in order, then 204 (Loki) or 200
-    /// with an empty `ExportLogsServiceResponse` (OTLP) to everything.
+    /// with an empty `ExportLogsServiceResponse` (OTLP) to everything, or 503 while it is set
+    /// down ([`Receiver::set_up`]).
     pub fn start(script: Vec<Reply>) -> Receiver {
         Receiver::spawn(script, None)
     }
@@ -128,8 +130,10 @@ impl Receiver {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let is_tls = tls.is_some();
+        let control = Arc::new(server::Control::default());
         let shared = server::Shared {
             script: Arc::clone(&script),
+            control: Arc::clone(&control),
             handshake_errors: errors_tx,
             push_tx,
         };
@@ -141,6 +145,7 @@ impl Receiver {
             addr,
             tls: is_tls,
             script,
+            control,
             handshake_errors,
             push_rx,
             stop_tx: Some(stop_tx),
@@ -161,6 +166,17 @@ impl Receiver {
     /// Adds replies to the end of the script.
     pub fn then(&self, replies: impl IntoIterator<Item = Reply>) {
         self.script.lock().unwrap().extend(replies);
+    }
+
+    /// Makes the answers after the script 503 (`false`) or the default success (`true`).
+    pub fn set_up(&self, up: bool) {
+        self.control.down.store(!up, Ordering::SeqCst);
+    }
+
+    /// Makes every answer wait `delay` (a slow but healthy server).
+    pub fn set_delay(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.control.delay_ms.store(millis, Ordering::SeqCst);
     }
 
     /// The next request received; fails the test if none comes within 30 s.

@@ -4,7 +4,10 @@
 use std::{
     collections::{BTreeMap, VecDeque},
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -31,6 +34,16 @@ pub(super) struct Shared {
     pub(super) script: Arc<Mutex<VecDeque<Reply>>>,
     pub(super) handshake_errors: watch::Sender<Vec<String>>,
     pub(super) push_tx: mpsc::UnboundedSender<Push>,
+    pub(super) control: Arc<Control>,
+}
+
+/// How the server answers once its script is done: switchable down (503) and slow, as a Loki
+/// behind a failing ingester or an overloaded one is.
+#[derive(Debug, Default)]
+pub(super) struct Control {
+    pub(super) down: AtomicBool,
+    /// Milliseconds every answer waits.
+    pub(super) delay_ms: AtomicU64,
 }
 
 /// The thread's body: serves until `stop_rx` fires or its sender is dropped.
@@ -129,7 +142,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, shared: Arc<Sha
             .lock()
             .unwrap()
             .pop_front()
-            .unwrap_or_else(|| default_reply(is_otlp));
+            .unwrap_or_else(|| default_reply(is_otlp, &shared.control));
         let status = match &reply {
             Reply::Status(status, _) | Reply::Full { status, .. } => *status,
             Reply::Garbage(_) => 0,
@@ -142,14 +155,21 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, shared: Arc<Sha
             logs,
             status,
         });
+        let delay = shared.control.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            // A slow server: the answer (and so the client's next request) waits.
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         if !write_reply(&mut socket, reply).await {
             return;
         }
     }
 }
 
-fn default_reply(is_otlp: bool) -> Reply {
-    if is_otlp {
+fn default_reply(is_otlp: bool, control: &Control) -> Reply {
+    if control.down.load(Ordering::SeqCst) {
+        Reply::Status(503, "down".to_owned())
+    } else if is_otlp {
         otlp::success()
     } else {
         Reply::Status(204, String::new())

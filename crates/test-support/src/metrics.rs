@@ -5,7 +5,7 @@
 
 /// One scrape of `/metrics`.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     samples: Vec<Sample>,
 }
 
@@ -18,7 +18,7 @@ struct Sample {
 
 impl Metrics {
     /// Parses a scrape; lines that are not samples are ignored.
-    pub(crate) fn parse(text: &str) -> Metrics {
+    pub fn parse(text: &str) -> Metrics {
         let samples = text
             .lines()
             .map(str::trim)
@@ -30,7 +30,7 @@ impl Metrics {
 
     /// The sum of every sample of `name` whose labels include all of `filter`; `None` when no
     /// sample matches (the metric is not exported yet, or under another name).
-    pub(crate) fn sum(&self, name: &str, filter: &[(&str, &str)]) -> Option<f64> {
+    pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> Option<f64> {
         let mut matched = false;
         let mut total = 0.0;
         for sample in self.samples.iter().filter(|sample| sample.name == name) {
@@ -47,6 +47,14 @@ impl Metrics {
         }
         matched.then_some(total)
     }
+}
+
+/// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` body.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 fn parse_sample(line: &str) -> Option<Sample> {

@@ -1,4 +1,4 @@
-//! Resource figures of a process, read from `/proc` (Linux only).
+//! Other processes: their resource figures, read from `/proc` (Linux only), and signals.
 
 use std::path::Path;
 
@@ -8,30 +8,54 @@ use anyhow::{Context, Result, bail};
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// Resident set size in bytes (`VmRSS` of `/proc/PID/status`).
-pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS").map(|kib| kib * 1024)
+}
+
+/// Peak resident set size in bytes (`VmHWM` of `/proc/PID/status`).
+pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM").map(|kib| kib * 1024)
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("read /proc/{pid}/status"))?;
-    let line = status
+    status
         .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|kib| kib.parse().ok())
-        .with_context(|| format!("bad VmRSS line {line:?}"))?;
-    Ok(kib * 1024)
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// Sends `signal` (`KILL`, `TERM`, `HUP`, ...) to a process; std has no signal API, and `kill`
+/// is everywhere the harness runs.
+pub fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .context("run kill")?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 
 /// Open file descriptors (entries of `/proc/PID/fd`).
-pub(crate) fn open_fds(pid: u32) -> Result<u64> {
+pub fn open_fds(pid: u32) -> Result<u64> {
     let entries = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .with_context(|| format!("list fds of {pid}"))?;
     Ok(entries.count() as u64)
 }
 
 /// User plus system CPU seconds the process has used (fields 14 and 15 of `/proc/PID/stat`).
-pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("read /proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces and parentheses; fields after it are plain.
@@ -51,7 +75,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 /// Whether the process exists and has not exited (a zombie, state `Z`, has).
-pub(crate) fn is_alive(pid: u32) -> bool {
+pub fn is_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rfind(')')
             .and_then(|end| stat[end + 1..].split_whitespace().next())
@@ -60,7 +84,7 @@ pub(crate) fn is_alive(pid: u32) -> bool {
 }
 
 /// The PID of the one process whose command name is `name` (what `pidof` does).
-pub(crate) fn pid_of(name: &str) -> Result<u32> {
+pub fn pid_of(name: &str) -> Result<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
         let entry = entry?;
@@ -82,7 +106,7 @@ pub(crate) fn pid_of(name: &str) -> Result<u32> {
 /// The PID of the Docker daemon the CLI talks to: the `dockerd` whose command line names the
 /// socket of a `unix://` `$DOCKER_HOST`, else the one of `/var/run/docker.pid`, else the only
 /// `dockerd` (several may run: private test daemons).
-pub(crate) fn daemon_pid() -> Result<u32> {
+pub fn daemon_pid() -> Result<u32> {
     let socket = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
@@ -115,6 +139,7 @@ mod tests {
     fn this_process_has_figures() {
         let pid = std::process::id();
         assert!(super::rss_bytes(pid).unwrap() > 0);
+        assert!(super::peak_rss_bytes(pid).unwrap() >= super::rss_bytes(pid).unwrap() / 2);
         assert!(super::open_fds(pid).unwrap() >= 3);
         assert!(super::cpu_seconds(pid).unwrap() >= 0.0);
         assert!(super::is_alive(pid));

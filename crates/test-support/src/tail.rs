@@ -25,7 +25,7 @@ const MAX_ROTATED: u32 = 16;
 
 /// A reader of complete lines appended to one path.
 #[derive(Debug)]
-pub(crate) struct FileTail {
+pub struct FileTail {
     path: PathBuf,
     file: Option<(File, u64)>,
     /// Bytes after the last newline seen: a line still being written.
@@ -39,7 +39,7 @@ pub(crate) struct FileTail {
 
 impl FileTail {
     /// A tail of `path`, which need not exist yet.
-    pub(crate) fn new(path: PathBuf) -> FileTail {
+    pub fn new(path: PathBuf) -> FileTail {
         FileTail {
             path,
             file: None,
@@ -52,7 +52,7 @@ impl FileTail {
 
     /// A tail of everything the sink writes to `path` and rotates: it starts at the oldest
     /// rotated file, if any, when it first looks.
-    pub(crate) fn from_oldest(path: PathBuf) -> FileTail {
+    pub fn from_oldest(path: PathBuf) -> FileTail {
         FileTail {
             started: false,
             ..FileTail::new(path)
@@ -60,13 +60,13 @@ impl FileTail {
     }
 
     /// Partial lines found at the end of rotated files.
-    pub(crate) fn truncated_lines(&self) -> u64 {
+    pub fn truncated_lines(&self) -> u64 {
         self.truncated_lines
     }
 
     /// Reads everything appended since the last call and hands each complete line (without its
     /// newline) to `on_line`; returns how many lines that was.
-    pub(crate) fn poll(&mut self, mut on_line: impl FnMut(&[u8])) -> Result<u64> {
+    pub fn poll(&mut self, mut on_line: impl FnMut(&[u8])) -> Result<u64> {
         let mut lines = 0;
         loop {
             if !self.started {
