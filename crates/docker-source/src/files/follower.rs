@@ -148,6 +148,8 @@ struct FileFollower {
     last_send: Instant,
     batch_deadline: Option<Instant>,
     partial_since: Option<Instant>,
+    /// A stop signal found the container still running: look again then (`wait.rs`).
+    stop_check: Option<wait::StopCheck>,
     /// Where the drain of a released container stops (`release.rs`).
     drain_mark: Option<release::DrainMark>,
 }
@@ -176,6 +178,7 @@ impl FileFollower {
             last_send: now,
             batch_deadline: None,
             partial_since: None,
+            stop_check: None,
             drain_mark: None,
             env,
         }
@@ -196,7 +199,10 @@ impl FileFollower {
                         info!(container_id = %id, "container stopped; log task completed");
                         return Ok(());
                     }
-                    // Started again meanwhile: the files continue.
+                    // Started again meanwhile, or so a replayed `start` event said: the files
+                    // continue, and the follower looks at the container again soon.
+                    self.stop_check = None;
+                    self.look_again_later();
                 }
                 Err(source) if source.kind() == io::ErrorKind::PermissionDenied => {
                     return Err(Error::FilesUnreadable {
@@ -263,7 +269,7 @@ impl FileFollower {
                     }
                 }
                 Wake::Signal => {
-                    if !self.env.signal.is_removed() && !self.is_running().await {
+                    if !self.env.signal.is_removed() && self.stopped_after_signal().await {
                         return self.drain_and_finish().await;
                     }
                 }

@@ -3,8 +3,12 @@
 //!
 //! A quiet follower wakes only for its heartbeat, and those fall on a grid of
 //! [`BEAT_GRAIN`] shared by every follower: 500 quiet containers wake the runtime about once a
-//! second, not 33 times. It does not look at its container on its own: a stop the events
-//! stream missed reaches it from the source's periodic listing (`source/listing.rs`).
+//! second, not 33 times. It looks at its container only when the source signals a stop (a
+//! `die` event, or the periodic listing's view for a stop the events stream missed,
+//! `source/listing.rs`). A signal that finds it running, and a finish refused because a
+//! `start` was seen meanwhile (the events stream replays the last seconds on connect, so that
+//! `start` may be old), look again after [`STOP_RECHECK_FIRST`], doubling up to
+//! [`STOP_RECHECK_LAST`]; past that the container did start again (or the listing will tell).
 //!
 //! # Busy and quiet containers
 //!
@@ -44,6 +48,18 @@ fn beat_grid() -> Instant {
     *GRID.get_or_init(Instant::now)
 }
 
+/// The first look again at a container that was still running when a stop was signalled.
+const STOP_RECHECK_FIRST: Duration = Duration::from_millis(50);
+/// The longest pause between those looks; after it the follower waits for the next signal.
+const STOP_RECHECK_LAST: Duration = Duration::from_secs(2);
+
+/// When to look at the container again after a stop signal found it running.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StopCheck {
+    at: Instant,
+    pause: Duration,
+}
+
 /// The pause before reading again while a batch is being filled, or a busy container's files.
 const COALESCE_PAUSE: Duration = Duration::from_millis(1);
 /// Reads in a row that found data before the watch stops reporting each write: a container
@@ -75,7 +91,20 @@ impl FileFollower {
         if let Some(event) = self.multiline.deadline() {
             deadline = deadline.min(event);
         }
+        if let Some(check) = self.stop_check {
+            deadline = deadline.min(check.at);
+        }
         deadline
+    }
+
+    /// A stop was signalled: whether the container has stopped. If it still runs, a look again
+    /// is scheduled (see the module docs).
+    pub(super) async fn stopped_after_signal(&mut self) -> bool {
+        if !self.is_running().await {
+            return true;
+        }
+        self.look_again_later();
+        false
     }
 
     /// At the end of the files: a busy container waits [`COALESCE_PAUSE`] at most, a quiet one
@@ -98,6 +127,17 @@ impl FileFollower {
         }
         let deadline = self.next_deadline().min(Instant::now() + COALESCE_PAUSE);
         Some(self.wait_until(deadline).await)
+    }
+
+    /// Looks at the container again after a pause that doubles each time it still runs.
+    pub(super) fn look_again_later(&mut self) {
+        let pause = self
+            .stop_check
+            .map_or(STOP_RECHECK_FIRST, |check| check.pause * 2);
+        self.stop_check = (pause <= STOP_RECHECK_LAST).then(|| StopCheck {
+            at: Instant::now() + pause,
+            pause,
+        });
     }
 
     pub(super) async fn wait(&mut self) -> Wake {
@@ -123,10 +163,17 @@ impl FileFollower {
         }
     }
 
-    /// The timer: heartbeat, partial line and batch deadlines, and the look at the container.
+    /// The timer: heartbeat, partial line and batch deadlines, and the look again at a
+    /// container signalled to stop.
     pub(super) async fn on_timer(&mut self) -> io::Result<Option<End>> {
         self.heartbeat.beat();
         let now = Instant::now();
+        if self.stop_check.is_some_and(|check| now >= check.at)
+            && !self.env.signal.is_removed()
+            && self.stopped_after_signal().await
+        {
+            return self.drain_and_finish().await.map(Some);
+        }
         let settings = self.env.task.settings.clone();
         let mut flushed = false;
         if self
