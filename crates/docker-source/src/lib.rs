@@ -103,12 +103,14 @@
 mod assembler;
 mod checkpoint;
 mod client;
+mod coalesce;
 mod config;
 mod cursor;
 mod decoder;
 mod error;
 mod files;
 mod filter;
+mod frame;
 mod liveness;
 mod log_driver;
 mod metric_names;
