@@ -26,7 +26,7 @@
 //! reopened stream brings the whole line again: its head is skipped by length and the rest is
 //! delivered as that next part, so nothing is lost or sent twice.
 
-use capture_core::{LogStream, Position};
+use capture_core::{LogStream, PerStream, Position};
 
 mod partial;
 
@@ -80,14 +80,14 @@ pub(crate) struct DecodeCounters {
 #[derive(Debug)]
 pub(crate) struct Decoder {
     max_line_bytes: usize,
-    cursors: [Cursor; 3],
+    cursors: PerStream<Cursor>,
     /// Stdout and stderr lines split into frames.
     partials: [Partial; 2],
     /// Whether stdout's (stderr's) last line was sent early by [`Decoder::flush_partials`]: the
     /// next piece is its rest, and a final empty piece is its end, not a line.
     flushed: [bool; 2],
     /// Per stream, a line sent in parts whose rest is not delivered yet; kept across a reopen.
-    sent_parts: [Option<SentPart>; 3],
+    sent_parts: PerStream<Option<SentPart>>,
     tty_phase: TtyPhase,
     tty_line: Partial,
     /// A timestamp prefix (or piece-boundary look-ahead) cut by a chunk boundary.
@@ -105,7 +105,7 @@ impl Decoder {
             cursors: Default::default(),
             partials: [Partial::default(), Partial::default()],
             flushed: [false; 2],
-            sent_parts: [None; 3],
+            sent_parts: PerStream::default(),
             tty_phase: TtyPhase::Prefix,
             tty_line: Partial::default(),
             tty_carry: Vec::new(),
@@ -130,9 +130,9 @@ impl Decoder {
         let replay_through = self.replay_through;
         for ((cursor, resume), sent) in self
             .cursors
-            .iter_mut()
+            .values_mut()
             .zip(resume)
-            .zip(&mut self.sent_parts)
+            .zip(self.sent_parts.values_mut())
         {
             cursor.reset(resume, replay_through);
             *sent = sent.filter(|sent| resume == Some(sent.last));
@@ -152,7 +152,7 @@ impl Decoder {
     pub(crate) fn take_file_switches(&mut self, ended: bool) -> Vec<FileSwitch> {
         let mut switches = Vec::new();
         for stream in LogStream::ALL {
-            if let Some((after, first)) = self.cursors[stream.index()].take_switch(ended) {
+            if let Some((after, first)) = self.cursors[stream].take_switch(ended) {
                 switches.push(FileSwitch {
                     stream,
                     after,
@@ -291,7 +291,7 @@ impl Decoder {
 
     /// The position of the last line seen on each stream (delivered or skipped).
     pub(crate) fn last_positions(&self) -> [Option<Position>; 3] {
-        self.cursors.each_ref().map(Cursor::last)
+        LogStream::ALL.map(|stream| self.cursors[stream].last())
     }
 
     /// Like [`Decoder::reset`], for a stream that resumes right after lines whose positions
@@ -302,7 +302,7 @@ impl Decoder {
         resume: [Option<Position>; 3],
     ) {
         self.reset(resume);
-        for (cursor, last) in self.cursors.iter_mut().zip(last) {
+        for (cursor, last) in self.cursors.values_mut().zip(last) {
             cursor.continue_after(last);
         }
     }
@@ -319,8 +319,8 @@ impl Decoder {
     ) {
         let max = self.max_line_bytes;
         let partial = &mut self.partials[index];
-        let cursor = &mut self.cursors[stream.index()];
-        let sent = &mut self.sent_parts[stream.index()];
+        let cursor = &mut self.cursors[stream];
+        let sent = &mut self.sent_parts[stream];
         if std::mem::take(&mut self.flushed[index]) {
             // The rest of the line sent early.
             if complete && text.is_empty() {
@@ -372,7 +372,7 @@ impl Decoder {
                     match scan {
                         Prefix::Found(timestamp, _) => {
                             // The text is not known yet: the line is remembered once complete.
-                            let tty = LogStream::Tty.index();
+                            let tty = LogStream::Tty;
                             Self::start_line(
                                 &mut self.cursors[tty],
                                 &mut self.sent_parts[tty],
@@ -477,8 +477,8 @@ impl Decoder {
 
     fn finish_tty_line(&mut self, last_text: &[u8], sink: &mut impl LineSink) {
         let line = &mut self.tty_line;
-        let cursor = &mut self.cursors[LogStream::Tty.index()];
-        let sent = &mut self.sent_parts[LogStream::Tty.index()];
+        let cursor = &mut self.cursors[LogStream::Tty];
+        let sent = &mut self.sent_parts[LogStream::Tty];
         if line.buffer.is_empty() && !line.truncated && line.skip == 0 {
             // The whole line is in this chunk: no copy.
             let text = last_text.strip_suffix(b"\r").unwrap_or(last_text);
@@ -521,13 +521,13 @@ impl Decoder {
         {
             let partial = &mut self.partials[index];
             if partial.open {
-                let sent = &mut self.sent_parts[stream.index()];
+                let sent = &mut self.sent_parts[stream];
                 Self::send_line(partial, stream, true, sent, &mut self.counters, sink);
                 self.flushed[index] = true;
             }
         }
         if self.tty_line.open {
-            let tty = LogStream::Tty.index();
+            let tty = LogStream::Tty;
             let line = &mut self.tty_line;
             let sent = &mut self.sent_parts[tty];
             Self::settle_tty(line, &mut self.cursors[tty], &mut self.counters);

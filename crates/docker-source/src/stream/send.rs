@@ -4,7 +4,7 @@
 
 use std::{pin::pin, time::Duration};
 
-use capture_core::LogStream;
+use capture_core::PerStream;
 use task_supervisor::Heartbeat;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -98,9 +98,8 @@ pub(super) async fn send_assembled_within(
 }
 
 /// Counts the lines and bytes of a batch taken by the pipeline.
-fn count_sent(lines_per_stream: [u64; 3], bytes: usize, invalid: u32) {
-    for stream in LogStream::ALL {
-        let count = lines_per_stream[stream.index()];
+fn count_sent(lines_per_stream: PerStream<u64>, bytes: usize, invalid: u32) {
+    for (stream, &count) in lines_per_stream.iter() {
         if count > 0 {
             ::metrics::counter!(metric_names::LINES_TOTAL, "stream" => stream.as_str())
                 .increment(count);
