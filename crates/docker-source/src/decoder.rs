@@ -2,8 +2,8 @@
 //!
 //! The daemon sends, with `timestamps=1`:
 //!
-//! - for a container without a TTY, one multiplexed frame per log message (bollard strips the
-//!   8-byte header and hands over the stream and the payload): `<timestamp> <text>\n`. A line
+//! - for a container without a TTY, one multiplexed frame per log message (the reader strips
+//!   the 8-byte header and hands over a [`Frame`](crate::frame::Frame): stream and payload): `<timestamp> <text>\n`. A line
 //!   longer than Docker's 16 KiB copy buffer arrives as several frames, each with its own
 //!   timestamp prefix, all but the last without the trailing newline; they are merged back per
 //!   stream.
@@ -173,8 +173,8 @@ impl Decoder {
         self.partials.iter().any(|p| p.open) || self.tty_line.open
     }
 
-    /// A frame that bollard could not attribute to stdout or stderr (a bad stream byte, or the
-    /// daemon's own error stream): counted and dropped.
+    /// A frame of neither stdout nor stderr (a bad stream byte, or the daemon's own error
+    /// stream): counted and dropped.
     pub(crate) fn malformed_frame(&mut self) {
         self.counters.malformed += 1;
     }

@@ -40,7 +40,6 @@ mod send;
 mod shared;
 
 pub(crate) use send::send_assembled;
-use send::{Drain, send_assembled_within};
 pub(crate) use shared::ContainerShared;
 
 use std::{pin::pin, sync::Arc, time::Duration};
@@ -54,16 +53,14 @@ use tracing::{debug, info, warn};
 
 use crate::{
     Error,
-    assembler::{Assembled, Assembler},
+    assembler::Assembler,
     checkpoint::StreamPositions,
     decoder::Decoder,
     error::{docker_status, is_permanent_status},
     frame::{LogsQuery, open_logs},
     metric_names,
     multiline::{Multiline, MultilineRules},
-    output::{record_cursor_gone, record_drops},
     raw_logs::RawEndpoint,
-    recovery,
     removal::{self, DrainBounds, Progress},
     timestamp::api_time_nanos,
 };
@@ -90,7 +87,8 @@ pub(crate) struct StreamSettings {
     pub(crate) batch_max_latency: Duration,
     /// Bounds opening a log stream (connection, request, response head).
     pub(crate) request_timeout: Duration,
-    /// Where log streams are read from directly ([`raw_logs`]); `None` (TLS): through bollard.
+    /// Where log streams are read from directly ([`crate::raw_logs`]); `None` (TLS): through
+    /// bollard.
     pub(crate) raw_endpoint: Option<RawEndpoint>,
     /// Lines up to this timestamp (the agent's start, nanoseconds) may have been delivered by an
     /// earlier run of the agent: they are flagged as a replay.
@@ -509,72 +507,6 @@ impl Follower {
             self.progress
                 .deadline(removed_at, self.env.settings.removed_drain),
         )
-    }
-
-    /// Sends the assembled batches (if any), beating while the channel is full; then advances
-    /// the read position. Then reads what Docker's follower skipped, if it switched files (see
-    /// [`crate::recovery`]). Returns the stream end to report if they could not be sent.
-    async fn send_batch(&mut self) -> Result<(), StreamEnd> {
-        let counters = self.decoder.take_counters();
-        record_drops(counters);
-        record_cursor_gone(&self.env.shared, counters.cursor_gone);
-        self.multiline.take_counters().record();
-        while let Some(assembled) = self.assembler.take(&self.env.shared) {
-            self.send_assembled(assembled).await?;
-        }
-        self.read_skipped(false).await?;
-        // Nothing decoded is held back (a partial line, an open multiline event): every line
-        // before the newest one sent was sent.
-        if !self.decoder.has_partial() && !self.multiline.holds_lines() {
-            self.env.shared.caught_up();
-        }
-        Ok(())
-    }
-
-    /// Reads back what Docker's follower skipped at the file switches found (see
-    /// [`crate::recovery`]); `ended`: the stream ended, take every switch.
-    async fn read_skipped(&mut self, ended: bool) -> Result<(), StreamEnd> {
-        for switch in self.decoder.take_file_switches(ended) {
-            let recovered =
-                recovery::read_skipped(&self.env, &self.cancel, &mut self.assembler, switch).await;
-            if recovered > 0 {
-                while let Some(assembled) = self.assembler.take(&self.env.shared) {
-                    self.send_assembled(assembled).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends one batch; a removed container's drain bound gives it up (the lines it and the
-    /// assembler hold are then counted as dropped).
-    async fn send_assembled(&mut self, assembled: Assembled) -> Result<(), StreamEnd> {
-        let drain = Drain {
-            removal: &self.env.shared.removal,
-            progress: self.progress,
-            bounds: self.env.settings.removed_drain,
-        };
-        let sent = send_assembled_within(
-            &self.env,
-            &self.heartbeat,
-            &self.cancel,
-            self.beat_every,
-            assembled,
-            Some(drain),
-        )
-        .await;
-        match sent {
-            Err(StreamEnd::RemovalCut { dropped }) => {
-                let dropped = dropped + self.assembler.pending_lines() as u64;
-                self.assembler.discard();
-                Err(StreamEnd::RemovalCut { dropped })
-            }
-            Err(end) => Err(end),
-            Ok(()) => {
-                self.progress.made();
-                Ok(())
-            }
-        }
     }
 }
 
