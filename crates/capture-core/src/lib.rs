@@ -47,6 +47,7 @@ mod backoff;
 mod batch;
 mod container;
 mod error;
+mod per_stream;
 mod position;
 pub mod status;
 pub mod time;
@@ -56,6 +57,7 @@ pub use backoff::Backoff;
 pub use batch::{Acknowledgement, EventBatch, EventBatchBuilder, LogLine};
 pub use container::{ContainerId, ContainerInfo, InvalidContainerId};
 pub use error::{BoxError, ErrorChain};
+pub use per_stream::PerStream;
 pub use position::{LogStream, Position};
 pub use time::format_rfc3339_nanos;
 

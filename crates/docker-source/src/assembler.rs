@@ -7,15 +7,15 @@
 
 use std::{collections::VecDeque, sync::Arc};
 
-use capture_core::{ContainerInfo, EventBatch, EventBatchBuilder, LogStream, Position};
+use capture_core::{ContainerInfo, EventBatch, EventBatchBuilder, LogStream, PerStream, Position};
 
 use crate::{checkpoint::StreamPositions, decoder::LineSink, stream::ContainerShared};
 
 /// A batch taken from the [`Assembler`].
 pub(crate) struct Assembled {
     pub(crate) batch: EventBatch,
-    /// Lines per stream (indexed by [`LogStream::index`]).
-    pub(crate) lines: [u64; 3],
+    /// Lines per stream.
+    pub(crate) lines: PerStream<u64>,
     /// The last position per stream.
     pub(crate) last: StreamPositions,
 }
@@ -24,14 +24,21 @@ pub(crate) struct Assembled {
 pub(crate) struct Assembler {
     pub(crate) info: Arc<ContainerInfo>,
     builder: Option<EventBatchBuilder>,
-    lines: [u64; 3],
+    lines: PerStream<u64>,
     last: StreamPositions,
     /// Batches finished where a stream's replay flag changed, to be sent before the builder.
     finished: VecDeque<Assembled>,
     max_lines: usize,
     max_bytes: usize,
     /// The size of the last batch, to allocate the next one at once.
-    hint: (usize, usize),
+    next_capacity: Capacity,
+}
+
+/// What a new batch is allocated for.
+#[derive(Debug, Clone, Copy)]
+struct Capacity {
+    lines: usize,
+    message_bytes: usize,
 }
 
 impl Assembler {
@@ -39,12 +46,15 @@ impl Assembler {
         Assembler {
             info,
             builder: None,
-            lines: [0; 3],
+            lines: PerStream::default(),
             last: [None; 3],
             finished: VecDeque::new(),
             max_lines,
             max_bytes,
-            hint: (16, 2048),
+            next_capacity: Capacity {
+                lines: 16,
+                message_bytes: 2048,
+            },
         }
     }
 
@@ -70,20 +80,20 @@ impl Assembler {
     /// Drops what was assembled (a reopen reads it again).
     pub(crate) fn discard(&mut self) {
         self.builder = None;
-        self.lines = [0; 3];
+        self.lines = PerStream::default();
         self.last = [None; 3];
         self.finished.clear();
     }
 
     fn finish_builder(&mut self) -> Option<Assembled> {
         let builder = self.builder.take()?;
-        self.hint = (
-            builder.len().next_power_of_two().min(self.max_lines),
-            builder
+        self.next_capacity = Capacity {
+            lines: builder.len().next_power_of_two().min(self.max_lines),
+            message_bytes: builder
                 .message_bytes()
                 .next_power_of_two()
                 .min(self.max_bytes),
-        );
+        };
         Some(Assembled {
             batch: builder.finish(),
             lines: std::mem::take(&mut self.lines),
@@ -103,8 +113,7 @@ impl Assembler {
 
 impl LineSink for Assembler {
     fn line(&mut self, stream: LogStream, position: Position, message: &[u8], replay: bool) {
-        let index = stream.index();
-        if self.lines[index] > 0
+        if self.lines[stream] > 0
             && self
                 .builder
                 .as_ref()
@@ -114,14 +123,18 @@ impl LineSink for Assembler {
             self.finished.push_back(finished);
         }
         let builder = self.builder.get_or_insert_with(|| {
-            EventBatchBuilder::with_capacity(self.info.clone(), self.hint.0, self.hint.1)
+            let Capacity {
+                lines,
+                message_bytes,
+            } = self.next_capacity;
+            EventBatchBuilder::with_capacity(self.info.clone(), lines, message_bytes)
         });
         if replay {
             builder.set_replay(stream, true);
         }
         builder.push(stream, position, message);
-        self.lines[index] += 1;
-        self.last[index] = Some(position);
+        self.lines[stream] += 1;
+        self.last[stream.index()] = Some(position);
     }
 }
 

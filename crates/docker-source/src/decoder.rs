@@ -2,8 +2,8 @@
 //!
 //! The daemon sends, with `timestamps=1`:
 //!
-//! - for a container without a TTY, one multiplexed frame per log message (bollard strips the
-//!   8-byte header and hands over the stream and the payload): `<timestamp> <text>\n`. A line
+//! - for a container without a TTY, one multiplexed frame per log message (the reader strips
+//!   the 8-byte header and hands over a [`Frame`](crate::frame::Frame): stream and payload): `<timestamp> <text>\n`. A line
 //!   longer than Docker's 16 KiB copy buffer arrives as several frames, each with its own
 //!   timestamp prefix, all but the last without the trailing newline; they are merged back per
 //!   stream.
@@ -26,7 +26,11 @@
 //! reopened stream brings the whole line again: its head is skipped by length and the rest is
 //! delivered as that next part, so nothing is lost or sent twice.
 
-use capture_core::{LogStream, Position};
+use capture_core::{LogStream, PerStream, Position};
+
+mod partial;
+
+use partial::{Partial, SentPart};
 
 use crate::{
     cursor::{Cursor, FileSwitch, Verdict, fingerprint},
@@ -41,111 +45,6 @@ pub(crate) trait LineSink {
     /// One complete line: its stream, position and message (no timestamp, no newline);
     /// `replay`: an earlier run of the agent may have delivered it.
     fn line(&mut self, stream: LogStream, position: Position, message: &[u8], replay: bool);
-}
-
-/// A line sent in parts whose rest has not been delivered yet.
-#[derive(Debug, Clone, Copy)]
-struct SentPart {
-    /// The position of the line (its first part).
-    first: Position,
-    /// The position of its last part sent.
-    last: Position,
-    /// How many bytes of its text were sent (before truncation).
-    bytes: usize,
-}
-
-/// A line being assembled from pieces.
-#[derive(Debug, Default)]
-struct Partial {
-    /// Whether a line is open.
-    open: bool,
-    /// The open line's timestamp (its first piece's).
-    timestamp: i64,
-    position: Position,
-    /// Whether the open line is delivered (not at or before the cursor).
-    deliver: bool,
-    /// Whether text beyond `max_line_bytes` was cut.
-    truncated: bool,
-    /// Whether the line continues one sent early by [`Decoder::flush_partials`]: if nothing but
-    /// its end comes, there is no line to send.
-    continuation: bool,
-    /// Whether the line is flagged as a replay.
-    replay: bool,
-    /// A TTY line with the timestamp of a recent line: whether it is a copy is decided once its
-    /// text is known.
-    suspect: bool,
-    /// The position of the line's first part (this one, unless it continues a part sent).
-    first: Position,
-    /// Bytes of the line's text seen so far, parts sent before included.
-    seen: usize,
-    /// Bytes at the start of the text still to be dropped: a part sent before a reopen.
-    skip: usize,
-    buffer: Vec<u8>,
-}
-
-impl Partial {
-    fn open(&mut self, timestamp: i64, position: Position, deliver: bool, replay: bool) {
-        self.open = true;
-        self.timestamp = timestamp;
-        self.position = position;
-        self.deliver = deliver;
-        self.truncated = false;
-        self.continuation = false;
-        self.replay = replay;
-        self.suspect = false;
-        self.first = position;
-        self.seen = 0;
-        self.skip = 0;
-        self.buffer.clear();
-    }
-
-    /// Makes the open line the rest of `sent`: `seen` bytes of it are delivered already, and
-    /// `skip` of them come again (a reopen).
-    fn continue_from(&mut self, sent: SentPart, skip: usize) {
-        self.continuation = true;
-        self.first = sent.first;
-        self.seen = sent.bytes - skip;
-        self.skip = skip;
-    }
-
-    /// Where the line stands once this part is sent.
-    fn sent_part(&self) -> SentPart {
-        SentPart {
-            first: self.first,
-            last: self.position,
-            bytes: self.seen,
-        }
-    }
-
-    /// Whether, this being the rest of a line sent in parts, nothing is left to send.
-    fn is_empty_rest(&self) -> bool {
-        self.continuation && self.buffer.is_empty() && !self.truncated
-    }
-
-    fn append(&mut self, text: &[u8], max_line_bytes: usize) {
-        self.seen += text.len();
-        if !self.deliver {
-            return;
-        }
-        let dropped = self.skip.min(text.len());
-        self.skip -= dropped;
-        let text = &text[dropped..];
-        let room = max_line_bytes.saturating_sub(self.buffer.len());
-        if text.len() > room {
-            self.truncated = true;
-        }
-        self.buffer.extend_from_slice(&text[..text.len().min(room)]);
-    }
-
-    fn close(&mut self) {
-        self.open = false;
-        // A huge line's buffer is not kept around for the stream's life.
-        if self.buffer.capacity() > 4 * DOCKER_PIECE_BYTES {
-            self.buffer = Vec::new();
-        } else {
-            self.buffer.clear();
-        }
-    }
 }
 
 /// Where the TTY parser stands.
@@ -181,14 +80,14 @@ pub(crate) struct DecodeCounters {
 #[derive(Debug)]
 pub(crate) struct Decoder {
     max_line_bytes: usize,
-    cursors: [Cursor; 3],
+    cursors: PerStream<Cursor>,
     /// Stdout and stderr lines split into frames.
     partials: [Partial; 2],
     /// Whether stdout's (stderr's) last line was sent early by [`Decoder::flush_partials`]: the
     /// next piece is its rest, and a final empty piece is its end, not a line.
     flushed: [bool; 2],
     /// Per stream, a line sent in parts whose rest is not delivered yet; kept across a reopen.
-    sent_parts: [Option<SentPart>; 3],
+    sent_parts: PerStream<Option<SentPart>>,
     tty_phase: TtyPhase,
     tty_line: Partial,
     /// A timestamp prefix (or piece-boundary look-ahead) cut by a chunk boundary.
@@ -206,7 +105,7 @@ impl Decoder {
             cursors: Default::default(),
             partials: [Partial::default(), Partial::default()],
             flushed: [false; 2],
-            sent_parts: [None; 3],
+            sent_parts: PerStream::default(),
             tty_phase: TtyPhase::Prefix,
             tty_line: Partial::default(),
             tty_carry: Vec::new(),
@@ -231,9 +130,9 @@ impl Decoder {
         let replay_through = self.replay_through;
         for ((cursor, resume), sent) in self
             .cursors
-            .iter_mut()
+            .values_mut()
             .zip(resume)
-            .zip(&mut self.sent_parts)
+            .zip(self.sent_parts.values_mut())
         {
             cursor.reset(resume, replay_through);
             *sent = sent.filter(|sent| resume == Some(sent.last));
@@ -253,7 +152,7 @@ impl Decoder {
     pub(crate) fn take_file_switches(&mut self, ended: bool) -> Vec<FileSwitch> {
         let mut switches = Vec::new();
         for stream in LogStream::ALL {
-            if let Some((after, first)) = self.cursors[stream.index()].take_switch(ended) {
+            if let Some((after, first)) = self.cursors[stream].take_switch(ended) {
                 switches.push(FileSwitch {
                     stream,
                     after,
@@ -274,8 +173,8 @@ impl Decoder {
         self.partials.iter().any(|p| p.open) || self.tty_line.open
     }
 
-    /// A frame that bollard could not attribute to stdout or stderr (a bad stream byte, or the
-    /// daemon's own error stream): counted and dropped.
+    /// A frame of neither stdout nor stderr (a bad stream byte, or the daemon's own error
+    /// stream): counted and dropped.
     pub(crate) fn malformed_frame(&mut self) {
         self.counters.malformed += 1;
     }
@@ -392,7 +291,7 @@ impl Decoder {
 
     /// The position of the last line seen on each stream (delivered or skipped).
     pub(crate) fn last_positions(&self) -> [Option<Position>; 3] {
-        self.cursors.each_ref().map(Cursor::last)
+        LogStream::ALL.map(|stream| self.cursors[stream].last())
     }
 
     /// Like [`Decoder::reset`], for a stream that resumes right after lines whose positions
@@ -403,7 +302,7 @@ impl Decoder {
         resume: [Option<Position>; 3],
     ) {
         self.reset(resume);
-        for (cursor, last) in self.cursors.iter_mut().zip(last) {
+        for (cursor, last) in self.cursors.values_mut().zip(last) {
             cursor.continue_after(last);
         }
     }
@@ -420,8 +319,8 @@ impl Decoder {
     ) {
         let max = self.max_line_bytes;
         let partial = &mut self.partials[index];
-        let cursor = &mut self.cursors[stream.index()];
-        let sent = &mut self.sent_parts[stream.index()];
+        let cursor = &mut self.cursors[stream];
+        let sent = &mut self.sent_parts[stream];
         if std::mem::take(&mut self.flushed[index]) {
             // The rest of the line sent early.
             if complete && text.is_empty() {
@@ -473,7 +372,7 @@ impl Decoder {
                     match scan {
                         Prefix::Found(timestamp, _) => {
                             // The text is not known yet: the line is remembered once complete.
-                            let tty = LogStream::Tty.index();
+                            let tty = LogStream::Tty;
                             Self::start_line(
                                 &mut self.cursors[tty],
                                 &mut self.sent_parts[tty],
@@ -578,8 +477,8 @@ impl Decoder {
 
     fn finish_tty_line(&mut self, last_text: &[u8], sink: &mut impl LineSink) {
         let line = &mut self.tty_line;
-        let cursor = &mut self.cursors[LogStream::Tty.index()];
-        let sent = &mut self.sent_parts[LogStream::Tty.index()];
+        let cursor = &mut self.cursors[LogStream::Tty];
+        let sent = &mut self.sent_parts[LogStream::Tty];
         if line.buffer.is_empty() && !line.truncated && line.skip == 0 {
             // The whole line is in this chunk: no copy.
             let text = last_text.strip_suffix(b"\r").unwrap_or(last_text);
@@ -622,13 +521,13 @@ impl Decoder {
         {
             let partial = &mut self.partials[index];
             if partial.open {
-                let sent = &mut self.sent_parts[stream.index()];
+                let sent = &mut self.sent_parts[stream];
                 Self::send_line(partial, stream, true, sent, &mut self.counters, sink);
                 self.flushed[index] = true;
             }
         }
         if self.tty_line.open {
-            let tty = LogStream::Tty.index();
+            let tty = LogStream::Tty;
             let line = &mut self.tty_line;
             let sent = &mut self.sent_parts[tty];
             Self::settle_tty(line, &mut self.cursors[tty], &mut self.counters);

@@ -24,12 +24,14 @@
 //!   silent (over TCP, every connection has keepalive: `transport.rs`). A list or inspect failure
 //!   never ends the source. The first listing of a run reads what happened while the agent was
 //!   away (`startup.rs`); `read_from` applies only to the very first start.
-//! - **Container tasks** (`stream.rs`) are supervised tasks `container_<full id>` of type
+//! - **Container tasks** (`stream.rs`, `stream/pump.rs`; `stream/shared.rs` is what they share
+//!   with the source) are supervised tasks `container_<full id>` of type
 //!   `container`, spawned on a stream-worker thread (`workers.rs`), so the connection and the
-//!   decoder share one thread: no cross-thread wake-up per frame, only per batch. The stream is
-//!   read straight from the daemon's socket (`raw_logs.rs`: large reads, no task hand-off per
-//!   HTTP chunk, and while it is hot one read per millisecond instead of a wake-up per line;
-//!   over TLS, bollard's `logs()`). A task heartbeats while its stream is alive, also when the container is silent or
+//!   decoder share one thread: no cross-thread wake-up per frame, only per batch. The stream
+//!   (`frame.rs`: opened in one place, yielding `Frame`s either way) is read straight from the
+//!   daemon's socket (`raw_logs.rs`: large reads, no task hand-off per HTTP chunk, and while it
+//!   is hot one read per millisecond instead of a wake-up per line, see `coalesce.rs`; over TLS,
+//!   bollard's `logs()`). A task heartbeats while its stream is alive, also when the container is silent or
 //!   the batch channel is full; a stream silent for `inactivity_timeout` is checked against the
 //!   daemon's last line (`liveness.rs`) and reopened only if it missed something. When the
 //!   container stops, the task completes; its next `start` spawns it again. With `read_mode`
@@ -103,12 +105,14 @@
 mod assembler;
 mod checkpoint;
 mod client;
+mod coalesce;
 mod config;
 mod cursor;
 mod decoder;
 mod error;
 mod files;
 mod filter;
+mod frame;
 mod liveness;
 mod log_driver;
 mod metric_names;

@@ -13,16 +13,14 @@
 
 use std::pin::pin;
 
-use bollard::query_parameters::LogsOptions;
 use capture_core::{LogStream, Position};
-use futures_util::{Stream, StreamExt, future::Either};
+use futures_util::StreamExt;
 
 use crate::{
-    client,
     decoder::{Decoder, LineSink},
+    frame::{Frames, LogsQuery, open_logs},
     metric_names,
-    output::decode_output,
-    raw_logs::{self, LogsRequest},
+    output::decode_frame,
     stream::TaskEnv,
 };
 
@@ -88,59 +86,26 @@ async fn last_line(
     env: &TaskEnv,
     tty: bool,
 ) -> Result<Option<(LogStream, Position)>, bollard::errors::Error> {
-    let id = env.shared.id.as_str();
-    let stream = match &env.settings.raw_endpoint {
-        Some(endpoint) => {
-            let api_version = client::version_string(&env.docker);
-            let request = LogsRequest {
-                api_version: &api_version,
-                container_id: id,
-                follow: false,
-                since: 0,
-                until: 0,
-                tail: Some(1),
-                tty,
-            };
-            Either::Left(raw_logs::logs(
-                endpoint,
-                &request,
-                env.settings.request_timeout,
-            ))
-        }
-        None => Either::Right(env.docker.logs(
-            id,
-            Some(LogsOptions {
-                follow: false,
-                stdout: true,
-                stderr: true,
-                since: 0,
-                until: 0,
-                timestamps: true,
-                tail: "1".to_owned(),
-            }),
-        )),
-    };
-    decode_last(
-        pin!(stream),
-        &env.shared.id,
+    let query = LogsQuery {
+        follow: false,
+        since: 0,
+        until: 0,
+        tail: Some(1),
         tty,
-        env.settings.max_line_bytes,
-    )
-    .await
+    };
+    let stream = open_logs(env, query);
+    decode_last(pin!(stream), &env.shared.id, env.settings.max_line_bytes).await
 }
 
 async fn decode_last(
-    mut stream: std::pin::Pin<
-        &mut impl Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>,
-    >,
+    mut stream: std::pin::Pin<&mut impl Frames>,
     id: &capture_core::ContainerId,
-    tty: bool,
     max_line_bytes: usize,
 ) -> Result<Option<(LogStream, Position)>, bollard::errors::Error> {
     let mut decoder = Decoder::new(max_line_bytes);
     let mut last = LastLine::default();
     while let Some(output) = stream.next().await {
-        decode_output(&mut decoder, &mut last, output?, tty, id);
+        decode_frame(&mut decoder, &mut last, output?, id);
     }
     // A last line without its newline yet is a line too.
     decoder.flush_partials(&mut last);

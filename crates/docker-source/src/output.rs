@@ -1,46 +1,33 @@
-//! Between the stream and the decoder, and the decoder and the metrics: bollard items decoded
-//! into a line sink, and the decoder's counters turned into metrics (per batch, not per line).
+//! Between the stream and the decoder, and the decoder and the metrics: frames decoded into a
+//! line sink, and the decoder's counters turned into metrics (per batch, not per line).
 
-use bollard::container::LogOutput;
-use capture_core::{ContainerId, LogStream};
+use capture_core::ContainerId;
 use tracing::warn;
 
 use crate::{
     decoder::{DecodeCounters, Decoder, LineSink},
+    frame::Frame,
     metric_names,
     stream::ContainerShared,
 };
 
-/// Decodes one bollard item into `sink`; returns its payload size.
-pub(crate) fn decode_output(
+/// Decodes one frame into `sink`; returns its payload size.
+pub(crate) fn decode_frame(
     decoder: &mut Decoder,
     sink: &mut impl LineSink,
-    output: LogOutput,
-    tty: bool,
+    frame: Frame,
     container_id: &ContainerId,
 ) -> usize {
-    match output {
-        LogOutput::StdOut { message } | LogOutput::Console { message } if tty => {
-            decoder.tty(&message, sink);
-            message.len()
-        }
-        LogOutput::StdOut { message } => {
-            decoder.frame(LogStream::Stdout, &message, sink);
-            message.len()
-        }
-        LogOutput::StdErr { message } => {
-            decoder.frame(LogStream::Stderr, &message, sink);
-            message.len()
-        }
-        LogOutput::Console { message } | LogOutput::StdIn { message } => {
-            // Not a stdout/stderr frame: most likely the daemon's own error stream
-            // ("Error grabbing logs: ...").
-            decoder.malformed_frame();
-            let text = String::from_utf8_lossy(&message[..message.len().min(256)]);
-            warn!(container_id = %container_id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
-            message.len()
-        }
-    }
+    let Some(stream) = frame.stream else {
+        // Not a stdout/stderr frame: most likely the daemon's own error stream
+        // ("Error grabbing logs: ...").
+        decoder.malformed_frame();
+        let text = String::from_utf8_lossy(&frame.bytes[..frame.bytes.len().min(256)]);
+        warn!(container_id = %container_id, frame = %text.trim_end(), "dropping a frame that is neither stdout nor stderr");
+        return frame.bytes.len();
+    };
+    decoder.frame(stream, &frame.bytes, sink);
+    frame.bytes.len()
 }
 
 /// Records the decoder's counters as metrics (lines dropped, lines skipped).

@@ -16,21 +16,19 @@
 
 use std::pin::pin;
 
-use bollard::query_parameters::LogsOptions;
 use capture_core::{LogStream, Position};
-use futures_util::{Stream, StreamExt, future::Either};
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::{
     assembler::Assembler,
-    client,
     cursor::{BOUNDARY_ORDINAL, FileSwitch},
     decoder::{Decoder, LineSink},
+    frame::{Frames, LogsQuery, open_logs},
     metric_names,
     multiline::Multiline,
-    output::decode_output,
-    raw_logs::{self, LogsRequest},
+    output::decode_frame,
     stream::TaskEnv,
 };
 
@@ -48,7 +46,14 @@ pub(crate) async fn read_skipped(
     let tty = assembler.info.tty;
     let since = seconds(switch.after.div_euclid(NANOS_PER_SECOND));
     let until = seconds(switch.first.div_euclid(NANOS_PER_SECOND) + 1);
-    let stream = open(env, since, until, tty);
+    let query = LogsQuery {
+        follow: false,
+        since,
+        until,
+        tail: None,
+        tty,
+    };
+    let stream = open_logs(env, query);
     let mut decoder = Decoder::new(env.settings.max_line_bytes);
     // Only this stream's lines after `after` (the line itself is looked for: if Docker no
     // longer has it, its file was deleted); the other streams' are skipped whole.
@@ -66,7 +71,7 @@ pub(crate) async fn read_skipped(
         lines: 0,
     };
     let stream = pin!(stream);
-    let read = read_all(stream, &mut decoder, &mut between, tty, env);
+    let read = read_all(stream, &mut decoder, &mut between, env);
     let read = tokio::time::timeout(env.settings.request_timeout, read);
     let outcome = tokio::select! {
         biased;
@@ -113,57 +118,14 @@ fn seconds(seconds: i64) -> i32 {
     i32::try_from(seconds.max(0)).unwrap_or(i32::MAX)
 }
 
-/// The logs request without `follow`, from `since` to `until` (unix seconds).
-fn open(
-    env: &TaskEnv,
-    since: i32,
-    until: i32,
-    tty: bool,
-) -> impl Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + use<> {
-    match &env.settings.raw_endpoint {
-        Some(endpoint) => {
-            let api_version = client::version_string(&env.docker);
-            let request = LogsRequest {
-                api_version: &api_version,
-                container_id: env.shared.id.as_str(),
-                follow: false,
-                since,
-                until,
-                tail: None,
-                tty,
-            };
-            Either::Left(raw_logs::logs(
-                endpoint,
-                &request,
-                env.settings.request_timeout,
-            ))
-        }
-        None => Either::Right(env.docker.logs(
-            env.shared.id.as_str(),
-            Some(LogsOptions {
-                follow: false,
-                stdout: true,
-                stderr: true,
-                since,
-                until,
-                timestamps: true,
-                tail: "all".to_owned(),
-            }),
-        )),
-    }
-}
-
 async fn read_all(
-    mut stream: std::pin::Pin<
-        &mut impl Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>,
-    >,
+    mut stream: std::pin::Pin<&mut impl Frames>,
     decoder: &mut Decoder,
     between: &mut Between<'_, Assembler>,
-    tty: bool,
     env: &TaskEnv,
 ) -> Result<(), bollard::errors::Error> {
     while let Some(item) = stream.next().await {
-        decode_output(decoder, between, item?, tty, &env.shared.id);
+        decode_frame(decoder, between, item?, &env.shared.id);
     }
     decoder.flush_partials(between);
     Ok(())

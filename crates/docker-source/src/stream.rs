@@ -34,60 +34,37 @@
 //! its read position without `follow` (so up to the moment of the release), sends it and
 //! completes. Nothing before the release is lost, nothing after it is read.
 
+mod pump;
 mod release;
 mod send;
+mod shared;
 
 pub(crate) use send::send_assembled;
-use send::{Drain, send_assembled_within};
+pub(crate) use shared::ContainerShared;
 
-use std::{
-    pin::pin,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{pin::pin, sync::Arc, time::Duration};
 
-use bollard::{
-    Docker,
-    container::LogOutput,
-    query_parameters::{InspectContainerOptions, LogsOptions},
-};
-use capture_core::{Backoff, ContainerId, ContainerInfo, ErrorChain, EventBatch, LogStream};
-use futures_util::{FutureExt, Stream, StreamExt, future::Either};
+use bollard::{Docker, query_parameters::InspectContainerOptions};
+use capture_core::{Backoff, ErrorChain, EventBatch, LogStream};
 use task_supervisor::{Heartbeat, TaskContext, TaskError};
-use tokio::{
-    sync::{mpsc, watch},
-    time::Instant,
-};
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
     Error,
-    assembler::{Assembled, Assembler},
+    assembler::Assembler,
     checkpoint::StreamPositions,
-    client,
     decoder::Decoder,
     error::{docker_status, is_permanent_status},
-    liveness::{self, Freshness},
+    frame::{LogsQuery, open_logs},
     metric_names,
     multiline::{Multiline, MultilineRules},
-    output::{decode_output, record_cursor_gone, record_drops},
-    raw_logs::{self, LogsRequest, RawEndpoint},
-    read_through::ReadThrough,
-    recovery,
-    removal::{self, DrainBounds, Progress, Removal},
+    raw_logs::RawEndpoint,
+    removal::{self, DrainBounds, Progress},
     timestamp::api_time_nanos,
 };
 
-/// A burst (what was ready without waiting) of at least this many frames means the stream is
-/// busy: pause before polling again, so the next burst finds many frames in the socket buffer,
-/// and keep filling the batch instead of sending it.
-const COALESCE_MIN_FRAMES: usize = 64;
-/// The same, in payload bytes.
-const COALESCE_MIN_BYTES: usize = 16 * 1024;
-/// The pause of a busy stream (a bounded added latency; hyper's body channel applies
-/// backpressure meanwhile).
-const COALESCE_PAUSE: Duration = Duration::from_millis(1);
 /// Reopen backoff after errors, or after a stream that ended at once while its container runs.
 const REOPEN_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const REOPEN_BACKOFF_CAP: Duration = Duration::from_secs(5);
@@ -98,201 +75,6 @@ const HISTORY_SCAN_PATIENCE: Duration = Duration::from_secs(120);
 /// Consecutive failed opens before the task gives up and lets the supervisor restart it (with
 /// its own, visible, backoff).
 const MAX_CONSECUTIVE_ERRORS: u32 = 10;
-
-/// What the source and a container's task share; outlives the task's attempts.
-#[derive(Debug)]
-pub(crate) struct ContainerShared {
-    pub(crate) id: ContainerId,
-    /// The current metadata: replaced (a new `Arc`) on rename. Batches started afterwards use it.
-    info: Mutex<Arc<ContainerInfo>>,
-    /// The last line sent into the pipeline, per stream: the resume point of an in-process
-    /// reopen.
-    read: Mutex<StreamPositions>,
-    /// Where reading started (checkpoint or `read_from`): a stream whose read position is still
-    /// this has sent nothing.
-    initial_resume: StreamPositions,
-    lifecycle: Mutex<Lifecycle>,
-    /// Set when the container is removed: the task drains its stream, then ends.
-    pub(crate) removal: Removal,
-    /// Whether the filters released the container (a `watch`, so a following task wakes at
-    /// once). Changed only under the `lifecycle` lock; see `stream/release.rs`.
-    released_tx: watch::Sender<bool>,
-    /// Through when every line, whatever its stream, was sent (see `read_through.rs`).
-    read_through: Mutex<ReadThrough>,
-    /// What the task saw of the container's stops (see [`Stops`]).
-    stops: Mutex<Stops>,
-}
-
-/// The container's `State.FinishedAt` as the task saw it, in nanoseconds.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stops {
-    /// At the task's last inspection.
-    observed: Option<i64>,
-    /// When the task last completed: it read everything up to this stop.
-    completed: Option<i64>,
-}
-
-/// Whether the container's task is meant to be running, and whether it was asked to look at the
-/// container again before ending.
-#[derive(Debug, Default)]
-struct Lifecycle {
-    active: bool,
-    rerun: bool,
-}
-
-impl ContainerShared {
-    pub(crate) fn new(
-        info: Arc<ContainerInfo>,
-        resume: StreamPositions,
-        read_through_nanos: Option<i64>,
-    ) -> ContainerShared {
-        ContainerShared {
-            id: info.id.clone(),
-            info: Mutex::new(info),
-            read: Mutex::new(resume),
-            initial_resume: resume,
-            lifecycle: Mutex::new(Lifecycle::default()),
-            removal: Removal::default(),
-            released_tx: watch::Sender::new(false),
-            read_through: Mutex::new(ReadThrough::new(read_through_nanos)),
-            stops: Mutex::new(Stops::default()),
-        }
-    }
-
-    /// The read-through times (see `read_through.rs`).
-    pub(crate) fn read_through(&self) -> ReadThrough {
-        *self
-            .read_through
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Everything decoded was sent and no partial line is held.
-    pub(crate) fn caught_up(&self) {
-        let read = self.read_positions();
-        self.read_through
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .caught_up(&read);
-    }
-
-    /// The task inspected the container and saw this `State.FinishedAt`.
-    pub(crate) fn observe_finished_at(&self, finished_at_nanos: Option<i64>) {
-        self.stops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .observed = finished_at_nanos;
-    }
-
-    /// The `State.FinishedAt` of the stop the task last read to its end, if it completed since
-    /// it was last started.
-    pub(crate) fn completed_stop(&self) -> Option<i64> {
-        self.stops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .completed
-    }
-
-    pub(crate) fn info(&self) -> Arc<ContainerInfo> {
-        self.info
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Replaces the metadata if it changed; returns whether it did.
-    pub(crate) fn set_info(&self, info: ContainerInfo) -> bool {
-        let mut current = self.info.lock().unwrap_or_else(PoisonError::into_inner);
-        if **current == info {
-            return false;
-        }
-        *current = Arc::new(info);
-        true
-    }
-
-    pub(crate) fn initial_resume(&self) -> &StreamPositions {
-        &self.initial_resume
-    }
-
-    /// Whether the container's task is meant to be running.
-    pub(crate) fn is_active(&self) -> bool {
-        self.lifecycle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .active
-    }
-
-    pub(crate) fn read_positions(&self) -> StreamPositions {
-        *self.read.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn advance_read(&self, sent: &StreamPositions) {
-        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        for (slot, sent) in read.iter_mut().zip(sent) {
-            if let Some(sent) = sent
-                && slot.is_none_or(|current| *sent > current)
-            {
-                *slot = Some(*sent);
-            }
-        }
-    }
-
-    /// The source asks for the container's logs to be followed (it started, or was found
-    /// running). Returns `true` if the caller must spawn the task; `false` if the task is
-    /// active and will look at the container again before it ends.
-    pub(crate) fn request_run(&self) -> bool {
-        let mut lifecycle = self
-            .lifecycle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.stops
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .completed = None;
-        if lifecycle.active {
-            lifecycle.rerun = true;
-            false
-        } else {
-            lifecycle.active = true;
-            lifecycle.rerun = false;
-            true
-        }
-    }
-
-    /// The task was stopped or removed by the source, or failed for good.
-    pub(crate) fn mark_inactive(&self) {
-        let mut lifecycle = self
-            .lifecycle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        lifecycle.active = false;
-        lifecycle.rerun = false;
-    }
-
-    pub(crate) fn mark_active(&self) {
-        self.lifecycle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .active = true;
-    }
-
-    /// The task wants to end: it may unless a run was requested since it last looked.
-    pub(crate) fn try_finish(&self) -> bool {
-        let mut lifecycle = self
-            .lifecycle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if lifecycle.rerun {
-            lifecycle.rerun = false;
-            false
-        } else {
-            lifecycle.active = false;
-            let mut stops = self.stops.lock().unwrap_or_else(PoisonError::into_inner);
-            stops.completed = stops.observed;
-            true
-        }
-    }
-}
 
 /// The stream settings of the `[docker]` table.
 #[derive(Debug, Clone)]
@@ -305,7 +87,8 @@ pub(crate) struct StreamSettings {
     pub(crate) batch_max_latency: Duration,
     /// Bounds opening a log stream (connection, request, response head).
     pub(crate) request_timeout: Duration,
-    /// Where log streams are read from directly ([`raw_logs`]); `None` (TLS): through bollard.
+    /// Where log streams are read from directly ([`crate::raw_logs`]); `None` (TLS): through
+    /// bollard.
     pub(crate) raw_endpoint: Option<RawEndpoint>,
     /// Lines up to this timestamp (the agent's start, nanoseconds) may have been delivered by an
     /// earlier run of the agent: they are flagged as a replay.
@@ -377,6 +160,44 @@ enum Mode {
     Drain,
 }
 
+/// What the task does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Done,
+    Open(Mode),
+}
+
+/// The reopen backoff and the failures in a row.
+#[derive(Debug)]
+struct Retries {
+    backoff: Backoff,
+    consecutive_errors: u32,
+}
+
+impl Retries {
+    fn new() -> Retries {
+        Retries {
+            backoff: Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP),
+            consecutive_errors: 0,
+        }
+    }
+
+    /// A stream delivered lines: the next failure starts over.
+    fn reset(&mut self) {
+        self.backoff.reset();
+        self.consecutive_errors = 0;
+    }
+}
+
+/// A failed request, for [`Follower::retry`].
+struct Failed {
+    /// What the task's error says it could not do.
+    operation: &'static str,
+    /// What the warning says.
+    what: &'static str,
+    error: bollard::errors::Error,
+}
+
 struct Follower {
     env: TaskEnv,
     heartbeat: Heartbeat,
@@ -423,149 +244,155 @@ impl Follower {
         } else {
             Mode::Follow
         };
-        let mut backoff = Backoff::new(REOPEN_BACKOFF_BASE, REOPEN_BACKOFF_CAP);
-        let mut consecutive_errors = 0u32;
-        let id = self.env.shared.id.clone();
+        let mut retries = Retries::new();
         loop {
             let end = self.follow_once(mode).await;
             // Nothing read: reopening at once could spin.
-            let unproductive = matches!(&end, StreamEnd::Eof { lines: 0 } | StreamEnd::Failed(_));
-            match end {
-                StreamEnd::Cancelled => return Ok(()),
-                StreamEnd::PipelineClosed => return Err(Error::PipelineClosed),
-                StreamEnd::RemovalCut { dropped } => {
-                    self.end_removed(dropped, true);
-                    return Ok(());
-                }
-                // The container is gone (404) or being removed (409: "dead or marked for
-                // removal"): a normal end, after what it served was read. A follow stream
-                // refused may have missed lines; a last read after the end did not.
-                StreamEnd::Failed(error) if matches!(docker_status(&error), Some(404 | 409)) => {
-                    debug!(container_id = %id, error = %ErrorChain(&error), "container removed");
-                    let dropped = self.finish_lines().await?;
-                    self.end_removed(dropped, mode == Mode::Follow || !self.served_to_end);
-                    return Ok(());
-                }
-                StreamEnd::Released => {
-                    mode = Mode::Drain;
-                    continue;
-                }
-                StreamEnd::Inactive => {
-                    debug!(container_id = %id, "log stream silent; reopening");
-                    reconnected("inactivity");
-                    continue;
-                }
-                StreamEnd::Failed(error) => {
-                    let status = docker_status(&error);
-                    if is_permanent_status(status) {
-                        return Err(Error::Unreadable {
-                            container: id.short().to_owned(),
-                            status: status.unwrap_or_default(),
-                            source: error,
-                        });
-                    }
-                    consecutive_errors += 1;
-                    if consecutive_errors > MAX_CONSECUTIVE_ERRORS {
-                        return Err(Error::Docker {
-                            operation: "follow container logs",
-                            source: error,
-                        });
-                    }
-                    warn!(container_id = %id, error = %ErrorChain(&error), "log stream failed; reopening");
-                    reconnected("error");
-                    if self.pause(backoff.next_delay()).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                StreamEnd::Eof { lines } => {
-                    if lines > 0 {
-                        backoff.reset();
-                        consecutive_errors = 0;
-                    }
-                }
-            }
-            if mode == Mode::Drain && self.finish_release().await? {
-                return Ok(());
-            }
-            // The stream ended: is the container still running?
-            let running = match self.is_running().await {
-                Ok(running) => running,
-                Err(error) if docker_status(&error) == Some(404) => {
-                    // Removed before the last read: complete if the stream served to the end.
-                    let dropped = self.finish_lines().await?;
-                    self.end_removed(dropped, !self.served_to_end);
-                    return Ok(());
-                }
-                Err(error) => {
-                    consecutive_errors += 1;
-                    if consecutive_errors > MAX_CONSECUTIVE_ERRORS {
-                        return Err(Error::Docker {
-                            operation: "inspect container",
-                            source: error,
-                        });
-                    }
-                    warn!(container_id = %id, error = %ErrorChain(&error), "cannot inspect container; reopening its logs");
-                    reconnected("error");
-                    if self.pause(backoff.next_delay()).await {
-                        return Ok(());
-                    }
-                    continue;
-                }
+            let unproductive = matches!(&end, StreamEnd::Eof { lines: 0 });
+            let next = match self.after_stream(end, mode, &mut retries).await? {
+                Some(next) => next,
+                None => self.after_eof(mode, unproductive, &mut retries).await?,
             };
-            if running {
-                reconnected("eof");
-                if mode == Mode::Drain || unproductive {
-                    // A stream that ends at once on a running container: do not spin.
-                    if self.pause(backoff.next_delay()).await {
-                        return Ok(());
-                    }
-                }
-                mode = Mode::Follow;
-                continue;
-            }
-            // Stopped: the pending partial line is complete, whatever comes later.
-            let dropped = self.finish_lines().await?;
-            if dropped > 0 {
-                self.end_removed(dropped, true);
-                return Ok(());
-            }
-            match mode {
-                Mode::Follow => mode = Mode::Drain,
-                Mode::Drain => {
-                    if self.env.shared.try_finish() {
-                        info!(container_id = %id, "container stopped; log task completed");
-                        return Ok(());
-                    }
-                    // Started again meanwhile.
-                    mode = Mode::Follow;
-                }
+            match next {
+                Next::Done => return Ok(()),
+                Next::Open(next) => mode = next,
             }
         }
     }
 
-    /// Whether a follow stream silent for `inactivity_timeout` is up to date and is kept open
-    /// (`Err`: the task was cancelled meanwhile). `scanning`: the stream delivered nothing since
-    /// it was opened, not long ago; the daemon may still be reading the history before `since`
-    /// (it decodes the whole file first), so it is kept even if the daemon has newer lines:
-    /// reopening would only start that read over.
-    async fn keep_silent_stream(
+    /// What follows a stream's end; `None`: it reached its end, look at the container.
+    async fn after_stream(
+        &mut self,
+        end: StreamEnd,
+        mode: Mode,
+        retries: &mut Retries,
+    ) -> Result<Option<Next>, Error> {
+        let id = self.env.shared.id.clone();
+        let next = match end {
+            StreamEnd::Cancelled => Next::Done,
+            StreamEnd::PipelineClosed => return Err(Error::PipelineClosed),
+            StreamEnd::RemovalCut { dropped } => {
+                self.end_removed(dropped, true);
+                Next::Done
+            }
+            // The container is gone (404) or being removed (409: "dead or marked for
+            // removal"): a normal end, after what it served was read. A follow stream
+            // refused may have missed lines; a last read after the end did not.
+            StreamEnd::Failed(error) if matches!(docker_status(&error), Some(404 | 409)) => {
+                debug!(container_id = %id, error = %ErrorChain(&error), "container removed");
+                let dropped = self.finish_lines().await?;
+                self.end_removed(dropped, mode == Mode::Follow || !self.served_to_end);
+                Next::Done
+            }
+            StreamEnd::Released => Next::Open(Mode::Drain),
+            StreamEnd::Inactive => {
+                debug!(container_id = %id, "log stream silent; reopening");
+                reconnected("inactivity");
+                Next::Open(mode)
+            }
+            StreamEnd::Failed(error) => {
+                let status = docker_status(&error);
+                if is_permanent_status(status) {
+                    return Err(Error::Unreadable {
+                        container: id.short().to_owned(),
+                        status: status.unwrap_or_default(),
+                        source: error,
+                    });
+                }
+                let failed = Failed {
+                    operation: "follow container logs",
+                    what: "log stream failed",
+                    error,
+                };
+                self.retry(retries, failed, mode).await?
+            }
+            StreamEnd::Eof { lines } => {
+                if lines > 0 {
+                    retries.reset();
+                }
+                return Ok(None);
+            }
+        };
+        Ok(Some(next))
+    }
+
+    /// The stream reached its end: a released container completes, a running one is followed
+    /// again, a stopped one is drained once more, then completes (unless started meanwhile).
+    async fn after_eof(
         &mut self,
         mode: Mode,
-        tty: bool,
-        scanning: bool,
-    ) -> Result<bool, StreamEnd> {
-        if mode != Mode::Follow {
-            return Ok(false);
+        unproductive: bool,
+        retries: &mut Retries,
+    ) -> Result<Next, Error> {
+        if mode == Mode::Drain && self.finish_release().await? {
+            return Ok(Next::Done);
         }
-        let freshness = tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => return Err(StreamEnd::Cancelled),
-            freshness = liveness::check(&self.env, tty) => freshness,
+        let running = match self.is_running().await {
+            Ok(running) => running,
+            Err(error) if docker_status(&error) == Some(404) => {
+                // Removed before the last read: complete if the stream served to the end.
+                let dropped = self.finish_lines().await?;
+                self.end_removed(dropped, !self.served_to_end);
+                return Ok(Next::Done);
+            }
+            Err(error) => {
+                let failed = Failed {
+                    operation: "inspect container",
+                    what: "cannot inspect container",
+                    error,
+                };
+                return self.retry(retries, failed, mode).await;
+            }
         };
-        self.heartbeat.beat();
-        debug!(container_id = %self.env.shared.id, ?freshness, scanning, "silent log stream checked");
-        Ok(freshness == Freshness::Current || (scanning && freshness == Freshness::Behind))
+        if running {
+            reconnected("eof");
+            // A stream that ends at once on a running container: do not spin.
+            if (mode == Mode::Drain || unproductive)
+                && self.pause(retries.backoff.next_delay()).await
+            {
+                return Ok(Next::Done);
+            }
+            return Ok(Next::Open(Mode::Follow));
+        }
+        // Stopped: the pending partial line is complete, whatever comes later.
+        let dropped = self.finish_lines().await?;
+        if dropped > 0 {
+            self.end_removed(dropped, true);
+            return Ok(Next::Done);
+        }
+        Ok(match mode {
+            Mode::Follow => Next::Open(Mode::Drain),
+            Mode::Drain if self.env.shared.try_finish() => {
+                info!(container_id = %self.env.shared.id, "container stopped; log task completed");
+                Next::Done
+            }
+            // Started again meanwhile.
+            Mode::Drain => Next::Open(Mode::Follow),
+        })
+    }
+
+    /// A request failed: reopens in `mode` after the backoff (`Done` if cancelled meanwhile);
+    /// too many failures in a row fail the task, and the supervisor restarts it with its own,
+    /// visible, backoff.
+    async fn retry(
+        &mut self,
+        retries: &mut Retries,
+        failed: Failed,
+        mode: Mode,
+    ) -> Result<Next, Error> {
+        retries.consecutive_errors += 1;
+        if retries.consecutive_errors > MAX_CONSECUTIVE_ERRORS {
+            return Err(Error::Docker {
+                operation: failed.operation,
+                source: failed.error,
+            });
+        }
+        warn!(container_id = %self.env.shared.id, error = %ErrorChain(&failed.error), "{}; reopening", failed.what);
+        reconnected("error");
+        if self.pause(retries.backoff.next_delay()).await {
+            return Ok(Next::Done);
+        }
+        Ok(Next::Open(mode))
     }
 
     /// Flushes the partial lines and the open multiline events, and sends what is assembled;
@@ -638,43 +465,18 @@ impl Follower {
         self.assembler.discard();
         let tty = self.assembler.info.tty;
         let since = since_seconds(&resume, self.env.shared.read_through().sent(), tty);
-        let options = LogsOptions {
+        let query = LogsQuery {
             follow: mode == Mode::Follow,
-            stdout: true,
-            stderr: true,
             since,
             until: 0,
-            timestamps: true,
-            tail: "all".to_owned(),
+            tail: None,
+            tty,
         };
         debug!(container_id = %self.env.shared.id, since, ?mode, "opening log stream");
-        // The raw reader coalesces wake-ups itself (see `raw_logs`); bollard's stream needs the
-        // pump to pause.
+        // The raw reader coalesces wake-ups itself (see `crate::coalesce`); bollard's stream
+        // needs the pump to pause.
         let coalesce = self.env.settings.raw_endpoint.is_none();
-        let stream = match &self.env.settings.raw_endpoint {
-            Some(endpoint) => {
-                let api_version = client::version_string(&self.env.docker);
-                let request = LogsRequest {
-                    api_version: &api_version,
-                    container_id: self.env.shared.id.as_str(),
-                    follow: options.follow,
-                    since,
-                    until: 0,
-                    tail: None,
-                    tty,
-                };
-                Either::Left(raw_logs::logs(
-                    endpoint,
-                    &request,
-                    self.env.settings.request_timeout,
-                ))
-            }
-            None => Either::Right(
-                self.env
-                    .docker
-                    .logs(self.env.shared.id.as_str(), Some(options)),
-            ),
-        };
+        let stream = open_logs(&self.env, query);
         let mut end = self.pump(pin!(stream), tty, coalesce, mode).await;
         if matches!(
             end,
@@ -695,218 +497,6 @@ impl Follower {
         end
     }
 
-    async fn pump(
-        &mut self,
-        mut stream: std::pin::Pin<
-            &mut impl Stream<Item = Result<LogOutput, bollard::errors::Error>>,
-        >,
-        tty: bool,
-        coalesce: bool,
-        mode: Mode,
-    ) -> StreamEnd {
-        let settings = self.env.settings.clone();
-        let cancel = self.cancel.clone();
-        let mut cancelled = pin!(cancel.cancelled());
-        let removal = self.env.shared.removal.token();
-        let mut removed = pin!(removal.cancelled());
-        let mut removal_seen = false;
-        let shared = self.env.shared.clone();
-        let mut released = pin!(shared.released());
-        // A drain reads up to now anyway: only a follow stream stops at a release.
-        let watch_release = mode == Mode::Follow;
-        let mut timer = pin!(tokio::time::sleep_until(Instant::now()));
-        let mut last_frame = Instant::now();
-        let opened_at = last_frame;
-        // Whether any frame came: until then, the daemon may still be scanning the history.
-        let mut framed = false;
-        let mut batch_deadline: Option<Instant> = None;
-        let mut partial_since: Option<Instant> = None;
-        let mut lines: u64 = 0;
-        // An item read after a coalescing pause, processed before waiting again.
-        let mut carried = None;
-        let mut last_burst_end = Instant::now();
-        loop {
-            let now = Instant::now();
-            let mut deadline =
-                (now + self.beat_every).min(last_frame + settings.inactivity_timeout);
-            if let Some(batch) = batch_deadline {
-                deadline = deadline.min(batch);
-            }
-            if let Some(partial) = partial_since {
-                deadline = deadline.min(partial + settings.partial_flush_timeout);
-            }
-            if let Some(drain) = self.drain_deadline(removal_seen) {
-                deadline = deadline.min(drain);
-            }
-            if let Some(event) = self.multiline.deadline() {
-                deadline = deadline.min(event);
-            }
-            timer.as_mut().reset(deadline);
-            let first = if let Some(item) = carried.take() {
-                item
-            } else {
-                tokio::select! {
-                biased;
-                _ = &mut cancelled => return StreamEnd::Cancelled,
-                _ = &mut removed, if !removal_seen => {
-                    // The drain's bounds now apply.
-                    removal_seen = true;
-                    continue;
-                }
-                () = &mut released, if watch_release => {
-                    // Complete lines go now; the drain reads the rest from the read position.
-                    return match self.send_batch().await {
-                        Ok(()) => StreamEnd::Released,
-                        Err(end) => end,
-                    };
-                }
-                item = stream.next() => item,
-                _ = &mut timer => {
-                    self.heartbeat.beat();
-                    let now = Instant::now();
-                    if partial_since.is_some_and(|since| now >= since + settings.partial_flush_timeout) {
-                        self.decoder.flush_partials(&mut self.multiline.sink(&mut self.assembler));
-                        partial_since = None;
-                        // The head of the line goes out within the batch latency.
-                        if !self.assembler.is_empty() && batch_deadline.is_none() {
-                            batch_deadline = Some(now + settings.batch_max_latency);
-                        }
-                    }
-                    if self.drain_deadline(removal_seen).is_some_and(|drain| now >= drain) {
-                        // Removed, and nothing more came: send what can be sent (a line or an
-                        // event held open included), then end.
-                        self.decoder.flush_partials(&mut self.multiline.sink(&mut self.assembler));
-                        self.multiline.flush_all(&mut self.assembler);
-                        return match self.send_batch().await {
-                            Ok(()) => StreamEnd::RemovalCut { dropped: 0 },
-                            Err(end) => end,
-                        };
-                    }
-                    // A held event whose stream went quiet: send it now.
-                    let flushed = self.multiline.flush_expired(now, &mut self.assembler);
-                    let inactive = now >= last_frame + settings.inactivity_timeout;
-                    if inactive || flushed || batch_deadline.is_some_and(|batch| now >= batch) {
-                        if let Err(end) = self.send_batch().await {
-                            return end;
-                        }
-                        batch_deadline = None;
-                    }
-                    if inactive {
-                        // A healthy follow stream is kept: reopening one costs the daemon a
-                        // read of the whole log file (see `liveness.rs`).
-                        let scanning = !framed && opened_at.elapsed() < HISTORY_SCAN_PATIENCE;
-                        match self.keep_silent_stream(mode, tty, scanning).await {
-                            Ok(true) => last_frame = Instant::now(),
-                            Ok(false) => return StreamEnd::Inactive,
-                            Err(end) => return end,
-                        }
-                    }
-                    continue;
-                }
-                }
-            };
-            let burst_start = Instant::now();
-            // Decode everything that is ready now (a burst), yielding only to hyper's connection
-            // task; a full batch ends the burst so the timer and cancellation are looked at.
-            let mut frames = 0usize;
-            let mut bytes = 0usize;
-            let mut next = first;
-            let lines_before = self.assembler.pending_lines();
-            // `Some(Ok(()))`: the stream ended; `Some(Err(_))`: it failed.
-            let ended = loop {
-                match next {
-                    None => break Some(Ok(())),
-                    Some(Err(error)) => break Some(Err(error)),
-                    Some(Ok(output)) => {
-                        frames += 1;
-                        bytes += decode_output(
-                            &mut self.decoder,
-                            &mut self.multiline.sink(&mut self.assembler),
-                            output,
-                            tty,
-                            &self.env.shared.id,
-                        );
-                    }
-                }
-                if self.assembler.is_full() {
-                    break None;
-                }
-                match stream.next().now_or_never() {
-                    Some(item) => next = item,
-                    None => {
-                        // hyper's connection task (on this thread) hands the body over one
-                        // HTTP chunk per turn: let it run once before calling the stream idle.
-                        yield_to_local_tasks().await;
-                        match stream.next().now_or_never() {
-                            Some(item) => next = item,
-                            None => break None,
-                        }
-                    }
-                }
-            };
-            lines += self.assembler.pending_lines().saturating_sub(lines_before) as u64;
-            if let Some(ended) = ended {
-                let end = match ended {
-                    Ok(()) => StreamEnd::Eof { lines },
-                    Err(error) => StreamEnd::Failed(error),
-                };
-                // Complete lines are sent before a reopen; partial ones are read again.
-                return match self.send_batch().await {
-                    Ok(()) => end,
-                    Err(stop) => stop,
-                };
-            }
-            self.heartbeat.beat();
-            self.progress.made();
-            self.first_frame_at.get_or_insert_with(unix_nanos);
-            let now = Instant::now();
-            last_frame = now;
-            framed = true;
-            partial_since = match (self.decoder.has_partial(), partial_since) {
-                (true, Some(since)) => Some(since),
-                (true, None) => Some(now),
-                (false, _) => None,
-            };
-            // Busy: a big burst, or bursts following each other closer than the pause (a fast
-            // writer whose frames hyper hands over one by one).
-            let busy = frames >= COALESCE_MIN_FRAMES
-                || bytes >= COALESCE_MIN_BYTES
-                || burst_start.duration_since(last_burst_end) < COALESCE_PAUSE;
-            last_burst_end = now;
-            if self.assembler.is_full() || (!busy && !self.assembler.is_empty()) {
-                // Full, or the stream went idle: send now (low latency at low rates).
-                if let Err(end) = self.send_batch().await {
-                    return end;
-                }
-                batch_deadline = None;
-            } else if !self.assembler.is_empty() && batch_deadline.is_none() {
-                batch_deadline = Some(now + settings.batch_max_latency);
-            }
-            if busy && coalesce {
-                // Let the socket buffer fill: the next burst then carries many frames.
-                tokio::select! {
-                    biased;
-                    _ = &mut cancelled => return StreamEnd::Cancelled,
-                    _ = tokio::time::sleep(COALESCE_PAUSE) => {}
-                }
-                // Nothing came during the pause: the stream went idle, send what is waiting.
-                carried = match stream.next().now_or_never() {
-                    Some(item) => Some(item),
-                    None => {
-                        yield_to_local_tasks().await;
-                        stream.next().now_or_never()
-                    }
-                };
-                if carried.is_none() && !self.assembler.is_empty() {
-                    if let Err(end) = self.send_batch().await {
-                        return end;
-                    }
-                    batch_deadline = None;
-                }
-            }
-        }
-    }
-
     /// When a removed container's drain ends (`None` before the removal is seen).
     fn drain_deadline(&self, removal_seen: bool) -> Option<Instant> {
         if !removal_seen {
@@ -918,91 +508,6 @@ impl Follower {
                 .deadline(removed_at, self.env.settings.removed_drain),
         )
     }
-
-    /// Sends the assembled batches (if any), beating while the channel is full; then advances
-    /// the read position. Then reads what Docker's follower skipped, if it switched files (see
-    /// [`crate::recovery`]). Returns the stream end to report if they could not be sent.
-    async fn send_batch(&mut self) -> Result<(), StreamEnd> {
-        let counters = self.decoder.take_counters();
-        record_drops(counters);
-        record_cursor_gone(&self.env.shared, counters.cursor_gone);
-        self.multiline.take_counters().record();
-        while let Some(assembled) = self.assembler.take(&self.env.shared) {
-            self.send_assembled(assembled).await?;
-        }
-        self.read_skipped(false).await?;
-        // Nothing decoded is held back (a partial line, an open multiline event): every line
-        // before the newest one sent was sent.
-        if !self.decoder.has_partial() && !self.multiline.holds_lines() {
-            self.env.shared.caught_up();
-        }
-        Ok(())
-    }
-
-    /// Reads back what Docker's follower skipped at the file switches found (see
-    /// [`crate::recovery`]); `ended`: the stream ended, take every switch.
-    async fn read_skipped(&mut self, ended: bool) -> Result<(), StreamEnd> {
-        for switch in self.decoder.take_file_switches(ended) {
-            let recovered =
-                recovery::read_skipped(&self.env, &self.cancel, &mut self.assembler, switch).await;
-            if recovered > 0 {
-                while let Some(assembled) = self.assembler.take(&self.env.shared) {
-                    self.send_assembled(assembled).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends one batch; a removed container's drain bound gives it up (the lines it and the
-    /// assembler hold are then counted as dropped).
-    async fn send_assembled(&mut self, assembled: Assembled) -> Result<(), StreamEnd> {
-        let drain = Drain {
-            removal: &self.env.shared.removal,
-            progress: self.progress,
-            bounds: self.env.settings.removed_drain,
-        };
-        let sent = send_assembled_within(
-            &self.env,
-            &self.heartbeat,
-            &self.cancel,
-            self.beat_every,
-            assembled,
-            Some(drain),
-        )
-        .await;
-        match sent {
-            Err(StreamEnd::RemovalCut { dropped }) => {
-                let dropped = dropped + self.assembler.pending_lines() as u64;
-                self.assembler.discard();
-                Err(StreamEnd::RemovalCut { dropped })
-            }
-            Err(end) => Err(end),
-            Ok(()) => {
-                self.progress.made();
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Lets the other tasks queued on this thread (hyper's connection task) run once, then resumes.
-///
-/// Unlike `tokio::task::yield_now`, which defers the task until the runtime has polled its I/O
-/// driver (an `epoll_wait` per call), waking itself puts the task straight back at the end of
-/// the run queue: under load this is called per HTTP chunk, so the syscall mattered.
-async fn yield_to_local_tasks() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await;
 }
 
 /// The wall clock in unix nanoseconds (Docker's timestamps are on the same clock).

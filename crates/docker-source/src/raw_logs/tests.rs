@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use bollard::{container::LogOutput, errors::Error as DockerError};
+use bollard::errors::Error as DockerError;
+use capture_core::LogStream;
 use futures_util::StreamExt;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -12,6 +13,7 @@ use tokio::{
 };
 
 use super::{LogsRequest, RawEndpoint, RawLogs, State, logs};
+use crate::frame::Frame;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,7 +91,7 @@ const CHUNKED_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.doc
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Every item until the end, or the first error.
-async fn collect(mut stream: RawLogs) -> (Vec<LogOutput>, Option<DockerError>) {
+async fn collect(mut stream: RawLogs) -> (Vec<Frame>, Option<DockerError>) {
     let mut items = Vec::new();
     while let Some(item) = stream.next().await {
         match item {
@@ -100,14 +102,17 @@ async fn collect(mut stream: RawLogs) -> (Vec<LogOutput>, Option<DockerError>) {
     (items, None)
 }
 
-fn describe(items: &[LogOutput]) -> Vec<String> {
+fn describe(items: &[Frame]) -> Vec<String> {
     items
         .iter()
-        .map(|item| match item {
-            LogOutput::StdOut { message } => format!("out:{}", String::from_utf8_lossy(message)),
-            LogOutput::StdErr { message } => format!("err:{}", String::from_utf8_lossy(message)),
-            LogOutput::StdIn { message } => format!("in:{}", String::from_utf8_lossy(message)),
-            LogOutput::Console { message } => format!("con:{}", String::from_utf8_lossy(message)),
+        .map(|Frame { stream, bytes }| {
+            let kind = match stream {
+                Some(LogStream::Stdout) => "out",
+                Some(LogStream::Stderr) => "err",
+                Some(LogStream::Tty) => "tty",
+                None => "other",
+            };
+            format!("{kind}:{}", String::from_utf8_lossy(bytes))
         })
         .collect()
 }
@@ -192,10 +197,8 @@ async fn a_tty_stream_is_passed_on_as_raw_bytes() {
     assert!(error.is_none(), "{error:?}");
     let mut joined = Vec::new();
     for item in items {
-        match item {
-            LogOutput::Console { message } => joined.extend_from_slice(&message),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(item.stream, Some(LogStream::Tty), "{item:?}");
+        joined.extend_from_slice(&item.bytes);
     }
     assert_eq!(joined, text);
 }
@@ -352,7 +355,7 @@ async fn a_hot_stream_is_read_on_a_timer_without_losing_a_frame() {
             [format!("out:2024-01-01T00:00:00Z line {n}\n")]
         );
         if let State::Reading(body) = &stream.state {
-            let parked = matches!(body.socket, super::Socket::Parked(_));
+            let parked = matches!(body.socket, super::socket::Socket::Parked(_));
             unparked_after |= parked_seen && !parked;
             parked_seen |= parked;
         }

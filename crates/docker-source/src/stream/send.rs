@@ -1,18 +1,21 @@
 //! Sending a container task's batches to the pipeline: beating while the channel is full,
 //! advancing the read position and counting what was taken; for an API task of a removed
-//! container, giving up at the drain's bound (see [`crate::removal`]).
+//! container, giving up at the drain's bound (see [`crate::removal`]); and reading back, after a
+//! send, what Docker's follower skipped (see [`crate::recovery`]).
 
 use std::{pin::pin, time::Duration};
 
-use capture_core::LogStream;
+use capture_core::PerStream;
 use task_supervisor::Heartbeat;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{StreamEnd, TaskEnv};
+use super::{Follower, StreamEnd, TaskEnv};
 use crate::{
     assembler::Assembled,
     metric_names,
+    output::{record_cursor_gone, record_drops},
+    recovery,
     removal::{DrainBounds, Progress, Removal},
 };
 
@@ -98,9 +101,8 @@ pub(super) async fn send_assembled_within(
 }
 
 /// Counts the lines and bytes of a batch taken by the pipeline.
-fn count_sent(lines_per_stream: [u64; 3], bytes: usize, invalid: u32) {
-    for stream in LogStream::ALL {
-        let count = lines_per_stream[stream.index()];
+fn count_sent(lines_per_stream: PerStream<u64>, bytes: usize, invalid: u32) {
+    for (stream, &count) in lines_per_stream.iter() {
         if count > 0 {
             ::metrics::counter!(metric_names::LINES_TOTAL, "stream" => stream.as_str())
                 .increment(count);
@@ -109,5 +111,73 @@ fn count_sent(lines_per_stream: [u64; 3], bytes: usize, invalid: u32) {
     ::metrics::counter!(metric_names::BYTES_TOTAL).increment(bytes as u64);
     if invalid > 0 {
         ::metrics::counter!(metric_names::INVALID_UTF8_LINES_TOTAL).increment(u64::from(invalid));
+    }
+}
+
+impl Follower {
+    /// Sends the assembled batches (if any), beating while the channel is full; then advances
+    /// the read position. Then reads what Docker's follower skipped, if it switched files (see
+    /// [`crate::recovery`]). Returns the stream end to report if they could not be sent.
+    pub(super) async fn send_batch(&mut self) -> Result<(), StreamEnd> {
+        let counters = self.decoder.take_counters();
+        record_drops(counters);
+        record_cursor_gone(&self.env.shared, counters.cursor_gone);
+        self.multiline.take_counters().record();
+        while let Some(assembled) = self.assembler.take(&self.env.shared) {
+            self.send_assembled(assembled).await?;
+        }
+        self.read_skipped(false).await?;
+        // Nothing decoded is held back (a partial line, an open multiline event): every line
+        // before the newest one sent was sent.
+        if !self.decoder.has_partial() && !self.multiline.holds_lines() {
+            self.env.shared.caught_up();
+        }
+        Ok(())
+    }
+
+    /// Reads back what Docker's follower skipped at the file switches found (see
+    /// [`crate::recovery`]); `ended`: the stream ended, take every switch.
+    pub(super) async fn read_skipped(&mut self, ended: bool) -> Result<(), StreamEnd> {
+        for switch in self.decoder.take_file_switches(ended) {
+            let recovered =
+                recovery::read_skipped(&self.env, &self.cancel, &mut self.assembler, switch).await;
+            if recovered > 0 {
+                while let Some(assembled) = self.assembler.take(&self.env.shared) {
+                    self.send_assembled(assembled).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one batch; a removed container's drain bound gives it up (the lines it and the
+    /// assembler hold are then counted as dropped).
+    pub(super) async fn send_assembled(&mut self, assembled: Assembled) -> Result<(), StreamEnd> {
+        let drain = Drain {
+            removal: &self.env.shared.removal,
+            progress: self.progress,
+            bounds: self.env.settings.removed_drain,
+        };
+        let sent = send_assembled_within(
+            &self.env,
+            &self.heartbeat,
+            &self.cancel,
+            self.beat_every,
+            assembled,
+            Some(drain),
+        )
+        .await;
+        match sent {
+            Err(StreamEnd::RemovalCut { dropped }) => {
+                let dropped = dropped + self.assembler.pending_lines() as u64;
+                self.assembler.discard();
+                Err(StreamEnd::RemovalCut { dropped })
+            }
+            Err(end) => Err(end),
+            Ok(()) => {
+                self.progress.made();
+                Ok(())
+            }
+        }
     }
 }

@@ -11,9 +11,9 @@ use std::{
     time::Duration,
 };
 
-use bollard::{API_DEFAULT_VERSION, Docker, container::LogOutput};
+use bollard::{API_DEFAULT_VERSION, Docker};
 use bytes::Bytes;
-use capture_core::{ContainerId, ContainerInfo, EventBatch};
+use capture_core::{ContainerId, ContainerInfo, EventBatch, LogStream};
 use task_supervisor::{Supervisor, SupervisorConfig, TaskSpec};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -21,9 +21,9 @@ use tokio::{
 };
 
 use super::{ContainerShared, Follower, Mode, StreamEnd, StreamSettings, TaskEnv};
-use crate::{multiline::MultilineRules, removal::DrainBounds, tests::frame};
+use crate::{frame::Frame, multiline::MultilineRules, removal::DrainBounds, tests::frame};
 
-type Item = Result<LogOutput, bollard::errors::Error>;
+type Item = Result<Frame, bollard::errors::Error>;
 
 const BATCH_LATENCY: Duration = Duration::from_millis(20);
 const PARTIAL_FLUSH: Duration = Duration::from_secs(5);
@@ -121,8 +121,9 @@ fn pump(channel_capacity: usize, drain_max: Duration) -> Pumped {
 }
 
 fn stdout(nanos: i64, text: &str, newline: bool) -> Item {
-    Ok(LogOutput::StdOut {
-        message: Bytes::from(frame(nanos, text, newline)),
+    Ok(Frame {
+        stream: Some(LogStream::Stdout),
+        bytes: Bytes::from(frame(nanos, text, newline)),
     })
 }
 
