@@ -18,7 +18,7 @@
 //!  └──────────────────────┘
 //! ```
 //!
-//! - **Discovery** (`source.rs`) runs in [`DockerSource::run`] on the caller's runtime. It lists
+//! - **The source actor** (`source.rs`, `source/`) runs in [`DockerSource::run`] on the caller's runtime. It lists
 //!   every container, then follows `/events`; on any events error it reconnects with backoff and
 //!   lists again, and it lists again every `relist_interval` in case the events connection went
 //!   silent (over TCP, every connection has keepalive: `transport.rs`). A list or inspect failure

@@ -16,7 +16,7 @@ use bollard::{
 use capture_core::{ContainerId, ContainerInfo, ErrorChain, status::TaskState};
 use tracing::{debug, info, warn};
 
-use super::{Discovery, EVENTS_OVERLAP_SECONDS, container_info, unix_seconds};
+use super::{EVENTS_OVERLAP_SECONDS, SourceActor, container_info, unix_seconds};
 use crate::{
     error::docker_status,
     filter::ContainerFilter,
@@ -80,7 +80,7 @@ fn observed(response: &ContainerInspectResponse) -> Observed {
     }
 }
 
-impl Discovery<'_> {
+impl SourceActor<'_> {
     /// Whether a listed container may be captured at all (the agent itself, the name and label
     /// filters; the image filters are checked after the inspection).
     fn wanted(&self, prefilter: &ContainerFilter, listed: &Listed) -> bool {

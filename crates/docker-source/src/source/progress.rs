@@ -3,9 +3,9 @@
 //! container was read to its end. Both are recorded only once the pipeline acknowledged every
 //! line they rely on, so a crash never makes the next start skip a line that was merely read.
 
-use super::{Discovery, fully_acknowledged};
+use super::{SourceActor, fully_acknowledged};
 
-impl Discovery<'_> {
+impl SourceActor<'_> {
     /// Copies into the checkpoints what every monitored (or released, still draining)
     /// container's task read through and completed, as far as the acknowledged cursors cover
     /// it.

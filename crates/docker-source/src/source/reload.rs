@@ -8,7 +8,7 @@
 //!   kept, so a later start that includes it again resumes after its last line.
 //! - A running container the new filters accept is monitored from the moment the filters
 //!   changed (like `read_from = "end"`), or from its cursor when that is later: lines it wrote
-//!   while the filters excluded it are not captured. Discovery lists the running containers to
+//!   while the filters excluded it are not captured. SourceActor lists the running containers to
 //!   find them (and inspects the unreadable ones again, whose listing follows the filters too).
 //!   The same holds for every container the filters had rejected and accept later (a rename, a
 //!   re-listing after Docker was unreachable during the reload).
@@ -27,7 +27,7 @@ use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
 use super::{
-    DESTROYED_CHECKPOINT_GRACE, Discovery, Monitored, fully_acknowledged, listing::summary_info,
+    DESTROYED_CHECKPOINT_GRACE, Monitored, SourceActor, fully_acknowledged, listing::summary_info,
     unix_nanos,
 };
 use crate::{
@@ -102,7 +102,7 @@ impl ReloadState {
     }
 }
 
-impl Discovery<'_> {
+impl SourceActor<'_> {
     /// Applies new live settings: releases the containers the filters now reject and monitors
     /// the running ones they now accept.
     pub(super) async fn apply_settings(&mut self, next: DockerConfig) {

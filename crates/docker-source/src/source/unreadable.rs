@@ -18,7 +18,7 @@ use capture_core::{
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use super::Discovery;
+use super::SourceActor;
 use crate::{log_driver::Unreadable, metric_names};
 
 /// The unreadable containers and the channel that publishes them.
@@ -102,7 +102,7 @@ impl UnreadableContainers {
     }
 }
 
-impl Discovery<'_> {
+impl SourceActor<'_> {
     /// Lists a container whose logs cannot be read by design instead of monitoring it, if it is
     /// one the agent would capture.
     pub(super) async fn list_unreadable(&mut self, info: ContainerInfo, unreadable: Unreadable) {
