@@ -4,7 +4,9 @@
 //! - every `.rs` file of the workspace opens with a `//!` line that says what it is;
 //! - every path `ARCHITECTURE.md` names in backticks exists (a renamed or deleted file makes the
 //!   map lie);
-//! - no test is `#[ignore]`d without a reason (`#[ignore = "why"]`).
+//! - no test is `#[ignore]`d without a reason (`#[ignore = "why"]`);
+//! - no file in `crates/*/src` is over [`MAX_FILE_LINES`] lines and no function in `crates/` over
+//!   [`MAX_FN_LINES`] (issue #14: a file a newcomer can read, a function with named steps).
 //!
 //! The checks live in a `#[cfg(test)]` module, so `cargo xtask test` (nextest) runs them.
 
@@ -16,6 +18,11 @@ mod tests {
     };
 
     use crate::util::project_root;
+
+    /// The longest file in `crates/*/src`, in lines.
+    const MAX_FILE_LINES: usize = 600;
+    /// The longest function in `crates/`, in lines (signature to closing brace).
+    const MAX_FN_LINES: usize = 80;
 
     /// Folders that hold the workspace's sources and documents (build outputs are skipped).
     const SOURCE_ROOTS: [&str; 3] = ["crates", "xtask", "tests"];
@@ -77,6 +84,120 @@ mod tests {
             missing.is_empty(),
             "files without a `//!` line saying what they are: {missing:?}"
         );
+    }
+
+    #[test]
+    fn no_library_file_is_too_long() {
+        let root = project_root();
+        let long: Vec<String> = rust_sources()
+            .iter()
+            .filter(|path| {
+                path.starts_with("crates")
+                    && path
+                        .components()
+                        .nth(2)
+                        .is_some_and(|c| c.as_os_str() == "src")
+            })
+            .filter_map(|path| {
+                let lines = fs::read_to_string(root.join(path))
+                    .unwrap_or_default()
+                    .lines()
+                    .count();
+                (lines > MAX_FILE_LINES).then(|| format!("{} ({lines} lines)", path.display()))
+            })
+            .collect();
+        assert!(
+            long.is_empty(),
+            "files over {MAX_FILE_LINES} lines: {long:?}"
+        );
+    }
+
+    #[test]
+    fn no_function_in_crates_is_too_long() {
+        let root = project_root();
+        let long: Vec<String> = rust_sources()
+            .iter()
+            .filter(|path| path.starts_with("crates"))
+            .flat_map(|path| {
+                let text = fs::read_to_string(root.join(path)).unwrap_or_default();
+                function_lengths(&text)
+                    .into_iter()
+                    .filter(|(_, _, lines)| *lines > MAX_FN_LINES)
+                    .map(|(name, line, lines)| {
+                        format!("{}:{line} {name} ({lines} lines)", path.display())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            long.is_empty(),
+            "functions over {MAX_FN_LINES} lines: {long:?}"
+        );
+    }
+
+    /// Each function with a body: its name, first line (1-based) and length in lines, from the
+    /// signature to the closing brace at the signature's indentation (rustfmt's layout).
+    fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+        let lines: Vec<&str> = text.lines().collect();
+        let mut found = Vec::new();
+        for (start, line) in lines.iter().enumerate() {
+            let Some(name) = function_name(line) else {
+                continue;
+            };
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let closing = format!("{indent}}}");
+            let mut end = None;
+            for (offset, next) in lines[start..].iter().enumerate() {
+                if next.contains('{') || end.is_some() {
+                    if offset > 0 && *next == closing {
+                        end = Some(start + offset);
+                        break;
+                    }
+                    if offset == 0 && next.trim_end().ends_with('}') {
+                        end = Some(start);
+                        break;
+                    }
+                    end = end.or(Some(usize::MAX));
+                } else if next.trim_end().ends_with(';') {
+                    break;
+                }
+            }
+            if let Some(end) = end.filter(|end| *end != usize::MAX) {
+                found.push((name, start + 1, end - start + 1));
+            }
+        }
+        found
+    }
+
+    /// The name of the function a line declares, if it does (`pub(crate) async fn name(`).
+    fn function_name(line: &str) -> Option<String> {
+        let mut words = line.split_whitespace();
+        loop {
+            let word = words.next()?;
+            match word {
+                "async" | "const" | "unsafe" | "extern" | "\"C\"" => {}
+                "fn" => break,
+                _ if word.starts_with("pub") => {}
+                _ => return None,
+            }
+        }
+        let name: String = words
+            .next()?
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        (!name.is_empty()).then_some(name)
+    }
+
+    #[test]
+    fn the_function_check_measures_signature_to_closing_brace() {
+        let text = "pub(crate) async fn outer(\n    a: u8,\n) {\n    let x = 1;\n}\n\nfn decl();\n    fn inner() { 1 }\n";
+        assert_eq!(
+            function_lengths(text),
+            vec![("outer".to_owned(), 1, 5), ("inner".to_owned(), 8, 1)]
+        );
+        assert_eq!(function_name("// fn not_code() {"), None);
+        assert_eq!(function_name("let fn_like = 1;"), None);
     }
 
     #[test]
