@@ -68,6 +68,9 @@ fn log_path() -> std::path::PathBuf {
     project_root().join("target").join("dockerd.log")
 }
 
+/// Closes the shell's descriptors above 2, then becomes `dockerd`.
+const EXEC_DOCKERD_WITHOUT_INHERITED_FDS: &str = r#"for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec dockerd"#;
+
 fn start_dockerd() -> Result<()> {
     std::fs::create_dir_all(project_root().join("target"))?;
     let log = OpenOptions::new()
@@ -77,9 +80,11 @@ fn start_dockerd() -> Result<()> {
         .context("open the dockerd log")?;
     eprintln!("starting dockerd (log: {})", log_path().display());
     // `setsid` detaches the daemon from this process group, so it outlives the test run and
-    // a Ctrl-C of the tests does not take it down.
+    // a Ctrl-C of the tests does not take it down. `bash` closes every descriptor it inherited
+    // beyond stdio first: a `flock(1)` around the run hands its lock down as fd 3, and a daemon
+    // that kept it would hold that lock for as long as it lives.
     Command::new("setsid")
-        .arg("dockerd")
+        .args(["bash", "-c", EXEC_DOCKERD_WITHOUT_INHERITED_FDS])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -85,6 +85,8 @@ pub(crate) const TOOLS: &[Tool] = &[
     apt("docker", "docker.io", Need::Run),
     apt("dockerd", "docker.io", Need::Run),
     apt("setsid", "util-linux", Need::Run),
+    // Starts dockerd without the descriptors xtask inherited (`docker.rs`).
+    apt("bash", "bash", Need::Run),
     // Test images are built FROM scratch around Debian's static busybox (never pulled).
     apt("busybox", "busybox-static", Need::Test),
     // The alert rules: promtool's checks, and a real Prometheus evaluating them.
