@@ -134,14 +134,19 @@ async fn long_lines_are_merged_and_lines_over_the_limit_truncated_and_counted() 
     harness.sink.with(|c| {
         c.report().assert_perfect();
         assert_eq!(c.count(medium.id()), 3);
+        let lengths: Vec<_> = c.lines[medium.id()].iter().map(|l| l.len).collect();
         assert!(
-            c.lines[medium.id()].iter().all(|l| l.len == 40960),
-            "merged whole"
+            lengths.iter().all(|len| *len == 40960),
+            "merged whole: {lengths:?}"
         );
         assert_eq!(c.count(huge.id()), 4);
+        let lengths: Vec<_> = c.lines[huge.id()]
+            .iter()
+            .map(|l| (l.stream, l.len))
+            .collect();
         assert!(
-            c.lines[huge.id()].iter().all(|l| l.len == 1024 * 1024),
-            "truncated at max_line_bytes"
+            lengths.iter().all(|(_, len)| *len == 1024 * 1024),
+            "truncated at max_line_bytes: (stream, length) of each line {lengths:?}"
         );
     });
     let truncated = harness::counter(
