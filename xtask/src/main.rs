@@ -9,7 +9,6 @@ mod chaos;
 mod docker;
 mod flags;
 mod image;
-mod report;
 mod run;
 mod soak;
 mod test;

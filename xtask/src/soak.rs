@@ -43,10 +43,10 @@ use self::{
 use crate::{
     docker as daemon,
     flags::SoakOptions,
-    report::mib,
     util::project_root,
-    util::{build_release, fresh_dir, run_id},
+    util::{build_release, run_id},
 };
+use test_support::report::{fresh_dir, mib};
 use test_support::{
     capturer::{Capturer, CapturerConfig},
     docker::{self, ContainerSet, logs_bytes, remove_labelled},

@@ -19,7 +19,7 @@ use super::{
     Bench, LABEL_KEY, SectionResult, Target,
     stream::{capture_phase, generate, raw_phase, wait_written},
 };
-use crate::report::Table;
+use test_support::report::Table;
 use test_support::{capturer::Capturer, docker::ContainerSet, procfs, tail::FileTail};
 
 /// Host CPU per line in file mode while catching up, at most (µs).

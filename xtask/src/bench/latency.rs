@@ -24,7 +24,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::report::{Table, stats::percentile};
+use test_support::report::{Table, stats::percentile};
 use test_support::{
     capturer::Capturer,
     docker::ContainerSet,

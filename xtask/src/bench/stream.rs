@@ -30,7 +30,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::report::Table;
+use test_support::report::Table;
 use test_support::{
     capturer::{Capturer, CapturerConfig},
     docker::{self, ContainerSet},
