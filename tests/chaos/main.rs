@@ -56,6 +56,7 @@ use anyhow::Result;
 use test_support::{
     capturer::capturer_binary,
     docker::{loggen_image, remove_labelled, require_daemon, unique_name, workspace_root},
+    report::write_file,
 };
 
 use self::stage::{Ctx, LABEL_KEY, Outcome};
@@ -78,8 +79,10 @@ fn scenario(name: &'static str, body: fn(&Ctx, &mut Outcome) -> Result<()>) {
     outcome.duration = started.elapsed();
     println!("{}", outcome.summary());
     let path = ctx.out_root.join(name).join("outcome.json");
-    std::fs::write(&path, outcome.to_json(&ctx).to_string())
-        .unwrap_or_else(|error| panic!("write {}: {error}", path.display()));
+    if let Err(error) = write_file(&path, &outcome.to_json(&ctx).to_string()) {
+        outcome.passed = false;
+        outcome.note(format!("ERROR: {error:#}"));
+    }
     assert!(outcome.passed, "{name}: {}", outcome.notes.join("; "));
 }
 
