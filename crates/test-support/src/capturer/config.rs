@@ -1,6 +1,6 @@
-//! How the soak, chaos and the benchmarks run the capturer: a fresh data dir with the default file sink
-//! (`<data_dir>/logs/containers.jsonl`), only containers with one label (`--include-label`),
-//! a JSON log to a file beside the reports, the health API on a free port.
+//! How the soak, chaos and the benchmarks run the capturer: a fresh data dir with the default
+//! file sink (`<data_dir>/logs/containers.jsonl`), only containers with one label
+//! (`--include-label`), a JSON log to a file beside the reports, the health API on a free port.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
