@@ -25,7 +25,7 @@ const BINARY: &str = "binary_id(end-to-end::chaos)";
 pub(crate) fn run(options: ChaosOptions) -> Result<()> {
     let filter = filter(&options);
     if options.list {
-        return run_command(nextest("list").args(["-E", &filter]));
+        return list(&filter);
     }
     docker_daemon::ensure_daemon()?;
     let binary = match options.binary {
@@ -69,6 +69,26 @@ fn nextest(command: &str) -> Command {
         ])
         .arg("--ignore-default-filter");
     nextest
+}
+
+/// Prints the scenarios `filter` selects by their command-line names, the CI subset marked.
+fn list(filter: &str) -> Result<()> {
+    let output = nextest("list")
+        .args(["-E", filter])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo nextest list")?;
+    if !output.status.success() {
+        bail!("cargo nextest list failed: {}", output.status);
+    }
+    for test in String::from_utf8_lossy(&output.stdout).lines() {
+        let test = test.rsplit(' ').next().unwrap_or_default();
+        if let Some((group, name)) = test.split_once("::") {
+            let ci = if group == "ci" { " (ci)" } else { "" };
+            println!("{}{ci}", name.replace('_', "-"));
+        }
+    }
+    Ok(())
 }
 
 /// The nextest filter: the named scenarios, else the CI subset or every scenario.
