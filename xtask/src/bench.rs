@@ -36,12 +36,13 @@ use clap::ValueEnum;
 use crate::{
     docker as daemon,
     flags::{BenchOptions, Section},
-    report::{Table, write_json},
-    util::project_root,
-    util::run_id,
-    util::{build_release, fresh_dir},
+    util::{build_release, project_root, run_id},
 };
-use test_support::{capturer::CapturerConfig, docker::remove_labelled};
+use test_support::{
+    capturer::CapturerConfig,
+    docker::remove_labelled,
+    report::{Table, fresh_dir, write_json},
+};
 
 /// The label key on every bench container; the value names the run and the section.
 pub(crate) const LABEL_KEY: &str = "log-capturer-bench";

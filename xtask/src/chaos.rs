@@ -1,263 +1,138 @@
-//! `cargo xtask chaos`: reliability measured, not claimed. Each scenario injects one fault into
-//! a real run (the release binary, the real Docker daemon, loggen containers) and counts every
-//! line against Docker's own logs: `scenario lost=N dup=N recovered_in=Xs`.
+//! `cargo xtask chaos`: runs the chaos scenarios, the end-to-end test binary `tests/chaos`
+//! (one test per scenario, what each measures is documented there and in `docs/guarantees.md`).
 //!
-//! - [`stage`]: a scenario's directory, labelled containers, capturer settings, its outcome.
-//! - [`loki`]: test-support's receiver as a Loki switched down (503) and up (204), counted in a
-//!   ledger.
-//! - [`input`]: `bad-config`, `bad-lines`.
-//! - [`process`]: `kill-9`, `sigterm-under-load`, `corrupt-checkpoint`.
-//! - [`daemon`]: `dockerd-restart`, `restart-storm`, `remove-mid-stream`, `churn`.
-//! - [`sink`]: `sink-down`, `disk-full`.
-//! - [`rotation`]: `rotation` (Docker's `max-size`/`max-file` at several rates).
-//! - [`removal`]: `rm-burst` (`--rm` jobs through a slow Loki).
-//! - [`reload`]: `reload` (20 SIGHUP reloads in a minute under load).
-//! - [`instance`]: `second-instance` (one agent per data dir).
-//! - [`memory`]: `churn-memory` (RSS flat while 5 000 containers come and go).
-//! - [`downtime`]: `agent-downtime`, `exit-while-down`; [`quiet`]: `stdout-only-quiet`.
-//!
-//! Every container carries `log-capturer-chaos=<run>-<scenario>` and is removed when its
-//! scenario ends; containers left by an interrupted run are removed at the start. Reports go to
-//! `target/chaos/report.{json,md}`; each scenario's data dir, config and capturer logs to
-//! `target/chaos/<scenario>/`. What each scenario guarantees is written up in
-//! `docs/guarantees.md`.
+//! Builds the release capturer, then runs the binary with nextest, one scenario at a time and
+//! with their output shown (each prints `scenario lost=N dup=N recovered_in=Xs`), the options in
+//! the environment (`LC_CHAOS_*`). The CI subset is the tests in the binary's `ci` module. Then
+//! gathers each scenario's `target/chaos/<scenario>/outcome.json` of this run into
+//! `target/chaos/report.{json,md}`.
 
-mod daemon;
-mod downtime;
-mod input;
-mod instance;
-mod loki;
-mod memory;
-mod process;
-mod quiet;
-mod reload;
-mod removal;
-mod rotation;
-mod sink;
-mod stage;
+use std::{path::Path, process::Command};
 
-use std::time::Instant;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use test_support::report::{Table, write_file, write_json};
 
-use anyhow::{Result, bail};
-use serde_json::json;
-
-use self::stage::{Ctx, LABEL_KEY, Outcome};
 use crate::{
     docker as docker_daemon,
     flags::ChaosOptions,
-    report::{Table, write_file, write_json},
-    util::build_release,
-    util::project_root,
-    util::run_id,
+    util::{build_release, cargo, project_root, run as run_command, run_id},
 };
-use test_support::docker::remove_labelled;
 
-/// A scenario: its name, whether CI runs it, and its body.
-struct Scenario {
-    name: &'static str,
-    in_ci: bool,
-    about: &'static str,
-    run: fn(&Ctx, &mut Outcome) -> Result<()>,
-}
-
-const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "bad-config",
-        in_ci: true,
-        about: "malformed configs exit 64 naming the key; unusable Docker socket: up, unhealthy",
-        run: input::bad_config,
-    },
-    Scenario {
-        name: "bad-lines",
-        in_ci: true,
-        about: "invalid UTF-8, NUL, ANSI, a 5 MiB line, 100k empty lines",
-        run: input::bad_lines,
-    },
-    Scenario {
-        name: "kill-9",
-        in_ci: true,
-        about: "SIGKILL every 20 s for 3 min under load (CI: 3 kills, every 10 s)",
-        run: process::kill_9,
-    },
-    Scenario {
-        name: "sink-down",
-        in_ci: true,
-        about: "Loki answers 503 for 5 min (CI: 20 s); buffer holds, all delivered once",
-        run: sink::sink_down,
-    },
-    Scenario {
-        name: "rotation",
-        in_ci: true,
-        about: "max-size=1m, max-file 1 and 3, at 2k, 20k lines/s and full speed (CI: 2k, 20k)",
-        run: rotation::rotation,
-    },
-    Scenario {
-        name: "rm-burst",
-        in_ci: true,
-        about: "--rm jobs of 50k lines through a Loki answering after 500 ms",
-        run: removal::rm_burst,
-    },
-    Scenario {
-        name: "reload",
-        in_ci: true,
-        about: "20 SIGHUP reloads in a minute at 8000 lines/s: sinks added/changed/removed, filters",
-        run: reload::reload,
-    },
-    Scenario {
-        name: "second-instance",
-        in_ci: true,
-        about: "a second agent on a data dir in use exits 73 naming it and the holder's pid",
-        run: instance::second_instance,
-    },
-    Scenario {
-        name: "agent-downtime",
-        in_ci: true,
-        about: "containers start, write and exit while the capturer is down (SIGTERM, SIGKILL)",
-        run: downtime::agent_downtime,
-    },
-    Scenario {
-        name: "exit-while-down",
-        in_ci: true,
-        about: "followed containers keep writing and exit while the capturer is down",
-        run: downtime::exit_while_down,
-    },
-    Scenario {
-        name: "stdout-only-quiet",
-        in_ci: true,
-        about: "dockerd CPU for a quiet stdout-only container with 1 M lines of history",
-        run: quiet::stdout_only_quiet,
-    },
-    Scenario {
-        name: "sigterm-under-load",
-        in_ci: false,
-        about: "SIGTERM at 50k lines/s: exit within grace, restart, nothing lost or doubled",
-        run: process::sigterm_under_load,
-    },
-    Scenario {
-        name: "dockerd-restart",
-        in_ci: false,
-        about: "dockerd stopped and started while streaming; --restart always containers",
-        run: daemon::dockerd_restart,
-    },
-    Scenario {
-        name: "restart-storm",
-        in_ci: false,
-        about: "100 container restarts in a minute across 10 containers",
-        run: daemon::restart_storm,
-    },
-    Scenario {
-        name: "remove-mid-stream",
-        in_ci: false,
-        about: "containers force-removed while streaming; fds and tasks back to baseline",
-        run: daemon::remove_mid_stream,
-    },
-    Scenario {
-        name: "disk-full",
-        in_ci: false,
-        about: "data dir on a tmpfs filled up for 30 s; visible, up, recovers",
-        run: sink::disk_full,
-    },
-    Scenario {
-        name: "corrupt-checkpoint",
-        in_ci: false,
-        about: "checkpoints.json truncated, then garbled, between runs",
-        run: process::corrupt_checkpoint,
-    },
-    Scenario {
-        name: "churn-memory",
-        in_ci: false,
-        about: "5000 short-lived containers in waves, removed after capture; RSS within 5 MiB",
-        run: memory::churn_memory,
-    },
-    Scenario {
-        name: "churn",
-        in_ci: false,
-        about: "500 containers living 1-3 s over 5 minutes; no fd/task growth",
-        run: daemon::churn,
-    },
-];
-
-/// Every scenario's name, for the command line.
-pub(crate) fn scenario_names() -> impl Iterator<Item = &'static str> {
-    SCENARIOS.iter().map(|scenario| scenario.name)
-}
+/// The chaos test binary, as nextest names it.
+const BINARY: &str = "binary_id(end-to-end::chaos)";
 
 pub(crate) fn run(options: ChaosOptions) -> Result<()> {
-    let ChaosOptions {
-        scenarios: names,
-        ci,
-        list,
-        binary,
-        read_mode,
-    } = options;
-    if list {
-        for scenario in SCENARIOS {
-            let ci = if scenario.in_ci { " (ci)" } else { "" };
-            println!("{:<20} {}{ci}", scenario.name, scenario.about);
-        }
-        return Ok(());
+    let filter = filter(&options);
+    if options.list {
+        return list(&filter);
     }
-    let selected: Vec<&Scenario> = SCENARIOS
-        .iter()
-        .filter(|scenario| {
-            if names.is_empty() {
-                !ci || scenario.in_ci
-            } else {
-                names.iter().any(|name| name == scenario.name)
-            }
-        })
-        .collect();
-
     docker_daemon::ensure_daemon()?;
-    let leftovers = remove_labelled(LABEL_KEY)?;
-    if leftovers > 0 {
-        eprintln!("removed {leftovers} container(s) left by an earlier chaos run");
-    }
-    let ctx = Ctx {
-        binary: match binary {
-            Some(binary) => binary,
-            None => build_release()?,
-        },
-        loggen: test_support::docker::loggen_image(),
-        run_id: run_id(),
-        out_root: project_root().join("target").join("chaos"),
-        ci,
-        read_mode,
+    let binary = match options.binary {
+        Some(binary) => binary,
+        None => build_release()?,
     };
-    let mut outcomes = Vec::new();
-    for scenario in selected {
-        eprintln!("chaos: {} ({})", scenario.name, scenario.about);
-        let mut outcome = Outcome::new(scenario.name);
-        let started = Instant::now();
-        if let Err(error) = (scenario.run)(&ctx, &mut outcome) {
-            outcome.passed = false;
-            outcome.note(format!("ERROR: {error:#}"));
-        }
-        outcome.duration = started.elapsed();
-        println!("{}", outcome.summary());
-        outcomes.push(outcome);
-    }
+    let run = run_id();
+    let tests = run_command(
+        nextest("run")
+            .arg("--no-fail-fast")
+            .args(["--no-capture", "--test-threads", "1", "--no-tests", "fail"])
+            .args(["-E", &filter])
+            .env("LC_CHAOS_BINARY", &binary)
+            .env("LC_CHAOS_RUN", &run)
+            .env("LC_CHAOS_CI", if options.ci { "1" } else { "" })
+            .env("LC_CHAOS_READ_MODE", options.read_mode.unwrap_or_default()),
+    );
+    let out_root = project_root().join("target").join("chaos");
+    let outcomes = outcomes(&out_root, &run)?;
     println!("\n{}", table(&outcomes, Some(TERMINAL_NOTES)).to_text());
-    write_reports(&ctx, &outcomes, &table(&outcomes, None))?;
-    let failed: Vec<&str> = outcomes
-        .iter()
-        .filter(|outcome| !outcome.passed)
-        .map(|outcome| outcome.name)
-        .collect();
-    if !failed.is_empty() {
-        bail!(
-            "chaos failed: {} (see target/chaos/report.md)",
-            failed.join(", ")
-        );
+    write_reports(&out_root, &run, options.ci, &outcomes)?;
+    tests.context("chaos failed (see target/chaos/report.md)")?;
+    if outcomes.is_empty() {
+        bail!("chaos: no scenario reported an outcome");
     }
     eprintln!("chaos passed (target/chaos/report.md)");
     Ok(())
 }
 
+/// `cargo nextest <command>` on the chaos binary alone (outside the default filter).
+fn nextest(command: &str) -> Command {
+    let mut nextest = cargo();
+    nextest
+        .args([
+            "nextest",
+            command,
+            "--package",
+            "end-to-end",
+            "--test",
+            "chaos",
+        ])
+        .arg("--ignore-default-filter");
+    nextest
+}
+
+/// Prints the scenarios `filter` selects by their command-line names, the CI subset marked.
+fn list(filter: &str) -> Result<()> {
+    let output = nextest("list")
+        .args(["-E", filter])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo nextest list")?;
+    if !output.status.success() {
+        bail!("cargo nextest list failed: {}", output.status);
+    }
+    for test in String::from_utf8_lossy(&output.stdout).lines() {
+        let test = test.rsplit(' ').next().unwrap_or_default();
+        if let Some((group, name)) = test.split_once("::") {
+            let ci = if group == "ci" { " (ci)" } else { "" };
+            println!("{}{ci}", name.replace('_', "-"));
+        }
+    }
+    Ok(())
+}
+
+/// The nextest filter: the named scenarios, else the CI subset or every scenario.
+fn filter(options: &ChaosOptions) -> String {
+    let scenarios = if !options.scenarios.is_empty() {
+        let names: Vec<String> = options
+            .scenarios
+            .iter()
+            .map(|name| format!("test(/::{}$/)", name.replace('-', "_")))
+            .collect();
+        names.join(" or ")
+    } else if options.ci {
+        "test(/^ci::/)".to_owned()
+    } else {
+        "test(/^(ci|full)::/)".to_owned()
+    };
+    format!("{BINARY} and ({scenarios})")
+}
+
+/// The outcomes the scenarios of run `run` wrote, by scenario name.
+fn outcomes(out_root: &Path, run: &str) -> Result<Vec<Value>> {
+    let mut outcomes = Vec::new();
+    let Ok(entries) = std::fs::read_dir(out_root) else {
+        return Ok(outcomes);
+    };
+    for entry in entries {
+        let path = entry?.path().join("outcome.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let outcome: Value =
+            serde_json::from_str(&text).with_context(|| format!("read {}", path.display()))?;
+        if outcome["run"] == run {
+            outcomes.push(outcome);
+        }
+    }
+    outcomes.sort_by_key(|outcome| outcome["scenario"].as_str().map(str::to_owned));
+    Ok(outcomes)
+}
+
 /// How many characters of notes the terminal table shows (the reports have them all).
 const TERMINAL_NOTES: usize = 160;
 
-fn table(outcomes: &[Outcome], notes_limit: Option<usize>) -> Table {
+fn table(outcomes: &[Value], notes_limit: Option<usize>) -> Table {
     let mut table = Table::new(&[
         "scenario",
         "lost",
@@ -267,71 +142,57 @@ fn table(outcomes: &[Outcome], notes_limit: Option<usize>) -> Table {
         "duration",
         "notes",
     ]);
-    let number = |value: Option<u64>| value.map_or("-".to_owned(), |value| value.to_string());
+    let text = |value: &Value| match value {
+        Value::Null => "-".to_owned(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let seconds = |value: &Value, decimals: usize| {
+        value
+            .as_f64()
+            .map_or("-".to_owned(), |seconds| format!("{seconds:.decimals$}s"))
+    };
     for outcome in outcomes {
+        let notes: Vec<String> = outcome["notes"]
+            .as_array()
+            .map_or(Vec::new(), |notes| notes.iter().map(text).collect());
+        let notes = notes.join("; ").replace('|', "/").replace('\n', " ");
+        let notes = match notes_limit {
+            Some(limit) if notes.chars().count() > limit => {
+                notes.chars().take(limit).collect::<String>() + "..."
+            }
+            _ => notes,
+        };
         table.row(vec![
-            outcome.name.to_owned(),
-            number(outcome.lost),
-            number(outcome.dup),
-            outcome.recovered_in.map_or("-".to_owned(), |elapsed| {
-                format!("{:.1}s", elapsed.as_secs_f64())
-            }),
-            outcome.verdict().to_owned(),
-            format!("{:.0}s", outcome.duration.as_secs_f64()),
-            {
-                let notes = outcome
-                    .notes
-                    .join("; ")
-                    .replace('|', "/")
-                    .replace('\n', " ");
-                match notes_limit {
-                    Some(limit) if notes.chars().count() > limit => {
-                        notes.chars().take(limit).collect::<String>() + "..."
-                    }
-                    _ => notes,
-                }
-            },
+            text(&outcome["scenario"]),
+            text(&outcome["lost"]),
+            text(&outcome["dup"]),
+            seconds(&outcome["recovered_in_seconds"], 1),
+            text(&outcome["verdict"]),
+            seconds(&outcome["duration_seconds"], 0),
+            notes,
         ]);
     }
     table
 }
 
-fn write_reports(ctx: &Ctx, outcomes: &[Outcome], table: &Table) -> Result<()> {
-    let scenarios: Vec<_> = outcomes
-        .iter()
-        .map(|outcome| {
-            json!({
-                "scenario": outcome.name,
-                "lost": outcome.lost,
-                "dup": outcome.dup,
-                "recovered_in_seconds": outcome.recovered_in.map(|elapsed| elapsed.as_secs_f64()),
-                "verdict": outcome.verdict(),
-                "deviations": outcome.deviations,
-                "duration_seconds": outcome.duration.as_secs_f64(),
-                "notes": outcome.notes,
-            })
-        })
-        .collect();
-    let passed = outcomes.iter().all(|outcome| outcome.passed);
+fn write_reports(out_root: &Path, run: &str, ci: bool, outcomes: &[Value]) -> Result<()> {
+    let passed = !outcomes.is_empty() && outcomes.iter().all(|outcome| outcome["passed"] == true);
     write_json(
-        &ctx.out_root.join("report.json"),
-        &json!({ "run": ctx.run_id, "ci": ctx.ci, "passed": passed, "scenarios": scenarios }),
+        &out_root.join("report.json"),
+        &json!({ "run": run, "ci": ci, "passed": passed, "scenarios": outcomes }),
     )?;
     let markdown = format!(
-        "# log-capturer chaos report\n\nRun `{}`{}: {}.\n\n{}\nWhat each scenario measures and \
-         every accepted deviation: `docs/guarantees.md`.\n",
-        ctx.run_id,
-        if ctx.ci { " (CI subset)" } else { "" },
+        "# log-capturer chaos report\n\nRun `{run}`{}: {}.\n\n{}\n`pass*`: met its expectation \
+         apart from the documented deviations noted.\n\nWhat each scenario measures and every \
+         accepted deviation: `docs/guarantees.md`.\n",
+        if ci { " (CI subset)" } else { "" },
         if passed {
             "every scenario met its expectation"
         } else {
             "FAILED"
         },
-        table.to_markdown()
+        table(outcomes, None).to_markdown()
     );
-    let markdown = markdown.replace(
-        "\nWhat each",
-        "\n`pass*`: met its expectation apart from the documented deviations noted.\n\nWhat each",
-    );
-    write_file(&ctx.out_root.join("report.md"), &markdown)
+    write_file(&out_root.join("report.md"), &markdown)
 }

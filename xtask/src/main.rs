@@ -9,7 +9,6 @@ mod chaos;
 mod docker;
 mod flags;
 mod image;
-mod report;
 mod run;
 mod soak;
 mod test;
@@ -27,7 +26,7 @@ fn main() -> Result<()> {
         Some(Command::Test { nextest }) => test::run(&nextest),
         Some(Command::Run { args }) => run::run(&args),
         Some(Command::DockerUp) => docker::ensure_daemon(),
-        Some(Command::Soak(options)) => soak::run(options),
+        Some(Command::Soak(options)) => soak::run_soak(options),
         Some(Command::Bench(options)) => bench::run(&options),
         Some(Command::Chaos(options)) => chaos::run(options),
         Some(Command::Image { tag }) => image::run(&tag),

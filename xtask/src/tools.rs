@@ -115,10 +115,10 @@ pub(crate) const TOOLS: &[Tool] = &[
         need: Need::Test,
         service: None,
     },
-    // The chaos scenarios and the stream benchmark example.
-    apt("pgrep", "procps", Need::Xtask),
-    apt("chown", "coreutils", Need::Xtask),
-    apt("setpriv", "util-linux", Need::Xtask),
+    // The chaos scenarios (tests/chaos) and the stream benchmark example.
+    apt("pgrep", "procps", Need::Test),
+    apt("chown", "coreutils", Need::Test),
+    apt("setpriv", "util-linux", Need::Test),
     apt("curl", "curl", Need::Xtask),
     apt("apt-get", "apt", Need::Xtask),
     apt("systemctl", "systemd", Need::Optional),

@@ -63,14 +63,6 @@ pub(crate) fn build_release() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Makes `dir` an empty directory.
-pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))
-}
-
 /// An id for one run of a command (hex seconds since the epoch), in container labels and
 /// reports.
 pub(crate) fn run_id() -> String {

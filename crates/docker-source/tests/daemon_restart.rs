@@ -10,6 +10,7 @@ mod harness;
 
 use std::{
     fs::File,
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
@@ -43,17 +44,8 @@ fn start_dockerd() {
     if daemon_answers() {
         return;
     }
-    Command::new("sh")
-        .args([
-            "-c",
-            "setsid dockerd > /var/log/dockerd.log 2>&1 < /dev/null &",
-        ])
-        .status()
-        .expect("start dockerd");
-    assert!(
-        poll(Duration::from_secs(60), daemon_answers),
-        "dockerd did not come back"
-    );
+    test_support::docker::start_daemon(Path::new("/var/log/dockerd.log"))
+        .expect("dockerd did not come back");
 }
 
 /// Starts the daemon again when dropped, whatever happened in between.

@@ -18,12 +18,12 @@ use std::{
         OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::parallel::parallel_map;
+use crate::{parallel::parallel_map, wait};
 
 /// How many `docker` commands run at once when creating or removing many containers; the
 /// daemon serialises much of the work, so more threads only add contention on two cores.
@@ -117,6 +117,45 @@ pub fn daemon_answers() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// Closes the shell's descriptors above 2, then becomes `dockerd`.
+const EXEC_DOCKERD_WITHOUT_INHERITED_FDS: &str = r#"for fd in /proc/self/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec dockerd"#;
+
+/// How long a freshly started daemon may take to answer.
+const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts `dockerd` in its own session (`setsid`: it outlives this process, and a Ctrl-C of the
+/// caller does not take it down), logging to `log`, and waits until it answers. For a machine
+/// where no daemon runs, and for the tests and the chaos scenario that stop it.
+pub fn start_daemon(log: &Path) -> Result<Duration> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    // `setsid` detaches the daemon from this process group, so it outlives the test run and
+    // a Ctrl-C of the tests does not take it down. `bash` closes every descriptor it inherited
+    // beyond stdio first: a `flock(1)` around the run hands its lock down as fd 3, and a daemon
+    // that kept it would hold that lock for as long as it lives.
+    Command::new("setsid")
+        .args(["bash", "-c", EXEC_DOCKERD_WITHOUT_INHERITED_FDS])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("start dockerd")?;
+    let what = "dockerd to answer";
+    wait::until_every(
+        Duration::from_millis(250),
+        DAEMON_START_TIMEOUT,
+        what,
+        || Ok(daemon_answers()),
+    )
+    .with_context(|| format!("see {}", log.display()))
 }
 
 /// Panics with instructions unless a Docker daemon answers.

@@ -8,6 +8,8 @@
 //!   and its own log.
 //! - `ledger` (feature `harness`): captured lines against Docker's own logs, per container, run
 //!   and stream: lost, duplicated, out of order.
+//! - `report` (feature `harness`): tables (text and Markdown), JSON files, fresh output
+//!   directories, slopes and percentiles, SVG charts.
 //! - [`tail`]: follows the file sink's output across rotations, line by line.
 //! - [`metrics`]: the Prometheus text format of `/metrics`.
 //! - [`procfs`]: RSS, open fds, CPU time and liveness of a process, from `/proc`.
@@ -51,6 +53,8 @@ pub mod pki;
 pub mod procfs;
 #[cfg(feature = "receiver")]
 pub mod receiver;
+#[cfg(feature = "harness")]
+pub mod report;
 pub mod tail;
 pub mod time;
 pub mod wait;

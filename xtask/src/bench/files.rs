@@ -12,15 +12,15 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::{
     Bench, LABEL_KEY, SectionResult, Target,
     stream::{capture_phase, generate, raw_phase, wait_written},
 };
-use crate::report::Table;
-use test_support::{capturer::Capturer, docker::ContainerSet, procfs, tail::FileTail};
+use test_support::report::Table;
+use test_support::{capturer::Capturer, docker::ContainerSet, procfs, tail::FileTail, wait};
 
 /// Host CPU per line in file mode while catching up, at most (µs).
 const HOST_CPU_TARGET_US: f64 = 1.5;
@@ -244,23 +244,22 @@ fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) ->
     })
 }
 
+/// Waits until the capturer's file sink holds `expected` records (at least 2 minutes, more for
+/// long runs), polling often: it is part of the measured time.
 fn wait_records(capturer: &Capturer, expected: u64) -> Result<()> {
     // File mode can write faster than this tail polls: the sink may rotate before it looks.
     let mut tail = FileTail::from_oldest(capturer.records_path());
     let mut records = 0;
-    let started = Instant::now();
     let deadline = Duration::from_secs(120).max(Duration::from_secs(expected / 5_000));
-    while records < expected {
+    let what = format!("{expected} records");
+    let waited = wait::until_every(Duration::from_millis(10), deadline, &what, || {
         records += tail.poll(|_| {})?;
-        if started.elapsed() > deadline {
-            bail!(
-                "the capturer delivered {records} of {expected} lines in {deadline:?}; its log:\n{}",
-                capturer.log_tail()
-            );
-        }
-        if records < expected {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    Ok(())
+        Ok(records >= expected)
+    });
+    waited.map(drop).with_context(|| {
+        format!(
+            "the capturer delivered {records} of {expected} lines; its log:\n{}",
+            capturer.log_tail()
+        )
+    })
 }

@@ -24,7 +24,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::report::{Table, stats::percentile};
+use test_support::report::{Table, stats::percentile};
 use test_support::{
     capturer::Capturer,
     docker::ContainerSet,
@@ -215,7 +215,7 @@ fn capturer_latencies(
 
 /// Docker's own latency: a blocking reader per container stamps every frame on arrival.
 fn raw_latencies(set: &ContainerSet, specs: &[Vec<String>], expected: u64) -> Result<Vec<f64>> {
-    let socket = super::stream::docker_socket()?;
+    let socket = test_support::docker::socket_path();
     let ids = set.run_many(specs)?;
     let lines = expected / ids.len().max(1) as u64;
     let per_container = parallel_map(&ids, "a raw latency reader", |id| {

@@ -20,7 +20,7 @@ use super::{
     Bench, SectionResult, Target,
     stream::{CaptureRun, capture, generate},
 };
-use crate::report::Table;
+use test_support::report::Table;
 
 /// The target: with multiline on for every container, at least this fraction of the rate
 /// without.

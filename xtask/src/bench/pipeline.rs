@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::{Bench, SectionResult};
-use crate::{report::Table, util::cargo};
+use crate::util::cargo;
+use test_support::report::Table;
 
 pub(crate) fn run(bench: &Bench) -> Result<SectionResult> {
     let events: u64 = if bench.quick { 100_000 } else { 1_000_000 };

@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::report::{Table, mib};
+use test_support::report::{Table, mib};
 use test_support::{
     capturer::{Capturer, each_container_task},
     docker::ContainerSet,

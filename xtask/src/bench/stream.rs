@@ -30,13 +30,14 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::{Bench, LABEL_KEY, SectionResult, Target};
-use crate::report::Table;
+use test_support::report::Table;
 use test_support::{
     capturer::{Capturer, CapturerConfig},
     docker::{self, ContainerSet},
     parallel::parallel_map,
     procfs,
     tail::FileTail,
+    wait,
 };
 
 /// Each generated line's size, newline excluded.
@@ -273,7 +274,7 @@ pub(super) struct RawPhase {
 /// Reads every container's whole log with the raw reader, timing it and dockerd's CPU.
 pub(super) fn raw_phase(name: &str, ids: &[String], lines: u64) -> Result<RawPhase> {
     let dockerd = procfs::pid_of("dockerd")?;
-    let socket = docker_socket()?;
+    let socket = docker::socket_path();
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let started = Instant::now();
     let reads = parallel_map(ids, "a raw reader", |id| raw_read(&socket, id, lines))?;
@@ -392,17 +393,6 @@ pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureR
     })
 }
 
-/// The Docker socket: `$DOCKER_HOST` when it is a unix socket, else the default path.
-pub(super) fn docker_socket() -> Result<PathBuf> {
-    match std::env::var("DOCKER_HOST") {
-        Ok(host) if !host.is_empty() => match host.strip_prefix("unix://") {
-            Some(path) => Ok(PathBuf::from(path)),
-            None => bail!("the raw reader needs a unix socket; DOCKER_HOST is {host}"),
-        },
-        _ => Ok(PathBuf::from("/var/run/docker.sock")),
-    }
-}
-
 /// What the raw reader got from one container.
 #[derive(Debug)]
 struct RawRead {
@@ -410,21 +400,16 @@ struct RawRead {
     frames: u64,
 }
 
-/// Waits until Docker holds all `lines` lines of a generator (its last line is number
-/// `lines - 1`), looking every `poll`.
+/// Waits (up to 5 minutes) until Docker holds all `lines` lines of a generator (its last line is
+/// number `lines - 1`), looking every `poll`.
 pub(super) fn wait_written(id: &str, lines: u64, poll: Duration) -> Result<()> {
-    let started = Instant::now();
     let last = (lines - 1).to_string();
-    loop {
+    let what = format!("{id} to write its {lines} lines");
+    wait::until_every(poll, Duration::from_secs(300), &what, || {
         let tail = docker::cli(&["logs", "--tail", "1", id])?;
-        if tail.split(' ').nth(3) == Some(last.as_str()) {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            bail!("{id} did not write its {lines} lines within 5 minutes");
-        }
-        std::thread::sleep(poll);
-    }
+        Ok(tail.split(' ').nth(3) == Some(last.as_str()))
+    })
+    .map(drop)
 }
 
 /// Reads one container's followed log stream until it has delivered `lines` lines, discarding

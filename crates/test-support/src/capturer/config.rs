@@ -1,6 +1,6 @@
-//! How the xtask commands run the capturer: a fresh data dir with the default file sink
-//! (`<data_dir>/logs/containers.jsonl`), only containers with one label (`--include-label`),
-//! a JSON log to a file beside the reports, the health API on a free port.
+//! How the soak, chaos and the benchmarks run the capturer: a fresh data dir with the default
+//! file sink (`<data_dir>/logs/containers.jsonl`), only containers with one label
+//! (`--include-label`), a JSON log to a file beside the reports, the health API on a free port.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
@@ -12,7 +12,7 @@ const READ_FROM_ENV: &str = "LOG_CAPTURER_DOCKER_READ_FROM";
 /// How to run the capturer.
 #[derive(Debug, Clone)]
 pub struct CapturerConfig {
-    /// The binary (xtask builds the release one).
+    /// The binary (the soak, chaos and bench commands build the release one).
     pub binary: PathBuf,
     /// A fresh, empty data dir (checkpoints would otherwise change what is read).
     pub data_dir: PathBuf,

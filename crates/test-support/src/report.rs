@@ -1,11 +1,12 @@
-//! Writing results for people and scripts: tables, JSON files, statistics and SVG charts.
+//! Writing results for people and scripts: tables, JSON files, statistics and SVG charts (the
+//! soak, chaos and the benchmarks).
 //!
 //! - [`stats`]: least-squares slopes (leak detection) and percentiles (latency).
 //! - [`svg`]: small line charts written by hand, one panel per series.
 //! - [`Table`] (here): aligned plain-text tables for the terminal, and Markdown for reports.
 
-pub(crate) mod stats;
-pub(crate) mod svg;
+pub mod stats;
+pub mod svg;
 
 use std::path::Path;
 
@@ -13,14 +14,14 @@ use anyhow::{Context, Result};
 
 /// A table of strings, rendered as aligned text or as Markdown.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Table {
+pub struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
     /// A table with these column names.
-    pub(crate) fn new(header: &[&str]) -> Table {
+    pub fn new(header: &[&str]) -> Table {
         Table {
             header: header.iter().map(|&name| name.to_owned()).collect(),
             rows: Vec::new(),
@@ -28,7 +29,7 @@ impl Table {
     }
 
     /// Appends a row (one cell per column).
-    pub(crate) fn row(&mut self, cells: Vec<String>) {
+    pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
@@ -47,7 +48,7 @@ impl Table {
     }
 
     /// Aligned columns for a terminal.
-    pub(crate) fn to_text(&self) -> String {
+    pub fn to_text(&self) -> String {
         let widths = self.widths();
         let render = |cells: &[String]| {
             let padded: Vec<String> = cells
@@ -67,7 +68,7 @@ impl Table {
     }
 
     /// A GitHub-flavoured Markdown table.
-    pub(crate) fn to_markdown(&self) -> String {
+    pub fn to_markdown(&self) -> String {
         let render = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
         let mut text = render(&self.header);
         text += &render(&vec!["---".to_owned(); self.header.len()]);
@@ -78,8 +79,16 @@ impl Table {
     }
 }
 
+/// Makes `dir` an empty directory (a run's output directory).
+pub fn fresh_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))
+}
+
 /// Writes a file, creating its directory.
-pub(crate) fn write_file(path: &Path, contents: &str) -> Result<()> {
+pub fn write_file(path: &Path, contents: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -87,12 +96,12 @@ pub(crate) fn write_file(path: &Path, contents: &str) -> Result<()> {
 }
 
 /// Writes a JSON document, pretty-printed.
-pub(crate) fn write_json(path: &Path, document: &serde_json::Value) -> Result<()> {
+pub fn write_json(path: &Path, document: &serde_json::Value) -> Result<()> {
     write_file(path, &(serde_json::to_string_pretty(document)? + "\n"))
 }
 
 /// Bytes as MiB with one decimal.
-pub(crate) fn mib(bytes: f64) -> String {
+pub fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
 }
 

@@ -13,7 +13,7 @@ use super::{
     checks::{RUNNING_REQUIRED_FROM_CHECK, Rule},
     generators, trends,
 };
-use crate::report::{
+use test_support::report::{
     Table, mib,
     svg::{self, Panel},
     write_file, write_json,

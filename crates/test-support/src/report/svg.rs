@@ -18,13 +18,13 @@ const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
 /// One chart: a title (with its unit) and (x, y) points.
 #[derive(Debug, Clone)]
-pub(crate) struct Panel {
-    pub(crate) title: String,
-    pub(crate) points: Vec<(f64, f64)>,
+pub struct Panel {
+    pub title: String,
+    pub points: Vec<(f64, f64)>,
 }
 
 /// An SVG document with `panels` in a grid of [`COLUMNS`] columns under `title`.
-pub(crate) fn render(title: &str, x_label: &str, panels: &[Panel]) -> String {
+pub fn render(title: &str, x_label: &str, panels: &[Panel]) -> String {
     let rows = panels.len().div_ceil(COLUMNS);
     let width = PANEL_WIDTH * COLUMNS as f64;
     let height = 40.0 + PANEL_HEIGHT * rows as f64;

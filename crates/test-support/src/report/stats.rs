@@ -1,7 +1,7 @@
 //! Statistics over samples: least-squares slopes and percentiles.
 
 /// The least-squares slope of `points` (y per unit of x); 0 with fewer than two distinct x.
-pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
+pub fn slope(points: &[(f64, f64)]) -> f64 {
     let count = points.len() as f64;
     if points.len() < 2 {
         return 0.0;
@@ -21,7 +21,7 @@ pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
 }
 
 /// The `fraction` percentile (0.5 = median) of sorted values, nearest-rank; 0 when empty.
-pub(crate) fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

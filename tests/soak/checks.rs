@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::scenario::Generator;
-use crate::report::stats::slope;
+use test_support::report::stats::slope;
 use test_support::{
     capturer::each_container_task,
     metrics::Metrics,

@@ -11,13 +11,12 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use serde_json::{Value, json};
 
 use test_support::{
     capturer::{Capturer, CapturerConfig},
     docker::{self, ContainerSet},
 };
-
-use crate::util::fresh_dir;
 
 /// The label key on every chaos container; the value is `<run>-<scenario>`.
 pub(crate) const LABEL_KEY: &str = "log-capturer-chaos";
@@ -109,6 +108,23 @@ impl Outcome {
         }
     }
 
+    /// What the runner's report shows of this scenario (`target/chaos/<name>/outcome.json`).
+    pub(crate) fn to_json(&self, ctx: &Ctx) -> Value {
+        json!({
+            "run": ctx.run_id,
+            "ci": ctx.ci,
+            "scenario": self.name,
+            "passed": self.passed,
+            "lost": self.lost,
+            "dup": self.dup,
+            "recovered_in_seconds": self.recovered_in.map(|elapsed| elapsed.as_secs_f64()),
+            "verdict": self.verdict(),
+            "deviations": self.deviations,
+            "duration_seconds": self.duration.as_secs_f64(),
+            "notes": self.notes,
+        })
+    }
+
     /// The one-line summary the issue asks for.
     pub(crate) fn summary(&self) -> String {
         let number = |value: Option<u64>| value.map_or("-".to_owned(), |value| value.to_string());
@@ -139,7 +155,7 @@ impl Stage {
     /// were already running from their beginning.
     pub(crate) fn new(ctx: &Ctx, name: &'static str) -> Result<Stage> {
         let dir = ctx.out_root.join(name);
-        fresh_dir(&dir)?;
+        test_support::report::fresh_dir(&dir)?;
         let containers = ContainerSet::new(LABEL_KEY, format!("{}-{name}", ctx.run_id));
         let data_dir = dir.join("data");
         let config = CapturerConfig {
