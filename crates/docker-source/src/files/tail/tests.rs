@@ -530,3 +530,28 @@ fn a_rotated_file_deleted_by_hand_is_counted_lost_with_the_count_of_creations() 
         }
     );
 }
+
+/// A hole left by hand behind the generation being read does not stop the tail: the files
+/// older than it are not wanted, and the live file is read at once.
+#[test]
+fn a_hole_behind_the_generation_being_read_does_not_stop_the_tail() {
+    let dir = Dir::new();
+    dir.append("c.log", "0\n");
+    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
+    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    let mut tail = Tail::open(dir.files(), Start::Oldest, Some(births))
+        .unwrap()
+        .unwrap();
+    for n in 1..=2 {
+        dir.rotate(4);
+        dir.append("c.log", &format!("{n}\n"));
+        drain(&mut tail, 64);
+    }
+    dir.rotate(4);
+    // `.3` and `.1` (the generation being read) are left, `.2` is deleted.
+    fs::remove_file(dir.path("c.log.2")).unwrap();
+    dir.append("c.log", "3\n");
+    assert_eq!(drain(&mut tail, 64).0, "3\n");
+    assert_eq!(tail.take_losses(), Losses::default());
+}

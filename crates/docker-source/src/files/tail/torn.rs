@@ -19,18 +19,27 @@ use super::{listing::Listed, look::Held};
 /// live file was listed (so `live - index` is its number, for the returned `live`). The live
 /// file's run is numbered by a held generation in it, else by `live_by_count` (the count of
 /// creations taken with the listing, unchanged during it); every other run by a held
-/// generation in it. `None` if a run is numbered by nothing, or the runs' numbers overlap.
+/// generation in it; a run older than a held generation that nothing numbers is left out (the
+/// tail wants only generations newer than the one it reads). `None` if a newer run is numbered
+/// by nothing, or the runs' numbers overlap.
 pub(super) fn place(
     files: &[Listed],
     live_by_count: Option<i64>,
     held: &mut impl Held,
 ) -> io::Result<Option<(Vec<Listed>, i64)>> {
     let mut numbered: Vec<(i64, &Listed)> = Vec::new();
+    let mut behind_held = false;
     for run in runs(files) {
         let by_count = run.first().filter(|l| l.index == 0).and(live_by_count);
-        let Some(live) = held_live(&run, held)?.or(by_count) else {
+        let by_held = held_live(&run, held)?;
+        let Some(live) = by_held.or(by_count) else {
+            if behind_held {
+                // Older than a generation held: read already, or being read.
+                continue;
+            }
             return Ok(None);
         };
+        behind_held |= by_held.is_some();
         numbered.extend(run.into_iter().map(|l| (live - i64::from(l.index), l)));
     }
     // Newest first: the numbers must go down.
