@@ -573,6 +573,7 @@ mod generation;
 mod listing;
 mod look;
 mod opening;
+mod torn;
 
 #[cfg(test)]
 mod tests;

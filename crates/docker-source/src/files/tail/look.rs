@@ -19,7 +19,10 @@
 
 use std::io;
 
-use super::listing::{Listed, LogFiles};
+use super::{
+    listing::{Listed, LogFiles},
+    torn,
+};
 use crate::files::watch::{BirthCount, Births};
 
 /// Looks taken again while Docker rotated during the listing.
@@ -128,15 +131,33 @@ impl Looker {
             }
             std::thread::yield_now();
         }
-        // Docker kept rotating, or a file is missing in the middle (deleted by hand): numbered
-        // by a held generation listed if there is one (a missing file is only a hole), else by
-        // the count at a later look, else not at all.
         self.last_count = None;
+        self.torn(files, last_count, stable, held)
+    }
+
+    /// Numbers a listing that stayed inconsistent: Docker kept rotating, or is stopped in the
+    /// middle of a rotation, or a file is missing in the middle (deleted by hand). With the
+    /// count of creations, exactly (see `torn.rs`) or at a later look; without it, by a held
+    /// generation listed if there is one (a missing file taken for a hole: a generation may
+    /// be counted lost that was not, never the reverse), else not at all.
+    fn torn(
+        &mut self,
+        files: Vec<Listed>,
+        last_count: Option<BirthCount>,
+        stable: Option<BirthCount>,
+        held: &mut impl Held,
+    ) -> io::Result<Look> {
         let anchored = self.births.is_some()
             && matches!((self.anchor, last_count), (Some(anchor), Some(count)) if anchor.overflows == count.overflows);
+        if anchored {
+            let by_count = stable.and_then(|count| self.number_of(count));
+            return Ok(match torn::place(&files, by_count, held)? {
+                Some((placed, live)) => self.numbered(placed, Numbering::Live(live), stable),
+                None => self.numbered(files, Numbering::Later, stable),
+            });
+        }
         let numbering = match held_live_number(&files, held, false)? {
             Some(live) => Numbering::Live(live),
-            None if anchored => Numbering::Later,
             None => Numbering::Unknown,
         };
         Ok(self.numbered(files, numbering, stable))

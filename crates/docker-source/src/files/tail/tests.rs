@@ -450,3 +450,108 @@ fn without_the_count_of_creations_a_loss_is_still_counted() {
         );
     }
 }
+
+/// The tail looks while Docker is in the middle of a rotation (starved of CPU between two
+/// renames): `.1` was renamed to `.2`, the live file not yet to `.1`. The generation being
+/// read is at `.2` beyond the hole; the live file is the one after it, not two after (the
+/// listing at one moment would have it at `.1`): nothing is lost, and the numbers stay tied to
+/// the count of creations, so a later loss is counted exactly.
+#[test]
+fn a_look_in_the_middle_of_a_rotation_counts_nothing_lost() {
+    let dir = Dir::new();
+    dir.append("c.log", "0\n");
+    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
+    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    let files = LogFiles::new(&dir.path("c.log"), 3);
+    let mut tail = Tail::open(files, Start::Oldest, Some(births))
+        .unwrap()
+        .unwrap()
+        .with_rotated_size(2);
+    assert_eq!(drain(&mut tail, 64).0, "0\n");
+    dir.rotate(3);
+    dir.append("c.log", "1\n");
+    // The next rotation, stopped after its first rename: `.1` (generation 0) is `.2`.
+    fs::rename(dir.path("c.log.1"), dir.path("c.log.2")).unwrap();
+    tail.check().unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "1\n");
+    assert_eq!(tail.take_losses(), Losses::default(), "nothing was lost");
+    // The rotation completes; then four more while the tail looks away: generation 3 is
+    // deleted unread (one file, exactly).
+    fs::rename(dir.path("c.log"), dir.path("c.log.1")).unwrap();
+    fs::File::create(dir.path("c.log")).unwrap();
+    dir.append("c.log", "2\n");
+    assert_eq!(drain(&mut tail, 64).0, "2\n");
+    for n in 3..=6 {
+        dir.rotate(3);
+        dir.append("c.log", &format!("{n}\n"));
+    }
+    tail.check().unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "4\n5\n6\n");
+    assert_eq!(
+        tail.take_losses(),
+        Losses {
+            rotated_files: 1,
+            rotated_bytes: 2,
+            truncations: 0
+        }
+    );
+}
+
+/// The same listing as a rotation stopped in the middle (a hole at `.1`, the generation being
+/// read at `.2`), but left by a rotated file deleted by hand: the count of creations tells the
+/// two apart, and the deleted generation is counted lost.
+#[test]
+fn a_rotated_file_deleted_by_hand_is_counted_lost_with_the_count_of_creations() {
+    let dir = Dir::new();
+    dir.append("c.log", "0\n");
+    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
+    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    let files = LogFiles::new(&dir.path("c.log"), 3);
+    let mut tail = Tail::open(files, Start::Oldest, Some(births))
+        .unwrap()
+        .unwrap()
+        .with_rotated_size(2);
+    assert_eq!(drain(&mut tail, 64).0, "0\n");
+    for n in 1..=2 {
+        dir.rotate(3);
+        dir.append("c.log", &format!("{n}\n"));
+    }
+    fs::remove_file(dir.path("c.log.1")).unwrap();
+    tail.check().unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "2\n");
+    assert_eq!(
+        tail.take_losses(),
+        Losses {
+            rotated_files: 1,
+            rotated_bytes: 2,
+            truncations: 0
+        }
+    );
+}
+
+/// A hole left by hand behind the generation being read does not stop the tail: the files
+/// older than it are not wanted, and the live file is read at once.
+#[test]
+fn a_hole_behind_the_generation_being_read_does_not_stop_the_tail() {
+    let dir = Dir::new();
+    dir.append("c.log", "0\n");
+    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
+    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    let mut tail = Tail::open(dir.files(), Start::Oldest, Some(births))
+        .unwrap()
+        .unwrap();
+    for n in 1..=2 {
+        dir.rotate(4);
+        dir.append("c.log", &format!("{n}\n"));
+        drain(&mut tail, 64);
+    }
+    dir.rotate(4);
+    // `.3` and `.1` (the generation being read) are left, `.2` is deleted.
+    fs::remove_file(dir.path("c.log.2")).unwrap();
+    dir.append("c.log", "3\n");
+    assert_eq!(drain(&mut tail, 64).0, "3\n");
+    assert_eq!(tail.take_losses(), Losses::default());
+}
