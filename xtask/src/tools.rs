@@ -104,7 +104,6 @@ pub(crate) const TOOLS: &[Tool] = &[
     apt("file", "file", Need::Test),
     // Signals, process lookups, a tmpfs for the disk-full tests, the ptrace helper.
     apt("kill", "procps", Need::Test),
-    apt("pidof", "sysvinit-utils", Need::Test),
     apt("mount", "mount", Need::Test),
     apt("umount", "mount", Need::Test),
     apt("perl", "perl-base", Need::Test),

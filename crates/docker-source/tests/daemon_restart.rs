@@ -22,10 +22,12 @@ use test_support::docker::daemon_answers;
 /// Serialises daemon restarts across processes.
 const LOCK_FILE: &str = "/tmp/log-capturer-dockerd-restart.lock";
 
+/// The default daemon's pid, from its pidfile (another daemon with its own socket and pidfile,
+/// say a developer's private one, is not this test's to stop).
 fn dockerd_pid() -> Option<String> {
-    let output = Command::new("pidof").arg("dockerd").output().ok()?;
-    let pid = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    (!pid.is_empty()).then_some(pid)
+    let pid = std::fs::read_to_string("/var/run/docker.pid").ok()?;
+    let pid = pid.trim().to_owned();
+    Path::new("/proc").join(&pid).exists().then_some(pid)
 }
 
 /// Polls `condition` (a process state: there is no event to wait for) for up to `limit`.
