@@ -451,6 +451,28 @@ fn without_the_count_of_creations_a_loss_is_still_counted() {
     }
 }
 
+/// A tail of `dir`'s `c.log` (Docker's `max-file`: `max_file`) from its oldest file, numbered
+/// by inotify's count of creations; the watch lasts as long as the returned pair.
+fn counted_tail(
+    dir: &Dir,
+    max_file: u32,
+) -> (
+    Tail,
+    (
+        crate::files::watch::Registration,
+        crate::files::watch::Watcher,
+    ),
+) {
+    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
+    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    let files = LogFiles::new(&dir.path("c.log"), max_file);
+    let tail = Tail::open(files, Start::Oldest, Some(births))
+        .unwrap()
+        .unwrap();
+    (tail, (registration, watcher))
+}
+
 /// The tail looks while Docker is in the middle of a rotation (starved of CPU between two
 /// renames): `.1` was renamed to `.2`, the live file not yet to `.1`. The generation being
 /// read is at `.2` beyond the hole; the live file is the one after it, not two after (the
@@ -460,14 +482,8 @@ fn without_the_count_of_creations_a_loss_is_still_counted() {
 fn a_look_in_the_middle_of_a_rotation_counts_nothing_lost() {
     let dir = Dir::new();
     dir.append("c.log", "0\n");
-    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
-    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
-    let births = registration.births().expect("inotify counts creations");
-    let files = LogFiles::new(&dir.path("c.log"), 3);
-    let mut tail = Tail::open(files, Start::Oldest, Some(births))
-        .unwrap()
-        .unwrap()
-        .with_rotated_size(2);
+    let (tail, _watch) = counted_tail(&dir, 3);
+    let mut tail = tail.with_rotated_size(2);
     assert_eq!(drain(&mut tail, 64).0, "0\n");
     dir.rotate(3);
     dir.append("c.log", "1\n");
@@ -505,14 +521,8 @@ fn a_look_in_the_middle_of_a_rotation_counts_nothing_lost() {
 fn a_rotated_file_deleted_by_hand_is_counted_lost_with_the_count_of_creations() {
     let dir = Dir::new();
     dir.append("c.log", "0\n");
-    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
-    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
-    let births = registration.births().expect("inotify counts creations");
-    let files = LogFiles::new(&dir.path("c.log"), 3);
-    let mut tail = Tail::open(files, Start::Oldest, Some(births))
-        .unwrap()
-        .unwrap()
-        .with_rotated_size(2);
+    let (tail, _watch) = counted_tail(&dir, 3);
+    let mut tail = tail.with_rotated_size(2);
     assert_eq!(drain(&mut tail, 64).0, "0\n");
     for n in 1..=2 {
         dir.rotate(3);
@@ -537,12 +547,7 @@ fn a_rotated_file_deleted_by_hand_is_counted_lost_with_the_count_of_creations() 
 fn a_hole_behind_the_generation_being_read_does_not_stop_the_tail() {
     let dir = Dir::new();
     dir.append("c.log", "0\n");
-    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
-    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
-    let births = registration.births().expect("inotify counts creations");
-    let mut tail = Tail::open(dir.files(), Start::Oldest, Some(births))
-        .unwrap()
-        .unwrap();
+    let (mut tail, _watch) = counted_tail(&dir, 4);
     for n in 1..=2 {
         dir.rotate(4);
         dir.append("c.log", &format!("{n}\n"));
