@@ -362,10 +362,11 @@ pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureR
     let mut first_record = None;
     let deadline = Duration::from_secs(60).max(Duration::from_secs(expected / 5_000));
     while records < expected {
-        records += tail.poll(|_| {})?;
-        if records > 0 && first_record.is_none() {
-            first_record = Some(started.elapsed());
-        }
+        // One poll can last the whole run (it reads until it finds the end, and a fast
+        // capturer keeps writing): the first record is timed when its line is seen.
+        records += tail.poll(|_| {
+            first_record.get_or_insert_with(|| started.elapsed());
+        })?;
         if started.elapsed() > deadline {
             bail!(
                 "the capturer delivered {records} of {expected} lines in {deadline:?}; its log:\n{}",
