@@ -272,7 +272,7 @@ pub(super) struct RawPhase {
 
 /// Reads every container's whole log with the raw reader, timing it and dockerd's CPU.
 pub(super) fn raw_phase(name: &str, ids: &[String], lines: u64) -> Result<RawPhase> {
-    let dockerd = procfs::pid_of("dockerd")?;
+    let dockerd = procfs::daemon_pid()?;
     let socket = docker_socket()?;
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let started = Instant::now();
@@ -333,7 +333,7 @@ pub(super) fn capture_phase(
         cpu: run.cpu,
         dockerd_cpu: run
             .dockerd_cpu
-            .context("dockerd's CPU time during the capture (more than one dockerd runs)")?,
+            .context("dockerd's CPU time during the capture (its pid was not found)")?,
     })
 }
 
@@ -346,14 +346,14 @@ pub(super) struct CaptureRun {
     pub(super) first_to_last: f64,
     /// The capturer's CPU seconds.
     pub(super) cpu: f64,
-    /// dockerd's CPU seconds meanwhile; `None` when more than one dockerd runs.
+    /// dockerd's CPU seconds meanwhile; `None` when its pid is not found.
     pub(super) dockerd_cpu: Option<f64>,
 }
 
 /// Runs the capturer with `config` until its file sink holds `expected` lines.
 pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureRun> {
-    // Only one dockerd can be told apart by name; with several, its CPU time is not measured.
-    let dockerd = procfs::pid_of("dockerd").ok();
+    // The daemon `$DOCKER_HOST` names (several may run: private test daemons).
+    let dockerd = procfs::daemon_pid().ok();
     let dockerd_before = dockerd.map(procfs::cpu_seconds).transpose()?;
     let started = Instant::now();
     let capturer = Capturer::spawn(config)?;

@@ -159,7 +159,7 @@ fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) ->
         Some(mode) => Some(spawn_capturer(bench, &name, &set, mode)?),
         None => None,
     };
-    let dockerd = procfs::pid_of("dockerd")?;
+    let dockerd = procfs::daemon_pid()?;
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let ids = set.run_many(&writer_specs(bench, &name, containers, lines))?;
     let total = containers as u64 * lines;
