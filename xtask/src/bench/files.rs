@@ -12,6 +12,11 @@
 //!   against the daemon's ingest rate, both on Docker's clock, and dockerd's CPU per line beyond
 //!   the baseline run's (what following costs the daemon).
 
+//!
+//! dockerd's CPU is that of the daemon `$DOCKER_HOST` names. On a daemon other work shares (other
+//! users' containers, tests, builds) it counts their work too: for the dockerd figures run the
+//! bench against a private daemon (`DOCKER_HOST=unix:///tmp/<name>/docker.sock`).
+
 mod live;
 
 use anyhow::Result;
