@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{Bench, LABEL_KEY, Target};
@@ -28,6 +28,7 @@ use test_support::{
     procfs,
     tail::FileTail,
     time::{now_unix_nanos, parse_rfc3339_nanos},
+    wait,
 };
 
 /// dockerd's extra CPU per followed line in file mode, at most (µs): "about zero".
@@ -252,25 +253,23 @@ fn docker_span(ids: &[String]) -> Result<(i128, i128)> {
     Ok((first, last))
 }
 
-/// Waits until the capturer's file sink holds `expected` lines; returns when it saw the last
-/// one (nanoseconds since the epoch).
+/// Waits until the capturer's file sink holds `expected` lines (at least 2 minutes, more for
+/// long runs); returns when it saw the last one (nanoseconds since the epoch).
 fn wait_records(capturer: &Capturer, expected: u64) -> Result<i128> {
     // File mode can write faster than this tail polls: the sink may rotate before it looks.
     let mut tail = FileTail::from_oldest(capturer.records_path());
     let mut records = 0;
-    let started = std::time::Instant::now();
     let deadline = Duration::from_secs(120).max(Duration::from_secs(expected / 5_000));
-    loop {
+    let what = format!("{expected} records");
+    wait::until_every(POLL, deadline, &what, || {
         records += tail.poll(|_| {})?;
-        if records >= expected {
-            return Ok(now_unix_nanos());
-        }
-        if started.elapsed() > deadline {
-            bail!(
-                "the capturer delivered {records} of {expected} lines in {deadline:?}; its log:\n{}",
-                capturer.log_tail()
-            );
-        }
-        std::thread::sleep(POLL);
-    }
+        Ok(records >= expected)
+    })
+    .map(|_| now_unix_nanos())
+    .with_context(|| {
+        format!(
+            "the capturer delivered {records} of {expected} lines; its log:\n{}",
+            capturer.log_tail()
+        )
+    })
 }
