@@ -102,7 +102,7 @@ pub(crate) fn dockerd_restart(ctx: &Ctx, outcome: &mut Outcome) -> Result<()> {
     }
     .run(ctx, &stage)?;
     wait::pace(Duration::from_secs(5), || ledger.poll().map(drop))?;
-    let dockerd = procfs::pid_of("dockerd")?;
+    let dockerd = procfs::daemon_pid()?;
     let stopping = Instant::now();
     test_support::procfs::signal(dockerd, "TERM")?;
     if wait::until(Duration::from_secs(60), "dockerd to exit", || {

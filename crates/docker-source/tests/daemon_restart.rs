@@ -22,8 +22,8 @@ use test_support::docker::daemon_answers;
 /// Serialises daemon restarts across processes.
 const LOCK_FILE: &str = "/tmp/log-capturer-dockerd-restart.lock";
 
-/// The default daemon's pid, from its pidfile (another daemon with its own socket and pidfile,
-/// say a developer's private one, is not this test's to stop).
+/// The default daemon's pid, from its pidfile only (`procfs::daemon_pid` falls back to any
+/// `dockerd`, and another daemon, say a developer's private one, is not this test's to stop).
 fn dockerd_pid() -> Option<String> {
     let pid = std::fs::read_to_string("/var/run/docker.pid").ok()?;
     let pid = pid.trim().to_owned();

@@ -273,7 +273,7 @@ pub(super) struct RawPhase {
 
 /// Reads every container's whole log with the raw reader, timing it and dockerd's CPU.
 pub(super) fn raw_phase(name: &str, ids: &[String], lines: u64) -> Result<RawPhase> {
-    let dockerd = procfs::pid_of("dockerd")?;
+    let dockerd = procfs::daemon_pid()?;
     let socket = docker::socket_path();
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let started = Instant::now();
@@ -334,7 +334,7 @@ pub(super) fn capture_phase(
         cpu: run.cpu,
         dockerd_cpu: run
             .dockerd_cpu
-            .context("dockerd's CPU time during the capture (more than one dockerd runs)")?,
+            .context("dockerd's CPU time during the capture (its pid was not found)")?,
     })
 }
 
@@ -347,14 +347,14 @@ pub(super) struct CaptureRun {
     pub(super) first_to_last: f64,
     /// The capturer's CPU seconds.
     pub(super) cpu: f64,
-    /// dockerd's CPU seconds meanwhile; `None` when more than one dockerd runs.
+    /// dockerd's CPU seconds meanwhile; `None` when its pid is not found.
     pub(super) dockerd_cpu: Option<f64>,
 }
 
 /// Runs the capturer with `config` until its file sink holds `expected` lines.
 pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureRun> {
-    // Only one dockerd can be told apart by name; with several, its CPU time is not measured.
-    let dockerd = procfs::pid_of("dockerd").ok();
+    // The daemon `$DOCKER_HOST` names (several may run: private test daemons).
+    let dockerd = procfs::daemon_pid().ok();
     let dockerd_before = dockerd.map(procfs::cpu_seconds).transpose()?;
     let started = Instant::now();
     let capturer = Capturer::spawn(config)?;
@@ -363,10 +363,11 @@ pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureR
     let mut first_record = None;
     let deadline = Duration::from_secs(60).max(Duration::from_secs(expected / 5_000));
     while records < expected {
-        records += tail.poll(|_| {})?;
-        if records > 0 && first_record.is_none() {
-            first_record = Some(started.elapsed());
-        }
+        // One poll can last the whole run (it reads until it finds the end, and a fast
+        // capturer keeps writing): the first record is timed when its line is seen.
+        records += tail.poll(|_| {
+            first_record.get_or_insert_with(|| started.elapsed());
+        })?;
         if started.elapsed() > deadline {
             bail!(
                 "the capturer delivered {records} of {expected} lines in {deadline:?}; its log:\n{}",

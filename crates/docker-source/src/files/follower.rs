@@ -411,7 +411,14 @@ impl FileFollower {
     }
 
     fn shrink_buffer(&mut self) {
-        if self.buffer.is_empty() && self.buffer.capacity() > 2 * READ_MIN {
+        if self.buffer.capacity() > 2 * READ_MIN {
+            self.release_buffer();
+        }
+    }
+
+    /// Frees the read buffer if it holds no bytes (the next read allocates it again).
+    fn release_buffer(&mut self) {
+        if self.buffer.is_empty() {
             self.buffer = Vec::new();
         }
     }

@@ -74,7 +74,9 @@ where
         heartbeat_interval: inner.config.heartbeat_interval,
     };
     let stop_timeout = inner.config.stop_timeout;
-    let ended = match std::panic::catch_unwind(AssertUnwindSafe(|| body(context))) {
+    // Boxed: held inline, the body's future would take its size twice in this one (the
+    // matched value and the select's copy each keep their own space), 10 KiB per file task.
+    let ended = match std::panic::catch_unwind(AssertUnwindSafe(|| Box::pin(body(context)))) {
         Err(panic) => AttemptEnd::Returned(Err(panic)),
         Ok(future) => {
             let future = AssertUnwindSafe(future).catch_unwind();

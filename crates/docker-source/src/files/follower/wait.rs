@@ -111,6 +111,8 @@ impl FileFollower {
     /// until something happens. `None`: the watch was armed just now, read again first.
     pub(super) async fn next_wake(&mut self) -> Option<Wake> {
         if self.busy_reads == 0 {
+            // A quiet follower keeps no read buffer: 500 idle containers would hold 2 MiB.
+            self.release_buffer();
             let armed_now = self
                 .registration
                 .as_mut()
