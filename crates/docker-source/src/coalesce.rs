@@ -1,5 +1,5 @@
-//! The API path's one coalescing policy: while a container writes fast, its lines wait up to
-//! [`PAUSE`] so that one wake-up of the worker thread takes many of them.
+//! The one coalescing policy: while a container writes fast, its lines wait up to [`PAUSE`] so
+//! that one wake-up of the worker thread takes many of them.
 //!
 //! Docker writes one HTTP chunk per line. Woken per chunk, a fast writer would cost a wake-up
 //! (and, through hyper, a task hand-off) per line. Where the pause is taken depends on who reads
@@ -8,7 +8,9 @@
 //! - the raw reader (`unix://`, `http://`) parks a hot socket out of the reactor and reads it
 //!   once per [`PAUSE`] (`raw_logs/parking.rs`);
 //! - bollard's stream (TLS) cannot be read that way: the pump sleeps [`PAUSE`] after a busy
-//!   burst ([`Bursts`]) and hyper's body channel applies backpressure meanwhile.
+//!   burst ([`Bursts`]) and hyper's body channel applies backpressure meanwhile;
+//! - a file follower reads a busy container's files again after [`PAUSE`], without being told
+//!   of each write (`files/follower/wait.rs`).
 //!
 //! Either way the pump keeps filling a batch while bursts are busy and sends it as soon as the
 //! stream goes idle, so a line at a low rate goes out at once and a line at a high rate waits at

@@ -12,9 +12,10 @@
 //!
 //! # Busy and quiet containers
 //!
-//! A container that wrote during the last read is read again after [`COALESCE_PAUSE`], without
-//! being told of each write: after [`BUSY_READS`] such reads in a row its watch stops
-//! reporting writes, which would cost dockerd an inotify event per line. A quiet one (the last
+//! A container that wrote during the last read is read again after [`PAUSE`] (the one
+//! coalescing policy, `coalesce.rs`), without being told of each write: after [`BUSY_READS`]
+//! such reads in a row its watch stops reporting writes, which would cost dockerd an inotify
+//! event per line. A quiet one (the last
 //! read found nothing) arms the watch and, if it was not armed, reads once more before it
 //! waits, so a write made before the arming is not missed (see `files/watch.rs`).
 
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{End, FileFollower, Wake};
-use crate::{error::docker_status, timestamp::api_time_nanos};
+use crate::{coalesce::PAUSE, error::docker_status, timestamp::api_time_nanos};
 
 /// The heartbeats of quiet followers fall on multiples of this (at most; a quarter of the
 /// pause between beats if that is shorter) since [`beat_grid`].
@@ -60,8 +61,6 @@ pub(super) struct StopCheck {
     pause: Duration,
 }
 
-/// The pause before reading again while a batch is being filled, or a busy container's files.
-const COALESCE_PAUSE: Duration = Duration::from_millis(1);
 /// Reads in a row that found data before the watch stops reporting each write: a container
 /// that writes a line now and then stays armed.
 const BUSY_READS: u32 = 2;
@@ -75,7 +74,7 @@ impl FileFollower {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => {}
-            _ = tokio::time::sleep(COALESCE_PAUSE) => {}
+            _ = tokio::time::sleep(PAUSE) => {}
         }
     }
 
@@ -107,7 +106,7 @@ impl FileFollower {
         false
     }
 
-    /// At the end of the files: a busy container waits [`COALESCE_PAUSE`] at most, a quiet one
+    /// At the end of the files: a busy container waits [`PAUSE`] at most, a quiet one
     /// until something happens. `None`: the watch was armed just now, read again first.
     pub(super) async fn next_wake(&mut self) -> Option<Wake> {
         if self.busy_reads == 0 {
@@ -127,7 +126,7 @@ impl FileFollower {
         {
             registration.disarm();
         }
-        let deadline = self.next_deadline().min(Instant::now() + COALESCE_PAUSE);
+        let deadline = self.next_deadline().min(Instant::now() + PAUSE);
         Some(self.wait_until(deadline).await)
     }
 
