@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{ContainerId, ContainerInfo, LogStream, Position};
+use crate::{ContainerId, ContainerInfo, LogStream, PerStream, Position};
 
 /// Lines of one container, in the order they were read, in one contiguous UTF-8 buffer.
 ///
@@ -129,12 +129,12 @@ impl EventBatch {
     /// The acknowledgements that delivering this batch earns: the last position of each stream
     /// present in it.
     pub fn acknowledgements(&self) -> impl Iterator<Item = Acknowledgement> + '_ {
-        let mut last: [Option<Position>; 3] = [None; 3];
+        let mut last = PerStream::<Option<Position>>::default();
         for entry in &self.lines {
-            last[entry.stream.index()] = Some(entry.position);
+            last[entry.stream] = Some(entry.position);
         }
         LogStream::ALL.into_iter().filter_map(move |stream| {
-            last[stream.index()].map(|position| Acknowledgement {
+            last[stream].map(|position| Acknowledgement {
                 container_id: self.container.id.clone(),
                 stream,
                 position,

@@ -2,11 +2,14 @@
 
 use std::ops::{Index, IndexMut};
 
+use serde::{Deserialize, Serialize};
+
 use crate::LogStream;
 
 /// One `T` per stream (stdout, stderr, tty), indexed by [`LogStream`]: what an array indexed by
 /// [`LogStream::index`] holds, saying so in its type.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PerStream<T>([T; 3]);
 
 impl<T> PerStream<T> {
@@ -18,6 +21,11 @@ impl<T> PerStream<T> {
     /// Each stream with its value, in [`LogStream::ALL`]'s order.
     pub fn iter(&self) -> impl Iterator<Item = (LogStream, &T)> {
         LogStream::ALL.into_iter().zip(&self.0)
+    }
+
+    /// The values, in [`LogStream::ALL`]'s order.
+    pub fn values(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
     }
 
     /// The values, in [`LogStream::ALL`]'s order.
@@ -34,6 +42,16 @@ impl<T> PerStream<T> {
 impl<T> From<[T; 3]> for PerStream<T> {
     fn from(values: [T; 3]) -> PerStream<T> {
         PerStream(values)
+    }
+}
+
+/// The values, in [`LogStream::ALL`]'s order (as [`PerStream::values`]).
+impl<'a, T> IntoIterator for &'a PerStream<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
     }
 }
 

@@ -47,7 +47,7 @@ impl Assembler {
             info,
             builder: None,
             lines: PerStream::default(),
-            last: [None; 3],
+            last: StreamPositions::default(),
             finished: VecDeque::new(),
             max_lines,
             max_bytes,
@@ -81,7 +81,7 @@ impl Assembler {
     pub(crate) fn discard(&mut self) {
         self.builder = None;
         self.lines = PerStream::default();
-        self.last = [None; 3];
+        self.last = StreamPositions::default();
         self.finished.clear();
     }
 
@@ -134,7 +134,7 @@ impl LineSink for Assembler {
         }
         builder.push(stream, position, message);
         self.lines[stream] += 1;
-        self.last[stream.index()] = Some(position);
+        self.last[stream] = Some(position);
     }
 }
 
@@ -145,7 +145,7 @@ mod tests {
     use capture_core::{ContainerId, ContainerInfo, LogStream, Position};
 
     use super::Assembler;
-    use crate::{decoder::LineSink, stream::ContainerShared};
+    use crate::{checkpoint::StreamPositions, decoder::LineSink, stream::ContainerShared};
 
     #[test]
     fn a_batch_is_cut_where_a_streams_replay_ends() {
@@ -154,7 +154,7 @@ mod tests {
             "web",
             "nginx",
         ));
-        let shared = ContainerShared::new(info.clone(), [None; 3], None);
+        let shared = ContainerShared::new(info.clone(), StreamPositions::default(), None);
         let mut assembler = Assembler::new(info, 100, 1 << 20);
         let at = |n| Position::new(n, 0);
         assembler.line(LogStream::Stdout, at(1), b"replayed", true);
@@ -172,7 +172,7 @@ mod tests {
         let second = assembler.take(&shared).unwrap();
         assert_eq!(second.batch.len(), 2);
         assert!(!second.batch.is_replay(LogStream::Stdout));
-        assert_eq!(second.last[LogStream::Stdout.index()], Some(at(4)));
+        assert_eq!(second.last[LogStream::Stdout], Some(at(4)));
         assert!(assembler.take(&shared).is_none());
     }
 }

@@ -26,7 +26,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use capture_core::{Acknowledgement, ContainerId, LogStream, Position};
+use capture_core::{Acknowledgement, ContainerId, LogStream, PerStream, Position};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -45,8 +45,8 @@ const FORMAT_VERSION_1: u32 = 1;
 /// records trails the agent's life by at most this much (a `kill -9` included).
 pub(crate) const BOUNDARY_REFRESH: Duration = Duration::from_secs(5);
 
-/// The acknowledged position of each stream of a container (indexed by [`LogStream::index`]).
-pub(crate) type StreamPositions = [Option<Position>; 3];
+/// The acknowledged position of each stream of a container.
+pub(crate) type StreamPositions = PerStream<Option<Position>>;
 
 /// What the file holds about one container.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -195,9 +195,9 @@ impl Checkpoints {
             warn!(container_id = %id, "ignoring a checkpoint entry that is not a container id");
             return;
         };
-        let mut streams: StreamPositions = [None; 3];
+        let mut streams: StreamPositions = StreamPositions::default();
         for (stream, position) in entry.streams {
-            streams[stream.index()] = Some(position);
+            streams[stream] = Some(position);
         }
         self.entries.insert(
             id,
@@ -267,7 +267,7 @@ impl Checkpoints {
     /// order when sinks complete out of order).
     pub(crate) fn acknowledge(&mut self, ack: &Acknowledgement) {
         let entry = self.entries.entry(ack.container_id.clone()).or_default();
-        let slot = &mut entry.streams[ack.stream.index()];
+        let slot = &mut entry.streams[ack.stream];
         if slot.is_none_or(|current| ack.position > current) {
             *slot = Some(ack.position);
             self.dirty = true;
@@ -346,7 +346,7 @@ impl Checkpoints {
             .map(|(id, entry)| {
                 let streams = LogStream::ALL
                     .into_iter()
-                    .filter_map(|stream| entry.streams[stream.index()].map(|p| (stream, p)))
+                    .filter_map(|stream| entry.streams[stream].map(|p| (stream, p)))
                     .collect();
                 let entry = EntryV2 {
                     streams,

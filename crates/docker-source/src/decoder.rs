@@ -32,6 +32,7 @@ mod partial;
 
 use partial::{Partial, SentPart};
 
+use crate::checkpoint::StreamPositions;
 use crate::{
     cursor::{Cursor, FileSwitch, Verdict, fingerprint},
     timestamp::{MAX_PREFIX_BYTES, Prefix, scan_prefix},
@@ -126,12 +127,12 @@ impl Decoder {
     /// (see [`Decoder::replays_through`]) are flagged as a replay. Open partial lines are dropped
     /// (they were not delivered, so the new stream delivers them whole); a line whose head was
     /// sent and is the last line sent (`resume`) is continued where it was left.
-    pub(crate) fn reset(&mut self, resume: [Option<Position>; 3]) {
+    pub(crate) fn reset(&mut self, resume: StreamPositions) {
         let replay_through = self.replay_through;
         for ((cursor, resume), sent) in self
             .cursors
             .values_mut()
-            .zip(resume)
+            .zip(resume.into_array())
             .zip(self.sent_parts.values_mut())
         {
             cursor.reset(resume, replay_through);
@@ -290,19 +291,15 @@ impl Decoder {
     }
 
     /// The position of the last line seen on each stream (delivered or skipped).
-    pub(crate) fn last_positions(&self) -> [Option<Position>; 3] {
-        LogStream::ALL.map(|stream| self.cursors[stream].last())
+    pub(crate) fn last_positions(&self) -> StreamPositions {
+        PerStream::new(LogStream::ALL.map(|stream| self.cursors[stream].last()))
     }
 
     /// Like [`Decoder::reset`], for a stream that resumes right after lines whose positions
     /// were `last` (so ordinals continue), skipping lines at or before `resume`.
-    pub(crate) fn reset_after(
-        &mut self,
-        last: [Option<Position>; 3],
-        resume: [Option<Position>; 3],
-    ) {
+    pub(crate) fn reset_after(&mut self, last: StreamPositions, resume: StreamPositions) {
         self.reset(resume);
-        for (cursor, last) in self.cursors.values_mut().zip(last) {
+        for (cursor, last) in self.cursors.values_mut().zip(last.into_array()) {
             cursor.continue_after(last);
         }
     }

@@ -60,8 +60,8 @@ pub(crate) async fn check(env: &TaskEnv, tty: bool) -> Freshness {
     let freshness = match last {
         None => Freshness::Current,
         Some((stream, position)) => {
-            let delivered = read[stream.index()]
-                .is_some_and(|read| read.timestamp_nanos >= position.timestamp_nanos);
+            let delivered =
+                read[stream].is_some_and(|read| read.timestamp_nanos >= position.timestamp_nanos);
             if delivered {
                 Freshness::Current
             } else {

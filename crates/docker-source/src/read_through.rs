@@ -43,7 +43,7 @@ impl ReadThrough {
     /// The task sent everything it decoded and holds no partial line; `read` are the read
     /// positions after that send.
     pub(crate) fn caught_up(&mut self, read: &StreamPositions) {
-        let Some(newest) = read.iter().flatten().map(|p| p.timestamp_nanos).max() else {
+        let Some(newest) = read.values().flatten().map(|p| p.timestamp_nanos).max() else {
             return;
         };
         let margin = i64::try_from(STREAM_REORDER_MARGIN.as_nanos()).unwrap_or(i64::MAX);
@@ -64,7 +64,7 @@ impl ReadThrough {
     pub(crate) fn acknowledged(&self, acked: &StreamPositions) -> Option<i64> {
         let (read, through) = self.pending?;
         let covered = read
-            .iter()
+            .values()
             .zip(acked)
             .all(|(read, acked)| match (read, acked) {
                 (None, _) => true,
@@ -86,12 +86,13 @@ mod tests {
     #[test]
     fn caught_up_reads_trail_the_newest_line_by_the_reorder_margin_and_never_move_back() {
         let mut through = ReadThrough::new(None);
-        through.caught_up(&[None; 3]);
+        through.caught_up(&StreamPositions::default());
         assert_eq!(through.sent(), None, "nothing read yet");
-        let stdout_only = [Some(Position::new(100 * SECOND, 4)), None, None];
+        let stdout_only: StreamPositions =
+            [Some(Position::new(100 * SECOND, 4)), None, None].into();
         through.caught_up(&stdout_only);
         assert_eq!(through.sent(), Some(98 * SECOND));
-        let older = [Some(Position::new(50 * SECOND, 0)), None, None];
+        let older: StreamPositions = [Some(Position::new(50 * SECOND, 0)), None, None].into();
         through.caught_up(&older);
         assert_eq!(through.sent(), Some(98 * SECOND));
     }
@@ -99,21 +100,27 @@ mod tests {
     #[test]
     fn it_is_persisted_only_once_every_read_position_it_needs_is_acknowledged() {
         let mut through = ReadThrough::new(Some(10 * SECOND));
-        assert_eq!(through.acknowledged(&[None; 3]), None, "nothing pending");
-        let read = [
+        assert_eq!(
+            through.acknowledged(&StreamPositions::default()),
+            None,
+            "nothing pending"
+        );
+        let read: StreamPositions = [
             Some(Position::new(100 * SECOND, 0)),
             Some(Position::new(90 * SECOND, 2)),
             None,
-        ];
+        ]
+        .into();
         through.caught_up(&read);
-        let behind = [
+        let behind: StreamPositions = [
             Some(Position::new(100 * SECOND, 0)),
             Some(Position::new(90 * SECOND, 1)),
             None,
-        ];
+        ]
+        .into();
         assert_eq!(through.acknowledged(&behind), None);
         assert_eq!(
-            through.acknowledged(&[read[0], None, None]),
+            through.acknowledged(&[read[capture_core::LogStream::Stdout], None, None].into()),
             None,
             "stderr was read but nothing of it is acknowledged"
         );

@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::checkpoint::StreamPositions;
 use crate::{
     assembler::Assembler,
     cursor::{BOUNDARY_ORDINAL, FileSwitch},
@@ -57,8 +58,8 @@ pub(crate) async fn read_skipped(
     let mut decoder = Decoder::new(env.settings.max_line_bytes);
     // Only this stream's lines after `after` (the line itself is looked for: if Docker no
     // longer has it, its file was deleted); the other streams' are skipped whole.
-    let mut resume = [Some(Position::new(i64::MAX, 0)); 3];
-    resume[switch.stream.index()] = Some(Position::new(switch.after, BOUNDARY_ORDINAL - 1));
+    let mut resume = StreamPositions::new([Some(Position::new(i64::MAX, 0)); 3]);
+    resume[switch.stream] = Some(Position::new(switch.after, BOUNDARY_ORDINAL - 1));
     decoder.reset(resume);
     // The lines read back are older than the ones the stream's multiline stage holds: they are
     // joined by a stage of their own, with the same rule, flushed at the end of the read.

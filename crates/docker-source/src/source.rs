@@ -357,10 +357,10 @@ fn container_info(id: &ContainerId, response: ContainerInspectResponse) -> Conta
 /// Whether everything a container's task sent has been acknowledged (`acked`: its checkpoint).
 fn fully_acknowledged(shared: &ContainerShared, acked: Option<StreamPositions>) -> bool {
     let read = shared.read_positions();
-    let acked = acked.unwrap_or([None; 3]);
-    read.iter()
-        .zip(shared.initial_resume().iter())
-        .zip(acked.iter())
+    let acked = acked.unwrap_or_default();
+    read.values()
+        .zip(shared.initial_resume())
+        .zip(&acked)
         .all(|((read, initial), acked)| read == initial || acked >= read)
 }
 

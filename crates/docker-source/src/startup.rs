@@ -99,7 +99,7 @@ pub(crate) enum StartPlan {
 /// Everything at or before `nanos` counts as delivered.
 pub(crate) fn floor(nanos: i64) -> ContainerCheckpoint {
     ContainerCheckpoint {
-        streams: [Some(Position::new(nanos, u32::MAX)); 3],
+        streams: [Some(Position::new(nanos, u32::MAX)); 3].into(),
         read_through_nanos: Some(nanos),
         drained_finished_at_nanos: None,
     }
@@ -229,7 +229,7 @@ mod tests {
 
     fn cursor_entry(drained: Option<i64>) -> ContainerCheckpoint {
         ContainerCheckpoint {
-            streams: [Some(Position::new(900 * SECOND, 3)), None, None],
+            streams: [Some(Position::new(900 * SECOND, 3)), None, None].into(),
             read_through_nanos: Some(898 * SECOND),
             drained_finished_at_nanos: drained,
         }

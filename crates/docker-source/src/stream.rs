@@ -490,7 +490,7 @@ impl Follower {
             let following = self.first_frame_at.unwrap_or(i64::MAX);
             self.served_to_end = self.env.shared.removal.died_before(opened_at)
                 || read
-                    .iter()
+                    .values()
                     .flatten()
                     .any(|position| position.timestamp_nanos > following);
         }
@@ -540,7 +540,7 @@ pub(crate) fn since_seconds(
     };
     let mut earliest = i64::MAX;
     for stream in streams {
-        let cursor = resume[stream.index()].map(|position| position.timestamp_nanos);
+        let cursor = resume[*stream].map(|position| position.timestamp_nanos);
         match (cursor, read_through_nanos) {
             (Some(cursor), Some(through)) => earliest = earliest.min(cursor.max(through)),
             (Some(at), None) | (None, Some(at)) => earliest = earliest.min(at),

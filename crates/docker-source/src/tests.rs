@@ -3,6 +3,7 @@
 
 use capture_core::{LogStream, Position};
 
+use crate::checkpoint::StreamPositions;
 use crate::{
     decoder::{DOCKER_PIECE_BYTES, DecodeCounters, Decoder, LineSink},
     stream::since_seconds,
@@ -200,7 +201,7 @@ fn resume_skips_exactly_what_was_delivered() {
             decoder.frame(LogStream::Stdout, &frame(*nanos, text, true), &mut first);
         }
         let cursor = first.0.last().map(|line| line.1);
-        decoder.reset([cursor, None, None]);
+        decoder.reset([cursor, None, None].into());
         for (nanos, text) in &lines {
             decoder.frame(LogStream::Stdout, &frame(*nanos, text, true), &mut out);
         }
@@ -214,7 +215,7 @@ fn resume_skips_exactly_what_was_delivered() {
 #[test]
 fn a_clock_stepping_back_after_the_resume_point_drops_nothing() {
     let mut decoder = decoder();
-    decoder.reset([Some(Position::new(BASE_NANOS, 0)), None, None]);
+    decoder.reset([Some(Position::new(BASE_NANOS, 0)), None, None].into());
     let mut out = Collected::default();
     decoder.frame(LogStream::Stdout, &frame(BASE_NANOS, "old", true), &mut out);
     decoder.frame(
@@ -395,7 +396,7 @@ fn reset_drops_partial_lines_so_a_reopen_reads_them_whole() {
         &frame(BASE_NANOS, "head ", false),
         &mut out,
     );
-    decoder.reset([None; 3]);
+    decoder.reset(StreamPositions::default());
     decoder.frame(
         LogStream::Stdout,
         &frame(BASE_NANOS, "head ", false),
@@ -413,9 +414,13 @@ fn reset_drops_partial_lines_so_a_reopen_reads_them_whole() {
 #[test]
 fn since_is_the_earliest_relevant_cursor_second() {
     let p = |nanos| Some(Position::new(nanos, 3));
-    assert_eq!(since_seconds(&[None; 3], None, false), 0);
+    assert_eq!(since_seconds(&StreamPositions::default(), None, false), 0);
     assert_eq!(
-        since_seconds(&[p(BASE_NANOS + 999_999_999), None, None], None, false),
+        since_seconds(
+            &[p(BASE_NANOS + 999_999_999), None, None].into(),
+            None,
+            false
+        ),
         0
     );
     assert_eq!(
@@ -424,17 +429,22 @@ fn since_is_the_earliest_relevant_cursor_second() {
                 p(BASE_NANOS + 999_999_999),
                 p(BASE_NANOS + 5_000_000_000),
                 None
-            ],
+            ]
+            .into(),
             None,
             false
         ),
         (BASE_NANOS / 1_000_000_000) as i32
     );
     assert_eq!(
-        since_seconds(&[None, None, p(BASE_NANOS + 1_500_000_000)], None, true),
+        since_seconds(
+            &[None, None, p(BASE_NANOS + 1_500_000_000)].into(),
+            None,
+            true
+        ),
         (BASE_NANOS / 1_000_000_000) as i32 + 1
     );
-    assert_eq!(since_seconds(&[p(-5), p(-5), None], None, false), 0);
+    assert_eq!(since_seconds(&[p(-5), p(-5), None].into(), None, false), 0);
 }
 
 #[test]
@@ -445,7 +455,7 @@ fn a_stream_without_a_cursor_is_asked_from_the_read_through_time_not_from_zero()
     // time was read.
     assert_eq!(
         since_seconds(
-            &[p(BASE_NANOS + 3_000_000_000), None, None],
+            &[p(BASE_NANOS + 3_000_000_000), None, None].into(),
             Some(BASE_NANOS + 1_000_000_000),
             false
         ),
@@ -459,7 +469,8 @@ fn a_stream_without_a_cursor_is_asked_from_the_read_through_time_not_from_zero()
                 p(BASE_NANOS + 9_000_000_000),
                 p(BASE_NANOS - 3_600_000_000_000),
                 None
-            ],
+            ]
+            .into(),
             Some(BASE_NANOS + 7_000_000_000),
             false
         ),
@@ -472,7 +483,8 @@ fn a_stream_without_a_cursor_is_asked_from_the_read_through_time_not_from_zero()
                 p(BASE_NANOS + 8_000_000_000),
                 p(BASE_NANOS + 6_000_000_000),
                 None
-            ],
+            ]
+            .into(),
             Some(BASE_NANOS + 2_000_000_000),
             false
         ),

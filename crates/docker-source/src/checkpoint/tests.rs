@@ -27,7 +27,7 @@ fn cursors_round_trip_through_the_file_and_only_move_forward() {
     let loaded = Checkpoints::load(dir.path());
     assert_eq!(
         loaded.get(&id(1)),
-        Some([Some(Position::new(10, 1)), Some(Position::new(7, 0)), None])
+        Some([Some(Position::new(10, 1)), Some(Position::new(7, 0)), None].into())
     );
 }
 
@@ -47,7 +47,7 @@ fn file_hints_round_trip_and_leave_the_format_unchanged_without_them() {
         offset: 120,
         entry_start: 60,
         entry_timestamp: 10,
-        last: [Some(Position::new(10, 0)), None, None],
+        last: [Some(Position::new(10, 0)), None, None].into(),
     };
     checkpoints.set_file_hint(&id(3), hint);
     assert!(checkpoints.is_dirty());
@@ -111,7 +111,7 @@ fn version_2_keeps_entries_without_cursors_read_through_and_drained_marks() {
     checkpoints.monitor(
         &id(2),
         ContainerCheckpoint {
-            streams: [Some(floor); 3],
+            streams: [Some(floor); 3].into(),
             read_through_nanos: Some(500),
             drained_finished_at_nanos: None,
         },
@@ -130,7 +130,7 @@ fn version_2_keeps_entries_without_cursors_read_through_and_drained_marks() {
     assert_eq!(
         loaded.entry(&id(2)),
         Some(ContainerCheckpoint {
-            streams: [Some(floor); 3],
+            streams: [Some(floor); 3].into(),
             read_through_nanos: Some(900),
             drained_finished_at_nanos: Some(1_234),
         })
@@ -153,7 +153,7 @@ fn a_version_1_file_keeps_its_cursors_and_its_last_write_is_the_boundary() {
     assert_eq!(loaded.previous_boundary_nanos(), Some(written));
     assert_eq!(
         loaded.get(&id(3)),
-        Some([Some(Position::new(10, 2)), Some(Position::new(7, 0)), None])
+        Some([Some(Position::new(10, 2)), Some(Position::new(7, 0)), None].into())
     );
     // It is rewritten as version 2 at the first save.
     assert!(loaded.is_dirty());
@@ -163,7 +163,7 @@ fn a_version_1_file_keeps_its_cursors_and_its_last_write_is_the_boundary() {
     assert!(text.contains(r#""version": 2"#), "{text}");
     assert_eq!(
         Checkpoints::load(dir.path()).get(&id(3)),
-        Some([Some(Position::new(10, 2)), Some(Position::new(7, 0)), None])
+        Some([Some(Position::new(10, 2)), Some(Position::new(7, 0)), None].into())
     );
 }
 
@@ -180,14 +180,14 @@ fn a_version_1_file_with_file_hints_keeps_them_in_version_2() {
         offset: 120,
         entry_start: 60,
         entry_timestamp: 10,
-        last: [Some(Position::new(10, 0)), None, None],
+        last: [Some(Position::new(10, 0)), None, None].into(),
     };
     let mut loaded = Checkpoints::load(dir.path());
     assert!(!loaded.is_first_start());
     assert_eq!(loaded.file_hint(&id(4)), Some(hint));
     assert_eq!(
         loaded.get(&id(4)),
-        Some([Some(Position::new(10, 0)), None, None])
+        Some([Some(Position::new(10, 0)), None, None].into())
     );
     let (path, bytes) = loaded.snapshot();
     write_atomically(&path, &bytes).unwrap();

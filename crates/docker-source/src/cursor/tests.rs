@@ -107,7 +107,7 @@ fn a_rewind_longer_than_the_memory_is_flagged_as_a_replay_until_recognised() {
 #[test]
 fn lines_up_to_the_boundary_are_flagged_as_a_replay_and_batches_can_cut_there() {
     let mut decoder = decoder().replays_through(BASE_NANOS + 30);
-    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None]);
+    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None].into());
     let mut out = Collected::default();
     feed(
         &mut decoder,
@@ -129,18 +129,18 @@ fn lines_up_to_the_boundary_are_flagged_as_a_replay_and_batches_can_cut_there() 
 #[test]
 fn a_reopen_whose_cursor_line_is_gone_is_counted() {
     let mut decoder = decoder();
-    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None]);
+    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None].into());
     let mut out = Collected::default();
     feed(&mut decoder, &mut out, &[(10, "cursor"), (20, "next")]);
     assert_eq!(decoder.take_counters().cursor_gone, 0);
 
-    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None]);
+    decoder.reset([Some(Position::new(BASE_NANOS + 10, 0)), None, None].into());
     // Rotated away: the stream starts after the cursor's line.
     feed(&mut decoder, &mut out, &[(20, "next")]);
     assert_eq!(decoder.take_counters().cursor_gone, 1);
 
     // A boundary (`read_from = "end"`) is not a line to look for.
-    decoder.reset([Some(Position::new(BASE_NANOS + 15, u32::MAX)), None, None]);
+    decoder.reset([Some(Position::new(BASE_NANOS + 15, u32::MAX)), None, None].into());
     feed(&mut decoder, &mut out, &[(20, "next")]);
     assert_eq!(decoder.take_counters().cursor_gone, 0);
 }
@@ -177,7 +177,7 @@ fn the_rest_of_a_long_line_sent_early_is_delivered_after_a_reopen() {
         // Its end is late: the head is sent, then the stream is reopened after it.
         decoder.flush_partials(&mut out);
         let cursor = out.0.last().unwrap().1;
-        decoder.reset([Some(cursor), None, None]);
+        decoder.reset([Some(cursor), None, None].into());
         decoder.frame(
             LogStream::Stdout,
             &frame(BASE_NANOS - 5, "before", true),
@@ -214,12 +214,12 @@ fn a_line_sent_in_three_parts_across_two_reopens_is_whole_once() {
     decoder.flush_partials(&mut out);
     decoder.frame(LogStream::Stdout, &frames[1], &mut out);
     decoder.flush_partials(&mut out);
-    decoder.reset([Some(out.0.last().unwrap().1), None, None]);
+    decoder.reset([Some(out.0.last().unwrap().1), None, None].into());
     for piece in &frames[..3] {
         decoder.frame(LogStream::Stdout, piece, &mut out);
     }
     decoder.flush_partials(&mut out);
-    decoder.reset([Some(out.0.last().unwrap().1), None, None]);
+    decoder.reset([Some(out.0.last().unwrap().1), None, None].into());
     for piece in &frames {
         decoder.frame(LogStream::Stdout, piece, &mut out);
     }
@@ -241,7 +241,7 @@ fn a_line_whose_head_was_not_sent_is_read_whole_after_a_reopen() {
     decoder.frame(LogStream::Stdout, &frames[0], &mut out);
     decoder.flush_partials(&mut out);
     // The batch holding the head was dropped by the reopen: the cursor is before it.
-    decoder.reset([Some(out.0[0].1), None, None]);
+    decoder.reset([Some(out.0[0].1), None, None].into());
     let mut again = Collected::default();
     for piece in &frames {
         decoder.frame(LogStream::Stdout, piece, &mut again);
@@ -256,7 +256,7 @@ fn the_rest_of_a_long_tty_line_sent_early_is_delivered_after_a_reopen() {
     let mut out = Collected::default();
     decoder.tty(head.as_bytes(), &mut out);
     decoder.flush_partials(&mut out);
-    decoder.reset([None, None, Some(out.0[0].1)]);
+    decoder.reset([None, None, Some(out.0[0].1)].into());
     decoder.tty(format!("{head} and rest\r\n").as_bytes(), &mut out);
     assert_eq!(out.texts(), ["head", " and rest"]);
     assert_eq!(out.0[1].1, Position::new(BASE_NANOS, 1));

@@ -105,7 +105,7 @@ impl HintLedger {
     }
 
     fn covers(&self, sent: &StreamPositions, acked: &StreamPositions) -> bool {
-        sent.iter()
+        sent.values()
             .zip(&self.initial)
             .zip(acked)
             .all(|((sent, initial), acked)| sent == initial || at_or_after(acked, sent))
@@ -189,35 +189,35 @@ mod tests {
             offset,
             entry_start: 0,
             entry_timestamp: 0,
-            last: [None; 3],
+            last: StreamPositions::default(),
         }
     }
 
     #[test]
     fn a_hint_is_committed_once_every_stream_of_its_batch_is_acknowledged() {
-        let mut ledger = HintLedger::new([p(5), p(5), p(5)]);
-        ledger.record([p(10), p(5), p(5)], hint(100));
-        ledger.record([p(10), p(20), p(5)], hint(200));
-        ledger.record([p(30), p(20), p(5)], hint(300));
+        let mut ledger = HintLedger::new([p(5), p(5), p(5)].into());
+        ledger.record([p(10), p(5), p(5)].into(), hint(100));
+        ledger.record([p(10), p(20), p(5)].into(), hint(200));
+        ledger.record([p(30), p(20), p(5)].into(), hint(300));
         // Nothing acknowledged yet (the checkpoint has no cursor at all).
-        assert_eq!(ledger.commit(&[None, None, None]), None);
-        assert_eq!(ledger.commit(&[p(10), None, None]), Some(hint(100)));
+        assert_eq!(ledger.commit(&[None, None, None].into()), None);
+        assert_eq!(ledger.commit(&[p(10), None, None].into()), Some(hint(100)));
         // stderr's batch is not acknowledged yet: the later marks wait.
-        assert_eq!(ledger.commit(&[p(30), p(15), None]), None);
-        assert_eq!(ledger.commit(&[p(30), p(20), None]), Some(hint(300)));
-        assert_eq!(ledger.commit(&[p(30), p(20), None]), None);
+        assert_eq!(ledger.commit(&[p(30), p(15), None].into()), None);
+        assert_eq!(ledger.commit(&[p(30), p(20), None].into()), Some(hint(300)));
+        assert_eq!(ledger.commit(&[p(30), p(20), None].into()), None);
     }
 
     #[test]
     fn the_ledger_stays_bounded() {
-        let mut ledger = HintLedger::new([None; 3]);
+        let mut ledger = HintLedger::new(StreamPositions::default());
         for n in 0..(MAX_MARKS as i64 * 2) {
-            ledger.record([p(n), None, None], hint(n as u64));
+            ledger.record([p(n), None, None].into(), hint(n as u64));
         }
         assert_eq!(ledger.marks.len(), MAX_MARKS);
         let last = MAX_MARKS as i64 * 2 - 1;
         assert_eq!(
-            ledger.commit(&[p(last), None, None]),
+            ledger.commit(&[p(last), None, None].into()),
             Some(hint(last as u64))
         );
     }
@@ -245,7 +245,7 @@ mod tests {
             offset: end,
             entry_start: first.len() as u64,
             entry_timestamp: 2_000_000_000,
-            last: [p(2_000_000_000), None, None],
+            last: [p(2_000_000_000), None, None].into(),
         };
         let tail = Tail::open(LogFiles::new(&live, 1), Start::At { id, offset: end }, None)
             .unwrap()

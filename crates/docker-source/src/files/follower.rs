@@ -332,7 +332,7 @@ impl FileFollower {
     /// as stdout.
     fn to_decoder(&self, positions: StreamPositions) -> StreamPositions {
         if self.tty {
-            [positions[LogStream::Tty.index()], None, None]
+            [positions[LogStream::Tty], None, None].into()
         } else {
             positions
         }

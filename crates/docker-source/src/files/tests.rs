@@ -140,13 +140,16 @@ fn a_resume_after_a_hint_skips_what_was_acknowledged_and_continues_ordinals() {
     // Resume at the offset after "b" (the hint), acknowledged through "c".
     let mut resumed = Decoder::new(1 << 20);
     resumed.reset_after(
-        [Some(Position::new(5, 1)), None, None],
-        [Some(Position::new(5, 2)), None, None],
+        [Some(Position::new(5, 1)), None, None].into(),
+        [Some(Position::new(5, 2)), None, None].into(),
     );
     let mut out = Collected::default();
     decode(&mut resumed, &lines[2..].concat(), &mut out);
     assert_eq!(out.0, all.0[3..]);
-    assert_eq!(resumed.last_positions()[0], Some(Position::new(6, 0)));
+    assert_eq!(
+        resumed.last_positions()[LogStream::Stdout],
+        Some(Position::new(6, 0))
+    );
 }
 
 #[test]

@@ -38,7 +38,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use capture_core::{LogStream, Position};
+use capture_core::{LogStream, PerStream, Position};
 use tokio::time::Instant;
 
 use crate::{decoder::LineSink, metric_names};
@@ -213,7 +213,7 @@ pub(crate) struct Multiline {
     /// `None`: every line passes straight through.
     rule: Option<Arc<Rule>>,
     /// Indexed by [`LogStream::index`].
-    events: [Event; 3],
+    events: PerStream<Event>,
     counters: MultilineCounters,
 }
 
@@ -235,7 +235,7 @@ impl Multiline {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let rule = self.rule.as_deref()?;
         self.events
-            .iter()
+            .values()
             .filter_map(|event| event.last_line_at)
             .min()
             .map(|last| last + rule.flush_timeout)
@@ -244,7 +244,7 @@ impl Multiline {
     /// Whether an open event holds lines not passed on yet (they come before nothing the task
     /// sent, so the task is not caught up with what it decoded).
     pub(crate) fn holds_lines(&self) -> bool {
-        self.events.iter().any(|event| event.open)
+        self.events.values().any(|event| event.open)
     }
 
     /// Emits the events whose deadline is at or before `now` into `next`; returns whether any
@@ -254,7 +254,7 @@ impl Multiline {
             return false;
         };
         let mut flushed = false;
-        for (stream, event) in LogStream::ALL.into_iter().zip(&mut self.events) {
+        for (stream, event) in LogStream::ALL.into_iter().zip(self.events.values_mut()) {
             if event
                 .last_line_at
                 .is_some_and(|last| last + rule.flush_timeout <= now)
@@ -268,7 +268,7 @@ impl Multiline {
 
     /// Emits every open event into `next`: the stream ended for good (the container stopped).
     pub(crate) fn flush_all(&mut self, next: &mut impl LineSink) {
-        for (stream, event) in LogStream::ALL.into_iter().zip(&mut self.events) {
+        for (stream, event) in LogStream::ALL.into_iter().zip(self.events.values_mut()) {
             if event.open {
                 event.emit(stream, next, &mut self.counters);
             }
@@ -278,7 +278,7 @@ impl Multiline {
     /// Drops the open events without emitting them: the stream is reopened from the read
     /// position, which is before their lines, so they are read again.
     pub(crate) fn discard(&mut self) {
-        for event in &mut self.events {
+        for event in self.events.values_mut() {
             event.close();
         }
     }
@@ -298,7 +298,7 @@ impl Multiline {
         let Some(rule) = self.rule.as_deref() else {
             return next.line(stream, position, message, replay);
         };
-        let event = &mut self.events[stream.index()];
+        let event = &mut self.events[stream];
         let (step, phase) = rule.step(event.open.then_some(event.phase), message);
         match step {
             Step::Alone => {

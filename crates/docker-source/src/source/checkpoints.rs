@@ -41,7 +41,7 @@ impl SourceActor<'_> {
             || self.checkpoints.get(id).is_some()
         {
             self.checkpoints.acknowledge(ack);
-            let acked = self.checkpoints.get(id).unwrap_or([None; 3]);
+            let acked = self.checkpoints.get(id).unwrap_or_default();
             if let Some(hint) = self.files.acknowledged(id, &acked) {
                 self.checkpoints.set_file_hint(id, hint);
             }

@@ -17,7 +17,7 @@ impl SourceActor<'_> {
             let acked = self.checkpoints.get(id);
             if let Some(through) = shared
                 .read_through()
-                .acknowledged(&acked.unwrap_or([None; 3]))
+                .acknowledged(&acked.unwrap_or_default())
             {
                 self.checkpoints.advance_read_through(id, through);
             }

@@ -189,7 +189,7 @@ impl SourceActor<'_> {
             let floor = changed_at.saturating_sub(1);
             raise(
                 &mut start.streams,
-                &[Some(Position::new(floor, u32::MAX)); 3],
+                &[Some(Position::new(floor, u32::MAX)); 3].into(),
             );
             raise_time(&mut start.read_through_nanos, Some(floor));
         }
@@ -285,7 +285,7 @@ fn raise_time(time: &mut Option<i64>, floor: Option<i64>) {
 
 /// Raises each stream's position to at least `floor`'s.
 fn raise(positions: &mut StreamPositions, floor: &StreamPositions) {
-    for (position, floor) in positions.iter_mut().zip(floor) {
+    for (position, floor) in positions.values_mut().zip(floor) {
         if floor.is_some() && *position < *floor {
             *position = *floor;
         }
@@ -300,12 +300,12 @@ mod tests {
     fn raise_keeps_the_later_position_of_each_stream() {
         let early = Some(Position::new(10, 0));
         let late = Some(Position::new(20, 3));
-        let mut positions = [None, early, late];
-        raise(&mut positions, &[early, late, early]);
-        assert_eq!(positions, [early, late, late]);
-        raise(&mut positions, &[None; 3]);
+        let mut positions = StreamPositions::new([None, early, late]);
+        raise(&mut positions, &[early, late, early].into());
+        assert_eq!(positions.into_array(), [early, late, late]);
+        raise(&mut positions, &StreamPositions::default());
         assert_eq!(
-            positions,
+            positions.into_array(),
             [early, late, late],
             "no floor keeps the position"
         );

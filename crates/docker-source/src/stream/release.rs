@@ -99,12 +99,13 @@ mod tests {
     use capture_core::{ContainerId, ContainerInfo};
 
     use super::*;
+    use crate::checkpoint::StreamPositions;
 
     fn shared() -> ContainerShared {
         let id = ContainerId::new("ab".repeat(32)).unwrap();
         ContainerShared::new(
             Arc::new(ContainerInfo::new(id, "web", "nginx")),
-            [None; 3],
+            StreamPositions::default(),
             None,
         )
     }

@@ -21,6 +21,7 @@ use tokio::{
 };
 
 use super::{ContainerShared, Follower, Mode, StreamEnd, StreamSettings, TaskEnv};
+use crate::checkpoint::StreamPositions;
 use crate::{frame::Frame, multiline::MultilineRules, removal::DrainBounds, tests::frame};
 
 type Item = Result<Frame, bollard::errors::Error>;
@@ -63,7 +64,7 @@ struct Pumped {
 fn pump(channel_capacity: usize, drain_max: Duration) -> Pumped {
     let id = ContainerId::new("c".repeat(64)).unwrap();
     let info = Arc::new(ContainerInfo::new(id, "job", "loggen"));
-    let shared = Arc::new(ContainerShared::new(info, [None; 3], None));
+    let shared = Arc::new(ContainerShared::new(info, StreamPositions::default(), None));
     let (batch_tx, batch_rx) = mpsc::channel(channel_capacity);
     let (items_tx, items_rx) = mpsc::unbounded_channel::<Item>();
     let (end_tx, end_rx) = oneshot::channel();

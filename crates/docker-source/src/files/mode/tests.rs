@@ -26,7 +26,11 @@ fn id(n: u8) -> ContainerId {
 fn env(id: &ContainerId) -> TaskEnv {
     let info = ContainerInfo::new(id.clone(), "web", "nginx");
     TaskEnv {
-        shared: Arc::new(ContainerShared::new(Arc::new(info), [None; 3], None)),
+        shared: Arc::new(ContainerShared::new(
+            Arc::new(info),
+            StreamPositions::default(),
+            None,
+        )),
         // Never connected: these tests make no request.
         docker: crate::transport::http("127.0.0.1:9", 5, API_DEFAULT_VERSION).unwrap(),
         batch_tx: mpsc::channel(1).0,
@@ -145,18 +149,21 @@ fn acknowledgements_commit_the_hint_of_the_batches_they_cover() {
         offset: 300,
         entry_start: 200,
         entry_timestamp: 7,
-        last: [Some(Position::new(7, 0)), None, None],
+        last: [Some(Position::new(7, 0)), None, None].into(),
     };
     file_env
         .cursor
-        .sent([Some(Position::new(7, 0)), None, None], hint);
-    assert_eq!(mode.acknowledged(&container, &[None; 3]), None);
+        .sent([Some(Position::new(7, 0)), None, None].into(), hint);
     assert_eq!(
-        mode.acknowledged(&container, &[Some(Position::new(7, 0)), None, None]),
+        mode.acknowledged(&container, &StreamPositions::default()),
+        None
+    );
+    assert_eq!(
+        mode.acknowledged(&container, &[Some(Position::new(7, 0)), None, None].into()),
         Some(hint)
     );
     assert_eq!(
-        mode.acknowledged(&id(9), &[None; 3]),
+        mode.acknowledged(&id(9), &StreamPositions::default()),
         None,
         "unknown container"
     );
@@ -248,7 +255,7 @@ async fn a_removed_container_is_reaped_once_its_task_has_read_everything() {
     );
     assert_eq!(mode.draining_task_ids().count(), 0);
     assert_eq!(
-        mode.acknowledged(&container, &[None; 3]),
+        mode.acknowledged(&container, &StreamPositions::default()),
         None,
         "its cursor is gone"
     );
