@@ -146,24 +146,20 @@ mod tests {
             };
             let indent = &line[..line.len() - line.trim_start().len()];
             let closing = format!("{indent}}}");
-            let mut end = None;
+            let mut opened = false;
             for (offset, next) in lines[start..].iter().enumerate() {
-                if next.contains('{') || end.is_some() {
-                    if offset > 0 && *next == closing {
-                        end = Some(start + offset);
-                        break;
+                opened |= next.contains('{');
+                if !opened {
+                    if next.trim_end().ends_with(';') {
+                        break; // a declaration without a body
                     }
-                    if offset == 0 && next.trim_end().ends_with('}') {
-                        end = Some(start);
-                        break;
-                    }
-                    end = end.or(Some(usize::MAX));
-                } else if next.trim_end().ends_with(';') {
+                    continue;
+                }
+                let one_line = offset == 0 && next.trim_end().ends_with('}');
+                if one_line || (offset > 0 && *next == closing) {
+                    found.push((name, start + 1, offset + 1));
                     break;
                 }
-            }
-            if let Some(end) = end.filter(|end| *end != usize::MAX) {
-                found.push((name, start + 1, end - start + 1));
             }
         }
         found

@@ -45,16 +45,6 @@ impl<T> From<[T; 3]> for PerStream<T> {
     }
 }
 
-/// The values, in [`LogStream::ALL`]'s order (as [`PerStream::values`]).
-impl<'a, T> IntoIterator for &'a PerStream<T> {
-    type Item = &'a T;
-    type IntoIter = std::slice::Iter<'a, T>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
 impl<T> Index<LogStream> for PerStream<T> {
     type Output = T;
 

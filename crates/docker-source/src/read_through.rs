@@ -65,7 +65,7 @@ impl ReadThrough {
         let (read, through) = self.pending?;
         let covered = read
             .values()
-            .zip(acked)
+            .zip(acked.values())
             .all(|(read, acked)| match (read, acked) {
                 (None, _) => true,
                 (Some(read), Some(acked)) => acked >= read,

@@ -359,8 +359,8 @@ fn fully_acknowledged(shared: &ContainerShared, acked: Option<StreamPositions>) 
     let read = shared.read_positions();
     let acked = acked.unwrap_or_default();
     read.values()
-        .zip(shared.initial_resume())
-        .zip(&acked)
+        .zip(shared.initial_resume().values())
+        .zip(acked.values())
         .all(|((read, initial), acked)| read == initial || acked >= read)
 }
 

@@ -25,9 +25,7 @@ const LOCK_FILE: &str = "/tmp/log-capturer-dockerd-restart.lock";
 /// The default daemon's pid, from its pidfile only (`procfs::daemon_pid` falls back to any
 /// `dockerd`, and another daemon, say a developer's private one, is not this test's to stop).
 fn dockerd_pid() -> Option<String> {
-    let pid = std::fs::read_to_string("/var/run/docker.pid").ok()?;
-    let pid = pid.trim().to_owned();
-    Path::new("/proc").join(&pid).exists().then_some(pid)
+    test_support::procfs::default_daemon_pid().map(|pid| pid.to_string())
 }
 
 /// Polls `condition` (a process state: there is no event to wait for) for up to `limit`.

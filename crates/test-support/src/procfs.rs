@@ -124,13 +124,20 @@ pub fn daemon_pid() -> Result<u32> {
         }
         bail!("no dockerd serves {socket}");
     }
-    if let Ok(text) = std::fs::read_to_string("/var/run/docker.pid")
-        && let Ok(pid) = text.trim().parse::<u32>()
-        && is_alive(pid)
-    {
-        return Ok(pid);
+    match default_daemon_pid() {
+        Some(pid) => Ok(pid),
+        None => pid_of("dockerd"),
     }
-    pid_of("dockerd")
+}
+
+/// The default daemon's PID, from `/var/run/docker.pid`, if it runs.
+pub fn default_daemon_pid() -> Option<u32> {
+    let pid = std::fs::read_to_string("/var/run/docker.pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    is_alive(pid).then_some(pid)
 }
 
 #[cfg(test)]

@@ -106,8 +106,8 @@ impl HintLedger {
 
     fn covers(&self, sent: &StreamPositions, acked: &StreamPositions) -> bool {
         sent.values()
-            .zip(&self.initial)
-            .zip(acked)
+            .zip(self.initial.values())
+            .zip(acked.values())
             .all(|((sent, initial), acked)| sent == initial || at_or_after(acked, sent))
     }
 }

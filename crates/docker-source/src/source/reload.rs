@@ -285,7 +285,7 @@ fn raise_time(time: &mut Option<i64>, floor: Option<i64>) {
 
 /// Raises each stream's position to at least `floor`'s.
 fn raise(positions: &mut StreamPositions, floor: &StreamPositions) {
-    for (position, floor) in positions.values_mut().zip(floor) {
+    for (position, floor) in positions.values_mut().zip(floor.values()) {
         if floor.is_some() && *position < *floor {
             *position = *floor;
         }

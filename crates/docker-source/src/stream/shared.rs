@@ -138,7 +138,7 @@ impl ContainerShared {
 
     pub(super) fn advance_read(&self, sent: &StreamPositions) {
         let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        for (slot, sent) in read.values_mut().zip(sent) {
+        for (slot, sent) in read.values_mut().zip(sent.values()) {
             if let Some(sent) = sent
                 && slot.is_none_or(|current| *sent > current)
             {
