@@ -1,7 +1,8 @@
 //! The two framings of a log stream's response body: HTTP's transfer framing (chunked, a
-//! length, or up to the close; RFC 9112 section 6), removed by copying each chunk's data from the
-//! bytes read into the payload, and Docker's multiplexed frames (an 8-byte header: the stream
-//! byte, three zero bytes, the big-endian payload size), split off the payload without a copy.
+//! length, or up to the close; RFC 9112 section 6), removed while the bytes read are copied into
+//! the payload (the one copy a body byte makes after the socket read), and Docker's multiplexed
+//! frames (an 8-byte header: the stream byte, three zero bytes, the big-endian payload size),
+//! split off the payload without a copy.
 
 use std::io;
 
@@ -60,15 +61,25 @@ pub(super) enum Framing {
     UntilClose { closed: bool },
 }
 
+/// The chunked decoder: where it stands, and a size or trailer line cut by the end of a read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Chunked {
+    state: ChunkState,
+    line: Vec<u8>,
+}
+
 /// Where the chunked decoder stands.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Chunked {
+#[derive(Debug, Default, PartialEq, Eq)]
+enum ChunkState {
     /// Expecting `<hex size>[;extensions]\r\n`.
+    #[default]
     Size,
     /// Inside a chunk's data, with this much left.
     Data(u64),
-    /// Expecting the `\r\n` after a chunk's data.
-    DataEnd,
+    /// Expecting the `\r\n` after a chunk's data (`cr`: the `\r` came already).
+    DataEnd {
+        cr: bool,
+    },
     /// After the last chunk: trailer lines until an empty one.
     Trailers,
     Done,
@@ -88,7 +99,7 @@ impl Framing {
         };
         if let Some(encoding) = header("transfer-encoding") {
             return match encoding.rsplit(',').next().map(str::trim) {
-                Some("chunked") => Ok(Framing::Chunked(Chunked::Size)),
+                Some("chunked") => Ok(Framing::Chunked(Chunked::default())),
                 _ => Err(invalid_data(format!(
                     "unsupported transfer-encoding {encoding:?}"
                 ))),
@@ -105,7 +116,7 @@ impl Framing {
 
     pub(super) fn is_complete(&self) -> bool {
         match self {
-            Framing::Chunked(state) => *state == Chunked::Done,
+            Framing::Chunked(chunked) => chunked.state == ChunkState::Done,
             Framing::Length(left) => *left == 0,
             Framing::UntilClose { closed } => *closed,
         }
@@ -125,109 +136,125 @@ impl Framing {
         }
     }
 
-    /// Moves the body bytes of `raw` to `payload`, removing the transfer framing.
-    pub(super) fn decode(&mut self, raw: &mut BytesMut, payload: &mut BytesMut) -> io::Result<()> {
+    /// Appends the body bytes of `input` (bytes as read) to `payload`, removing the transfer
+    /// framing. Bytes past the body's end are not part of this response and are dropped.
+    pub(super) fn decode(&mut self, input: &[u8], payload: &mut BytesMut) -> io::Result<()> {
         match self {
             Framing::UntilClose { .. } => {
-                payload.extend_from_slice(raw);
-                raw.clear();
+                payload.extend_from_slice(input);
                 Ok(())
             }
             Framing::Length(left) => {
-                let take = raw.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                payload.extend_from_slice(&raw[..take]);
-                raw.advance(take);
+                let take = input
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                payload.extend_from_slice(&input[..take]);
                 *left -= take as u64;
-                // Bytes past the announced length are not part of this response.
-                raw.clear();
                 Ok(())
             }
-            Framing::Chunked(state) => decode_chunked(state, raw, payload),
+            Framing::Chunked(chunked) => chunked.decode(input, payload),
         }
     }
 }
 
-fn decode_chunked(
-    state: &mut Chunked,
-    raw: &mut BytesMut,
-    payload: &mut BytesMut,
-) -> io::Result<()> {
-    loop {
-        match state {
-            Chunked::Size => {
-                let Some(line) = take_line(raw)? else {
-                    return Ok(());
-                };
-                let digits = line[..]
-                    .split(|&byte| byte == b';')
-                    .next()
-                    .unwrap_or_default();
-                let digits = std::str::from_utf8(digits)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|digits| !digits.is_empty() && digits.len() <= 16)
-                    .ok_or_else(|| invalid_data("a chunk size line is not a hex number"))?;
-                let size = u64::from_str_radix(digits, 16)
-                    .map_err(|_| invalid_data(format!("bad chunk size {digits:?}")))?;
-                *state = if size == 0 {
-                    Chunked::Trailers
-                } else {
-                    Chunked::Data(size)
-                };
-            }
-            Chunked::Data(left) => {
-                if raw.is_empty() {
-                    return Ok(());
+impl Chunked {
+    fn decode(&mut self, mut input: &[u8], payload: &mut BytesMut) -> io::Result<()> {
+        while !input.is_empty() {
+            match &mut self.state {
+                ChunkState::Size => {
+                    if let Some(size) = take_line(&mut self.line, &mut input, chunk_size)? {
+                        self.state = match size {
+                            0 => ChunkState::Trailers,
+                            size => ChunkState::Data(size),
+                        };
+                    }
                 }
-                let take = raw.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                payload.extend_from_slice(&raw[..take]);
-                raw.advance(take);
-                *left -= take as u64;
-                if *left == 0 {
-                    *state = Chunked::DataEnd;
+                ChunkState::Data(left) => {
+                    let take = input
+                        .len()
+                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    let (data, rest) = input.split_at(take);
+                    payload.extend_from_slice(data);
+                    input = rest;
+                    *left -= take as u64;
+                    if *left == 0 {
+                        self.state = ChunkState::DataEnd { cr: false };
+                    }
                 }
-            }
-            Chunked::DataEnd => {
-                let Some(end) = raw.get(..2) else {
-                    return Ok(());
-                };
-                if end != b"\r\n" {
-                    return Err(invalid_data("a chunk's data is not followed by CRLF"));
+                ChunkState::DataEnd { cr } => {
+                    match (*cr, input[0]) {
+                        (false, b'\r') => *cr = true,
+                        (true, b'\n') => self.state = ChunkState::Size,
+                        _ => return Err(invalid_data("a chunk's data is not followed by CRLF")),
+                    }
+                    input = &input[1..];
                 }
-                raw.advance(2);
-                *state = Chunked::Size;
-            }
-            Chunked::Trailers => {
-                let Some(line) = take_line(raw)? else {
-                    return Ok(());
-                };
-                if line.is_empty() {
-                    *state = Chunked::Done;
+                ChunkState::Trailers => {
+                    if let Some(empty) =
+                        take_line(&mut self.line, &mut input, |line| Ok(line.is_empty()))?
+                        && empty
+                    {
+                        self.state = ChunkState::Done;
+                    }
                 }
-            }
-            Chunked::Done => {
-                raw.clear();
-                return Ok(());
+                ChunkState::Done => return Ok(()),
             }
         }
+        Ok(())
     }
 }
 
-/// Takes one CRLF-terminated line (without the CRLF) off `raw`, if it holds a whole one.
-fn take_line(raw: &mut BytesMut) -> io::Result<Option<BytesMut>> {
-    match raw.windows(2).position(|pair| pair == b"\r\n") {
-        Some(at) => {
-            let line = raw.split_to(at);
-            raw.advance(2);
-            Ok(Some(line))
+/// Takes one CRLF-terminated line off `input`, joined to the start of it an earlier read left
+/// in `partial`, and passes it (without the CRLF) to `parse`; `None` if the line is not whole
+/// yet (its start is kept in `partial`).
+fn take_line<T>(
+    partial: &mut Vec<u8>,
+    input: &mut &[u8],
+    parse: impl FnOnce(&[u8]) -> io::Result<T>,
+) -> io::Result<Option<T>> {
+    let Some(at) = memchr::memchr(b'\n', input) else {
+        partial.extend_from_slice(input);
+        *input = &[];
+        if partial.len() > MAX_CHUNK_LINE_BYTES {
+            return Err(invalid_data("a chunk size or trailer line is too long"));
         }
-        None if raw.len() > MAX_CHUNK_LINE_BYTES => {
-            Err(invalid_data("a chunk size or trailer line is too long"))
-        }
-        None => Ok(None),
+        return Ok(None);
+    };
+    let (line, rest) = input.split_at(at + 1);
+    *input = rest;
+    let line = if partial.is_empty() {
+        line
+    } else {
+        partial.extend_from_slice(line);
+        &partial[..]
+    };
+    if line.len() > MAX_CHUNK_LINE_BYTES + 2 {
+        return Err(invalid_data("a chunk size or trailer line is too long"));
     }
+    let Some(line) = line.strip_suffix(b"\r\n") else {
+        return Err(invalid_data(
+            "a chunk size or trailer line does not end with CRLF",
+        ));
+    };
+    let parsed = parse(line);
+    partial.clear();
+    parsed.map(Some)
+}
+
+/// A chunk size line's size: hex digits, then perhaps `;` and extensions.
+fn chunk_size(line: &[u8]) -> io::Result<u64> {
+    let digits = line.split(|&byte| byte == b';').next().unwrap_or_default();
+    let digits = std::str::from_utf8(digits)
+        .ok()
+        .map(str::trim)
+        .filter(|digits| !digits.is_empty() && digits.len() <= 16)
+        .ok_or_else(|| invalid_data("a chunk size line is not a hex number"))?;
+    u64::from_str_radix(digits, 16).map_err(|_| invalid_data(format!("bad chunk size {digits:?}")))
 }
 
 pub(super) fn invalid_data(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
+
+#[cfg(test)]
+mod tests;
