@@ -124,6 +124,7 @@ fn phase_json(phase: &super::stream::CapturePhase, lines: u64) -> serde_json::Va
         "seconds_first_to_last_record": phase.seconds - phase.first_record,
         "capturer_cpu_seconds": phase.cpu,
         "dockerd_cpu_seconds": phase.dockerd_cpu,
+        "observer_cpu_seconds": phase.observer_cpu,
         "host_cpu_us_per_line": (phase.cpu + phase.dockerd_cpu) / lines as f64 * 1e6,
     })
 }

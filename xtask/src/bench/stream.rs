@@ -306,6 +306,9 @@ pub(super) struct CapturePhase {
     pub(super) first_record: f64,
     pub(super) cpu: f64,
     pub(super) dockerd_cpu: f64,
+    /// This process's CPU seconds meanwhile (reading the sink's files): the CPU it took from
+    /// what it measures.
+    pub(super) observer_cpu: f64,
 }
 
 /// Runs the capturer (`docker.read_mode = read_mode`) on a fresh data dir until its file sink
@@ -325,8 +328,8 @@ pub(super) fn capture_phase(
     let run = capture(&config, expected)?;
     let first_record = run.seconds - run.first_to_last;
     eprintln!(
-        "{name}: capturer ({read_mode}) {:.2}s (first record after {first_record:.2}s)",
-        run.seconds
+        "{name}: capturer ({read_mode}) {:.2}s (first record after {first_record:.2}s), CPU {:.2}s, observer CPU {:.2}s",
+        run.seconds, run.cpu, run.observer_cpu
     );
     Ok(CapturePhase {
         seconds: run.seconds,
@@ -335,6 +338,7 @@ pub(super) fn capture_phase(
         dockerd_cpu: run
             .dockerd_cpu
             .context("dockerd's CPU time during the capture (its pid was not found)")?,
+        observer_cpu: run.observer_cpu,
     })
 }
 
@@ -349,6 +353,8 @@ pub(super) struct CaptureRun {
     pub(super) cpu: f64,
     /// dockerd's CPU seconds meanwhile; `None` when its pid is not found.
     pub(super) dockerd_cpu: Option<f64>,
+    /// This process's CPU seconds meanwhile.
+    pub(super) observer_cpu: f64,
 }
 
 /// Runs the capturer with `config` until its file sink holds `expected` lines.
@@ -356,6 +362,7 @@ pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureR
     // The daemon `$DOCKER_HOST` names (several may run: private test daemons).
     let dockerd = procfs::daemon_pid().ok();
     let dockerd_before = dockerd.map(procfs::cpu_seconds).transpose()?;
+    let observer_before = procfs::cpu_seconds(std::process::id())?;
     let started = Instant::now();
     let capturer = Capturer::spawn(config)?;
     let mut tail = FileTail::new(capturer.records_path());
@@ -379,6 +386,7 @@ pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureR
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let observer_cpu = procfs::cpu_seconds(std::process::id())? - observer_before;
     let cpu = procfs::cpu_seconds(capturer.pid())?;
     let dockerd_cpu = match (dockerd, dockerd_before) {
         (Some(pid), Some(before)) => Some(procfs::cpu_seconds(pid)? - before),
@@ -391,6 +399,7 @@ pub(super) fn capture(config: &CapturerConfig, expected: u64) -> Result<CaptureR
         first_to_last: seconds - first,
         cpu,
         dockerd_cpu,
+        observer_cpu,
     })
 }
 

@@ -48,6 +48,8 @@ struct LiveRun {
     capture: Option<f64>,
     dockerd_cpu: f64,
     capturer_cpu: f64,
+    /// This process's CPU seconds (reading the sink's files) during the run.
+    observer_cpu: f64,
 }
 
 impl LiveRun {
@@ -72,6 +74,7 @@ impl LiveRun {
             "capture_lines_per_second": self.capture.map(|_| self.capture_rate()),
             "dockerd_cpu_seconds": self.dockerd_cpu,
             "capturer_cpu_seconds": self.capturer_cpu,
+            "observer_cpu_seconds": self.observer_cpu,
         })
     }
 }
@@ -162,6 +165,7 @@ fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) ->
     };
     let dockerd = procfs::daemon_pid()?;
     let cpu_before = procfs::cpu_seconds(dockerd)?;
+    let observer_before = procfs::cpu_seconds(std::process::id())?;
     let ids = set.run_many(&writer_specs(bench, &name, containers, lines))?;
     let total = containers as u64 * lines;
     let done = match &capturer {
@@ -174,6 +178,7 @@ fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) ->
         }
     };
     let dockerd_cpu = procfs::cpu_seconds(dockerd)? - cpu_before;
+    let observer_cpu = procfs::cpu_seconds(std::process::id())? - observer_before;
     let capturer_cpu = match &capturer {
         Some(capturer) => procfs::cpu_seconds(capturer.pid())?,
         None => 0.0,
@@ -189,9 +194,10 @@ fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) ->
         capture: done.map(|done| (done - first) as f64 / 1e9),
         dockerd_cpu,
         capturer_cpu,
+        observer_cpu,
     };
     eprintln!(
-        "{name}: ingest {:.2}s, capture {:?}, dockerd {dockerd_cpu:.2}s CPU, capturer {capturer_cpu:.2}s",
+        "{name}: ingest {:.2}s, capture {:?}, dockerd {dockerd_cpu:.2}s CPU, capturer {capturer_cpu:.2}s, observer {observer_cpu:.2}s",
         run.ingest, run.capture
     );
     Ok(run)
