@@ -174,6 +174,16 @@ const MAX_RELIST: Duration = Duration::from_secs(60);
 const MIN_MAX_LINE_BYTES: usize = 16 * 1024;
 
 impl DockerConfig {
+    /// The container filters' keys: each a list of patterns.
+    pub const FILTER_KEYS: &'static [&'static str] = &[
+        "include_names",
+        "exclude_names",
+        "include_labels",
+        "exclude_labels",
+        "include_images",
+        "exclude_images",
+    ];
+
     /// Checks every setting, including that the source's own deadlines fire before the
     /// supervisor's heartbeat timeout `task_timeout` (see the type's documentation).
     pub fn validate(&self, task_timeout: Duration) -> Result<()> {

@@ -12,14 +12,7 @@ use crate::{DockerConfig, Result, filter::ContainerFilter};
 
 impl DockerConfig {
     /// The keys of `[docker]` a running source applies when the configuration is reloaded.
-    pub const LIVE_KEYS: &'static [&'static str] = &[
-        "include_names",
-        "exclude_names",
-        "include_labels",
-        "exclude_labels",
-        "include_images",
-        "exclude_images",
-    ];
+    pub const LIVE_KEYS: &'static [&'static str] = DockerConfig::FILTER_KEYS;
 
     /// These (running) settings with the [live keys](DockerConfig::LIVE_KEYS) taken from `next`:
     /// what a running source applies of `next`.

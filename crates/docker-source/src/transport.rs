@@ -14,7 +14,10 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use bollard::{BollardRequest, ClientVersion, Docker};
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::legacy::{
+        Client,
+        connect::{Connect, HttpConnector},
+    },
     rt::TokioExecutor,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -50,10 +53,28 @@ fn connector() -> HttpConnector {
 
 /// A client for a plain HTTP daemon at `address` (`host:port`).
 pub(crate) fn http(address: &str, timeout: u64, version: &ClientVersion) -> Result<Docker> {
+    connect(connector(), format!("http://{address}"), timeout, version).map_err(|source| {
+        Error::Client {
+            host: format!("tcp://{address}"),
+            source,
+        }
+    })
+}
+
+/// A bollard client whose requests go through hyper's client over `connector`, one
+/// connection per request as bollard's own (a stream's connection is its own).
+fn connect<C>(
+    connector: C,
+    host: String,
+    timeout: u64,
+    version: &ClientVersion,
+) -> std::result::Result<Docker, bollard::errors::Error>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     let mut builder = Client::builder(TokioExecutor::new());
-    // As bollard does: no pooled idle connection (a stream's connection is its own).
     builder.pool_max_idle_per_host(0);
-    let client = Arc::new(builder.build(connector()));
+    let client = Arc::new(builder.build(connector));
     let transport = move |request: BollardRequest| {
         let client = Arc::clone(&client);
         async move {
@@ -63,16 +84,7 @@ pub(crate) fn http(address: &str, timeout: u64, version: &ClientVersion) -> Resu
                 .map_err(bollard::errors::Error::from)
         }
     };
-    Docker::connect_with_custom_transport(
-        transport,
-        Some(format!("http://{address}")),
-        timeout,
-        version,
-    )
-    .map_err(|source| Error::Client {
-        host: format!("tcp://{address}"),
-        source,
-    })
+    Docker::connect_with_custom_transport(transport, Some(host), timeout, version)
 }
 
 /// The files of a TLS client: the daemon's CA, our certificate and our key (PEM).
@@ -103,19 +115,7 @@ pub(crate) fn https(
         .https_only()
         .enable_http1()
         .wrap_connector(http);
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder.pool_max_idle_per_host(0);
-    let client = Arc::new(builder.build(connector));
-    let transport = move |request: BollardRequest| {
-        let client = Arc::clone(&client);
-        async move {
-            client
-                .request(request)
-                .await
-                .map_err(bollard::errors::Error::from)
-        }
-    };
-    Docker::connect_with_custom_transport(transport, Some(host.clone()), timeout, version)
+    connect(connector, host.clone(), timeout, version)
         .map_err(|source| Error::Client { host, source })
 }
 

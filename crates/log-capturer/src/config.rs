@@ -22,15 +22,9 @@ const TOP_LEVEL_KEYS: &[&str] = &["data_dir", "shutdown_grace"];
 /// Sections that environment overrides may address.
 const SECTIONS: &[&str] = &["docker", "supervisor", "health", "pipeline", "log"];
 
-/// Keys whose value is a list; in the environment they are comma-separated.
-const LIST_KEYS: &[&str] = &[
-    "include_names",
-    "exclude_names",
-    "include_labels",
-    "exclude_labels",
-    "include_images",
-    "exclude_images",
-];
+/// Keys whose value is a list; in the environment they are comma-separated. The container
+/// filters are the only lists the overridable sections hold.
+const LIST_KEYS: &[&str] = docker_source::DockerConfig::FILTER_KEYS;
 
 /// Key names whose values are secrets, redacted by `--check-config`.
 const SECRET_WORDS: &[&str] = &["password", "token", "secret"];

@@ -76,6 +76,30 @@ impl Heartbeat {
             .store(nanos_since(self.base, Instant::now()), Ordering::Relaxed);
     }
 
+    /// Sleeps for `delay`, beating every `every` meanwhile, so a body waiting out a backoff
+    /// longer than its heartbeat timeout stays alive; `true` if `cancel` fired first.
+    pub async fn sleep(
+        &self,
+        delay: Duration,
+        every: Duration,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let deadline = Instant::now() + delay;
+        loop {
+            self.beat();
+            let wake = deadline.min(Instant::now() + every);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return true,
+                _ = tokio::time::sleep_until(wake) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
     /// The last beat, in nanoseconds since the supervisor's clock base.
     pub(crate) fn last_beat_nanos(&self) -> u64 {
         self.last_beat.load(Ordering::Relaxed)
@@ -136,5 +160,36 @@ impl TaskContext {
     /// How often the body is expected to beat. Beating more often is cheap.
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_beats_while_it_waits_and_ends_early_on_cancel() {
+        let base = Instant::now();
+        let heartbeat = Heartbeat::new(base, base);
+        let cancel = CancellationToken::new();
+        let every = Duration::from_secs(1);
+        assert!(
+            !heartbeat
+                .sleep(Duration::from_millis(3500), every, &cancel)
+                .await
+        );
+        assert_eq!(Instant::now() - base, Duration::from_millis(3500));
+        // The last beat was taken at the last wake-up before the deadline (3 s), not at the start.
+        assert_eq!(heartbeat.last_beat_nanos(), 3_000_000_000);
+
+        let stopper = cancel.clone();
+        let sleep = heartbeat.sleep(Duration::from_secs(60), every, &cancel);
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            stopper.cancel();
+        };
+        let (cancelled, ()) = tokio::join!(sleep, stop);
+        assert!(cancelled);
+        assert_eq!(Instant::now() - base, Duration::from_millis(5000));
     }
 }

@@ -67,24 +67,16 @@ impl TestPki {
 }
 
 fn make_ca(dir: &Path, name: &str, common_name: &str) {
-    openssl(
+    new_key_and_request(
         dir,
+        name,
+        common_name,
         &[
-            "req",
             "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
             "-out",
             &format!("{name}.pem"),
             "-days",
             "2",
-            "-subj",
-            &format!("/CN={common_name}"),
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
@@ -93,24 +85,29 @@ fn make_ca(dir: &Path, name: &str, common_name: &str) {
     );
 }
 
+/// `openssl req` with a new P-256 key in `<name>.key`, subject `/CN=<common_name>` and `args`
+/// (`-x509 ...` for a self-signed certificate, `-out <name>.csr` for a request).
+fn new_key_and_request(dir: &Path, name: &str, common_name: &str, args: &[&str]) {
+    let key = format!("{name}.key");
+    let subject = format!("/CN={common_name}");
+    let mut all = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-subj",
+        &subject,
+    ];
+    all.extend_from_slice(args);
+    openssl(dir, &all);
+}
+
 fn make_leaf(dir: &Path, name: &str, common_name: &str, san: &str, usage: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={common_name}"),
-        ],
-    );
+    new_key_and_request(dir, name, common_name, &["-out", &format!("{name}.csr")]);
     let extensions = format!(
         "{san}\nextendedKeyUsage={usage}\nbasicConstraints=critical,CA:FALSE\n\
          keyUsage=critical,digitalSignature\n"

@@ -258,20 +258,9 @@ impl FileFollower {
 
     /// Sleeps, beating; returns `true` if cancelled meanwhile.
     pub(super) async fn pause(&self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
-        loop {
-            self.heartbeat.beat();
-            let wake = deadline.min(Instant::now() + self.beat_every);
-            tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return true,
-                _ = tokio::time::sleep_until(wake) => {
-                    if Instant::now() >= deadline {
-                        return false;
-                    }
-                }
-            }
-        }
+        self.heartbeat
+            .sleep(delay, self.beat_every, &self.cancel)
+            .await
     }
 }
 

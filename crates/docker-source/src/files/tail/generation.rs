@@ -30,6 +30,35 @@ impl std::fmt::Debug for Reader {
     }
 }
 
+impl Reader {
+    /// Opens `listed`'s content (decompressing a compressed file); `None` if its path no
+    /// longer names that file.
+    fn open(listed: &Listed) -> io::Result<Option<Reader>> {
+        let file = match File::open(&listed.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if FileId::of(&file.metadata()?) != listed.id {
+            return Ok(None);
+        }
+        Ok(Some(if listed.compressed {
+            Reader::Gzip(Box::new(GzDecoder::new(file)))
+        } else {
+            Reader::Plain(file)
+        }))
+    }
+}
+
+impl Read for Reader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Reader::Plain(file) => file.read(out),
+            Reader::Gzip(decoder) => decoder.read(out),
+        }
+    }
+}
+
 /// One file's content, being read.
 #[derive(Debug)]
 pub(super) struct Generation {
@@ -54,18 +83,8 @@ impl Generation {
         number: i64,
         offset: u64,
     ) -> io::Result<Option<Generation>> {
-        let file = match File::open(&listed.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(error),
-        };
-        if FileId::of(&file.metadata()?) != listed.id {
+        let Some(reader) = Reader::open(listed)? else {
             return Ok(None);
-        }
-        let reader = if listed.compressed {
-            Reader::Gzip(Box::new(GzDecoder::new(file)))
-        } else {
-            Reader::Plain(file)
         };
         let mut generation = Generation {
             id: listed.id,
@@ -122,10 +141,7 @@ impl Generation {
 
     /// Reads into `out`; keeps the head while it is being read.
     pub(super) fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let read = match &mut self.reader {
-            Reader::Plain(file) => file.read(out)?,
-            Reader::Gzip(decoder) => decoder.read(out)?,
-        };
+        let read = self.reader.read(out)?;
         if self.head.len() < HEAD_BYTES && self.offset == self.head.len() as u64 {
             let take = read.min(HEAD_BYTES - self.head.len());
             self.head.extend_from_slice(&out[..take]);
@@ -181,20 +197,10 @@ pub(super) fn is_copy(head: &[u8], known: &[u8]) -> bool {
 /// The first [`HEAD_BYTES`] of a listed file's content (decompressed for a compressed file;
 /// fewer if it is shorter); `None` if its path no longer names that file.
 pub(super) fn file_head(listed: &Listed) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(&listed.path) {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    if FileId::of(&file.metadata()?) != listed.id {
+    let Some(reader) = Reader::open(listed)? else {
         return Ok(None);
-    }
-    let mut head = Vec::with_capacity(HEAD_BYTES);
-    let reader: Box<dyn Read> = if listed.compressed {
-        Box::new(GzDecoder::new(file))
-    } else {
-        Box::new(file)
     };
+    let mut head = Vec::with_capacity(HEAD_BYTES);
     // A file still being written may end early: what was read is enough to compare.
     let _ = reader.take(HEAD_BYTES as u64).read_to_end(&mut head);
     Ok(Some(head))

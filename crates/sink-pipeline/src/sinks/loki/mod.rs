@@ -86,7 +86,7 @@ use self::{
 };
 use crate::{
     sink::{Sink, SinkError},
-    sinks::resume::fingerprint,
+    sinks::resume::Progress,
 };
 
 /// The Loki sink. Build it with [`LokiSink::new`]; the pipeline does so for `type = "loki"`.
@@ -101,7 +101,7 @@ pub struct LokiSink {
     scratch: Vec<u8>,
     snappy: snap::raw::Encoder,
     /// What a failed delivery had already delivered, to resume after it on the retry.
-    progress: Option<Progress>,
+    progress: Option<Progress<LokiError>>,
     /// The last timestamp given to a rewritten entry, so rewritten timestamps only increase.
     last_rewritten_nanos: i64,
 }
@@ -116,16 +116,6 @@ impl fmt::Debug for LokiSink {
             .field("max_request_bytes", &self.max_request_bytes)
             .finish_non_exhaustive()
     }
-}
-
-/// How far a failed delivery got.
-#[derive(Debug)]
-struct Progress {
-    fingerprint: u64,
-    /// Requests Loki accepted or refused for their content: not to be sent again.
-    done_requests: usize,
-    refused_requests: usize,
-    first_refusal: Option<LokiError>,
 }
 
 impl LokiSink {
@@ -285,19 +275,10 @@ impl LokiSink {
 
 impl Sink for LokiSink {
     async fn deliver(&mut self, batches: &[EventBatch]) -> Result<(), SinkError> {
-        let fingerprint = fingerprint(batches);
-        let mut progress = match self.progress.take() {
-            Some(progress) if progress.fingerprint == fingerprint => progress,
-            _ => Progress {
-                fingerprint,
-                done_requests: 0,
-                refused_requests: 0,
-                first_refusal: None,
-            },
-        };
+        let mut progress = Progress::resume(self.progress.take(), batches);
         let streams = group_streams(&self.templates, batches);
         let requests = plan_requests(&streams, self.max_entries, self.max_request_bytes);
-        for parts in requests.iter().skip(progress.done_requests) {
+        for parts in requests.iter().skip(progress.done()) {
             let slices = parts
                 .iter()
                 .map(|part| StreamSlice {
@@ -306,22 +287,17 @@ impl Sink for LokiSink {
                 })
                 .collect();
             match self.send_request(slices).await {
-                Ok(None) => {}
-                Ok(Some(refusal)) => {
-                    progress.refused_requests += 1;
-                    progress.first_refusal.get_or_insert(refusal);
-                }
+                Ok(refusal) => progress.sent(refusal),
                 Err(error) => {
                     self.progress = Some(progress);
                     return Err(error);
                 }
             }
-            progress.done_requests += 1;
         }
-        match progress.first_refusal {
+        match progress.refused() {
             None => Ok(()),
-            Some(first) => Err(SinkError::rejected(LokiError::Refused {
-                refused: progress.refused_requests,
+            Some((refused, first)) => Err(SinkError::rejected(LokiError::Refused {
+                refused,
                 requests: requests.len(),
                 first: Box::new(first),
             })),

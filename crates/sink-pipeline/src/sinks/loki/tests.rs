@@ -14,7 +14,6 @@ use super::{
         Entry, StreamSlice, encode_json, encode_protobuf, group_streams, plan_requests,
         push_json_str, split_in_half,
     },
-    fingerprint,
     http::{PushOutcome, classify},
     labels::{LabelTemplates, Labels, sanitize_label_name},
     proto,
@@ -418,25 +417,6 @@ fn answers_are_classified_for_retry_drop_or_operator() {
             "{permanent}"
         );
     }
-}
-
-#[test]
-fn fingerprints_tell_deliveries_apart() {
-    let web = container("web");
-    let one = [batch(
-        &web,
-        &[(LogStream::Stdout, 1, "a"), (LogStream::Stdout, 2, "b")],
-    )];
-    let same = [batch(
-        &web,
-        &[(LogStream::Stdout, 1, "a"), (LogStream::Stdout, 2, "b")],
-    )];
-    let next = [batch(
-        &web,
-        &[(LogStream::Stdout, 3, "c"), (LogStream::Stdout, 4, "d")],
-    )];
-    assert_eq!(fingerprint(&one), fingerprint(&same));
-    assert_ne!(fingerprint(&one), fingerprint(&next));
 }
 
 #[test]

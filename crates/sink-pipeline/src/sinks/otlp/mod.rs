@@ -44,7 +44,7 @@ use self::{
 };
 use crate::{
     sink::{Sink, SinkError},
-    sinks::resume::fingerprint,
+    sinks::resume::Progress,
 };
 
 /// The OTLP sink. Build it with [`OtlpSink::new`]; the pipeline does so for `type = "otlp"`.
@@ -54,28 +54,7 @@ pub struct OtlpSink {
     format: RecordFormat,
     max_records: usize,
     /// What a failed delivery had already delivered, to resume after it on the retry.
-    progress: Option<Progress>,
-}
-
-/// How far a failed delivery got.
-#[derive(Debug)]
-struct Progress {
-    fingerprint: u64,
-    /// Requests the receiver accepted or refused for their content: not to be sent again.
-    done_requests: usize,
-    refused_requests: usize,
-    first_refusal: Option<OtlpError>,
-}
-
-impl Progress {
-    fn new(fingerprint: u64) -> Progress {
-        Progress {
-            fingerprint,
-            done_requests: 0,
-            refused_requests: 0,
-            first_refusal: None,
-        }
-    }
+    progress: Option<Progress<OtlpError>>,
 }
 
 impl OtlpSink {
@@ -128,31 +107,22 @@ impl OtlpSink {
 
 impl Sink for OtlpSink {
     async fn deliver(&mut self, batches: &[EventBatch]) -> Result<(), SinkError> {
-        let fingerprint = fingerprint(batches);
-        let mut progress = match self.progress.take() {
-            Some(progress) if progress.fingerprint == fingerprint => progress,
-            _ => Progress::new(fingerprint),
-        };
+        let mut progress = Progress::resume(self.progress.take(), batches);
         let requests = plan_requests(batches, self.max_records);
         let total = requests.len();
-        for pieces in requests.into_iter().skip(progress.done_requests) {
+        for pieces in requests.into_iter().skip(progress.done()) {
             match self.send_request(batches, pieces).await {
-                Ok(None) => {}
-                Ok(Some(refusal)) => {
-                    progress.refused_requests += 1;
-                    progress.first_refusal.get_or_insert(refusal);
-                }
+                Ok(refusal) => progress.sent(refusal),
                 Err(error) => {
                     self.progress = Some(progress);
                     return Err(error);
                 }
             }
-            progress.done_requests += 1;
         }
-        match progress.first_refusal {
+        match progress.refused() {
             None => Ok(()),
-            Some(first) => Err(SinkError::rejected(OtlpError::Refused {
-                refused: progress.refused_requests,
+            Some((refused, first)) => Err(SinkError::rejected(OtlpError::Refused {
+                refused,
                 requests: total,
                 first: Box::new(first),
             })),
