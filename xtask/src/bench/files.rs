@@ -9,8 +9,9 @@
 //!   too.
 //! - Live (`live.rs`): the capturer (api, then files; and none, for the baseline) follows N
 //!   containers that write as fast as dockerd takes their lines. Figures: the capture rate
-//!   against the daemon's ingest rate, both on Docker's clock, and dockerd's CPU per line beyond
-//!   the baseline run's (what following costs the daemon).
+//!   against the daemon's ingest rate in the same run, both on Docker's clock, the ingest rate
+//!   against the daemon's alone (how much the capturer's CPU slowed the writers), and dockerd's
+//!   CPU per line beyond the baseline run's (what following costs the daemon).
 
 //!
 //! dockerd's CPU is that of the daemon `$DOCKER_HOST` names. On a daemon other work shares (other
