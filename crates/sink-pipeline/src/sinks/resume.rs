@@ -140,8 +140,8 @@ mod tests {
         progress.sent(Ok(Some("later"))).unwrap();
         let error = progress.finish(refused).unwrap_err();
         assert!(
-            error.to_string().contains("2 refused, first: too old"),
-            "{error}"
+            format!("{error:?}").contains("2 refused, first: too old"),
+            "{error:?}"
         );
         // Finished: the same batches again are a new delivery, as is another one.
         assert_eq!(progress.start(&delivery(1)), 0);
