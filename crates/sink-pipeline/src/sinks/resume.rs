@@ -5,6 +5,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use capture_core::EventBatch;
 
+use crate::sink::SinkError;
+
 /// Identifies a delivery cheaply: the containers, line counts, sizes and first and last
 /// positions of its batches. Two different deliveries agreeing on all of it would have to
 /// share every container and boundary line, which consecutive deliveries never do.
@@ -24,10 +26,16 @@ fn fingerprint(batches: &[EventBatch]) -> u64 {
     hasher.finish()
 }
 
-/// How far a delivery got through its requests: kept when it fails, so the retry of the same
-/// delivery skips the requests the receiver already took (`E`: the sink's refusal error).
+/// How far the current delivery got through its requests, kept across a failure so the retry
+/// of the same delivery skips the requests the receiver already took (`E`: the sink's refusal
+/// error).
 #[derive(Debug)]
 pub(crate) struct Progress<E> {
+    current: Option<Delivery<E>>,
+}
+
+#[derive(Debug)]
+struct Delivery<E> {
     fingerprint: u64,
     /// Requests the receiver accepted or refused for their content: not to be sent again.
     done_requests: usize,
@@ -35,41 +43,59 @@ pub(crate) struct Progress<E> {
     first_refusal: Option<E>,
 }
 
+impl<E> Default for Progress<E> {
+    fn default() -> Self {
+        Progress { current: None }
+    }
+}
+
 impl<E> Progress<E> {
-    /// The progress `saved` by a failed attempt if `batches` are the same delivery again, else
-    /// a fresh start.
-    pub(crate) fn resume(saved: Option<Progress<E>>, batches: &[EventBatch]) -> Progress<E> {
+    /// Starts `batches`, or resumes them if they are the delivery that failed last: how many
+    /// of its requests are done already (to skip).
+    pub(crate) fn start(&mut self, batches: &[EventBatch]) -> usize {
         let fingerprint = fingerprint(batches);
-        match saved {
-            Some(progress) if progress.fingerprint == fingerprint => progress,
-            _ => Progress {
+        let delivery = match self.current.take() {
+            Some(delivery) if delivery.fingerprint == fingerprint => delivery,
+            _ => Delivery {
                 fingerprint,
                 done_requests: 0,
                 refused_requests: 0,
                 first_refusal: None,
             },
+        };
+        let done = delivery.done_requests;
+        self.current = Some(delivery);
+        done
+    }
+
+    /// The outcome of the next request: taken (`Ok(None)`), refused for its content, or
+    /// failed. A failure is returned, and the progress kept for the retry.
+    pub(crate) fn sent(&mut self, outcome: Result<Option<E>, SinkError>) -> Result<(), SinkError> {
+        let refusal = outcome?;
+        if let Some(delivery) = &mut self.current {
+            delivery.done_requests += 1;
+            if let Some(refusal) = refusal {
+                delivery.refused_requests += 1;
+                delivery.first_refusal.get_or_insert(refusal);
+            }
         }
+        Ok(())
     }
 
-    /// How many of the delivery's requests are done (to skip).
-    pub(crate) fn done(&self) -> usize {
-        self.done_requests
-    }
-
-    /// One more request is done: taken, or refused for its content (`refusal`).
-    pub(crate) fn sent(&mut self, refusal: Option<E>) {
-        if let Some(refusal) = refusal {
-            self.refused_requests += 1;
-            self.first_refusal.get_or_insert(refusal);
+    /// Every request is done: the delivery's result, `rejected(refused requests, first
+    /// refusal)` if the receiver refused any.
+    pub(crate) fn finish(
+        &mut self,
+        rejected: impl FnOnce(usize, E) -> SinkError,
+    ) -> Result<(), SinkError> {
+        match self.current.take() {
+            Some(Delivery {
+                refused_requests,
+                first_refusal: Some(first),
+                ..
+            }) => Err(rejected(refused_requests, first)),
+            _ => Ok(()),
         }
-        self.done_requests += 1;
-    }
-
-    /// Every request is done: `None` if all were taken, else how many were refused and the
-    /// first refusal.
-    pub(crate) fn refused(self) -> Option<(usize, E)> {
-        self.first_refusal
-            .map(|first| (self.refused_requests, first))
     }
 }
 
@@ -91,6 +117,10 @@ mod tests {
         vec![builder.finish()]
     }
 
+    fn refused(count: usize, first: &str) -> SinkError {
+        SinkError::permanent(format!("{count} refused, first: {first}"))
+    }
+
     #[test]
     fn fingerprints_tell_deliveries_apart() {
         assert_eq!(fingerprint(&delivery(1)), fingerprint(&delivery(1)));
@@ -99,19 +129,25 @@ mod tests {
 
     #[test]
     fn a_retry_of_the_same_delivery_resumes_and_another_starts_afresh() {
-        let mut progress = Progress::<&str>::resume(None, &delivery(1));
-        progress.sent(None);
-        progress.sent(Some("too old"));
-        let resumed = Progress::resume(Some(progress), &delivery(1));
-        assert_eq!(resumed.done(), 2);
-        let fresh = Progress::resume(Some(resumed), &delivery(3));
-        assert_eq!(fresh.done(), 0);
-        assert!(fresh.refused().is_none());
-
-        let mut progress = Progress::resume(None, &delivery(1));
-        for refusal in [None, Some("first"), Some("second")] {
-            progress.sent(refusal);
-        }
-        assert_eq!(progress.refused(), Some((2, "first")));
+        let mut progress = Progress::<&str>::default();
+        assert_eq!(progress.start(&delivery(1)), 0);
+        progress.sent(Ok(None)).unwrap();
+        progress.sent(Ok(Some("too old"))).unwrap();
+        let failed = progress.sent(Err(SinkError::permanent("connection reset")));
+        assert!(failed.is_err());
+        // The retry skips the two requests done, and still reports the refusal at the end.
+        assert_eq!(progress.start(&delivery(1)), 2);
+        progress.sent(Ok(Some("later"))).unwrap();
+        let error = progress.finish(refused).unwrap_err();
+        assert!(
+            format!("{error:?}").contains("2 refused, first: too old"),
+            "{error:?}"
+        );
+        // Finished: the same batches again are a new delivery, as is another one.
+        assert_eq!(progress.start(&delivery(1)), 0);
+        progress.sent(Ok(None)).unwrap();
+        let _ = progress.sent(Err(SinkError::permanent("down")));
+        assert_eq!(progress.start(&delivery(3)), 0);
+        assert!(progress.finish(refused).is_ok());
     }
 }

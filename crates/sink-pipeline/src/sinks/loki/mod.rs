@@ -101,7 +101,7 @@ pub struct LokiSink {
     scratch: Vec<u8>,
     snappy: snap::raw::Encoder,
     /// What a failed delivery had already delivered, to resume after it on the retry.
-    progress: Option<Progress<LokiError>>,
+    progress: Progress<LokiError>,
     /// The last timestamp given to a rewritten entry, so rewritten timestamps only increase.
     last_rewritten_nanos: i64,
 }
@@ -138,7 +138,7 @@ impl LokiSink {
             max_request_bytes: config.max_request_bytes,
             scratch: Vec::new(),
             snappy: snap::raw::Encoder::new(),
-            progress: None,
+            progress: Progress::default(),
             last_rewritten_nanos: i64::MIN,
         })
     }
@@ -275,10 +275,10 @@ impl LokiSink {
 
 impl Sink for LokiSink {
     async fn deliver(&mut self, batches: &[EventBatch]) -> Result<(), SinkError> {
-        let mut progress = Progress::resume(self.progress.take(), batches);
+        let done = self.progress.start(batches);
         let streams = group_streams(&self.templates, batches);
         let requests = plan_requests(&streams, self.max_entries, self.max_request_bytes);
-        for parts in requests.iter().skip(progress.done()) {
+        for parts in requests.iter().skip(done) {
             let slices = parts
                 .iter()
                 .map(|part| StreamSlice {
@@ -286,21 +286,15 @@ impl Sink for LokiSink {
                     entries: &streams[part.stream].entries[part.entries.clone()],
                 })
                 .collect();
-            match self.send_request(slices).await {
-                Ok(refusal) => progress.sent(refusal),
-                Err(error) => {
-                    self.progress = Some(progress);
-                    return Err(error);
-                }
-            }
+            let outcome = self.send_request(slices).await;
+            self.progress.sent(outcome)?;
         }
-        match progress.refused() {
-            None => Ok(()),
-            Some((refused, first)) => Err(SinkError::rejected(LokiError::Refused {
+        self.progress.finish(|refused, first| {
+            SinkError::rejected(LokiError::Refused {
                 refused,
                 requests: requests.len(),
                 first: Box::new(first),
-            })),
-        }
+            })
+        })
     }
 }

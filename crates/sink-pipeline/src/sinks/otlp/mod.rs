@@ -54,7 +54,7 @@ pub struct OtlpSink {
     format: RecordFormat,
     max_records: usize,
     /// What a failed delivery had already delivered, to resume after it on the retry.
-    progress: Option<Progress<OtlpError>>,
+    progress: Progress<OtlpError>,
 }
 
 impl OtlpSink {
@@ -70,7 +70,7 @@ impl OtlpSink {
             client,
             format,
             max_records: config.max_records,
-            progress: None,
+            progress: Progress::default(),
         })
     }
 
@@ -107,25 +107,19 @@ impl OtlpSink {
 
 impl Sink for OtlpSink {
     async fn deliver(&mut self, batches: &[EventBatch]) -> Result<(), SinkError> {
-        let mut progress = Progress::resume(self.progress.take(), batches);
+        let done = self.progress.start(batches);
         let requests = plan_requests(batches, self.max_records);
         let total = requests.len();
-        for pieces in requests.into_iter().skip(progress.done()) {
-            match self.send_request(batches, pieces).await {
-                Ok(refusal) => progress.sent(refusal),
-                Err(error) => {
-                    self.progress = Some(progress);
-                    return Err(error);
-                }
-            }
+        for pieces in requests.into_iter().skip(done) {
+            let outcome = self.send_request(batches, pieces).await;
+            self.progress.sent(outcome)?;
         }
-        match progress.refused() {
-            None => Ok(()),
-            Some((refused, first)) => Err(SinkError::rejected(OtlpError::Refused {
+        self.progress.finish(|refused, first| {
+            SinkError::rejected(OtlpError::Refused {
                 refused,
                 requests: total,
                 first: Box::new(first),
-            })),
-        }
+            })
+        })
     }
 }
