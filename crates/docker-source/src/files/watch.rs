@@ -370,6 +370,7 @@ impl Events {
         let failure = loop {
             match inotify.read_events(buffer) {
                 Ok(events) => {
+                    let overflows = self.overflows.load(Ordering::Acquire);
                     let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
                     let mut created = Vec::new();
                     for event in events {
@@ -377,10 +378,10 @@ impl Events {
                         self.dispatch(&shared, wd, event.mask, event.name, &mut created);
                     }
                     drop(shared);
-                    opening.created(created, self.overflows.load(Ordering::Acquire));
+                    opening.created(created, overflows);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    opening.confirm();
+                    opening.confirm(self.overflows.load(Ordering::Acquire));
                     return true;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
