@@ -576,6 +576,8 @@ impl FileFollower {
 mod lines;
 mod release;
 mod removed;
+#[cfg(test)]
+mod tests;
 mod wait;
 
 /// Counts what Docker deleted or overwrote before it was read.
