@@ -412,7 +412,7 @@ impl Tail {
         let mut expected = newest + 1;
         for (number, slot) in &files {
             if *number > expected {
-                self.count_unseen(number - expected, exact, slot);
+                self.count_unseen(number - expected, exact, slot.path());
             }
             expected = number + 1;
         }
@@ -420,14 +420,14 @@ impl Tail {
         Ok(())
     }
 
-    fn count_unseen(&mut self, unseen: i64, exact: bool, next: &Slot) {
+    fn count_unseen(&mut self, unseen: i64, exact: bool, next: &std::path::Path) {
         let unseen = unseen.unsigned_abs();
         self.losses.rotated_files += unseen;
         self.losses.rotated_bytes += unseen * self.rotated_size;
         if exact {
-            warn!(dir = %self.looker.files().dir().display(), files = unseen, next = %next.path().display(), "log files were rotated and deleted by Docker before they could be opened; their lines are lost");
+            warn!(dir = %self.looker.files().dir().display(), files = unseen, next = %next.display(), "log files were rotated and deleted by Docker before they could be opened; their lines are lost");
         } else {
-            warn!(dir = %self.looker.files().dir().display(), next = %next.path().display(), "log files were rotated faster than they were looked at; generations written between two looks may be lost");
+            warn!(dir = %self.looker.files().dir().display(), next = %next.display(), "log files were rotated faster than they were looked at; generations written between two looks may be lost");
         }
     }
 

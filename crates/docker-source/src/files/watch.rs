@@ -236,7 +236,8 @@ impl Watcher {
 
     /// Asks the kernel for the directory's writes exactly while one of its followers is armed.
     /// A failure (the directory is gone) is left alone: its followers are told of the
-    /// deletion, or wake on their timers.
+    /// deletion, or wake on their timers. The kernel replaces the mask of the same watch in
+    /// place, and creations are in both masks: no creation goes uncounted while it changes.
     fn update_writes(&self, watched: &mut Watched) {
         let armed = watched
             .interests

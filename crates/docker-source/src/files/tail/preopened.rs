@@ -71,49 +71,63 @@ impl Tail {
 
     /// The container was removed: Docker deleted its directory, so no look will list its files
     /// again. The live files the watcher opened as they were created, newer than every
-    /// generation known, are queued by their count of creations; the numbers between them
-    /// that no descriptor holds are generations Docker deleted unread, counted as lost.
-    /// Unanchored ones follow (see the module docs).
+    /// generation known, are queued by their count of creations; the numbers between them,
+    /// and after the last of them up to the last creation counted, that no descriptor holds
+    /// are generations Docker deleted unread, counted as lost. Unanchored ones follow (see
+    /// the module docs).
     pub(crate) fn removed(&mut self) -> io::Result<()> {
+        // Every creation so far counted, and every file opened for one handed over.
+        let last_created = self.looker.births().and_then(Births::count);
         self.take_preopened()?;
         let (newest, _) = self.newest();
-        let mut expected = newest + 1;
-        let mut files = Vec::new();
+        let mut queue = Queue {
+            files: Vec::new(),
+            expected: newest + 1,
+            previous: None,
+        };
         for (label, generation) in std::mem::take(&mut self.preopened) {
-            if label < expected {
-                continue;
+            if label >= queue.expected {
+                self.push_removed(&mut queue, label, true, generation);
             }
-            let slot = Slot::Open(Generation {
-                number: label,
-                ..generation
-            });
-            if label > expected {
-                self.count_unseen(label - expected, true, &slot);
-            }
-            files.push((label, slot));
-            expected = label + 1;
         }
-        let mut previous = None;
         for Unanchored { count, generation } in std::mem::take(&mut self.unanchored) {
-            let step = match (previous, count) {
-                (Some(before), Some(now)) => counted_step(before, now),
-                _ => None,
-            };
+            let step = queue.previous.zip(count).and_then(counted_step);
             // Unknown: one generation may have been deleted unseen in between.
-            let number = expected - 1 + step.unwrap_or(2);
-            let slot = Slot::Open(Generation {
-                number,
-                ..generation
-            });
-            if number > expected {
-                self.count_unseen(number - expected, step.is_some(), &slot);
-            }
-            files.push((number, slot));
-            expected = number + 1;
-            previous = count;
+            let number = queue.expected - 1 + step.unwrap_or(2);
+            self.push_removed(&mut queue, number, step.is_some(), generation);
+            queue.previous = count;
         }
-        self.queue(files);
+        self.count_after(&queue, last_created);
+        self.queue(queue.files);
         Ok(())
+    }
+
+    /// Queues generation `number`, counting those missing before it.
+    fn push_removed(&mut self, queue: &mut Queue, number: i64, exact: bool, held: Generation) {
+        let generation = Generation { number, ..held };
+        if number > queue.expected {
+            self.count_unseen(number - queue.expected, exact, &generation.path);
+        }
+        queue.files.push((number, Slot::Open(generation)));
+        queue.expected = number + 1;
+    }
+
+    /// Counts the generations created after the last one held: Docker deleted them with the
+    /// directory (the watcher could not open them in time, or kept no more).
+    fn count_after(&mut self, queue: &Queue, last_created: Option<BirthCount>) {
+        let Some(last_created) = last_created else {
+            return;
+        };
+        let last = match queue.previous {
+            Some(previous) => {
+                counted_step((previous, last_created)).map(|step| queue.expected - 1 + step)
+            }
+            None => self.looker.number_of(last_created),
+        };
+        if let Some(last) = last.filter(|last| *last >= queue.expected) {
+            let live = self.looker.files().live();
+            self.count_unseen(last - queue.expected + 1, true, &live);
+        }
     }
 
     /// Takes the live files the watcher opened as they were created (see the module docs).
@@ -138,10 +152,22 @@ impl Tail {
         // Pre-opened before under a lower count, which named the generation before.
         self.preopened.retain(|_, g| g.id != id);
         self.unanchored.retain(|u| u.generation.id != id);
+        let label = count.and_then(|count| self.label_of(count, id));
+        // A generation only seen, held now (the same inode: the same file, see `label_of`).
+        let seen = self.ahead.iter_mut().find(|a| {
+            matches!(a, Ahead::Seen { listed, number } if Some(*number) == label && listed.id == id)
+        });
+        if let (Some(entry), Some(number)) = (seen, label) {
+            *entry = Ahead::Open(Generation {
+                number,
+                ..generation
+            });
+            return;
+        }
         if self.preopened.len() + self.unanchored.len() >= self.max_open_ahead {
             return;
         }
-        match count.and_then(|count| self.label_of(count, id)) {
+        match label {
             Some(label) => {
                 generation.number = label;
                 self.preopened.insert(label, generation);
@@ -153,9 +179,17 @@ impl Tail {
     /// The number of the file `id` that creation `count` made, once a look tied the counts to
     /// the numbers: its count's, or the next one if the generation its count names is held
     /// under another inode (the count named the generation before).
+    /// A generation only seen counts too: the look that listed it under its inode was
+    /// confirmed, and a file keeps its inode for life (Docker deletes a generation only
+    /// rotations after the next one was created, so the next one never reuses its inode).
     fn label_of(&self, count: BirthCount, id: super::FileId) -> Option<i64> {
         let label = self.looker.number_of(count)?;
-        let named_elsewhere = self.held().any(|g| g.number == label && g.id != id);
+        let seen = self.ahead.iter().filter_map(|a| match a {
+            Ahead::Seen { listed, number } => Some((*number, listed.id)),
+            Ahead::Open(_) => None,
+        });
+        let mut named = self.held().map(|g| (g.number, g.id)).chain(seen);
+        let named_elsewhere = named.any(|(number, other)| number == label && other != id);
         Some(if named_elsewhere { label + 1 } else { label })
     }
 
@@ -230,8 +264,18 @@ impl Tail {
     }
 }
 
+/// The generations a removed container's tail queues, and where numbering stands.
+#[derive(Debug)]
+struct Queue {
+    files: Vec<WantedFile>,
+    /// The number the next generation should have.
+    expected: i64,
+    /// The count of creations of the last unanchored generation queued.
+    previous: Option<BirthCount>,
+}
+
 /// How many creations apart two counts are, if nothing can have been missed between them.
-fn counted_step(before: BirthCount, now: BirthCount) -> Option<i64> {
+fn counted_step((before, now): (BirthCount, BirthCount)) -> Option<i64> {
     if before.overflows != now.overflows || now.created <= before.created {
         return None;
     }

@@ -194,3 +194,49 @@ fn a_removed_container_never_opened_is_read_from_the_files_the_watcher_opened() 
             .is_none()
     );
 }
+
+/// With no descriptor to spare, a newer generation is only seen; the watcher opened it as it
+/// was created, so the tail holds it after all, and reads it once the container is removed.
+/// Those it had no room for are counted lost, up to the last creation.
+#[test]
+fn a_generation_only_seen_is_read_through_the_file_the_watcher_opened() {
+    let dir = Dir::new();
+    dir.append("c.log", "0\n");
+    let (watcher, _no_loop) = crate::files::watch::Watcher::new();
+    let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    let files = LogFiles::new(&dir.path("c.log"), 3);
+    let mut tail = Tail::open_with(files, Start::Oldest, Some(births.clone()), 0)
+        .unwrap()
+        .unwrap()
+        .with_rotated_size(2);
+    dir.rotate(3);
+    dir.append("c.log", "1\n");
+    // Generation 1 is listed, not opened; the look's count has the watcher open it.
+    tail.check().unwrap();
+    rotate_through(&dir, &births, 2..=3);
+    fs::remove_dir_all(dir.dir.path()).unwrap();
+    tail.removed().unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "0\n1\n");
+    let lost = tail.take_losses();
+    assert_eq!(
+        (lost.rotated_files, lost.rotated_bytes),
+        (2, 4),
+        "no room for 2 and 3"
+    );
+}
+
+/// Generations Docker created after the last file the watcher opened (it could not open them
+/// in time) are counted lost, exactly: the count of creations says how many.
+#[test]
+fn generations_created_after_the_last_file_held_are_counted_lost() {
+    let dir = Dir::new();
+    let (mut tail, births, _watch) = read_first_generation(&dir);
+    rotate_through(&dir, &births, 1..=2);
+    births.take_preopened();
+    fs::remove_dir_all(dir.dir.path()).unwrap();
+    tail.removed().unwrap();
+    assert_eq!(drain(&mut tail, 64).0, "");
+    let lost = tail.take_losses();
+    assert_eq!((lost.rotated_files, lost.rotated_bytes), (2, 4));
+}
