@@ -83,6 +83,7 @@ impl Tail {
         let mut queue = Queue {
             files: Vec::new(),
             expected: newest + 1,
+            unanchored: false,
             previous: None,
         };
         for (label, generation) in std::mem::take(&mut self.preopened) {
@@ -95,6 +96,7 @@ impl Tail {
             // Unknown: one generation may have been deleted unseen in between.
             let number = queue.expected - 1 + step.unwrap_or(2);
             self.push_removed(&mut queue, number, step.is_some(), generation);
+            queue.unanchored = true;
             queue.previous = count;
         }
         self.count_after(&queue, last_created);
@@ -118,11 +120,13 @@ impl Tail {
         let Some(last_created) = last_created else {
             return;
         };
-        let last = match queue.previous {
-            Some(previous) => {
-                counted_step((previous, last_created)).map(|step| queue.expected - 1 + step)
-            }
-            None => self.looker.number_of(last_created),
+        let last = if queue.unanchored {
+            let previous = queue.previous.zip(Some(last_created));
+            previous
+                .and_then(counted_step)
+                .map(|step| queue.expected - 1 + step)
+        } else {
+            self.looker.number_of(last_created)
         };
         if let Some(last) = last.filter(|last| *last >= queue.expected) {
             let live = self.looker.files().live();
@@ -270,6 +274,8 @@ struct Queue {
     files: Vec<WantedFile>,
     /// The number the next generation should have.
     expected: i64,
+    /// Whether unanchored generations were queued (numbered from the previous one's count).
+    unanchored: bool,
     /// The count of creations of the last unanchored generation queued.
     previous: Option<BirthCount>,
 }
