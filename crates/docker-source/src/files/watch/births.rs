@@ -17,7 +17,6 @@
 use std::{
     collections::VecDeque,
     fs::File,
-    os::unix::fs::MetadataExt,
     sync::{Arc, Mutex, PoisonError, atomic::Ordering},
 };
 
@@ -112,13 +111,18 @@ pub(super) struct Opening {
 }
 
 impl Opening {
-    /// A batch of events was dispatched, creating a live file for each of `created`: each is
-    /// opened now. A file opened before for one of them (this drain read another creation
-    /// since) is kept if it is another inode: the generation its count names (or the one after,
-    /// see the module docs), which Docker may delete before the follower looks; the same
-    /// inode is this newer one, dropped. `overflows`: the kernel's queue overflows counted
-    /// before the batch was dispatched.
+    /// A batch of events was dispatched, creating a live file for each of `created`: a file
+    /// opened before for one of them may be this newer one, or the one before (it was opened
+    /// after its creation was read, and the next creation may have come before the open or
+    /// after): its number is unknown, so it is dropped (the follower's next look lists it, or
+    /// counts it lost), and each is opened now. `overflows`: the kernel's queue overflows
+    /// counted before the batch was dispatched.
     pub(super) fn created(&mut self, mut created: Vec<Arc<Interest>>, overflows: u64) {
+        if created.is_empty() {
+            return;
+        }
+        self.pending
+            .retain(|(interest, _)| !created.iter().any(|c| c.id == interest.id));
         created.sort_by_key(|interest| interest.id);
         created.dedup_by_key(|interest| interest.id);
         for interest in created {
@@ -127,14 +131,9 @@ impl Opening {
                 overflows,
             });
             // Gone already (rotated again, or the container removed): the follower lists.
-            let Ok(file) = File::open(&interest.live) else {
-                continue;
-            };
-            let opened = inode(&file);
-            self.pending.retain(|(other, before)| {
-                other.id != interest.id || opened.is_none() || inode(&before.file) != opened
-            });
-            self.pending.push((interest, Preopened { count, file }));
+            if let Ok(file) = File::open(&interest.live) {
+                self.pending.push((interest, Preopened { count, file }));
+            }
         }
     }
 
@@ -152,10 +151,4 @@ impl Opening {
             interest.preopened.push(preopened);
         }
     }
-}
-
-/// A file's device and inode (`None` if it cannot be read).
-fn inode(file: &File) -> Option<(u64, u64)> {
-    let metadata = file.metadata().ok()?;
-    Some((metadata.dev(), metadata.ino()))
 }

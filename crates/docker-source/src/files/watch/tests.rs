@@ -177,39 +177,6 @@ fn a_file_opened_across_an_overflow_of_the_kernels_queue_carries_no_count() {
     }
 }
 
-/// Two creations read in one drain: the file opened for the first is kept when the second
-/// made another inode (Docker may delete it before the follower looks), and dropped when it
-/// is the same file, opened again for its own creation.
-#[test]
-fn a_file_opened_for_an_earlier_creation_of_one_drain_is_kept_unless_it_is_the_newer_one() {
-    let (watcher, _watch_loop) = Watcher::new();
-    let dir = tempfile::tempdir().unwrap();
-    let registration = watcher.register(dir.path(), OsStr::new("c.log"));
-    let births = registration.births().expect("inotify counts creations");
-    let live = dir.path().join("c.log");
-    let interest = &registration.interest;
-    let create = || {
-        std::fs::File::create(&live).unwrap();
-        // What dispatching the creation does.
-        interest.created.fetch_add(1, Ordering::AcqRel);
-    };
-    let mut opening = births::Opening::default();
-    create();
-    opening.created(vec![interest.clone()], 0);
-    std::fs::rename(&live, dir.path().join("c.log.1")).unwrap();
-    create();
-    opening.created(vec![interest.clone()], 0);
-    // Opened again for the same creation: the same inode.
-    opening.created(vec![interest.clone()], 0);
-    opening.confirm(0);
-    let counts: Vec<_> = births
-        .take_preopened()
-        .iter()
-        .map(|preopened| preopened.count.unwrap().created)
-        .collect();
-    assert_eq!(counts, [1, 2]);
-}
-
 /// Arming and disarming replace the watch's mask in place (the same watch, creations in both
 /// masks): no creation is missed while a follower switches, so the counts stay exact.
 #[test]
