@@ -1,6 +1,7 @@
 //! The real `log-capturer` binary against the real Docker daemon: health, metrics, silence,
 //! graceful and brutal restarts, configuration errors, secrets never printed, Docker over TLS,
-//! reloads, container filters, one agent per data dir and multiline events.
+//! reloads, container filters, one agent per data dir, multiline events and `--rm` bursts read
+//! from files.
 
 mod config_errors;
 mod data_dir_lock;
@@ -10,6 +11,7 @@ mod health;
 mod multiline;
 mod otlp;
 mod reload;
+mod removal;
 mod restarts;
 mod secrets;
 mod unreadable;

@@ -286,10 +286,7 @@ impl FileFollower {
     /// the oldest file (lines at or before the read positions are skipped). `false`: no log
     /// file exists (yet).
     fn open(&mut self) -> io::Result<bool> {
-        let read = self.to_decoder(self.env.task.shared.read_positions());
-        self.buffer.clear();
-        self.last_entry = None;
-        self.discard_held();
+        let read = self.reset_reading();
         if let Some(hint) = self.env.cursor.resume_hint() {
             let start = Start::At {
                 id: hint.file,
@@ -312,6 +309,15 @@ impl FileFollower {
         self.decoder.reset(read);
         self.tail = Some(self.configure(tail));
         Ok(true)
+    }
+
+    /// Forgets what was read and not sent (a new tail reads it again): returns the read
+    /// positions, lines at or before which are skipped.
+    fn reset_reading(&mut self) -> StreamPositions {
+        self.buffer.clear();
+        self.last_entry = None;
+        self.discard_held();
+        self.to_decoder(self.env.task.shared.read_positions())
     }
 
     fn configure(&self, tail: Tail) -> Tail {
@@ -341,7 +347,7 @@ impl FileFollower {
     /// No log file: the container is gone, or has not written one yet.
     async fn wait_for_a_file(&mut self) -> io::Result<Option<End>> {
         if self.env.signal.is_removed() {
-            return Ok(Some(End::Finished));
+            return self.drain_removed().await.map(Some);
         }
         match self.wait().await {
             Wake::Cancelled => Ok(Some(End::Cancelled)),
@@ -569,6 +575,9 @@ impl FileFollower {
 
 mod lines;
 mod release;
+mod removed;
+#[cfg(test)]
+mod tests;
 mod wait;
 
 /// Counts what Docker deleted or overwrote before it was read.

@@ -190,4 +190,4 @@ impl FileMode {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

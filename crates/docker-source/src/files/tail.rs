@@ -32,6 +32,7 @@ use listing::Listed;
 pub(crate) use listing::{FileId, LogFiles};
 use look::{Looker, Numbering};
 use opening::{Opened, Slot, Wanted, WantedFile, look_and_open};
+use preopened::Unanchored;
 
 use super::watch::Births;
 
@@ -103,10 +104,12 @@ pub(crate) struct Tail {
     current: Generation,
     /// Newer generations, oldest first (increasing numbers).
     ahead: VecDeque<Ahead>,
-    /// Live files the watcher opened as they were created, by the count of creations that
-    /// made them (which may name the generation before: a file is visible a moment before its
-    /// creation is reported). Numbered by the next look; see [`Tail::with_preopened`].
+    /// Live files the watcher opened as they were created, numbered by the count of creations
+    /// that made them (`preopened.rs`).
     preopened: BTreeMap<i64, Generation>,
+    /// Those whose count no look has tied to the numbers yet (an overflow of the kernel's
+    /// queue), in the order they were created.
+    unanchored: Vec<Unanchored>,
     losses: Losses,
     max_open_ahead: usize,
     /// The size of a rotated file (Docker's `max-size`), counted for each generation lost
@@ -160,18 +163,23 @@ impl Tail {
         let Some(current) = current else {
             return Ok(None);
         };
-        let mut tail = Tail {
+        let mut tail = Tail::with_current(looker, current, max_open_ahead);
+        tail.queue(candidates.collect());
+        Ok(Some(tail))
+    }
+
+    fn with_current(looker: Looker, current: Generation, max_open_ahead: usize) -> Tail {
+        Tail {
             looker,
             current,
             ahead: VecDeque::new(),
             preopened: BTreeMap::new(),
+            unanchored: Vec::new(),
             losses: Losses::default(),
             max_open_ahead,
             rotated_size: 0,
             may_truncate: true,
-        };
-        tail.queue(candidates.collect());
-        Ok(Some(tail))
+        }
     }
 
     /// Docker never truncates these files in place (they rotate, or have no size limit): the
@@ -366,37 +374,6 @@ impl Tail {
         }
     }
 
-    /// Takes the live files the watcher opened as they were created (numbered by the count
-    /// of creations; those that are held already are closed).
-    fn take_preopened(&mut self) -> io::Result<()> {
-        let Some(births) = self.looker.births() else {
-            return Ok(());
-        };
-        for preopened in births.take_preopened() {
-            let Some(label) = self.looker.number_of(preopened.count) else {
-                continue;
-            };
-            let live = self.looker.files().live();
-            let generation = Generation::from_file(preopened.file, live, label)?;
-            let held = self.held().any(|g| g.id == generation.id);
-            if !held && self.preopened.len() < self.max_open_ahead {
-                self.preopened.insert(label, generation);
-            }
-        }
-        Ok(())
-    }
-
-    /// The generations whose descriptors are held.
-    fn held(&self) -> impl Iterator<Item = &Generation> {
-        let ahead = self.ahead.iter().filter_map(|a| match a {
-            Ahead::Open(generation) => Some(generation),
-            Ahead::Seen { .. } => None,
-        });
-        std::iter::once(&self.current)
-            .chain(ahead)
-            .chain(self.preopened.values())
-    }
-
     /// The newest generation known (held, or only seen), and its inode if it is held.
     fn newest(&self) -> (i64, Option<FileId>) {
         match self.ahead.back() {
@@ -429,12 +406,13 @@ impl Tail {
         if opened.numbering == Numbering::Later {
             return Ok(());
         }
+        self.number_unanchored();
         let exact = opened.numbering != Numbering::Unknown;
         let files = self.with_preopened(newest, opened.files);
         let mut expected = newest + 1;
         for (number, slot) in &files {
             if *number > expected {
-                self.count_unseen(number - expected, exact, slot);
+                self.count_unseen(number - expected, exact, slot.path());
             }
             expected = number + 1;
         }
@@ -442,74 +420,14 @@ impl Tail {
         Ok(())
     }
 
-    /// The container was removed: Docker deleted its directory, so no look will list its files
-    /// again. The live files the watcher opened as they were created, newer than every
-    /// generation known, are queued by their count of creations; the numbers between them
-    /// that no descriptor holds are generations Docker deleted unread, counted as lost.
-    pub(crate) fn removed(&mut self) -> io::Result<()> {
-        self.take_preopened()?;
-        let (newest, _) = self.newest();
-        let mut expected = newest + 1;
-        let mut files = Vec::new();
-        for (label, generation) in std::mem::take(&mut self.preopened) {
-            if label < expected {
-                continue;
-            }
-            let slot = Slot::Open(Generation {
-                number: label,
-                ..generation
-            });
-            if label > expected {
-                self.count_unseen(label - expected, true, &slot);
-            }
-            files.push((label, slot));
-            expected = label + 1;
-        }
-        self.queue(files);
-        Ok(())
-    }
-
-    /// The files of a look (newer than `newest`) and the live files the watcher opened as
-    /// they were created, in order. A pre-opened file the look listed is that file (the same
-    /// inode, held all along). One it did not list was deleted since, so it is older than
-    /// every file listed; its count of creations is above `newest` only if it is newer than
-    /// every generation known (a count may name the generation before, never after), and
-    /// then it fills one of the numbers between. Pre-opened files newer than the look wait.
-    fn with_preopened(&mut self, newest: i64, files: Vec<WantedFile>) -> Vec<WantedFile> {
-        let Some(&(oldest, _)) = files.first() else {
-            return files;
-        };
-        let listed_newest = files.last().map_or(newest, |(number, _)| *number);
-        let later = self.preopened.split_off(&(listed_newest + 1));
-        let earlier = std::mem::replace(&mut self.preopened, later);
-        let mut merged = Vec::new();
-        let mut next = newest + 1;
-        for (label, generation) in earlier {
-            let listed = files.iter().any(|(_, slot)| slot.id() == generation.id);
-            if listed || label <= newest || next >= oldest {
-                continue;
-            }
-            merged.push((
-                next,
-                Slot::Open(Generation {
-                    number: next,
-                    ..generation
-                }),
-            ));
-            next += 1;
-        }
-        merged.extend(files);
-        merged
-    }
-
-    fn count_unseen(&mut self, unseen: i64, exact: bool, next: &Slot) {
+    fn count_unseen(&mut self, unseen: i64, exact: bool, next: &std::path::Path) {
         let unseen = unseen.unsigned_abs();
         self.losses.rotated_files += unseen;
         self.losses.rotated_bytes += unseen * self.rotated_size;
         if exact {
-            warn!(dir = %self.looker.files().dir().display(), files = unseen, next = %next.path().display(), "log files were rotated and deleted by Docker before they could be opened; their lines are lost");
+            warn!(dir = %self.looker.files().dir().display(), files = unseen, next = %next.display(), "log files were rotated and deleted by Docker before they could be opened; their lines are lost");
         } else {
-            warn!(dir = %self.looker.files().dir().display(), next = %next.path().display(), "log files were rotated faster than they were looked at; generations written between two looks may be lost");
+            warn!(dir = %self.looker.files().dir().display(), next = %next.display(), "log files were rotated faster than they were looked at; generations written between two looks may be lost");
         }
     }
 
@@ -573,7 +491,8 @@ mod generation;
 mod listing;
 mod look;
 mod opening;
+mod preopened;
 mod torn;
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

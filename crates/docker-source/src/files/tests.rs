@@ -54,7 +54,7 @@ pub(super) fn steps(
 }
 
 /// A json-file line as Docker writes it.
-fn json_line(stream: &str, nanos: i64, text: &str, newline: bool) -> String {
+pub(super) fn json_line(stream: &str, nanos: i64, text: &str, newline: bool) -> String {
     let time = jiff::Timestamp::from_nanosecond(i128::from(nanos)).unwrap();
     let log = serde_json::to_string(&format!("{text}{}", if newline { "\n" } else { "" })).unwrap();
     format!("{{\"log\":{log},\"stream\":\"{stream}\",\"time\":\"{time:.9}\"}}\n")

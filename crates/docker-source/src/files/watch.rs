@@ -236,7 +236,8 @@ impl Watcher {
 
     /// Asks the kernel for the directory's writes exactly while one of its followers is armed.
     /// A failure (the directory is gone) is left alone: its followers are told of the
-    /// deletion, or wake on their timers.
+    /// deletion, or wake on their timers. The kernel replaces the mask of the same watch in
+    /// place, and creations are in both masks: no creation goes uncounted while it changes.
     fn update_writes(&self, watched: &mut Watched) {
         let armed = watched
             .interests
@@ -370,6 +371,7 @@ impl Events {
         let failure = loop {
             match inotify.read_events(buffer) {
                 Ok(events) => {
+                    let overflows = self.overflows.load(Ordering::Acquire);
                     let shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
                     let mut created = Vec::new();
                     for event in events {
@@ -377,10 +379,10 @@ impl Events {
                         self.dispatch(&shared, wd, event.mask, event.name, &mut created);
                     }
                     drop(shared);
-                    opening.created(created, self.overflows.load(Ordering::Acquire));
+                    opening.created(created, overflows);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    opening.confirm();
+                    opening.confirm(self.overflows.load(Ordering::Acquire));
                     return true;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}

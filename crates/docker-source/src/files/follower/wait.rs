@@ -205,15 +205,6 @@ impl FileFollower {
         Ok(self.finish().await)
     }
 
-    /// The container was removed: read every generation held (and the live files the watcher
-    /// opened as Docker created them) to its end, then finish.
-    pub(super) async fn drain_removed(&mut self) -> io::Result<End> {
-        if let Some(tail) = &mut self.tail {
-            tail.removed()?;
-        }
-        self.drain_and_finish().await
-    }
-
     /// Sends the partial line, the open multiline events and what is assembled: the
     /// container's lines are all read.
     pub(super) async fn finish(&mut self) -> End {

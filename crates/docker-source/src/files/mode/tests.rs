@@ -19,11 +19,19 @@ use crate::{
     stream::{ContainerShared, StreamSettings},
 };
 
-fn id(n: u8) -> ContainerId {
+pub(in crate::files) fn id(n: u8) -> ContainerId {
     ContainerId::new(format!("{n:02x}").repeat(32)).unwrap()
 }
 
 fn env(id: &ContainerId) -> TaskEnv {
+    env_sending(id, mpsc::channel(1).0)
+}
+
+/// A container task's environment whose batches go to `batch_tx`.
+pub(in crate::files) fn env_sending(
+    id: &ContainerId,
+    batch_tx: mpsc::Sender<capture_core::EventBatch>,
+) -> TaskEnv {
     let info = ContainerInfo::new(id.clone(), "web", "nginx");
     TaskEnv {
         shared: Arc::new(ContainerShared::new(
@@ -33,7 +41,7 @@ fn env(id: &ContainerId) -> TaskEnv {
         )),
         // Never connected: these tests make no request.
         docker: crate::transport::http("127.0.0.1:9", 5, API_DEFAULT_VERSION).unwrap(),
-        batch_tx: mpsc::channel(1).0,
+        batch_tx,
         settings: Arc::new(StreamSettings {
             inactivity_timeout: Duration::from_secs(30),
             partial_flush_timeout: Duration::from_secs(1),
@@ -54,7 +62,7 @@ fn env(id: &ContainerId) -> TaskEnv {
 }
 
 /// An inspection of a json-file container whose log lives in `dir`.
-fn json_file_in(dir: &std::path::Path) -> ContainerInspectResponse {
+pub(in crate::files) fn json_file_in(dir: &std::path::Path) -> ContainerInspectResponse {
     ContainerInspectResponse {
         log_path: Some(dir.join("c-json.log").to_string_lossy().into_owned()),
         host_config: Some(HostConfig {
@@ -68,7 +76,7 @@ fn json_file_in(dir: &std::path::Path) -> ContainerInspectResponse {
     }
 }
 
-fn supervisor() -> Supervisor {
+pub(in crate::files) fn supervisor() -> Supervisor {
     Supervisor::new(SupervisorConfig {
         heartbeat_interval: Duration::from_secs(3600),
         task_timeout: Duration::from_secs(4 * 3600),

@@ -231,7 +231,7 @@ impl Looker {
 
     /// Ties the count of creations to the numbers: the live file, numbered `live`, was
     /// created by the `count`th creation.
-    fn anchor_at(&mut self, live: i64, count: BirthCount) {
+    pub(super) fn anchor_at(&mut self, live: i64, count: BirthCount) {
         self.anchor = Some(Anchor {
             offset: live - created(count),
             overflows: count.overflows,
@@ -263,6 +263,6 @@ fn held_live_number(
     Ok(None)
 }
 
-fn created(count: BirthCount) -> i64 {
+pub(super) fn created(count: BirthCount) -> i64 {
     i64::try_from(count.created).unwrap_or(i64::MAX)
 }

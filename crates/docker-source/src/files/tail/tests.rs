@@ -4,18 +4,19 @@ use std::{fs, io::Write, path::PathBuf};
 
 use super::*;
 
-struct Dir {
-    dir: tempfile::TempDir,
+/// A temporary directory whose `c.log` is written and rotated as Docker does it.
+pub(in crate::files) struct Dir {
+    pub(in crate::files) dir: tempfile::TempDir,
 }
 
 impl Dir {
-    fn new() -> Dir {
+    pub(in crate::files) fn new() -> Dir {
         Dir {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(in crate::files) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
@@ -23,7 +24,7 @@ impl Dir {
         LogFiles::new(&self.path("c.log"), 4)
     }
 
-    fn append(&self, name: &str, text: &str) {
+    pub(in crate::files) fn append(&self, name: &str, text: &str) {
         let mut file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -34,7 +35,7 @@ impl Dir {
 
     /// Docker's rotation with `max_file` files: the oldest deleted, the others renamed up, a
     /// new live file.
-    fn rotate(&self, max_file: u32) {
+    pub(in crate::files) fn rotate(&self, max_file: u32) {
         let _ = fs::remove_file(self.path(&format!("c.log.{}", max_file - 1)));
         for index in (1..max_file - 1).rev() {
             let _ = fs::rename(
@@ -257,57 +258,6 @@ fn reading_resumes_at_an_offset_of_a_rotated_file() {
         .unwrap()
         .is_none()
     );
-}
-
-#[test]
-fn a_removed_containers_files_are_read_to_their_end() {
-    let dir = Dir::new();
-    dir.append("c.log", "a\n");
-    let mut tail = Tail::open(dir.files(), Start::Oldest, None)
-        .unwrap()
-        .unwrap();
-    dir.rotate(3);
-    dir.append("c.log", "b\n");
-    tail.check().unwrap();
-    let path = dir.dir.path().to_path_buf();
-    fs::remove_dir_all(&path).unwrap();
-    assert_eq!(drain(&mut tail, 64).0, "a\nb\n");
-    assert_eq!(drain(&mut tail, 64).0, "");
-}
-
-/// A removed container whose tail fell behind while Docker rotated through every file: the
-/// live files the watcher opened as they were created are all that is left, and they are read
-/// in order; the ones it no longer kept are counted lost.
-#[test]
-fn a_removed_containers_files_opened_as_they_were_created_are_read_in_order() {
-    for (rotations, kept_lost) in [(3u64, 0u64), (12, 12 - 8)] {
-        let dir = Dir::new();
-        dir.append("c.log", "0\n");
-        let (watcher, _no_loop) = crate::files::watch::Watcher::new();
-        let registration = watcher.register(dir.dir.path(), std::ffi::OsStr::new("c.log"));
-        let births = registration.births().expect("inotify counts creations");
-        let mut tail = Tail::open(dir.files(), Start::Oldest, Some(births.clone()))
-            .unwrap()
-            .unwrap()
-            .with_rotated_size(2);
-        for n in 1..=rotations {
-            dir.rotate(2);
-            dir.append("c.log", &format!("{n}\n"));
-            // The watcher reads the creation and opens the new live file.
-            births.count().unwrap();
-        }
-        fs::remove_dir_all(dir.dir.path()).unwrap();
-        tail.removed().unwrap();
-        let text = drain(&mut tail, 64).0;
-        let expected: String = std::iter::once(0)
-            .chain(kept_lost + 1..=rotations)
-            .map(|n| format!("{n}\n"))
-            .collect();
-        assert_eq!(text, expected, "{rotations} rotations");
-        let losses = tail.take_losses();
-        assert_eq!(losses.rotated_files, kept_lost, "{rotations} rotations");
-        assert_eq!(losses.rotated_bytes, kept_lost * 2, "{rotations} rotations");
-    }
 }
 
 /// How a concurrent writer and the tail fared.
@@ -560,3 +510,5 @@ fn a_hole_behind_the_generation_being_read_does_not_stop_the_tail() {
     assert_eq!(drain(&mut tail, 64).0, "3\n");
     assert_eq!(tail.take_losses(), Losses::default());
 }
+
+mod removed;

@@ -5,7 +5,14 @@
 //! A file opened after its creation event was read is the generation that event created
 //! unless Docker created another one before the open: the next read of the events tells
 //! (another creation for the same directory was queued, or not). Only a file that read
-//! confirms is handed to the follower, numbered by the count of creations.
+//! confirms is handed to the follower, numbered by the count of creations. Two things can still
+//! make that number wrong, and the follower allows for both (`tail/preopened.rs`):
+//!
+//! - the kernel makes a new file visible a moment before it queues its creation, so a file
+//!   opened in that moment is the generation *after* the one its count names (never before,
+//!   never further: Docker creates one file at a time, each after a rename);
+//! - an overflow of the kernel's queue loses creations: a file whose creation was counted, or
+//!   that was opened, across one carries no count ([`Preopened::count`] is `None`).
 
 use std::{
     collections::VecDeque,
@@ -37,10 +44,11 @@ pub(crate) struct BirthCount {
     pub(crate) overflows: u64,
 }
 
-/// A live file opened as it was created: the generation `count` created.
+/// A live file opened as it was created: the generation `count` created (or the one after it,
+/// see the module documentation); `None` if the kernel's queue overflowed meanwhile.
 #[derive(Debug)]
 pub(crate) struct Preopened {
-    pub(crate) count: BirthCount,
+    pub(crate) count: Option<BirthCount>,
     pub(crate) file: File,
 }
 
@@ -60,6 +68,20 @@ impl Births {
     /// Takes the live files opened as they were created (oldest first).
     pub(crate) fn take_preopened(&self) -> Vec<Preopened> {
         self.interest.preopened.take()
+    }
+}
+
+#[cfg(test)]
+impl Births {
+    /// Hands the follower a file as the watcher does, under `count` (a test's stand-in for a
+    /// creation the kernel reported late).
+    pub(crate) fn push_preopened(&self, count: Option<BirthCount>, file: File) {
+        self.interest.preopened.push(Preopened { count, file });
+    }
+
+    /// Counts an overflow of the kernel's queue, as reading one does.
+    pub(crate) fn overflow(&self) {
+        self.events.overflows.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -90,7 +112,11 @@ pub(super) struct Opening {
 
 impl Opening {
     /// A batch of events was dispatched, creating a live file for each of `created`: a file
-    /// opened before for one of them may be this newer one (dropped), and each is opened now.
+    /// opened before for one of them may be this newer one, or the one before (it was opened
+    /// after its creation was read, and the next creation may have come before the open or
+    /// after): its number is unknown, so it is dropped (the follower's next look lists it, or
+    /// counts it lost), and each is opened now. `overflows`: the kernel's queue overflows
+    /// counted before the batch was dispatched.
     pub(super) fn created(&mut self, mut created: Vec<Arc<Interest>>, overflows: u64) {
         if created.is_empty() {
             return;
@@ -100,10 +126,10 @@ impl Opening {
         created.sort_by_key(|interest| interest.id);
         created.dedup_by_key(|interest| interest.id);
         for interest in created {
-            let count = BirthCount {
+            let count = Some(BirthCount {
                 created: interest.created.load(Ordering::Acquire),
                 overflows,
-            };
+            });
             // Gone already (rotated again, or the container removed): the follower lists.
             if let Ok(file) = File::open(&interest.live) {
                 self.pending.push((interest, Preopened { count, file }));
@@ -111,9 +137,17 @@ impl Opening {
         }
     }
 
-    /// The kernel had no further event: every file opened is the one its creation made.
-    pub(super) fn confirm(self) {
-        for (interest, preopened) in self.pending {
+    /// The kernel had no further event: every file opened is the one its creation made, unless
+    /// the kernel's queue overflowed since its creation was counted (`overflows` now): a
+    /// creation may have been lost before or after it, so its count says nothing.
+    pub(super) fn confirm(self, overflows: u64) {
+        for (interest, mut preopened) in self.pending {
+            if preopened
+                .count
+                .is_some_and(|count| count.overflows != overflows)
+            {
+                preopened.count = None;
+            }
             interest.preopened.push(preopened);
         }
     }

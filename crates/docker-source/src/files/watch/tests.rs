@@ -157,3 +157,45 @@ async fn a_directory_that_cannot_be_watched_is_polled() {
     assert!(registration.is_polling());
     assert_eq!(watcher.watched_dirs(), 0);
 }
+
+/// A file opened for a creation whose count an overflow of the kernel's queue may have made
+/// wrong (one between the count and the confirming read) is handed over without a count.
+#[test]
+fn a_file_opened_across_an_overflow_of_the_kernels_queue_carries_no_count() {
+    let (watcher, _watch_loop) = Watcher::new();
+    let dir = tempfile::tempdir().unwrap();
+    let registration = watcher.register(dir.path(), OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    std::fs::write(dir.path().join("c.log"), b"x").unwrap();
+    for (overflows_at_confirm, counted) in [(0, true), (1, false)] {
+        let mut opening = births::Opening::default();
+        opening.created(vec![registration.interest.clone()], 0);
+        opening.confirm(overflows_at_confirm);
+        let taken = births.take_preopened();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].count.is_some(), counted, "{overflows_at_confirm}");
+    }
+}
+
+/// Arming and disarming replace the watch's mask in place (the same watch, creations in both
+/// masks): no creation is missed while a follower switches, so the counts stay exact.
+#[test]
+fn arming_and_disarming_the_watch_misses_no_creation() {
+    let (watcher, _watch_loop) = Watcher::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut registration = watcher.register(dir.path(), OsStr::new("c.log"));
+    let births = registration.births().expect("inotify counts creations");
+    let live = dir.path().join("c.log");
+    for rotation in 1..=50u64 {
+        std::fs::File::create(&live).unwrap();
+        if rotation % 2 == 1 {
+            assert!(registration.arm());
+        } else {
+            registration.disarm();
+        }
+        std::fs::rename(&live, dir.path().join("c.log.1")).unwrap();
+        if rotation % 10 == 0 {
+            assert_eq!(births.count().unwrap().created, rotation);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! File mode and `docker run --rm`: Docker deletes a job's log files with the job, so a job
+//! the agent is still reading when it is removed is read to its end through the descriptors
+//! the agent holds. Counted against the generator's own sequence (loggen `<tag> <run> <stream>
+//! <seq>`), since Docker keeps no copy.
+
+use std::time::Duration;
+
+use end_to_end::{Capturer, unique_label};
+use test_support::{
+    docker::{self, Container},
+    ledger::{Ledger, Tally},
+    wait,
+};
+
+/// Jobs per burst size.
+const JOBS: usize = 3;
+/// Burst sizes: as fast as loggen writes, and a small one.
+const BURSTS: [u64; 2] = [10_000, 50];
+
+/// Starts `JOBS` `--rm` jobs of each burst size, silent for `delay_secs` first.
+fn start_jobs(include: &str, phase: &str, delay_secs: u32) -> Vec<(Container, String, u64)> {
+    let mut jobs = Vec::new();
+    for lines in BURSTS {
+        for index in 0..JOBS {
+            let run = format!("{phase}{lines}x{index}");
+            let container = Container::run(&[
+                "--rm",
+                "--network",
+                "none",
+                "--label",
+                include,
+                docker::loggen_image(),
+                "--tag",
+                "rm",
+                "--run",
+                &run,
+                "--lines",
+                &lines.to_string(),
+                "--size",
+                "100",
+                "--delay-secs",
+                &delay_secs.to_string(),
+            ]);
+            jobs.push((container, run, lines));
+        }
+    }
+    jobs
+}
+
+/// Waits until Docker removed every job, then gives the ledger their truth.
+fn removed(jobs: &[(Container, String, u64)], ledger: &mut Ledger) -> Vec<String> {
+    wait::until(
+        Duration::from_secs(120),
+        "the --rm jobs to be removed",
+        || {
+            Ok(jobs.iter().all(|(job, _, _)| {
+                docker::cli(&["inspect", "--format", "{{.Id}}", job.id()]).is_err()
+            }))
+        },
+    )
+    .unwrap();
+    for (job, run, lines) in jobs {
+        ledger.add_generated_truth(job.id(), "rm", run, &["out"], *lines);
+    }
+    jobs.iter().map(|(job, _, _)| job.id().to_owned()).collect()
+}
+
+/// What the agent counted as lost: removal gaps and log files deleted unread.
+fn counted_losses(capturer: &Capturer) -> f64 {
+    let metrics = capturer.scrape().unwrap();
+    let gaps = metrics
+        .sum("log_capturer_stream_gaps_total", &[("reason", "removed")])
+        .unwrap_or(0.0);
+    gaps + metrics
+        .sum("log_capturer_log_files_lost_total", &[])
+        .unwrap_or(0.0)
+}
+
+fn assert_whole(tally: &Tally, what: &str) {
+    assert!(
+        tally.lost == 0 && tally.dup == 0 && tally.out_of_order == 0,
+        "{what}: {tally:?}"
+    );
+}
+
+#[test]
+fn rm_bursts_read_from_files_arrive_whole_once() {
+    let label = unique_label("rm-files");
+    let include = format!("log-capturer-e2e={label}");
+    let data_dir = tempfile::tempdir().unwrap();
+    let capturer = Capturer::start_with_env(
+        data_dir.path(),
+        &["--include-label", &include],
+        &[("LOG_CAPTURER_DOCKER_READ_MODE", "files")],
+    );
+    let mut ledger = Ledger::follow(capturer.records_path());
+
+    // Jobs the agent follows before their first line: every line once, whatever the burst.
+    let followed = start_jobs(&include, "followed", 2);
+    let ids = removed(&followed, &mut ledger);
+    let (took, complete) = ledger
+        .drain(Duration::from_secs(120), Duration::from_secs(20))
+        .unwrap();
+    let tally = ledger.tally_of(&ids);
+    assert!(complete, "captured in {took:?}: {tally:?}");
+    assert_whole(&tally, "followed jobs");
+    assert_eq!(tally.records, tally.expected, "{tally:?}");
+    assert_eq!(counted_losses(&capturer), 0.0, "nothing was lost");
+    // Their tasks read what they held and were removed.
+    capturer.wait_health(
+        Duration::from_secs(30),
+        "no container task left",
+        |health| end_to_end::container_tasks(health, "running").is_empty(),
+    );
+
+    // Jobs that may end and be removed before the agent opens their logs: never a line twice,
+    // and a job that lost lines is counted (the agent cannot know how many).
+    let before = counted_losses(&capturer);
+    let quick = start_jobs(&include, "quick", 0);
+    let quick_ids = removed(&quick, &mut ledger);
+    ledger
+        .drain(Duration::from_secs(60), Duration::from_secs(10))
+        .unwrap();
+    let losing = quick_ids
+        .iter()
+        .filter(|id| ledger.tally_for(id).lost > 0)
+        .count();
+    let tally = ledger.tally_of(&quick_ids);
+    assert!(tally.dup == 0 && tally.out_of_order == 0, "{tally:?}");
+    let counted = counted_losses(&capturer) - before;
+    assert!(
+        counted >= losing as f64,
+        "{losing} jobs lost lines, {counted} losses counted: {tally:?}"
+    );
+    capturer.stop(Duration::from_secs(10)).unwrap();
+}
