@@ -34,7 +34,7 @@ async fn a_write_in_a_watched_directory_wakes_its_follower_only() {
 }
 
 #[tokio::test]
-async fn writes_wake_a_follower_only_while_it_is_armed() {
+async fn a_write_wakes_an_armed_follower_once_and_disarms_it() {
     let (watcher, watch_loop) = Watcher::new();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(watch_loop.unwrap().run(shutdown.clone()));
@@ -72,11 +72,23 @@ async fn writes_wake_a_follower_only_while_it_is_armed() {
     // The other follower of the directory is woken by the same event, armed or not.
     assert!(woken(&mut other, 10_000).await);
 
+    // One-shot: that write disarmed the directory; the writer's next writes cost it nothing.
+    // (Taking the count waits for the dispatch of every event so far, the disarming included.)
+    registration.births().unwrap().count();
+    append(b"after the event\n");
+    append(b"and another\n");
+    assert!(
+        !woken(&mut registration, 300).await,
+        "one event per arming, not one per write"
+    );
+    assert!(registration.arm(), "the write disarmed it: armed again");
+
     // A second registration of the directory keeps the writes the first one is armed for.
     let third = watcher.register(dir.path(), OsStr::new("c.log"));
     append(b"still armed\n");
     assert!(woken(&mut registration, 10_000).await);
     drop(third);
+    assert!(registration.arm());
 
     registration.disarm();
     // Drain what the writes above left, then a write is not reported any more.
