@@ -130,7 +130,8 @@ fn rm_bursts_read_from_files_arrive_whole_once() {
     let counted = counted_losses(&capturer) - before;
     assert!(
         counted >= losing as f64,
-        "{losing} jobs lost lines, {counted} losses counted: {tally:?}"
+        "{losing} jobs lost lines, {counted} losses counted: {tally:?}; the agent's log:\n{}",
+        capturer.log_tail()
     );
     capturer.stop(Duration::from_secs(10)).unwrap();
 }

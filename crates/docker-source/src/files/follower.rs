@@ -46,6 +46,7 @@ use crate::{
     output::record_drops,
     stream::{StreamEnd, TaskEnv, reconnected, send_assembled},
 };
+use wait::Look;
 
 /// The most read from a file at once.
 const READ_MAX: usize = 64 * 1024;
@@ -356,10 +357,13 @@ impl FileFollower {
             Wake::Released => Ok(self.complete_release()),
             Wake::Signal | Wake::Timer => {
                 self.heartbeat.beat();
-                if self.is_running().await {
-                    Ok(None)
-                } else {
-                    Ok(Some(End::Finished))
+                match self.look().await {
+                    Look::Running => Ok(None),
+                    // Stopped with no log file: it wrote nothing.
+                    Look::Stopped => Ok(Some(End::Finished)),
+                    // Removed before its files were opened (its removal may not be signalled
+                    // yet): what the watcher holds is read, the rest counted as lost.
+                    Look::Gone => self.drain_removed().await.map(Some),
                 }
             }
         }

@@ -99,3 +99,58 @@ async fn a_container_removed_before_its_files_were_opened_is_read_from_the_watch
     }
     assert!(batch_rx.try_recv().is_err(), "no line twice");
 }
+
+/// The container ended and was removed before its task saw its files, and its removal is not
+/// signalled yet: the stop signal finds it gone (the real daemon answers 404 for it). Its task
+/// completes and counts the loss, never silently.
+#[tokio::test]
+async fn a_container_gone_before_its_files_were_seen_is_counted_lost() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    // A current-thread runtime: the task runs on this thread, under this recorder.
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let dir = Dir::new();
+    // No such container on the daemon.
+    let container = id(0xfe);
+    let (batch_tx, _batch_rx) = mpsc::channel(64);
+    let (watcher, _no_loop) = Watcher::new();
+    let mut mode = FileMode::new(ReadMode::Files, watcher.clone());
+    mode.inspected(&container, &json_file_in(dir.dir.path()));
+    let mut env = env_sending(&container, batch_tx);
+    env.docker = bollard::Docker::connect_with_unix_defaults().expect("the Docker socket");
+    let file_env = mode.env_for(&env, None).expect("a file task");
+    let supervisor = supervisor();
+    supervisor
+        .spawn(
+            TaskSpec::new("container_b", "container", "web"),
+            move |ctx| file_task(ctx, file_env.clone()),
+        )
+        .unwrap();
+    let completed = async {
+        loop {
+            // The `die` the source would pass on: the follower looks at the container.
+            mode.died(&container);
+            if supervisor
+                .task("container_b")
+                .is_some_and(|task| task.state != capture_core::status::TaskState::Running)
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), completed)
+        .await
+        .expect("the task completes");
+    let gaps: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == crate::metric_names::STREAM_GAPS_TOTAL)
+        .map(|(.., value)| match value {
+            metrics_util::debugging::DebugValue::Counter(count) => count,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(gaps, 1, "the removal is counted as a gap");
+}

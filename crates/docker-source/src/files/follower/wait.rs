@@ -31,6 +31,15 @@ use crate::{coalesce::PAUSE, error::docker_status, timestamp::api_time_nanos};
 
 /// The heartbeats of quiet followers fall on multiples of this (at most; a quarter of the
 /// pause between beats if that is shorter) since [`beat_grid`].
+/// What an inspection of the container says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Look {
+    Running,
+    Stopped,
+    /// Removed: Docker answered 404.
+    Gone,
+}
+
 const BEAT_GRAIN: Duration = Duration::from_secs(1);
 
 /// When a follower that beats every `every` beats next: the last point of the shared grid at
@@ -217,6 +226,12 @@ impl FileFollower {
 
     /// Whether the container runs (a failed inspection counts as running: look again later).
     pub(super) async fn is_running(&self) -> bool {
+        self.look().await == Look::Running
+    }
+
+    /// What the container's inspection says (a failed one counts as running: look again
+    /// later).
+    pub(super) async fn look(&self) -> Look {
         let id = self.env.task.shared.id.as_str();
         let inspect = self
             .env
@@ -225,7 +240,7 @@ impl FileFollower {
             .inspect_container(id, None::<InspectContainerOptions>);
         let response = tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => return true,
+            _ = self.cancel.cancelled() => return Look::Running,
             response = inspect => response,
         };
         self.heartbeat.beat();
@@ -237,12 +252,15 @@ impl FileFollower {
                     .task
                     .shared
                     .observe_finished_at(api_time_nanos(state.finished_at.as_deref()));
-                state.running.unwrap_or(false)
+                match state.running.unwrap_or(false) {
+                    true => Look::Running,
+                    false => Look::Stopped,
+                }
             }
-            Err(error) if docker_status(&error) == Some(404) => false,
+            Err(error) if docker_status(&error) == Some(404) => Look::Gone,
             Err(error) => {
                 debug!(container_id = %id, error = %ErrorChain(&error), "cannot inspect the container; looking again later");
-                true
+                Look::Running
             }
         }
     }
