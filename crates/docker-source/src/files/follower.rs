@@ -515,16 +515,17 @@ impl FileFollower {
         };
         // A batch cut where a replay ends leaves the rest assembled: the hint is past it.
         let hint = hint.filter(|_| self.assembler.is_empty());
-        let send = send_assembled(
+        // Boxed: the send is most of the follower's own size and is held only while a batch
+        // waits for room (500 idle followers would each keep room for it).
+        let mut send = Box::pin(send_assembled(
             &self.env.task,
             &self.heartbeat,
             &self.cancel,
             self.beat_every,
             assembled,
-        );
+        ));
         // While the pipeline is full, rotations go on: new files are opened as they appear, so
         // Docker deleting them later loses nothing.
-        let mut send = std::pin::pin!(send);
         loop {
             let changed = async {
                 match &mut self.registration {

@@ -233,11 +233,14 @@ impl FileFollower {
     /// later).
     pub(super) async fn look(&self) -> Look {
         let id = self.env.task.shared.id.as_str();
-        let inspect = self
-            .env
-            .task
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>);
+        // Boxed: bollard's future is most of the follower's own size, and it is held only while
+        // asking (500 idle followers would each keep room for it).
+        let inspect = Box::pin(
+            self.env
+                .task
+                .docker
+                .inspect_container(id, None::<InspectContainerOptions>),
+        );
         let response = tokio::select! {
             biased;
             _ = self.cancel.cancelled() => return Look::Running,
