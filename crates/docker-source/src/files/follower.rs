@@ -359,7 +359,7 @@ impl FileFollower {
                 self.heartbeat.beat();
                 match self.look().await {
                     Look::Running => Ok(None),
-                    // Stopped with no log file: it wrote nothing.
+                    // No log file: taken to have written nothing (a suspected gap, #15).
                     Look::Stopped => Ok(Some(End::Finished)),
                     // Removed before its files were opened (its removal may not be signalled
                     // yet): what the watcher holds is read, the rest counted as lost.

@@ -15,9 +15,9 @@
 //! A container that wrote during the last read is read again after [`PAUSE`] (the one
 //! coalescing policy, `coalesce.rs`), without being told of each write: after [`BUSY_READS`]
 //! such reads in a row its watch stops reporting writes, which would cost dockerd an inotify
-//! event per line. A quiet one (the last
-//! read found nothing) arms the watch and, if it was not armed, reads once more before it
-//! waits, so a write made before the arming is not missed (see `files/watch.rs`).
+//! event per line. A quiet one (the last read found nothing) arms the watch (one-shot: the
+//! first write event disarms it) and, if it was not armed, reads once more before it waits, so
+//! a write made before the arming is not missed (see `files/watch.rs`).
 
 use std::{io, sync::OnceLock, time::Duration};
 
@@ -29,8 +29,6 @@ use tracing::debug;
 use super::{End, FileFollower, Wake};
 use crate::{coalesce::PAUSE, error::docker_status, timestamp::api_time_nanos};
 
-/// The heartbeats of quiet followers fall on multiples of this (at most; a quarter of the
-/// pause between beats if that is shorter) since [`beat_grid`].
 /// What an inspection of the container says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Look {
@@ -40,6 +38,8 @@ pub(super) enum Look {
     Gone,
 }
 
+/// The heartbeats of quiet followers fall on multiples of this (at most; a quarter of the
+/// pause between beats if that is shorter) since [`beat_grid`].
 const BEAT_GRAIN: Duration = Duration::from_secs(1);
 
 /// When a follower that beats every `every` beats next: the last point of the shared grid at
