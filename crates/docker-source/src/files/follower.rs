@@ -46,7 +46,6 @@ use crate::{
     output::record_drops,
     stream::{StreamEnd, TaskEnv, reconnected, send_assembled},
 };
-use wait::Look;
 
 /// The most read from a file at once.
 const READ_MAX: usize = 64 * 1024;
@@ -342,30 +341,6 @@ impl FileFollower {
             [positions[LogStream::Tty], None, None].into()
         } else {
             positions
-        }
-    }
-
-    /// No log file: the container is gone, or has not written one yet.
-    async fn wait_for_a_file(&mut self) -> io::Result<Option<End>> {
-        if self.env.signal.is_removed() {
-            return self.drain_removed().await.map(Some);
-        }
-        match self.wait().await {
-            Wake::Cancelled => Ok(Some(End::Cancelled)),
-            Wake::Changed => Ok(None),
-            // Nothing written, nothing to drain.
-            Wake::Released => Ok(self.complete_release()),
-            Wake::Signal | Wake::Timer => {
-                self.heartbeat.beat();
-                match self.look().await {
-                    Look::Running => Ok(None),
-                    // No log file: taken to have written nothing (a suspected gap, #15).
-                    Look::Stopped => Ok(Some(End::Finished)),
-                    // Removed before its files were opened (its removal may not be signalled
-                    // yet): what the watcher holds is read, the rest counted as lost.
-                    Look::Gone => self.drain_removed().await.map(Some),
-                }
-            }
         }
     }
 

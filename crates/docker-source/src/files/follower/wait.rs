@@ -18,10 +18,20 @@
 //! event per line. A quiet one (the last read found nothing) arms the watch (one-shot: the
 //! first write event disarms it) and, if it was not armed, reads once more before it waits, so
 //! a write made before the arming is not missed (see `files/watch.rs`).
+//!
+//! # No log file
+//!
+//! A follower that finds no log file waits, and looks at its container when signalled (or at
+//! its heartbeat). A container that ran had a file (Docker creates it at the start), so a
+//! stopped one with none was deleted under the follower: that is counted as a removal
+//! ([`Look::Removing`], `removed.rs`), never taken for a container that wrote nothing.
 
 use std::{io, sync::OnceLock, time::Duration};
 
-use bollard::query_parameters::InspectContainerOptions;
+use bollard::{
+    models::{ContainerState, ContainerStateStatusEnum as Status},
+    query_parameters::InspectContainerOptions,
+};
 use capture_core::ErrorChain;
 use tokio::time::Instant;
 use tracing::debug;
@@ -33,9 +43,29 @@ use crate::{coalesce::PAUSE, error::docker_status, timestamp::api_time_nanos};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Look {
     Running,
-    Stopped,
+    /// Not running; `ran`: it started at least once, so Docker created its log file.
+    Stopped {
+        ran: bool,
+    },
+    /// Docker is removing it (`removing`, or `dead` after a removal that failed): its files may
+    /// be deleted already while the daemon still answers for it.
+    Removing,
     /// Removed: Docker answered 404.
     Gone,
+}
+
+impl Look {
+    fn of(state: &ContainerState) -> Look {
+        if state.running == Some(true) {
+            return Look::Running;
+        }
+        match state.status {
+            Some(Status::REMOVING | Status::DEAD) => Look::Removing,
+            _ if state.dead == Some(true) => Look::Removing,
+            Some(Status::CREATED) => Look::Stopped { ran: false },
+            _ => Look::Stopped { ran: true },
+        }
+    }
 }
 
 /// The heartbeats of quiet followers fall on multiples of this (at most; a quarter of the
@@ -206,6 +236,45 @@ impl FileFollower {
         Ok(None)
     }
 
+    /// No log file: the container is gone, or has not written one yet.
+    pub(super) async fn wait_for_a_file(&mut self) -> io::Result<Option<End>> {
+        if self.env.signal.is_removed() {
+            return self.drain_removed().await.map(Some);
+        }
+        match self.wait().await {
+            Wake::Cancelled => Ok(Some(End::Cancelled)),
+            Wake::Changed => Ok(None),
+            // Nothing written, nothing to drain.
+            Wake::Released => Ok(self.complete_release()),
+            Wake::Signal | Wake::Timer => {
+                self.heartbeat.beat();
+                match self.look().await {
+                    Look::Running => Ok(None),
+                    // Docker creates the log file when the container starts: none to read.
+                    Look::Stopped { ran: false } => Ok(Some(End::Finished)),
+                    look @ (Look::Stopped { ran: true } | Look::Removing) => {
+                        self.stopped_with_no_file(look).await.map(Some)
+                    }
+                    // Removed before its files were opened (its removal may not be signalled
+                    // yet): what the watcher holds is read, the rest counted as lost.
+                    Look::Gone => self.drain_removed().await.map(Some),
+                }
+            }
+        }
+    }
+
+    /// A container that ran, and had no log file at the last look. A file written since is
+    /// read to its end. Still none: Docker deleted it. A `--rm` job's directory goes before the
+    /// container leaves the daemon, which answers `removing`, `dead` or `exited` meanwhile, so
+    /// its removal is not signalled yet; what the watcher holds is read, the rest counted as
+    /// lost, never taken for a container that wrote nothing.
+    async fn stopped_with_no_file(&mut self, look: Look) -> io::Result<End> {
+        if self.open()? && look != Look::Removing {
+            return self.drain_and_finish().await;
+        }
+        self.drain_removed().await
+    }
+
     /// The container stopped: read what is left, then finish.
     pub(super) async fn drain_and_finish(&mut self) -> io::Result<End> {
         if let Some(end) = self.read_available().await? {
@@ -255,10 +324,7 @@ impl FileFollower {
                     .task
                     .shared
                     .observe_finished_at(api_time_nanos(state.finished_at.as_deref()));
-                match state.running.unwrap_or(false) {
-                    true => Look::Running,
-                    false => Look::Stopped,
-                }
+                Look::of(&state)
             }
             Err(error) if docker_status(&error) == Some(404) => Look::Gone,
             Err(error) => {
@@ -279,6 +345,39 @@ impl FileFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_inspection_tells_a_removal_from_a_stop() {
+        let state = |status, running, dead| ContainerState {
+            status: Some(status),
+            running: Some(running),
+            dead: Some(dead),
+            ..ContainerState::default()
+        };
+        let cases = [
+            (state(Status::RUNNING, true, false), Look::Running),
+            (
+                state(Status::EXITED, false, false),
+                Look::Stopped { ran: true },
+            ),
+            (
+                state(Status::CREATED, false, false),
+                Look::Stopped { ran: false },
+            ),
+            // Docker deletes the directory while the container is `removing`; a removal that
+            // failed leaves it `dead`.
+            (state(Status::REMOVING, false, false), Look::Removing),
+            (state(Status::DEAD, false, true), Look::Removing),
+            (state(Status::EXITED, false, true), Look::Removing),
+        ];
+        for (state, look) in cases {
+            assert_eq!(Look::of(&state), look, "{state:?}");
+        }
+        assert_eq!(
+            Look::of(&ContainerState::default()),
+            Look::Stopped { ran: true }
+        );
+    }
 
     #[test]
     fn quiet_followers_beat_on_one_grid_and_never_late() {
