@@ -3,7 +3,10 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
-use bollard::{Docker, models::ContainerInspectResponse};
+use bollard::{
+    Docker,
+    models::{ContainerInspectResponse, HostConfig, HostConfigLogConfig},
+};
 use capture_core::ContainerId;
 use task_supervisor::Supervisor;
 use tokio::time::Instant;
@@ -43,6 +46,8 @@ pub(crate) struct FileMode {
     targets: HashMap<ContainerId, Option<FileTarget>>,
     tasks: HashMap<ContainerId, FileTask>,
     draining: HashMap<ContainerId, Draining>,
+    /// Docker's containers directory, once watched for new containers (`watch/early.rs`).
+    containers_dir: Option<PathBuf>,
 }
 
 impl FileMode {
@@ -53,13 +58,15 @@ impl FileMode {
             targets: HashMap::new(),
             tasks: HashMap::new(),
             draining: HashMap::new(),
+            containers_dir: None,
         }
     }
 
-    /// With `read_mode = "files"`, checks once that Docker's containers directory can be read:
-    /// a clear error at start rather than a failure per container.
-    pub(crate) async fn check_root(&self, docker: &Docker) -> Result<()> {
-        if self.read_mode != ReadMode::Files {
+    /// Finds Docker's containers directory and watches it for new containers, whose log files
+    /// are then opened as Docker creates them (`watch/early.rs`). With `read_mode = "files"`
+    /// it must be readable: a clear error at start rather than a failure per container.
+    pub(crate) async fn watch_root(&mut self, docker: &Docker) -> Result<()> {
+        if self.read_mode == ReadMode::Api {
             return Ok(());
         }
         let info = docker.info().await.map_err(|source| Error::Docker {
@@ -70,10 +77,51 @@ impl FileMode {
             .docker_root_dir
             .unwrap_or_else(|| "/var/lib/docker".to_owned());
         let path = PathBuf::from(root).join("containers");
-        match std::fs::read_dir(&path) {
-            Ok(_) => Ok(()),
-            Err(source) => Err(Error::FilesUnreadable { path, source }),
+        if let Err(source) = std::fs::read_dir(&path) {
+            if self.read_mode == ReadMode::Files {
+                return Err(Error::FilesUnreadable { path, source });
+            }
+            debug!(dir = %path.display(), error = %source, "Docker's containers directory is not readable");
+            return Ok(());
         }
+        match self.watcher.watch_containers(&path) {
+            Ok(()) => self.containers_dir = Some(path),
+            Err(error) => {
+                debug!(dir = %path.display(), error = %error, "cannot watch Docker's containers directory; new containers are found by their events alone");
+            }
+        }
+        Ok(())
+    }
+
+    /// A container removed before the source could inspect it: `true` if the watcher holds its
+    /// log file since its creation (`watch/early.rs`), and it can be read as a removed
+    /// container (json-file, its options unknown: no rotation assumed).
+    pub(crate) fn removed_early(&mut self, id: &ContainerId) -> bool {
+        let Some(dir) = &self.containers_dir else {
+            return false;
+        };
+        if self.read_mode == ReadMode::Api || !self.watcher.holds_early(id.as_str()) {
+            return false;
+        }
+        let live = dir.join(id.as_str()).join(format!("{id}-json.log"));
+        let response = ContainerInspectResponse {
+            log_path: Some(live.to_string_lossy().into_owned()),
+            host_config: Some(HostConfig {
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".to_owned()),
+                    config: None,
+                }),
+                ..HostConfig::default()
+            }),
+            ..ContainerInspectResponse::default()
+        };
+        self.targets.insert(id.clone(), FileTarget::of(&response));
+        true
+    }
+
+    /// The container will not be read from files: the watcher closes what it opened early.
+    pub(crate) fn release_early(&self, id: &ContainerId) {
+        self.watcher.release_early(id.as_str());
     }
 
     /// Records where an inspected container's log files are.
@@ -93,7 +141,11 @@ impl FileMode {
     ) -> Option<FileEnv> {
         let id = &task.shared.id;
         let target = self.targets.get(id)?.clone()?;
-        if self.read_mode == ReadMode::Auto && !target.is_readable() {
+        // A removed container's directory is gone; the watcher may hold its files still.
+        if self.read_mode == ReadMode::Auto
+            && !target.is_readable()
+            && !self.watcher.holds_early(id.as_str())
+        {
             debug!(container_id = %id, dir = %target.files.dir().display(), "log files not readable; reading through the API");
             return None;
         }
@@ -157,6 +209,7 @@ impl FileMode {
     /// Removes the tasks of removed containers that finished reading; stops those that take
     /// longer than [`DRAIN_LIMIT`].
     pub(crate) async fn reap(&mut self, supervisor: &Supervisor) {
+        self.watcher.expire_early();
         let mut ended = Vec::new();
         for (id, draining) in &self.draining {
             let live = supervisor.task(&draining.task_id).is_some_and(|task| {

@@ -79,6 +79,42 @@ struct Interest {
     preopened: PreopenQueue,
     /// Whether the follower waits for writes (see the module docs).
     armed: AtomicBool,
+    /// The inode of the live file found when an early registration added its watch (0: none),
+    /// so that file's creation, if it was queued after the watch, is not counted twice
+    /// (`early.rs`).
+    initial: AtomicU64,
+    /// Whether that file was found: it is the first, count 0 (else the first is count 1).
+    listed_first: AtomicBool,
+    /// The kernel queue's overflows when the directory was created and registered with it
+    /// (`early.rs`): the count of creations starts at the container's first live file.
+    /// `None`: registered later.
+    from_creation: Option<u64>,
+}
+
+impl Interest {
+    fn new(id: u64, dir: &Path, live_name: &OsStr, from_creation: Option<u64>) -> Interest {
+        Interest {
+            id,
+            notify: Notify::new(),
+            live_name: live_name.to_owned(),
+            live: dir.join(live_name),
+            created: AtomicU64::new(0),
+            preopened: PreopenQueue::default(),
+            armed: AtomicBool::new(false),
+            initial: AtomicU64::new(0),
+            listed_first: AtomicBool::new(false),
+            from_creation,
+        }
+    }
+
+    /// Whether a creation of the live file is the one an early registration found already
+    /// (asked once, at the first creation reported).
+    fn is_initial_file(&self) -> bool {
+        let inode = self.initial.swap(0, Ordering::AcqRel);
+        inode != 0
+            && std::fs::metadata(&self.live)
+                .is_ok_and(|meta| std::os::unix::fs::MetadataExt::ino(&meta) == inode)
+    }
 }
 
 /// One watched directory and the followers waiting on it.
@@ -124,6 +160,10 @@ type Listeners = HashMap<i32, Watched>;
 struct Shared {
     listeners: Listeners,
     next_id: u64,
+    /// Docker's containers directory, if watched for new containers (`early.rs`).
+    root: Option<early::Root>,
+    /// New containers' directories registered before any follower (`early.rs`).
+    early: early::EarlyMap,
 }
 
 /// The inotify instance, read and dispatched under one lock.
@@ -204,15 +244,16 @@ impl Watcher {
     /// directory that cannot be watched is polled.
     pub(crate) fn register(&self, dir: &Path, live_name: &OsStr) -> Registration {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let interest = Arc::new(Interest {
-            id: shared.next_id,
-            notify: Notify::new(),
-            live_name: live_name.to_owned(),
-            live: dir.join(live_name),
-            created: AtomicU64::new(0),
-            preopened: PreopenQueue::default(),
-            armed: AtomicBool::new(false),
-        });
+        // Registered when Docker created the directory: the follower takes that over.
+        if let Some((wd, interest)) = shared.early.claim(&dir.join(live_name)) {
+            return Registration {
+                watcher: self.clone(),
+                interest,
+                watch: Some(wd),
+                poll_delay: POLL_MIN,
+            };
+        }
+        let interest = Arc::new(Interest::new(shared.next_id, dir, live_name, None));
         shared.next_id += 1;
         // Added under the lock of the listeners: an event of the new watch is dispatched only
         // once its listener is known.
@@ -247,6 +288,10 @@ impl Watcher {
 
     fn unregister(&self, wd: i32, id: u64) {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        self.unregister_in(&mut shared, wd, id);
+    }
+
+    fn unregister_in(&self, shared: &mut Shared, wd: i32, id: u64) {
         let Some(watched) = shared.listeners.get_mut(&wd) else {
             return;
         };
@@ -389,6 +434,10 @@ impl Events {
                         if event.mask.contains(EventMask::MODIFY) {
                             written.push(wd);
                         }
+                        if shared.root.as_ref().is_some_and(|root| root.is(wd)) {
+                            early::created(&mut shared, &watches, &event, overflows);
+                            continue;
+                        }
                         self.dispatch(&shared, wd, event.mask, event.name, &mut created);
                     }
                     for wd in written {
@@ -438,7 +487,10 @@ impl Events {
         let creation = mask.contains(EventMask::CREATE);
         let write = mask.contains(EventMask::MODIFY);
         for interest in &watched.interests {
-            if creation && name == Some(interest.live_name.as_os_str()) {
+            if creation
+                && name == Some(interest.live_name.as_os_str())
+                && !interest.is_initial_file()
+            {
                 interest.created.fetch_add(1, Ordering::AcqRel);
                 created.push(interest.clone());
             }
@@ -518,6 +570,7 @@ impl WatchLoop {
 }
 
 mod births;
+mod early;
 
 #[cfg(test)]
 mod tests;

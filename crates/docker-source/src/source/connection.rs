@@ -249,7 +249,7 @@ impl SourceActor<'_> {
             })?;
         let first = !self.listed_once;
         if first {
-            self.files.check_root(&docker).await?;
+            self.files.watch_root(&docker).await?;
         }
         let version = client::version_string(&docker);
         self.docker = Some(docker.clone());

@@ -23,7 +23,8 @@ impl SourceActor<'_> {
             "start" => {
                 let known = self.containers.contains_key(&id) || self.destroyed.contains_key(&id);
                 if !self.refresh(&id, true).await && !known {
-                    self.removed_before_read(&id, actor.attributes.unwrap_or_default());
+                    let attributes = actor.attributes.unwrap_or_default();
+                    self.removed_before_read(&id, attributes).await;
                 }
             }
             "unpause" | "rename" => {
@@ -45,10 +46,12 @@ impl SourceActor<'_> {
     }
 
     /// A container that started and was removed before the source could look at it (a short
-    /// `--rm` job on a busy host): its logs are gone. If the filters would have taken it
-    /// (judged on the event's name, image and labels), the loss is counted and logged.
-    pub(super) fn removed_before_read(
-        &self,
+    /// `--rm` job on a busy host). If the filters would have taken it (judged on the event's
+    /// name, image and labels), the log file the watcher opened when Docker created it is read
+    /// to its end (`files/watch/early.rs`); without one, its logs are gone, and the loss is
+    /// counted and logged.
+    pub(super) async fn removed_before_read(
+        &mut self,
         id: &ContainerId,
         attributes: HashMap<String, String>,
     ) {
@@ -61,9 +64,17 @@ impl SourceActor<'_> {
             .into_iter()
             .filter(|(key, _)| key != "name" && key != "image")
             .collect();
-        if !self.self_container.is(id.as_str()) && self.filter.accepts(&info) {
-            removal::report_loss(id.as_str(), &info.name, 0, true);
+        if self.self_container.is(id.as_str()) || !self.filter.accepts(&info) {
+            self.files.release_early(id);
+            return;
         }
+        if self.files.removed_early(id) {
+            debug!(container_id = %id, "container removed before it was inspected; reading the log file held since its creation");
+            self.monitor(info, true, None).await;
+            self.forget(id).await;
+            return;
+        }
+        removal::report_loss(id.as_str(), &info.name, 0, true);
     }
 
     /// Inspects a container and monitors it (or stops monitoring it) accordingly.

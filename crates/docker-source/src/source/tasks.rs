@@ -30,9 +30,11 @@ impl SourceActor<'_> {
         let id = info.id.clone();
         if self.self_container.is(id.as_str()) {
             debug!(container_id = %id, "not capturing the agent's own container");
+            self.files.release_early(&id);
             return;
         }
         if !self.filter.accepts(&info) {
+            self.files.release_early(&id);
             // Its task reads what Docker has and completes (`source/reload.rs`).
             self.release(&id);
             return;
@@ -96,9 +98,12 @@ impl SourceActor<'_> {
             Some(file_env) => self.supervisor.spawn(spec.with_mode("files"), move |ctx| {
                 file_task(ctx, file_env.clone())
             }),
-            None => self.supervisor.spawn(spec.with_mode("api"), move |ctx| {
-                container_task(ctx, env.clone())
-            }),
+            None => {
+                self.files.release_early(id);
+                self.supervisor.spawn(spec.with_mode("api"), move |ctx| {
+                    container_task(ctx, env.clone())
+                })
+            }
         };
         match spawned {
             Ok(()) => {

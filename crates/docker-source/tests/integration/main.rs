@@ -13,6 +13,7 @@ mod harness;
 mod leaks;
 mod lifecycle;
 mod multiline;
+mod proxy;
 mod reload;
 mod removal;
 mod resume;

@@ -1,11 +1,17 @@
 //! Removed containers: a `--rm` job's lines are read to the end after its removal, through a
-//! slow pipeline; a drain that cannot progress ends at its bound and counts what it lost.
+//! slow pipeline, and in file mode also when it was removed before the source saw it start; a
+//! drain that cannot progress ends at its bound and counts what it lost.
 
 use std::time::Duration;
 
 use docker_source::DockerConfig;
 
-use crate::harness::{self, Harness, Sink, config, counter, loggen, unique};
+use test_support::{docker::docker_output, wait::until};
+
+use crate::{
+    harness::{self, Harness, Sink, config, config_files, counter, loggen, unique},
+    proxy::FreezingProxy,
+};
 
 const LINES: usize = 30_000;
 
@@ -119,5 +125,81 @@ async fn a_drain_that_cannot_progress_ends_at_its_bound_and_counts_the_loss() {
     let received = harness.sink.with(|c| c.count(&id));
     assert!(received as u64 + dropped <= LINES as u64);
     assert_eq!(counter("task_failures_total", None), 0);
+    harness.stop().await;
+}
+
+/// A `--rm` job that runs and is removed while the source is behind on the daemon's events
+/// (held back here by a proxy; on a busy host, by other containers' inspections): when the
+/// source sees it start, the daemon no longer knows it. The watcher opened its log file the
+/// moment Docker created it, so every line arrives once, and no loss is counted. Without that
+/// (the API path cannot), all of them were lost, counted as one gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rm_job_removed_before_the_source_saw_it_start_is_read_whole_from_its_file() {
+    let _shared = harness::process_lock().read().await;
+    test_support::docker::loggen_image();
+    let proxy = FreezingProxy::start().await;
+    let label = unique("rm-unseen");
+    let dir = tempfile::tempdir().unwrap();
+    let config = DockerConfig {
+        host: Some(format!("tcp://{}", proxy.address)),
+        ..config_files(&label)
+    };
+    let harness = Harness::start(config, dir.path(), Sink::default());
+    let gaps_before = counter(
+        "log_capturer_stream_gaps_total",
+        Some(("reason", "removed")),
+    );
+    let within = Duration::from_secs(60);
+    tokio::task::block_in_place(|| {
+        until(within, "the source's events connection", || {
+            Ok(!proxy.events_ports.lock().unwrap().is_empty())
+        })
+    })
+    .unwrap();
+    proxy.hold_events(true);
+    let lines = 2_000;
+    let job = loggen(
+        &label,
+        &["--rm"],
+        &["--tag", "unseen", "--lines", &lines.to_string()],
+    );
+    let id = job.id().to_owned();
+    harness
+        .sink
+        .collected
+        .lock()
+        .unwrap()
+        .checker
+        .expect(&id, "unseen", lines as u64);
+    tokio::task::block_in_place(|| {
+        until(within, "Docker removed the job", || {
+            Ok(!docker_output(&["inspect", &id]).status.success())
+        })
+    })
+    .unwrap();
+    assert!(
+        harness.task_mode(&id).is_none(),
+        "the source did not see it"
+    );
+    proxy.hold_events(false);
+    harness
+        .sink
+        .wait_until("every line of the removed job", |c| c.count(&id) >= lines)
+        .await;
+    harness
+        .wait_task(&id, "removed once drained", |state| state.is_none())
+        .await;
+    harness.sink.with(|c| {
+        c.report().assert_perfect();
+        assert_eq!(c.count(&id), lines);
+    });
+    assert_eq!(
+        counter(
+            "log_capturer_stream_gaps_total",
+            Some(("reason", "removed"))
+        ),
+        gaps_before,
+        "nothing lost"
+    );
     harness.stop().await;
 }

@@ -3,24 +3,16 @@
 //! container read from files (the periodic listing finds both), and TCP connections to the
 //! daemon carry keepalive.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use docker_source::{DockerConfig, ReadMode};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, UnixStream},
-    task::JoinSet,
-};
 
 use capture_core::status::TaskState;
 
-use crate::harness::{self, Harness, Sink, config, config_files, loggen, unique};
+use crate::{
+    harness::{self, Harness, Sink, config, config_files, loggen, unique},
+    proxy::FreezingProxy,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_stream_is_checked_and_kept_open_not_reopened() {
@@ -113,97 +105,6 @@ async fn quiet_container(mode: ReadMode) {
     );
     harness.stop().await;
     sink.with(|c| c.report().assert_perfect());
-}
-
-/// A TCP proxy to the daemon's Unix socket whose `/events` connections can be made silent
-/// (their answer withheld, the connection kept open): a half-open connection as the source
-/// sees it.
-struct FreezingProxy {
-    address: std::net::SocketAddr,
-    frozen: Arc<AtomicBool>,
-    /// Bytes of `/events` answers withheld while frozen.
-    withheld: Arc<AtomicU64>,
-    /// The source's ports of its `/events` connections.
-    events_ports: Arc<std::sync::Mutex<Vec<u16>>>,
-    _tasks: JoinSet<()>,
-}
-
-impl FreezingProxy {
-    async fn start() -> FreezingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let frozen = Arc::new(AtomicBool::new(false));
-        let withheld = Arc::new(AtomicU64::new(0));
-        let events_ports = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut tasks = JoinSet::new();
-        let (frozen_in, withheld_in, ports_in) =
-            (frozen.clone(), withheld.clone(), events_ports.clone());
-        tasks.spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((client, peer)) = listener.accept().await else {
-                    return;
-                };
-                let (frozen, withheld, ports) =
-                    (frozen_in.clone(), withheld_in.clone(), ports_in.clone());
-                connections.spawn(async move {
-                    let _ = relay(client, peer.port(), frozen, withheld, ports).await;
-                });
-            }
-        });
-        FreezingProxy {
-            address,
-            frozen,
-            withheld,
-            events_ports,
-            _tasks: tasks,
-        }
-    }
-}
-
-fn daemon_socket() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|host| host.strip_prefix("unix://").map(str::to_owned))
-        .unwrap_or_else(|| "/var/run/docker.sock".to_owned())
-}
-
-/// Relays one connection; an `/events` answer is withheld while the proxy is frozen.
-async fn relay(
-    client: TcpStream,
-    port: u16,
-    frozen: Arc<AtomicBool>,
-    withheld: Arc<AtomicU64>,
-    ports: Arc<std::sync::Mutex<Vec<u16>>>,
-) -> std::io::Result<()> {
-    let daemon = UnixStream::connect(daemon_socket()).await?;
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut daemon_read, mut daemon_write) = daemon.into_split();
-    // The request head tells whether this is the events stream.
-    let mut head = vec![0u8; 4096];
-    let read = client_read.read(&mut head).await?;
-    let is_events = head[..read].windows(8).any(|w| w == b"/events?");
-    if is_events {
-        ports.lock().unwrap().push(port);
-    }
-    daemon_write.write_all(&head[..read]).await?;
-    let upstream = tokio::io::copy(&mut client_read, &mut daemon_write);
-    let downstream = async {
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            let read = daemon_read.read(&mut buffer).await?;
-            if read == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            if is_events && frozen.load(Ordering::SeqCst) {
-                withheld.fetch_add(read as u64, Ordering::SeqCst);
-                continue;
-            }
-            client_write.write_all(&buffer[..read]).await?;
-        }
-    };
-    let _ = tokio::join!(upstream, downstream);
-    Ok(())
 }
 
 /// The `timer_active` field of the TCP socket bound to local port `port` in `/proc/net/tcp`:

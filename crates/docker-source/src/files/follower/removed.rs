@@ -7,7 +7,8 @@
 //! files the watcher opened, if any. What Docker wrote before the oldest of them (everything,
 //! if there is none) was never held: how much is unknown, so it is counted as one removal gap
 //! (`stream_gaps_total{reason="removed"}`) and logged, as the source does for a container
-//! removed before it could be inspected.
+//! removed before it could be inspected. Nothing was, if the oldest is the container's first
+//! live file, opened by the watcher since its directory was created (`watch/early.rs`).
 
 use std::io;
 
@@ -26,10 +27,13 @@ impl FileFollower {
 
     /// No tail: one of the files the watcher opened (see the module docs).
     fn adopt_removed(&mut self) -> io::Result<()> {
-        let info = self.env.task.shared.info();
-        removal::report_loss(info.id.as_str(), &info.name, 0, true);
         let files = self.env.target.files.clone();
-        let Some(tail) = Tail::of_removed(files, self.births())? else {
+        let adopted = Tail::of_removed(files, self.births())?;
+        if !adopted.as_ref().is_some_and(|(_, first)| *first) {
+            let info = self.env.task.shared.info();
+            removal::report_loss(info.id.as_str(), &info.name, 0, true);
+        }
+        let Some((tail, _)) = adopted else {
             return Ok(());
         };
         let read = self.reset_reading();

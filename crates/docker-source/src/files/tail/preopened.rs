@@ -44,9 +44,13 @@ impl Tail {
     /// A tail of a removed container whose follower never held its files: the live files the
     /// watcher opened as Docker created them, numbered by their counts from the oldest (which
     /// is read first). `None`: the watcher opened none. What was written before the oldest is
-    /// not held: the caller counts it. Call [`Tail::removed`] (after configuring the tail) to
-    /// queue the others.
-    pub(crate) fn of_removed(files: LogFiles, births: Option<Births>) -> io::Result<Option<Tail>> {
+    /// not held: the caller counts it, unless the flag is `true`: the oldest is the container's
+    /// first live file (its directory was watched from its creation, `watch/early.rs`). Call
+    /// [`Tail::removed`] (after configuring the tail) to queue the others.
+    pub(crate) fn of_removed(
+        files: LogFiles,
+        births: Option<Births>,
+    ) -> io::Result<Option<(Tail, bool)>> {
         let Some(births) = births else {
             return Ok(None);
         };
@@ -54,6 +58,7 @@ impl Tail {
         let Some(oldest) = taken.next() else {
             return Ok(None);
         };
+        let first = births.is_first(oldest.count);
         let number = oldest.count.map_or(0, look::created);
         let current = Generation::from_file(oldest.file, files.live(), number)?;
         let mut looker = look::Looker::new(files, Some(births));
@@ -66,7 +71,7 @@ impl Tail {
             let generation = Generation::from_file(preopened.file, live, 0)?;
             tail.hold_preopened(preopened.count, generation);
         }
-        Ok(Some(tail))
+        Ok(Some((tail, first)))
     }
 
     /// The container was removed: Docker deleted its directory, so no look will list its files

@@ -65,6 +65,15 @@ impl Births {
         })
     }
 
+    /// Whether `count` is the container's first live file: counted since its directory was
+    /// created (`early.rs`), with no creation lost since.
+    pub(crate) fn is_first(&self, count: Option<BirthCount>) -> bool {
+        let first = u64::from(!self.interest.listed_first.load(Ordering::Acquire));
+        self.interest.from_creation.is_some_and(|at| {
+            count.is_some_and(|count| count.overflows == at && count.created == first)
+        })
+    }
+
     /// Takes the live files opened as they were created (oldest first).
     pub(crate) fn take_preopened(&self) -> Vec<Preopened> {
         self.interest.preopened.take()
@@ -90,7 +99,7 @@ impl Births {
 pub(super) struct PreopenQueue(Mutex<VecDeque<Preopened>>);
 
 impl PreopenQueue {
-    fn push(&self, preopened: Preopened) {
+    pub(super) fn push(&self, preopened: Preopened) {
         let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.len() == PREOPENED_KEPT {
             queue.pop_front();
@@ -101,6 +110,13 @@ impl PreopenQueue {
     fn take(&self) -> Vec<Preopened> {
         let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         queue.drain(..).collect()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 }
 

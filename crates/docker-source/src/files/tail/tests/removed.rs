@@ -174,10 +174,11 @@ fn a_removed_container_never_opened_is_read_from_the_files_the_watcher_opened() 
         births.count().unwrap();
         rotate_through(&dir, &births, 2..=rotations);
         fs::remove_dir_all(dir.dir.path()).unwrap();
-        let mut tail = Tail::of_removed(dir.files(), Some(births.clone()))
+        let (tail, first) = Tail::of_removed(dir.files(), Some(births.clone()))
             .unwrap()
-            .expect("the watcher opened files")
-            .with_rotated_size(2);
+            .expect("the watcher opened files");
+        assert!(!first, "registered after the directory was created");
+        let mut tail = tail.with_rotated_size(2);
         tail.removed().unwrap();
         let expected: String = (first_kept..=rotations).map(|n| format!("{n}\n")).collect();
         assert_eq!(drain(&mut tail, 64).0, expected, "{rotations} rotations");

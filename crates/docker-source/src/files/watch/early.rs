@@ -1,0 +1,234 @@
+//! Containers seen created before the source knows them. Docker's `containers/` directory is
+//! watched; each new container's directory is registered the moment its creation is read (from
+//! the watcher's thread), so its json-file log file is opened as soon as Docker creates it, at
+//! the container's start (`births.rs`). A `--rm` job that runs and is removed before the source
+//! could look at it (its events wait behind others' inspections on a busy host) is then still
+//! held, and read whole (`files/mode.rs`).
+//!
+//! A follower that registers for such a directory takes the registration over
+//! ([`EarlyMap::claim`]): its count of creations starts at the container's first live file, so
+//! a removed container's follower knows when the oldest file held is the first one, and that
+//! nothing was lost before it ([`super::Births::from_the_first`]). The live file found when the
+//! directory's watch is added (Docker may create it first) is that first file, count 0; if its
+//! creation was queued after the watch, that event is not counted again
+//! ([`super::Interest::is_initial_file`]).
+//!
+//! Bounds: at most [`EARLY_MAX`] containers are held unclaimed, each for at most
+//! [`EARLY_KEEP`]; the source releases at once those it will not read from files. Past them, a
+//! container is found through the source's events alone, as before.
+
+use std::{
+    collections::HashMap,
+    ffi::{OsStr, OsString},
+    fs::File,
+    io,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{Arc, PoisonError, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use inotify::{Event, EventMask, WatchMask, Watches};
+use tracing::debug;
+
+use super::{BirthCount, Interest, Shared, Watched, Watcher, births::Preopened, mask};
+
+/// Containers held before any follower claims them, at most.
+pub(crate) const EARLY_MAX: usize = 256;
+/// How long a container's files are held for a follower that has not claimed them.
+pub(crate) const EARLY_KEEP: Duration = Duration::from_secs(60);
+
+/// Docker's containers directory, watched for new containers.
+#[derive(Debug)]
+pub(super) struct Root {
+    wd: i32,
+    dir: PathBuf,
+}
+
+impl Root {
+    pub(super) fn is(&self, wd: i32) -> bool {
+        self.wd == wd
+    }
+}
+
+/// A new container's directory, registered before any follower.
+#[derive(Debug)]
+struct Early {
+    wd: i32,
+    interest: Arc<Interest>,
+    since: Instant,
+}
+
+/// The unclaimed early registrations, by container id (the directory's name).
+#[derive(Debug, Default)]
+pub(super) struct EarlyMap(HashMap<OsString, Early>);
+
+impl EarlyMap {
+    /// The registration of the live file `live`, if one was made when its directory was
+    /// created: the follower takes it over.
+    pub(super) fn claim(&mut self, live: &Path) -> Option<(i32, Arc<Interest>)> {
+        let name = live.parent()?.file_name()?;
+        if self.0.get(name)?.interest.live != live {
+            return None;
+        }
+        let early = self.0.remove(name)?;
+        Some((early.wd, early.interest))
+    }
+}
+
+/// An event of the containers directory: a new container's directory is registered.
+pub(super) fn created(
+    shared: &mut Shared,
+    watches: &Watches,
+    event: &Event<&OsStr>,
+    overflows: u64,
+) {
+    if !event.mask.contains(EventMask::CREATE | EventMask::ISDIR) {
+        return;
+    }
+    let (Some(name), Some(root)) = (event.name, shared.root.as_ref()) else {
+        return;
+    };
+    if !is_container_id(name) || shared.early.0.len() >= EARLY_MAX {
+        return;
+    }
+    let dir = root.dir.join(name);
+    let mut live_name = name.to_owned();
+    live_name.push("-json.log");
+    let wd = match watches.clone().add(&dir, mask(false) | WatchMask::MASK_ADD) {
+        Ok(wd) => wd,
+        Err(error) => {
+            debug!(dir = %dir.display(), error = %error, "cannot watch a new container's directory");
+            return;
+        }
+    };
+    let interest = Arc::new(Interest::new(
+        shared.next_id,
+        &dir,
+        &live_name,
+        Some(overflows),
+    ));
+    shared.next_id += 1;
+    open_initial(&interest, overflows);
+    let number = wd.get_watch_descriptor_id();
+    shared
+        .listeners
+        .entry(number)
+        .or_insert_with(|| Watched {
+            descriptor: wd,
+            dir,
+            interests: Vec::new(),
+            writes: false,
+        })
+        .interests
+        .push(interest.clone());
+    let early = Early {
+        wd: number,
+        interest,
+        since: Instant::now(),
+    };
+    shared.early.0.insert(name.to_owned(), early);
+}
+
+/// The live file Docker created before the directory's watch was added: the first one (its
+/// number is unknown if Docker rotated already).
+fn open_initial(interest: &Interest, overflows: u64) {
+    let Ok(file) = File::open(&interest.live) else {
+        return;
+    };
+    let Ok(meta) = file.metadata() else {
+        return;
+    };
+    let mut rotated = interest.live.clone().into_os_string();
+    rotated.push(".1");
+    let count = (!Path::new(&rotated).exists()).then_some(BirthCount {
+        created: 0,
+        overflows,
+    });
+    interest.initial.store(meta.ino(), Ordering::Release);
+    interest.listed_first.store(true, Ordering::Release);
+    interest.preopened.push(Preopened { count, file });
+}
+
+/// Docker names a container's directory by its 64-hex-digit id.
+fn is_container_id(name: &OsStr) -> bool {
+    name.len() == 64 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit)
+}
+
+impl Watcher {
+    /// Watches Docker's containers directory for new containers (see the module docs).
+    pub(crate) fn watch_containers(&self, dir: &Path) -> io::Result<()> {
+        let Some((_, watches)) = &self.events else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "inotify is not available",
+            ));
+        };
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let wd = watches
+            .clone()
+            .add(dir, WatchMask::CREATE | WatchMask::ONLYDIR)?;
+        shared.root = Some(Root {
+            wd: wd.get_watch_descriptor_id(),
+            dir: dir.to_path_buf(),
+        });
+        Ok(())
+    }
+
+    /// Whether the container's files are held since its creation, with a file opened (the
+    /// events queued so far are dispatched first: a removed container made all of its own).
+    pub(crate) fn holds_early(&self, container: &str) -> bool {
+        if let Some((events, _)) = &self.events {
+            events.drain(&self.shared);
+        }
+        let shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared
+            .early
+            .0
+            .get(OsStr::new(container))
+            .is_some_and(|early| !early.interest.preopened.is_empty())
+    }
+
+    /// The source will not read the container from files: its files are closed.
+    pub(crate) fn release_early(&self, container: &str) {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(early) = shared.early.0.remove(OsStr::new(container)) {
+            self.unregister_in(&mut shared, early.wd, early.interest.id);
+        }
+    }
+
+    /// Closes the files of containers no follower claimed within [`EARLY_KEEP`].
+    pub(crate) fn expire_early(&self) {
+        self.expire_early_after(EARLY_KEEP);
+    }
+
+    fn expire_early_after(&self, keep: Duration) {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let expired: Vec<OsString> = shared
+            .early
+            .0
+            .iter()
+            .filter(|(_, early)| early.since.elapsed() >= keep)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            if let Some(early) = shared.early.0.remove(&name) {
+                self.unregister_in(&mut shared, early.wd, early.interest.id);
+            }
+        }
+    }
+
+    /// How many containers are held unclaimed.
+    #[cfg(test)]
+    pub(crate) fn early_count(&self) -> usize {
+        self.shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .early
+            .0
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
