@@ -165,6 +165,9 @@ impl Tail {
         };
         let mut tail = Tail::with_current(looker, current, max_open_ahead);
         tail.queue(candidates.collect());
+        if start == Start::Oldest {
+            tail.begin_with_older()?;
+        }
         Ok(Some(tail))
     }
 

@@ -27,7 +27,7 @@
 //! rotated throughout, or removed the container first) builds one from these files alone
 //! ([`Tail::of_removed`]), numbered by their counts from the oldest.
 
-use std::io;
+use std::{collections::BTreeMap, io};
 
 use super::{Ahead, Generation, MAX_OPEN_AHEAD, Slot, Tail, WantedFile, listing::LogFiles, look};
 use crate::files::watch::{BirthCount, Births};
@@ -200,6 +200,63 @@ impl Tail {
         let mut named = self.held().map(|g| (g.number, g.id)).chain(seen);
         let named_elsewhere = named.any(|(number, other)| number == label && other != id);
         Some(if named_elsewhere { label + 1 } else { label })
+    }
+
+    /// Reading starts at the oldest file listed: the files the watcher opened as Docker created
+    /// them, older than that one (Docker deleted them, or is about to), are read first, in
+    /// birth order. When the count of creations starts at the container's first file
+    /// (`watch/early.rs`), the generations missing before the one being read are counted lost:
+    /// Docker deleted them before anything opened them. (Registered later, nothing was
+    /// promised about generations older than the first look.)
+    pub(super) fn begin_with_older(&mut self) -> io::Result<()> {
+        let Some(births) = self.looker.births().cloned() else {
+            return Ok(());
+        };
+        let mut older = BTreeMap::new();
+        for preopened in births.take_preopened() {
+            let live = self.looker.files().live();
+            let generation = Generation::from_file(preopened.file, live, 0)?;
+            let id = generation.id;
+            let label = preopened.count.and_then(|count| self.label_of(count, id));
+            match label {
+                Some(label)
+                    if label < self.current.number && !self.held_by_tail().any(|g| g.id == id) =>
+                {
+                    older.insert(
+                        label,
+                        Generation {
+                            number: label,
+                            ..generation
+                        },
+                    );
+                }
+                _ => self.hold_preopened(preopened.count, generation),
+            }
+        }
+        let first = births
+            .first_count()
+            .and_then(|count| self.looker.number_of(count));
+        let held: Vec<(i64, std::path::PathBuf)> = older
+            .values()
+            .chain(std::iter::once(&self.current))
+            .map(|generation| (generation.number, generation.path.clone()))
+            .collect();
+        let mut expected = first;
+        for (number, path) in held {
+            if let Some(expected) = expected.filter(|expected| number > *expected) {
+                self.count_unseen(number - expected, true, &path);
+            }
+            expected = Some(number + 1);
+        }
+        let mut older = older.into_values();
+        if let Some(oldest) = older.next() {
+            let listed_oldest = std::mem::replace(&mut self.current, oldest);
+            self.ahead.push_front(Ahead::Open(listed_oldest));
+            for generation in older.rev() {
+                self.ahead.push_front(Ahead::Open(generation));
+            }
+        }
+        Ok(())
     }
 
     /// After a look: numbers the unanchored files whose counts it tied to the numbers.

@@ -511,4 +511,5 @@ fn a_hole_behind_the_generation_being_read_does_not_stop_the_tail() {
     assert_eq!(tail.take_losses(), Losses::default());
 }
 
+mod early;
 mod removed;

@@ -65,13 +65,17 @@ impl Births {
         })
     }
 
-    /// Whether `count` is the container's first live file: counted since its directory was
-    /// created (`early.rs`), with no creation lost since.
+    /// The count of the container's first live file, if the count of creations starts there
+    /// (registered when its directory was created, `early.rs`).
+    pub(crate) fn first_count(&self) -> Option<BirthCount> {
+        let overflows = self.interest.from_creation?;
+        let created = u64::from(!self.interest.listed_first.load(Ordering::Acquire));
+        Some(BirthCount { created, overflows })
+    }
+
+    /// Whether `count` is the container's first live file (see [`Births::first_count`]).
     pub(crate) fn is_first(&self, count: Option<BirthCount>) -> bool {
-        let first = u64::from(!self.interest.listed_first.load(Ordering::Acquire));
-        self.interest.from_creation.is_some_and(|at| {
-            count.is_some_and(|count| count.overflows == at && count.created == first)
-        })
+        count.is_some() && count == self.first_count()
     }
 
     /// Takes the live files opened as they were created (oldest first).
