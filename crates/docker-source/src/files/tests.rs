@@ -1,10 +1,40 @@
 //! File entries go through the same decoder as the API's frames: the same lines, positions,
 //! merges, caps and counters; and a resume after a hint continues the ordinals.
 
+use std::path::PathBuf;
+
 use capture_core::{LogStream, Position};
 
-use super::{EntryFormat, Step, json_file::JsonFile};
+use super::{EntryFormat, Step, json_file::JsonFile, watch::Watcher};
 use crate::decoder::{DOCKER_PIECE_BYTES, Decoder, LineSink};
+
+/// A temporary stand-in for Docker's containers directory, watched for new containers (no
+/// loop reads the events: `Watcher::holds_early` and `Births::count` dispatch them).
+pub(super) struct ContainersRoot {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) watcher: Watcher,
+}
+
+impl ContainersRoot {
+    pub(super) fn new() -> ContainersRoot {
+        let dir = tempfile::tempdir().unwrap();
+        let (watcher, _no_loop) = Watcher::new();
+        watcher
+            .watch_containers(dir.path())
+            .expect("inotify works here");
+        ContainersRoot { dir, watcher }
+    }
+
+    /// Container `id`'s directory.
+    pub(super) fn container(&self, id: &str) -> PathBuf {
+        self.dir.path().join(id)
+    }
+
+    /// Its json-file log.
+    pub(super) fn live(&self, id: &str) -> PathBuf {
+        self.container(id).join(format!("{id}-json.log"))
+    }
+}
 
 #[derive(Debug, Default)]
 struct Collected(Vec<(LogStream, Position, String)>);

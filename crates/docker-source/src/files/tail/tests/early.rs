@@ -5,30 +5,24 @@
 use std::{fs, path::Path};
 
 use super::*;
-use crate::files::watch::{Births, Watcher};
+use crate::files::{tests::ContainersRoot, watch::Births};
 
 const ID: &str = "cd0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
 
 /// Docker's containers directory with one container, whose log is rotated with `max-file=2`.
-struct Container {
-    root: tempfile::TempDir,
-    watcher: Watcher,
-}
+struct Container(ContainersRoot);
 
 impl Container {
     fn created() -> Container {
-        let root = tempfile::tempdir().unwrap();
-        let (watcher, _no_loop) = Watcher::new();
-        watcher.watch_containers(root.path()).unwrap();
-        fs::create_dir(root.path().join(ID)).unwrap();
-        let container = Container { root, watcher };
+        let root = ContainersRoot::new();
+        fs::create_dir(root.container(ID)).unwrap();
         // The watcher reads the directory's creation and registers it.
-        assert!(!container.watcher.holds_early(ID));
-        container
+        assert!(!root.watcher.holds_early(ID));
+        Container(root)
     }
 
     fn live(&self) -> std::path::PathBuf {
-        self.root.path().join(ID).join(format!("{ID}-json.log"))
+        self.0.live(ID)
     }
 
     fn rotated(&self) -> std::path::PathBuf {
@@ -46,16 +40,16 @@ impl Container {
             fs::rename(self.live(), self.rotated()).unwrap();
         }
         fs::write(self.live(), text).unwrap();
-        self.watcher.holds_early(ID)
+        self.0.watcher.holds_early(ID)
     }
 
     /// The follower registers: it takes the registration made at the directory's creation.
     fn births(&self) -> (crate::files::watch::Registration, Births) {
-        let dir = self.root.path().join(ID);
         let live_name = format!("{ID}-json.log");
         let registration = self
+            .0
             .watcher
-            .register(&dir, Path::new(&live_name).as_os_str());
+            .register(&self.0.container(ID), Path::new(&live_name).as_os_str());
         let births = registration.births().expect("told of creations");
         (registration, births)
     }
@@ -101,7 +95,7 @@ fn the_generations_nothing_held_before_the_first_look_are_counted_lost() {
 #[test]
 fn a_late_registration_counts_nothing_before_its_first_look() {
     let container = Container::created();
-    container.watcher.release_early(ID);
+    container.0.watcher.release_early(ID);
     for text in ["1\n", "2\n", "3\n"] {
         assert!(!container.write_generation(text));
     }

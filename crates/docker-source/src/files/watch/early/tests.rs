@@ -1,35 +1,12 @@
 //! Early registrations against real inotify on a temporary "containers" directory. No loop
 //! reads the events: `holds_early` and `Births::count` dispatch them, so each step is exact.
 
-use std::{io::Read as _, path::PathBuf};
+use std::io::Read as _;
 
 use super::*;
+use crate::files::tests::ContainersRoot as Root;
 
 const ID: &str = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
-
-struct Root {
-    dir: tempfile::TempDir,
-    watcher: Watcher,
-}
-
-impl Root {
-    fn new() -> Root {
-        let dir = tempfile::tempdir().unwrap();
-        let (watcher, _no_loop) = Watcher::new();
-        watcher
-            .watch_containers(dir.path())
-            .expect("inotify works here");
-        Root { dir, watcher }
-    }
-
-    fn container(&self, id: &str) -> PathBuf {
-        self.dir.path().join(id)
-    }
-
-    fn live(&self, id: &str) -> PathBuf {
-        self.container(id).join(format!("{id}-json.log"))
-    }
-}
 
 fn content(mut file: &File) -> String {
     let mut text = String::new();
