@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{
+    Driver,
     cursor::{FileCursor, FileHint},
     follower::FileEnv,
     target::{FileSignal, FileTarget},
@@ -95,20 +96,34 @@ impl FileMode {
 
     /// A container removed before the source could inspect it: `true` if the watcher holds its
     /// log file since its creation (`watch/early.rs`), and it can be read as a removed
-    /// container (json-file, its options unknown: no rotation assumed).
+    /// container (its driver's options unknown: its default rotation assumed).
     pub(crate) fn removed_early(&mut self, id: &ContainerId) -> bool {
         let Some(dir) = &self.containers_dir else {
             return false;
         };
-        if self.read_mode == ReadMode::Api || !self.watcher.holds_early(id.as_str()) {
+        if self.read_mode == ReadMode::Api {
             return false;
         }
-        let live = dir.join(id.as_str()).join(format!("{id}-json.log"));
+        let Some(driver) = self.watcher.holds_early(id.as_str()) else {
+            return false;
+        };
+        let container_dir = dir.join(id.as_str());
+        let (typ, log_path) = match driver {
+            Driver::JsonFile => ("json-file", container_dir.join(format!("{id}-json.log"))),
+            Driver::Local => ("local", PathBuf::new()),
+        };
         let response = ContainerInspectResponse {
-            log_path: Some(live.to_string_lossy().into_owned()),
+            log_path: Some(log_path.to_string_lossy().into_owned()),
+            // Where the `local` driver's files are found (see `FileTarget::of`).
+            hostname_path: Some(
+                container_dir
+                    .join("hostname")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
             host_config: Some(HostConfig {
                 log_config: Some(HostConfigLogConfig {
-                    typ: Some("json-file".to_owned()),
+                    typ: Some(typ.to_owned()),
                     config: None,
                 }),
                 ..HostConfig::default()
@@ -144,7 +159,7 @@ impl FileMode {
         // A removed container's directory is gone; the watcher may hold its files still.
         if self.read_mode == ReadMode::Auto
             && !target.is_readable()
-            && !self.watcher.holds_early(id.as_str())
+            && self.watcher.holds_early(id.as_str()).is_none()
         {
             debug!(container_id = %id, dir = %target.files.dir().display(), "log files not readable; reading through the API");
             return None;

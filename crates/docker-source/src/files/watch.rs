@@ -438,6 +438,7 @@ impl Events {
                             early::created(&mut shared, &watches, &event, overflows);
                             continue;
                         }
+                        early::subdir_created(&mut shared, &watches, wd, &event, overflows);
                         self.dispatch(&shared, wd, event.mask, event.name, &mut created);
                     }
                     for wd in written {

@@ -267,3 +267,21 @@ async fn the_files_a_job_rotated_away_before_the_source_saw_it_start_are_read_wh
     let id = job.id().to_owned();
     behind.assert_whole(&id, lines, false).await;
 }
+
+/// The same with the `local` driver: its `local-logs/container.log` is opened as Docker creates
+/// it, and read whole after the job's removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_driver_rm_job_removed_before_the_source_saw_it_start_is_read_whole() {
+    let _shared = harness::process_lock().read().await;
+    let label = unique("rm-unseen-local");
+    let behind = Behind::start(&label).await;
+    let lines = 2_000;
+    let args = ["--rm", "--log-driver", "local"];
+    let job = behind
+        .run(&label, &args, lines, |id| {
+            !docker_output(&["inspect", id]).status.success()
+        })
+        .await;
+    let id = job.id().to_owned();
+    behind.assert_whole(&id, lines, true).await;
+}

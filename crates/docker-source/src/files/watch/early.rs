@@ -1,7 +1,8 @@
 //! Containers seen created before the source knows them. Docker's `containers/` directory is
 //! watched; each new container's directory is registered the moment its creation is read (from
 //! the watcher's thread), so its json-file log file is opened as soon as Docker creates it, at
-//! the container's start (`births.rs`). A `--rm` job that runs and is removed before the source
+//! the container's start (`births.rs`); so is its `local-logs/` directory, for the `local`
+//! driver's `container.log`. A `--rm` job that runs and is removed before the source
 //! could look at it (its events wait behind others' inspections on a busy host) is then still
 //! held, and read whole (`files/mode.rs`).
 //!
@@ -19,7 +20,7 @@
 
 use std::{
     collections::HashMap,
-    ffi::{OsStr, OsString},
+    ffi::OsStr,
     fs::File,
     io,
     os::unix::fs::MetadataExt,
@@ -32,6 +33,7 @@ use inotify::{Event, EventMask, WatchMask, Watches};
 use tracing::debug;
 
 use super::{BirthCount, Interest, Shared, Watched, Watcher, births::Preopened, mask};
+use crate::files::Driver;
 
 /// Containers held before any follower claims them, at most.
 pub(crate) const EARLY_MAX: usize = 256;
@@ -51,7 +53,7 @@ impl Root {
     }
 }
 
-/// A new container's directory, registered before any follower.
+/// A new container's directory (or its `local-logs/`), registered before any follower.
 #[derive(Debug)]
 struct Early {
     wd: i32,
@@ -59,20 +61,39 @@ struct Early {
     since: Instant,
 }
 
-/// The unclaimed early registrations, by container id (the directory's name).
+/// The unclaimed early registrations, by the directory registered.
 #[derive(Debug, Default)]
-pub(super) struct EarlyMap(HashMap<OsString, Early>);
+pub(super) struct EarlyMap(HashMap<PathBuf, Early>);
+
+/// The `local` driver's directory in a container's directory, and its live file.
+const LOCAL_DIR: &str = "local-logs";
+const LOCAL_LIVE: &str = "container.log";
 
 impl EarlyMap {
     /// The registration of the live file `live`, if one was made when its directory was
     /// created: the follower takes it over.
     pub(super) fn claim(&mut self, live: &Path) -> Option<(i32, Arc<Interest>)> {
-        let name = live.parent()?.file_name()?;
-        if self.0.get(name)?.interest.live != live {
+        let dir = live.parent()?;
+        if self.0.get(dir)?.interest.live != live {
             return None;
         }
-        let early = self.0.remove(name)?;
+        let early = self.0.remove(dir)?;
         Some((early.wd, early.interest))
+    }
+
+    /// The registrations of container `id` (its directory, its `local-logs/`).
+    fn of(root: &Path, id: &str) -> [PathBuf; 2] {
+        let dir = root.join(id);
+        let local = dir.join(LOCAL_DIR);
+        [dir, local]
+    }
+
+    /// The container directory whose watch is `wd`, if it is an early registration.
+    fn container_dir(&self, wd: i32) -> Option<&Path> {
+        self.0
+            .iter()
+            .find(|(dir, early)| early.wd == wd && dir.file_name() != Some(OsStr::new(LOCAL_DIR)))
+            .map(|(dir, _)| dir.as_path())
     }
 }
 
@@ -89,12 +110,46 @@ pub(super) fn created(
     let (Some(name), Some(root)) = (event.name, shared.root.as_ref()) else {
         return;
     };
-    if !is_container_id(name) || shared.early.0.len() >= EARLY_MAX {
+    if !is_container_id(name) {
         return;
     }
     let dir = root.dir.join(name);
     let mut live_name = name.to_owned();
     live_name.push("-json.log");
+    register(shared, watches, dir, &live_name, overflows);
+}
+
+/// A directory created in a watched one: a new container's `local-logs/` is registered.
+pub(super) fn subdir_created(
+    shared: &mut Shared,
+    watches: &Watches,
+    wd: i32,
+    event: &Event<&OsStr>,
+    overflows: u64,
+) {
+    if event.name != Some(OsStr::new(LOCAL_DIR))
+        || !event.mask.contains(EventMask::CREATE | EventMask::ISDIR)
+    {
+        return;
+    }
+    let Some(container) = shared.early.container_dir(wd) else {
+        return;
+    };
+    let dir = container.join(LOCAL_DIR);
+    register(shared, watches, dir, OsStr::new(LOCAL_LIVE), overflows);
+}
+
+/// Registers `dir` before any follower, opening its live file if Docker created it already.
+fn register(
+    shared: &mut Shared,
+    watches: &Watches,
+    dir: PathBuf,
+    live_name: &OsStr,
+    overflows: u64,
+) {
+    if shared.early.0.len() >= EARLY_MAX || shared.early.0.contains_key(&dir) {
+        return;
+    }
     let wd = match watches.clone().add(&dir, mask(false) | WatchMask::MASK_ADD) {
         Ok(wd) => wd,
         Err(error) => {
@@ -105,7 +160,7 @@ pub(super) fn created(
     let interest = Arc::new(Interest::new(
         shared.next_id,
         &dir,
-        &live_name,
+        live_name,
         Some(overflows),
     ));
     shared.next_id += 1;
@@ -116,7 +171,7 @@ pub(super) fn created(
         .entry(number)
         .or_insert_with(|| Watched {
             descriptor: wd,
-            dir,
+            dir: dir.clone(),
             interests: Vec::new(),
             writes: false,
         })
@@ -127,7 +182,7 @@ pub(super) fn created(
         interest,
         since: Instant::now(),
     };
-    shared.early.0.insert(name.to_owned(), early);
+    shared.early.0.insert(dir, early);
 }
 
 /// The live file Docker created before the directory's watch was added: the first one (its
@@ -139,9 +194,12 @@ fn open_initial(interest: &Interest, overflows: u64) {
     let Ok(meta) = file.metadata() else {
         return;
     };
-    let mut rotated = interest.live.clone().into_os_string();
-    rotated.push(".1");
-    let count = (!Path::new(&rotated).exists()).then_some(BirthCount {
+    let rotated = |suffix: &str| {
+        let mut path = interest.live.clone().into_os_string();
+        path.push(suffix);
+        Path::new(&path).exists()
+    };
+    let count = (!rotated(".1") && !rotated(".1.gz")).then_some(BirthCount {
         created: 0,
         overflows,
     });
@@ -175,25 +233,42 @@ impl Watcher {
         Ok(())
     }
 
-    /// Whether the container's files are held since its creation, with a file opened (the
-    /// events queued so far are dispatched first: a removed container made all of its own).
-    pub(crate) fn holds_early(&self, container: &str) -> bool {
+    /// The driver whose files of the container are held since its creation, with a file opened
+    /// (the events queued so far are dispatched first: a removed container made all of its
+    /// own).
+    pub(crate) fn holds_early(&self, container: &str) -> Option<Driver> {
         if let Some((events, _)) = &self.events {
             events.drain(&self.shared);
         }
         let shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        shared
-            .early
-            .0
-            .get(OsStr::new(container))
-            .is_some_and(|early| !early.interest.preopened.is_empty())
+        let root = &shared.root.as_ref()?.dir;
+        let [dir, local] = EarlyMap::of(root, container);
+        let holds = |dir: &PathBuf| {
+            shared
+                .early
+                .0
+                .get(dir)
+                .is_some_and(|early| !early.interest.preopened.is_empty())
+        };
+        if holds(&local) {
+            Some(Driver::Local)
+        } else if holds(&dir) {
+            Some(Driver::JsonFile)
+        } else {
+            None
+        }
     }
 
     /// The source will not read the container from files: its files are closed.
     pub(crate) fn release_early(&self, container: &str) {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(early) = shared.early.0.remove(OsStr::new(container)) {
-            self.unregister_in(&mut shared, early.wd, early.interest.id);
+        let Some(root) = shared.root.as_ref().map(|root| root.dir.clone()) else {
+            return;
+        };
+        for dir in EarlyMap::of(&root, container) {
+            if let Some(early) = shared.early.0.remove(&dir) {
+                self.unregister_in(&mut shared, early.wd, early.interest.id);
+            }
         }
     }
 
@@ -204,15 +279,15 @@ impl Watcher {
 
     fn expire_early_after(&self, keep: Duration) {
         let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        let expired: Vec<OsString> = shared
+        let expired: Vec<PathBuf> = shared
             .early
             .0
             .iter()
             .filter(|(_, early)| early.since.elapsed() >= keep)
-            .map(|(name, _)| name.clone())
+            .map(|(dir, _)| dir.clone())
             .collect();
-        for name in expired {
-            if let Some(early) = shared.early.0.remove(&name) {
+        for dir in expired {
+            if let Some(early) = shared.early.0.remove(&dir) {
                 self.unregister_in(&mut shared, early.wd, early.interest.id);
             }
         }

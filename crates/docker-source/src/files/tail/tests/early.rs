@@ -17,7 +17,7 @@ impl Container {
         let root = ContainersRoot::new();
         fs::create_dir(root.container(ID)).unwrap();
         // The watcher reads the directory's creation and registers it.
-        assert!(!root.watcher.holds_early(ID));
+        assert!(root.watcher.holds_early(ID).is_none());
         Container(root)
     }
 
@@ -40,7 +40,7 @@ impl Container {
             fs::rename(self.live(), self.rotated()).unwrap();
         }
         fs::write(self.live(), text).unwrap();
-        self.0.watcher.holds_early(ID)
+        self.0.watcher.holds_early(ID).is_some()
     }
 
     /// The follower registers: it takes the registration made at the directory's creation.

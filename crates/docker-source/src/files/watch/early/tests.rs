@@ -21,13 +21,16 @@ fn content(mut file: &File) -> String {
 fn a_new_containers_log_file_is_held_from_its_creation_and_claimed_by_its_follower() {
     let root = Root::new();
     std::fs::create_dir(root.container(ID)).unwrap();
-    assert!(!root.watcher.holds_early(ID), "no log file yet");
+    assert!(root.watcher.holds_early(ID).is_none(), "no log file yet");
     assert_eq!(root.watcher.early_count(), 1, "the directory is registered");
     std::fs::write(root.live(ID), "line\n").unwrap();
-    assert!(root.watcher.holds_early(ID), "opened as it was created");
+    assert!(
+        root.watcher.holds_early(ID).is_some(),
+        "opened as it was created"
+    );
     std::fs::remove_dir_all(root.container(ID)).unwrap();
     assert!(
-        root.watcher.holds_early(ID),
+        root.watcher.holds_early(ID).is_some(),
         "still held once Docker deleted it"
     );
 
@@ -43,6 +46,43 @@ fn a_new_containers_log_file_is_held_from_its_creation_and_claimed_by_its_follow
     assert_eq!(content(&held[0].file), "line\n");
 }
 
+/// The `local` driver: the container's `local-logs/` is registered as Docker creates it, and
+/// its `container.log` held from its creation; released with the container.
+#[test]
+fn a_new_containers_local_log_is_held_from_its_creation_and_claimed_by_its_follower() {
+    let root = Root::new();
+    let local = root.container(ID).join("local-logs");
+    std::fs::create_dir(root.container(ID)).unwrap();
+    assert!(root.watcher.holds_early(ID).is_none());
+    std::fs::create_dir(&local).unwrap();
+    assert!(root.watcher.holds_early(ID).is_none(), "no log file yet");
+    assert_eq!(
+        root.watcher.early_count(),
+        2,
+        "both directories are registered"
+    );
+    std::fs::write(local.join("container.log"), "entry").unwrap();
+    assert_eq!(
+        root.watcher.holds_early(ID),
+        Some(crate::files::Driver::Local)
+    );
+    std::fs::remove_dir_all(root.container(ID)).unwrap();
+
+    let registration = root.watcher.register(&local, OsStr::new("container.log"));
+    assert_eq!(
+        root.watcher.early_count(),
+        1,
+        "the local directory's is claimed"
+    );
+    let births = registration.births().unwrap();
+    let held = births.take_preopened();
+    assert_eq!(held.len(), 1);
+    assert!(births.is_first(held[0].count));
+    assert_eq!(content(&held[0].file), "entry");
+    root.watcher.release_early(ID);
+    assert_eq!(root.watcher.early_count(), 0);
+}
+
 /// The log file was created before the watcher read the directory's creation: it is found by
 /// a look, as the first file (count 0), and a later rotation is counted from it.
 #[test]
@@ -50,7 +90,7 @@ fn a_log_file_created_before_its_directory_was_registered_is_the_first() {
     let root = Root::new();
     std::fs::create_dir(root.container(ID)).unwrap();
     std::fs::write(root.live(ID), "first\n").unwrap();
-    assert!(root.watcher.holds_early(ID));
+    assert!(root.watcher.holds_early(ID).is_some());
     let live_name = format!("{ID}-json.log");
     let registration = root
         .watcher
@@ -101,16 +141,16 @@ fn unclaimed_containers_are_bounded_released_and_expired() {
     let root = Root::new();
     std::fs::create_dir(root.container(ID)).unwrap();
     std::fs::write(root.live(ID), "line\n").unwrap();
-    assert!(root.watcher.holds_early(ID));
+    assert!(root.watcher.holds_early(ID).is_some());
     root.watcher.release_early(ID);
-    assert!(!root.watcher.holds_early(ID));
+    assert!(root.watcher.holds_early(ID).is_none());
     assert_eq!(root.watcher.watched_dirs(), 0, "its watch is removed");
 
     std::fs::create_dir(root.dir.path().join("not-a-container")).unwrap();
     for n in 0..=EARLY_MAX {
         std::fs::create_dir(root.container(&format!("{n:064x}"))).unwrap();
     }
-    assert!(!root.watcher.holds_early(ID));
+    assert!(root.watcher.holds_early(ID).is_none());
     assert_eq!(root.watcher.early_count(), EARLY_MAX, "bounded");
     root.watcher.expire_early();
     assert_eq!(root.watcher.early_count(), EARLY_MAX, "kept for a while");
