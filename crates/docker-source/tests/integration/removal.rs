@@ -233,12 +233,17 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// Without that (the API path cannot), all of them were lost, counted as one gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rm_job_removed_before_the_source_saw_it_start_is_read_whole_from_its_file() {
+    removed_unseen("rm-unseen", &["--rm"]).await;
+}
+
+/// A `--rm` job run with `docker_args`, removed before the source saw it start: read whole.
+async fn removed_unseen(label: &str, docker_args: &[&str]) {
     let _shared = harness::process_lock().read().await;
-    let label = unique("rm-unseen");
+    let label = unique(label);
     let behind = Behind::start(&label).await;
     let lines = 2_000;
     let job = behind
-        .run(&label, &["--rm"], lines, |id| {
+        .run(&label, docker_args, lines, |id| {
             !docker_output(&["inspect", id]).status.success()
         })
         .await;
@@ -272,16 +277,5 @@ async fn the_files_a_job_rotated_away_before_the_source_saw_it_start_are_read_wh
 /// it, and read whole after the job's removal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_driver_rm_job_removed_before_the_source_saw_it_start_is_read_whole() {
-    let _shared = harness::process_lock().read().await;
-    let label = unique("rm-unseen-local");
-    let behind = Behind::start(&label).await;
-    let lines = 2_000;
-    let args = ["--rm", "--log-driver", "local"];
-    let job = behind
-        .run(&label, &args, lines, |id| {
-            !docker_output(&["inspect", id]).status.success()
-        })
-        .await;
-    let id = job.id().to_owned();
-    behind.assert_whole(&id, lines, true).await;
+    removed_unseen("rm-unseen-local", &["--rm", "--log-driver", "local"]).await;
 }
