@@ -9,12 +9,14 @@
 //! A follower that registers for such a directory takes the registration over
 //! ([`EarlyMap::claim`]): its count of creations starts at the container's first live file, so
 //! a removed container's follower knows when the oldest file held is the first one, and that
-//! nothing was lost before it ([`super::Births::from_the_first`]). The live file found when the
+//! nothing was lost before it ([`super::Births::is_first`]), and a tail opened at the oldest file
+//! starts with the held files Docker deleted first (`tail/preopened.rs`). The live file found
+//! when the
 //! directory's watch is added (Docker may create it first) is that first file, count 0; if its
 //! creation was queued after the watch, that event is not counted again
 //! ([`super::Interest::is_initial_file`]).
 //!
-//! Bounds: at most [`EARLY_MAX`] containers are held unclaimed, each for at most
+//! Bounds: at most [`EARLY_MAX`] directories are held unclaimed, each for at most
 //! [`EARLY_KEEP`]; the source releases at once those it will not read from files. Past them, a
 //! container is found through the source's events alone, as before.
 
