@@ -28,8 +28,9 @@ pub(super) struct Partial {
     pub(super) deliver: bool,
     /// Whether text beyond `max_line_bytes` was cut.
     pub(super) truncated: bool,
-    /// Whether the line continues one sent early by [`Decoder::flush_partials`](super::Decoder::flush_partials): if nothing but
-    /// its end comes, there is no line to send.
+    /// Whether the line continues one sent early by
+    /// [`Decoder::flush_partials`](super::Decoder::flush_partials): if nothing but its end
+    /// comes, there is no line to send.
     pub(super) continuation: bool,
     /// Whether the line is flagged as a replay.
     pub(super) replay: bool,
