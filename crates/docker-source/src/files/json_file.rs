@@ -12,6 +12,7 @@ use std::borrow::Cow;
 
 use capture_core::{LogStream, time::parse_rfc3339};
 use serde::{Deserialize, de::IgnoredAny};
+use serde_json::value::RawValue;
 
 use super::{Entry, EntryFormat, Step};
 
@@ -19,11 +20,13 @@ use super::{Entry, EntryFormat, Step};
 /// plus the other fields, with room for large `attrs`.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
 
-/// One line of the file, borrowed from it where it holds no escape.
+/// One line of the file, borrowed from it. `log` is kept as JSON (validated, not unescaped):
+/// Docker's only escape in most lines is the closing `\n`, and the text before it is the
+/// message as written, with nothing to copy.
 #[derive(Debug, Deserialize)]
 struct Line<'a> {
     #[serde(borrow, default)]
-    log: Cow<'a, str>,
+    log: Option<&'a RawValue>,
     #[serde(borrow)]
     stream: Cow<'a, str>,
     #[serde(borrow)]
@@ -79,22 +82,35 @@ impl JsonFile {
             _ => return None,
         };
         let timestamp_nanos = parse_rfc3339(parsed.time.as_bytes())?;
-        let text: &'a [u8] = match parsed.log {
-            Cow::Borrowed(text) => text.as_bytes(),
-            Cow::Owned(text) => {
-                self.unescaped = text;
-                self.unescaped.as_bytes()
-            }
-        };
-        let (text, complete) = match text.split_last() {
-            Some((b'\n', rest)) => (rest, true),
-            _ => (text, false),
+        let (text, complete) = match parsed.log {
+            None => (&[][..], false),
+            Some(log) => self.text_of(log)?,
         };
         Some(Entry {
             stream,
             timestamp_nanos,
             text,
             complete,
+        })
+    }
+
+    /// The message of a `log` value (a JSON string), and whether it ends its line (Docker's
+    /// closing `\n`, which is not part of the message). Without an escape but that one, the
+    /// message is the JSON text itself; otherwise serde_json unescapes it into `unescaped`.
+    /// `None`: not a string.
+    fn text_of<'a>(&'a mut self, log: &'a RawValue) -> Option<(&'a [u8], bool)> {
+        let json = log.get().as_bytes();
+        let inner = json.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        match memchr::memchr(b'\\', inner) {
+            None => return Some((inner, false)),
+            Some(at) if &inner[at..] == b"\\n" => return Some((&inner[..at], true)),
+            Some(_) => {}
+        }
+        self.unescaped = serde_json::from_str::<String>(log.get()).ok()?;
+        let text = self.unescaped.as_bytes();
+        Some(match text.split_last() {
+            Some((b'\n', rest)) => (rest, true),
+            _ => (text, false),
         })
     }
 }
@@ -151,6 +167,8 @@ mod tests {
             "\n",
             r#"{"log":"\ud800\n","stream":"stdout","time":"1970-01-01T00:00:01Z"}"#,
             "\n",
+            r#"{"log":5,"stream":"stdout","time":"1970-01-01T00:00:01Z"}"#,
+            "\n",
             "\n",
             r#"{"log":"ok\n","stream":"stdout","time":"1970-01-01T00:00:01Z"}"#,
             "\n",
@@ -159,6 +177,7 @@ mod tests {
         assert_eq!(
             steps(input.as_bytes()),
             [
+                "malformed",
                 "malformed",
                 "malformed",
                 "malformed",
