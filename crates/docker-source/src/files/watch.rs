@@ -83,16 +83,14 @@ struct Interest {
     /// so that file's creation, if it was queued after the watch, is not counted twice
     /// (`early.rs`).
     initial: AtomicU64,
-    /// Whether that file was found: it is the first, count 0 (else the first is count 1).
-    listed_first: AtomicBool,
-    /// The kernel queue's overflows when the directory was created and registered with it
-    /// (`early.rs`): the count of creations starts at the container's first live file.
-    /// `None`: registered later.
-    from_creation: Option<u64>,
+    /// The count of creations of the container's first live file, when the directory was
+    /// registered as it was created (`early.rs`): 0 if that file was found already, else 1.
+    /// `None`: registered later, or a file found then may not be the first.
+    first: Option<BirthCount>,
 }
 
 impl Interest {
-    fn new(id: u64, dir: &Path, live_name: &OsStr, from_creation: Option<u64>) -> Interest {
+    fn new(id: u64, dir: &Path, live_name: &OsStr, first: Option<BirthCount>) -> Interest {
         Interest {
             id,
             notify: Notify::new(),
@@ -102,8 +100,7 @@ impl Interest {
             preopened: PreopenQueue::default(),
             armed: AtomicBool::new(false),
             initial: AtomicU64::new(0),
-            listed_first: AtomicBool::new(false),
-            from_creation,
+            first,
         }
     }
 
@@ -164,6 +161,21 @@ struct Shared {
     root: Option<early::Root>,
     /// New containers' directories registered before any follower (`early.rs`).
     early: early::EarlyMap,
+}
+
+impl Shared {
+    /// Adds `interest` to the listeners of the directory watched as `wd`; returns its number.
+    fn listen(&mut self, wd: WatchDescriptor, dir: &Path, interest: Arc<Interest>) -> i32 {
+        let number = wd.get_watch_descriptor_id();
+        let watched = self.listeners.entry(number).or_insert_with(|| Watched {
+            descriptor: wd,
+            dir: dir.to_path_buf(),
+            interests: Vec::new(),
+            writes: false,
+        });
+        watched.interests.push(interest);
+        number
+    }
 }
 
 /// The inotify instance, read and dispatched under one lock.
@@ -267,17 +279,7 @@ impl Watcher {
                 }
             }
         });
-        let watch = watch.map(|wd| {
-            let number = wd.get_watch_descriptor_id();
-            let watched = shared.listeners.entry(number).or_insert_with(|| Watched {
-                descriptor: wd.clone(),
-                dir: dir.to_path_buf(),
-                interests: Vec::new(),
-                writes: false,
-            });
-            watched.interests.push(interest.clone());
-            number
-        });
+        let watch = watch.map(|wd| shared.listen(wd, dir, interest.clone()));
         Registration {
             watcher: self.clone(),
             interest,

@@ -68,9 +68,7 @@ impl Births {
     /// The count of the container's first live file, if the count of creations starts there
     /// (registered when its directory was created, `early.rs`).
     pub(crate) fn first_count(&self) -> Option<BirthCount> {
-        let overflows = self.interest.from_creation?;
-        let created = u64::from(!self.interest.listed_first.load(Ordering::Acquire));
-        Some(BirthCount { created, overflows })
+        self.interest.first
     }
 
     /// Whether `count` is the container's first live file (see [`Births::first_count`]).

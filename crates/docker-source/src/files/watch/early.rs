@@ -34,7 +34,7 @@ use std::{
 use inotify::{Event, EventMask, WatchMask, Watches};
 use tracing::debug;
 
-use super::{BirthCount, Interest, Shared, Watched, Watcher, births::Preopened, mask};
+use super::{BirthCount, Interest, Shared, Watcher, births::Preopened, mask};
 use crate::files::Driver;
 
 /// Containers held before any follower claims them, at most.
@@ -159,26 +159,22 @@ fn register(
             return;
         }
     };
-    let interest = Arc::new(Interest::new(
-        shared.next_id,
-        &dir,
-        live_name,
-        Some(overflows),
-    ));
+    // The live file, if Docker created it before the watch: the first (its number unknown if
+    // Docker rotated already). Listed after the watch was added, so no creation falls between.
+    let initial = open_initial(&dir.join(live_name));
+    let first = match &initial {
+        None => Some(1),
+        Some((_, _, rotated)) => (!rotated).then_some(0),
+    };
+    let first = first.map(|created| BirthCount { created, overflows });
+    let interest = Arc::new(Interest::new(shared.next_id, &dir, live_name, first));
     shared.next_id += 1;
-    open_initial(&interest, overflows);
-    let number = wd.get_watch_descriptor_id();
-    shared
-        .listeners
-        .entry(number)
-        .or_insert_with(|| Watched {
-            descriptor: wd,
-            dir: dir.clone(),
-            interests: Vec::new(),
-            writes: false,
-        })
-        .interests
-        .push(interest.clone());
+    if let Some((file, inode, _)) = initial {
+        interest.initial.store(inode, Ordering::Release);
+        let count = first.filter(|first| first.created == 0);
+        interest.preopened.push(Preopened { count, file });
+    }
+    let number = shared.listen(wd, &dir, interest.clone());
     let early = Early {
         wd: number,
         interest,
@@ -187,27 +183,16 @@ fn register(
     shared.early.0.insert(dir, early);
 }
 
-/// The live file Docker created before the directory's watch was added: the first one (its
-/// number is unknown if Docker rotated already).
-fn open_initial(interest: &Interest, overflows: u64) {
-    let Ok(file) = File::open(&interest.live) else {
-        return;
-    };
-    let Ok(meta) = file.metadata() else {
-        return;
-    };
+/// The live file `live` opened, its inode, and whether a rotated file exists beside it.
+fn open_initial(live: &Path) -> Option<(File, u64, bool)> {
+    let file = File::open(live).ok()?;
+    let inode = file.metadata().ok()?.ino();
     let rotated = |suffix: &str| {
-        let mut path = interest.live.clone().into_os_string();
+        let mut path = live.as_os_str().to_owned();
         path.push(suffix);
         Path::new(&path).exists()
     };
-    let count = (!rotated(".1") && !rotated(".1.gz")).then_some(BirthCount {
-        created: 0,
-        overflows,
-    });
-    interest.initial.store(meta.ino(), Ordering::Release);
-    interest.listed_first.store(true, Ordering::Release);
-    interest.preopened.push(Preopened { count, file });
+    Some((file, inode, rotated(".1") || rotated(".1.gz")))
 }
 
 /// Docker names a container's directory by its 64-hex-digit id.
