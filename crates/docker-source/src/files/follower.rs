@@ -269,8 +269,10 @@ impl FileFollower {
                     }
                 }
                 Wake::Signal => {
-                    if !self.env.signal.is_removed() && self.stopped_after_signal().await {
-                        return self.drain_and_finish().await;
+                    if !self.env.signal.is_removed()
+                        && let Some(end) = self.on_stop_signal().await?
+                    {
+                        return Ok(end);
                     }
                 }
                 Wake::Timer => {

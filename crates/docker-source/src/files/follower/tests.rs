@@ -166,6 +166,50 @@ async fn a_file_that_appears_while_a_stop_is_signalled_is_read_to_its_end() {
     following.signal_stops_until_done().await;
 }
 
+/// dockerd answers an inspection of a container whose exit it is handling only once it is done
+/// (0.26-0.38 s after the `die` event, measured here): the lines there are when the stop is
+/// signalled are read and sent before the follower asks whether the container stopped. Here
+/// the daemon never answers, and a batch waits a minute for more lines unless something sends
+/// it: without the send before the inspection, the lines stay in the follower.
+#[tokio::test]
+async fn the_lines_written_when_a_stop_is_signalled_are_sent_before_the_container_is_inspected() {
+    let dir = Dir::new();
+    dir.append("c-json.log", "");
+    let daemon = tempfile::tempdir().unwrap();
+    let socket = daemon.path().join("docker.sock");
+    // Connections wait in its backlog, never accepted: no request is ever answered.
+    let _silent = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let (batch_tx, mut batch_rx) = mpsc::channel(64);
+    let container = ContainerId::new("b".repeat(64)).unwrap();
+    let mut env = env_sending(&container, batch_tx);
+    env.docker = bollard::Docker::connect_with_unix(
+        &socket.to_string_lossy(),
+        3600,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap();
+    let mut settings = (*env.settings).clone();
+    settings.batch_max_latency = Duration::from_secs(60);
+    env.settings = std::sync::Arc::new(settings);
+    let following = Following::start_with(&container, &dir, env);
+    following.wait_for_the_watch().await;
+    let expected: Vec<String> = (0..50).map(|n| format!("last {n}")).collect();
+    for (n, text) in expected.iter().enumerate() {
+        dir.append("c-json.log", &json_line("stdout", 1 + n as i64, text, true));
+    }
+    following.mode.died(&following.container);
+    let mut lines = Vec::new();
+    while lines.len() < expected.len() {
+        let batch = tokio::time::timeout(Duration::from_secs(20), batch_rx.recv())
+            .await
+            .expect("the lines before the inspection is answered")
+            .expect("the follower sends");
+        lines.extend(batch.lines().map(|line| line.message.to_owned()));
+    }
+    assert_eq!(lines, expected);
+    following.supervisor.shutdown(Duration::from_secs(10)).await;
+}
+
 /// A file task for `container` (real or not, on the real daemon) whose files are in `dir`.
 struct Following {
     mode: FileMode,
@@ -182,11 +226,16 @@ impl Following {
         dir: &Dir,
         batch_tx: mpsc::Sender<capture_core::EventBatch>,
     ) -> Following {
+        let mut env = env_sending(container, batch_tx);
+        env.docker = bollard::Docker::connect_with_unix_defaults().expect("the Docker socket");
+        Following::start_with(container, dir, env)
+    }
+
+    /// [`Following::start`] with the task's environment given.
+    fn start_with(container: &ContainerId, dir: &Dir, env: crate::stream::TaskEnv) -> Following {
         let (watcher, no_loop) = Watcher::new();
         let mut mode = FileMode::new(ReadMode::Files, watcher.clone());
         mode.inspected(container, &json_file_in(dir.dir.path()));
-        let mut env = env_sending(container, batch_tx);
-        env.docker = bollard::Docker::connect_with_unix_defaults().expect("the Docker socket");
         let file_env = mode.env_for(&env, None).expect("a file task");
         let supervisor = supervisor();
         supervisor

@@ -135,14 +135,24 @@ impl FileFollower {
         deadline
     }
 
-    /// A stop was signalled: whether the container has stopped. If it still runs, a look again
-    /// is scheduled (see the module docs).
-    pub(super) async fn stopped_after_signal(&mut self) -> bool {
-        if !self.is_running().await {
-            return true;
+    /// A stop was signalled: if the container has stopped, reads to the end and finishes
+    /// (`Some`); if it still runs, a look again is scheduled (see the module docs).
+    ///
+    /// What is written is read and sent before the look: dockerd answers an inspection of a
+    /// container whose exit it is handling only when it is done (0.26-0.38 s measured here,
+    /// after the `die` event), and the container's last lines would wait that long.
+    pub(super) async fn on_stop_signal(&mut self) -> io::Result<Option<End>> {
+        if let Some(end) = self.read_available().await? {
+            return Ok(Some(end));
         }
-        self.look_again_later();
-        false
+        if let Err(end) = self.send_batch().await {
+            return Ok(Some(end));
+        }
+        if self.is_running().await {
+            self.look_again_later();
+            return Ok(None);
+        }
+        self.drain_and_finish().await.map(Some)
     }
 
     /// At the end of the files: a busy container waits [`PAUSE`] at most, a quiet one
@@ -210,9 +220,9 @@ impl FileFollower {
         let now = Instant::now();
         if self.stop_check.is_some_and(|check| now >= check.at)
             && !self.env.signal.is_removed()
-            && self.stopped_after_signal().await
+            && let Some(end) = self.on_stop_signal().await?
         {
-            return self.drain_and_finish().await.map(Some);
+            return Ok(Some(end));
         }
         let settings = self.env.task.settings.clone();
         let mut flushed = false;
