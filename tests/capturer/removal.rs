@@ -135,3 +135,64 @@ fn rm_bursts_read_from_files_arrive_whole_once() {
     );
     capturer.stop(Duration::from_secs(10)).unwrap();
 }
+
+/// Two agents on their own data dirs (a second copy shipping elsewhere, or an upgrade run
+/// beside the old agent) read the same files: each has every line once, through rotation
+/// (`max-size=1m`, `max-file=3`) and `--rm` removal, and neither counts a loss.
+#[test]
+fn two_agents_with_their_own_data_dirs_each_read_every_line_once() {
+    let label = unique_label("two-agents");
+    let include = format!("log-capturer-e2e={label}");
+    let data_dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let capturers: Vec<Capturer> = data_dirs
+        .iter()
+        .map(|data_dir| {
+            Capturer::start_with_env(
+                data_dir.path(),
+                &["--include-label", &include],
+                &[("LOG_CAPTURER_DOCKER_READ_MODE", "files")],
+            )
+        })
+        .collect();
+    let mut jobs = start_jobs(&include, "twice", 2);
+    let rotating = Container::run(&[
+        "--rm",
+        "--network",
+        "none",
+        "--label",
+        &include,
+        "--log-opt",
+        "max-size=1m",
+        "--log-opt",
+        "max-file=3",
+        docker::loggen_image(),
+        "--tag",
+        "rm",
+        "--run",
+        "rotating",
+        "--lines",
+        "20000",
+        "--size",
+        "100",
+        "--rate",
+        "5000",
+        "--delay-secs",
+        "2",
+    ]);
+    jobs.push((rotating, "rotating".to_owned(), 20_000));
+    for capturer in &capturers {
+        let mut ledger = Ledger::follow(capturer.records_path());
+        let ids = removed(&jobs, &mut ledger);
+        let (took, complete) = ledger
+            .drain(Duration::from_secs(120), Duration::from_secs(20))
+            .unwrap();
+        let tally = ledger.tally_of(&ids);
+        assert!(complete, "captured in {took:?}: {tally:?}");
+        assert_whole(&tally, "each agent");
+        assert_eq!(tally.records, tally.expected, "{tally:?}");
+        assert_eq!(counted_losses(capturer), 0.0, "nothing was lost");
+    }
+    for capturer in capturers {
+        capturer.stop(Duration::from_secs(10)).unwrap();
+    }
+}
