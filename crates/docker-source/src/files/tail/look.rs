@@ -10,7 +10,8 @@
 //!   its number plus its index; or
 //! - the count of creations of the live file that inotify reported ([`Births`]), taken just
 //!   before and just after the listing: when both counts agree, no rotation completed while
-//!   the directory was read, and the live file is the one that count created.
+//!   the directory was read, and, once Docker wrote to the live file (its creation is counted
+//!   by then, see [`settled`]), the live file is the one that count created.
 //!
 //! The second needs nothing held, so it numbers the files even when Docker rotated through
 //! every file the tail knew between two looks: the generations between the newest one held and
@@ -53,8 +54,9 @@ pub(super) struct Look {
 pub(super) enum Numbering {
     /// The live file's number (a file at index `i` is `live - i`).
     Live(i64),
-    /// Docker kept rotating while the directory was read: look again later (the count of
-    /// creations will number the files then, exactly).
+    /// Docker kept rotating while the directory was read, or its new live file is still empty
+    /// and nothing held numbers the files: look again later (the count of creations will
+    /// number the files then, exactly).
     Later,
     /// Nothing tells: no count of creations (polling, or the kernel's queue overflowed) and no
     /// file held is listed any more. Every file listed is newer than every file held.
@@ -125,7 +127,9 @@ impl Looker {
             if let Some(live) = self.live_number(&files, stable, held)? {
                 return Ok(self.numbered(files, Numbering::Live(live), stable));
             }
-            if stable.is_some() || self.births.is_none() {
+            // The count numbers the files once Docker wrote to the live file (see `settled`).
+            let once_written = stable.and_then(|count| self.number_of(count)).is_some();
+            if (stable.is_some() && !once_written) || self.births.is_none() {
                 // Counted (or never counted) and still unknown: reading again will not help.
                 return Ok(self.numbered(files, Numbering::Unknown, stable));
             }
@@ -150,7 +154,7 @@ impl Looker {
         let anchored = self.births.is_some()
             && matches!((self.anchor, last_count), (Some(anchor), Some(count)) if anchor.overflows == count.overflows);
         if anchored {
-            let by_count = stable.and_then(|count| self.number_of(count));
+            let by_count = settled(&files, stable).and_then(|count| self.number_of(count));
             return Ok(match torn::place(&files, by_count, held)? {
                 Some((placed, live)) => self.numbered(placed, Numbering::Live(live), stable),
                 None => self.numbered(files, Numbering::Later, stable),
@@ -204,18 +208,19 @@ impl Looker {
     }
 
     /// The live file's number in `files` (a consistent listing): from a held generation
-    /// listed, else from a `stable` count, else from a compressed copy of a held generation,
-    /// else (the first look) the count itself or 0.
+    /// listed, else from a `stable` count once the live file was written to (see [`settled`]),
+    /// else from a compressed copy of a held generation, else (the first look) the count
+    /// itself or 0. The numbers are tied to the count again only by a settled count (or when
+    /// nothing ties them yet: then they may be one too high until a settled look, which
+    /// counts a generation lost that was not, never the reverse).
     fn live_number(
         &mut self,
         files: &[Listed],
         stable: Option<BirthCount>,
         held: &mut impl Held,
     ) -> io::Result<Option<i64>> {
-        let from_count = stable.and_then(|count| {
-            let anchor = self.anchor.filter(|a| a.overflows == count.overflows)?;
-            Some(created(count) + anchor.offset)
-        });
+        let settled = settled(files, stable);
+        let from_count = settled.and_then(|count| self.number_of(count));
         let mut live = held_live_number(files, held, false)?.or(from_count);
         if live.is_none() {
             live = held_live_number(files, held, true)?;
@@ -223,7 +228,8 @@ impl Looker {
         if live.is_none() && !self.started {
             live = Some(stable.map_or(0, created));
         }
-        if let (Some(live), Some(count)) = (live, stable) {
+        let tied = stable.and_then(|count| self.number_of(count)).is_some();
+        if let (Some(live), Some(count)) = (live, settled.or(stable.filter(|_| !tied))) {
             self.anchor_at(live, count);
         }
         Ok(live)
@@ -245,6 +251,20 @@ impl Looker {
             self.anchor_at(live, count);
         }
     }
+}
+
+/// The `stable` count of a listing whose live file Docker wrote to: that file's creation
+/// (Docker writes to a file it created once the creation returned, and the kernel queues the
+/// creation before it returns). The kernel makes a new file visible a moment before it
+/// queues its creation, so a count taken while the live file is empty may be one behind: it
+/// would number the files one too low (a generation deleted unread not counted) or tie the
+/// numbers to the count one too high (one counted lost that was read). Docker writes the
+/// message that made it rotate at once, so a look finds the live file written soon.
+fn settled(files: &[Listed], stable: Option<BirthCount>) -> Option<BirthCount> {
+    let written = files
+        .last()
+        .is_some_and(|live| live.index == 0 && live.size > 0);
+    stable.filter(|_| written)
 }
 
 fn held_live_number(

@@ -512,4 +512,5 @@ fn a_hole_behind_the_generation_being_read_does_not_stop_the_tail() {
 }
 
 mod early;
+mod lag;
 mod removed;
