@@ -11,14 +11,17 @@
 //!   containers that write as fast as dockerd takes their lines. Figures: the capture rate
 //!   against the daemon's ingest rate in the same run, both on Docker's clock, the ingest rate
 //!   against the daemon's alone (how much the capturer's CPU slowed the writers), and dockerd's
-//!   CPU per line beyond the baseline run's (what following costs the daemon).
-
+//!   CPU per line beyond the baseline run's.
+//! - Paced (`paced.rs`): what following costs the daemon, the target's figure: dockerd's CPU
+//!   per line while 10 containers write 10 000 lines/s each, in windows of one run with no
+//!   capturer, the capturer in file mode and on the API path.
 //!
 //! dockerd's CPU is that of the daemon `$DOCKER_HOST` names. On a daemon other work shares (other
 //! users' containers, tests, builds) it counts their work too: for the dockerd figures run the
 //! bench against a private daemon (`DOCKER_HOST=unix:///tmp/<name>/docker.sock`).
 
 mod live;
+mod paced;
 
 use anyhow::Result;
 use serde_json::json;
@@ -39,8 +42,9 @@ pub(crate) fn run(bench: &Bench) -> Result<SectionResult> {
     let mut targets = Vec::new();
     let catch_up = catch_up(bench, &mut table, &mut targets)?;
     let live = live::live(bench, &mut table, &mut targets)?;
+    let paced = paced::paced(bench, &mut table, &mut targets)?;
     Ok(SectionResult {
-        figures: json!({ "catch_up": catch_up, "live": live }),
+        figures: json!({ "catch_up": catch_up, "live": live, "paced": paced }),
         targets,
         table: Some(table),
     })

@@ -20,12 +20,11 @@
 //! measured from the first `docker run` until the sink (the baseline: `docker wait`) has every
 //! line; the extra CPU per line is the difference with the baseline's.
 //!
-//! The target on dockerd's extra CPU is measured with paced writers ([`PACED`]: 10 containers
-//! at 10 000 lines/s each, a fifth of a core for dockerd): what following costs the daemon.
-//! With writers as fast as dockerd takes their lines, the two cores are saturated and any
-//! reader's CPU slows the writers and changes how dockerd's copier batches their pipes, so the
-//! difference there spreads across runs by more than the target (-0.1 to 0.6 us per line over
-//! this project's runs, with no change on either side); it is shown in the table.
+//! The target on dockerd's extra CPU is measured with paced writers in windows of one run
+//! (`paced.rs`). With writers as fast as dockerd takes their lines, the two cores are saturated
+//! and any reader's CPU slows the writers and changes how dockerd's copier batches their pipes,
+//! so the difference between separate runs spreads by more than the target (-0.1 to 0.6 us
+//! per line over this project's runs, with no change on either side); it is shown in the table.
 
 use std::time::Duration;
 
@@ -43,44 +42,15 @@ use test_support::{
     wait,
 };
 
-/// dockerd's extra CPU per followed line in file mode, at most (µs): "about zero".
-const LIVE_DOCKERD_TARGET_US: f64 = 0.3;
 /// The capture rate in file mode against the daemon's ingest rate in the same run, at least.
 const LIVE_RATE_TARGET: f64 = 0.95;
 /// How often the sink's files are read while waiting for the last line.
 const POLL: Duration = Duration::from_millis(10);
-/// The paced run for the dockerd target: containers, lines each, lines per second each.
-const PACED: Load = Load {
-    containers: 10,
-    lines: 100_000,
-    rate: Some(10_000),
-};
-/// [`PACED`] with `--quick`.
-const PACED_QUICK: Load = Load {
-    containers: 10,
-    lines: 20_000,
-    rate: Some(10_000),
-};
-
-/// What the writers of one run write.
+/// What the writers of one run write, as fast as dockerd takes their lines.
 #[derive(Debug, Clone, Copy)]
 struct Load {
     containers: usize,
     lines: u64,
-    /// Lines per second per container; `None`: as fast as dockerd takes them.
-    rate: Option<u64>,
-}
-
-impl Load {
-    fn name(self) -> String {
-        let Load {
-            containers, lines, ..
-        } = self;
-        match self.rate {
-            Some(rate) => format!("{containers}x{lines}-at-{rate}"),
-            None => format!("{containers}x{lines}"),
-        }
-    }
 }
 
 /// One live run's figures.
@@ -132,24 +102,16 @@ pub(super) fn live(bench: &Bench, table: &mut Table, targets: &mut Vec<Target>) 
     };
     let mut figures = Vec::new();
     for &(containers, lines) in counts {
-        let load = Load {
-            containers,
-            lines,
-            rate: None,
-        };
+        let load = Load { containers, lines };
         let runs = three_runs(bench, load)?;
         rows(table, targets, containers, lines, runs.each());
         figures.push(runs.to_json(load));
     }
-    let load = if bench.quick { PACED_QUICK } else { PACED };
-    let paced = three_runs(bench, load)?;
-    paced_rows(table, targets, load, &paced);
     Ok(json!({
         "method": "writers exit after their lines; times from Docker (first State.StartedAt, \
                    last line's timestamp) and from the sink's last line; dockerd CPU from the \
                    first docker run until every line is in the sink (baseline: docker wait)",
         "runs": figures,
-        "paced": paced.to_json(load),
     }))
 }
 
@@ -168,7 +130,6 @@ impl ThreeRuns {
     fn to_json(&self, load: Load) -> Value {
         json!({
             "containers": load.containers, "lines_each": load.lines,
-            "lines_per_second_each": load.rate,
             "baseline": self.baseline.to_json(), "api": self.api.to_json(),
             "files": self.files.to_json(),
         })
@@ -181,47 +142,6 @@ fn three_runs(bench: &Bench, load: Load) -> Result<ThreeRuns> {
         api: live_run(bench, load, Some("api"))?,
         files: live_run(bench, load, Some("files"))?,
     })
-}
-
-/// dockerd's extra CPU per line with paced writers: the target's figure (see the module docs).
-fn paced_rows(table: &mut Table, targets: &mut Vec<Target>, load: Load, runs: &ThreeRuns) {
-    let extra = |run: &LiveRun| {
-        (run.dockerd_cpu - runs.baseline.dockerd_cpu) / runs.baseline.lines as f64 * 1e6
-    };
-    let label = format!(
-        "paced {} x {} at {} lines/s each",
-        load.containers,
-        load.lines,
-        load.rate.unwrap_or_default()
-    );
-    table.row(vec![
-        format!(
-            "{label}: dockerd CPU per line (alone: {:.2} us)",
-            runs.baseline.dockerd_cpu / runs.baseline.lines as f64 * 1e6
-        ),
-        "-".to_owned(),
-        format!("+{:.2} us", extra(&runs.api)),
-        format!("+{:.2} us", extra(&runs.files)),
-    ]);
-    table.row(vec![
-        format!("{label}: capture lag"),
-        "-".to_owned(),
-        format!("{:.2} s", runs.api.lag()),
-        format!("{:.2} s", runs.files.lag()),
-    ]);
-    targets.push(Target {
-        figure: format!(
-            "file mode extra dockerd CPU per line, {} containers paced",
-            load.containers
-        ),
-        measured: format!(
-            "{:.2} us (api: {:.2})",
-            extra(&runs.files),
-            extra(&runs.api)
-        ),
-        target: format!("<= {LIVE_DOCKERD_TARGET_US} us"),
-        met: extra(&runs.files) <= LIVE_DOCKERD_TARGET_US,
-    });
 }
 
 /// The table rows and targets of one count.
@@ -279,7 +199,12 @@ fn rows(
 }
 
 fn live_run(bench: &Bench, load: Load, mode: Option<&str>) -> Result<LiveRun> {
-    let name = format!("files-live-{}-{}", load.name(), mode.unwrap_or("none"));
+    let name = format!(
+        "files-live-{}x{}-{}",
+        load.containers,
+        load.lines,
+        mode.unwrap_or("none")
+    );
     let set = ContainerSet::new(LABEL_KEY, format!("{}-{name}", bench.run_id));
     let capturer = match mode {
         Some(mode) => Some(spawn_capturer(bench, &name, &set, mode)?),
@@ -336,8 +261,7 @@ fn spawn_capturer(bench: &Bench, name: &str, set: &ContainerSet, mode: &str) -> 
     Ok(capturer)
 }
 
-/// Writers of the load's lines of 100 B each (at its rate, else as fast as they can), that
-/// exit when done.
+/// Writers of the load's lines of 100 B each, as fast as they can, that exit when done.
 fn writer_specs(bench: &Bench, name: &str, load: Load) -> Vec<Vec<String>> {
     (0..load.containers)
         .map(|index| {
@@ -351,8 +275,6 @@ fn writer_specs(bench: &Bench, name: &str, load: Load) -> Vec<Vec<String>> {
                 &load.lines.to_string(),
                 "--size",
                 "100",
-                "--rate",
-                &load.rate.unwrap_or(0).to_string(),
             ]
             .map(str::to_owned)
             .to_vec()
