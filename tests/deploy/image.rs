@@ -73,52 +73,21 @@ fn dev_image_captures_its_neighbours_never_itself_and_answers_health() {
 
     // The agent carries the label it watches: only its self-detection keeps it from capturing
     // its own start-up log, which it writes before the generator starts.
-    let agent = Container::run(&[
+    let (agent, addr) = start_agent(&[
         "--name",
         &name,
         "--label",
         &include,
         "--group-add",
         &socket_gid,
-        "--read-only",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
         "--volume",
         &socket_mount,
         "--volume",
         &data_mount,
-        "--publish",
-        "127.0.0.1:0:8401",
         "--env",
         &include_env,
-        "--env",
-        "LOG_CAPTURER_DOCKER_READ_FROM=beginning",
-        // The image's probe, run every second instead of every 30 s.
-        "--health-interval",
-        "1s",
-        "--health-start-period",
-        "0s",
-        IMAGE,
-        "--log-format",
-        "json",
     ]);
     let agent_logs = || docker::logs(agent.id()).join("\n");
-    let addr: SocketAddr = {
-        let published = docker::docker(&["port", agent.id(), "8401/tcp"]);
-        let first = published.lines().next().unwrap_or_default().to_owned();
-        first
-            .parse()
-            .unwrap_or_else(|e| panic!("docker port said {published:?}: {e}"))
-    };
-
-    wait_for(
-        TIMEOUT,
-        "the agent's /ready through the published port",
-        || try_get(addr, "/ready").filter(|(status, _)| *status == 200),
-        agent_logs,
-    );
     let generator = Container::run(&[
         "--label",
         &include,
@@ -225,6 +194,163 @@ fn dev_image_captures_its_neighbours_never_itself_and_answers_health() {
     );
     assert!(took < Duration::from_secs(12), "docker stop took {took:?}");
     drop(generator);
+}
+
+/// The image in file mode, as docs/deploy.md says: Docker's containers directory mounted
+/// read-only at its own path, the agent run as root with `CAP_DAC_READ_SEARCH` as its only
+/// capability. `read_mode = "files"` fails at start when the directory cannot be read, so a
+/// task in `files` mode and every generator line in the sink show the image reads files.
+#[test]
+fn dev_image_in_file_mode_reads_its_neighbours_log_files() {
+    docker::require_daemon();
+    build_image();
+    let label = unique_label("deploy-image-files");
+    let include = format!("log-capturer-deploy={label}");
+    let data = tempfile::tempdir().expect("temp dir");
+    let containers = format!(
+        "{}/containers",
+        docker::docker(&["info", "--format", "{{.DockerRootDir}}"])
+    );
+    refuses_files_it_cannot_read(&data);
+    let (agent, addr) = start_agent(&[
+        "--user",
+        "0:0",
+        "--cap-add",
+        "DAC_READ_SEARCH",
+        "--volume",
+        &format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}:ro"),
+        "--volume",
+        &format!("{}:/var/lib/log-capturer", data.path().display()),
+        "--volume",
+        &format!("{containers}:{containers}:ro"),
+        "--env",
+        &format!("LOG_CAPTURER_DOCKER_INCLUDE_LABELS={include}"),
+        "--env",
+        "LOG_CAPTURER_DOCKER_READ_MODE=files",
+    ]);
+    let agent_logs = || docker::logs(agent.id()).join("\n");
+    let generator = Container::run(&[
+        "--label",
+        &include,
+        docker::loggen_image(),
+        "--tag",
+        "files",
+        "--lines",
+        &LINES_PER_STREAM.to_string(),
+        "--stream",
+        "both",
+        "--hold-secs",
+        "-1",
+    ]);
+    wait_for(
+        TIMEOUT,
+        "the generator's lines in the mounted file sink",
+        || {
+            let records = file_sink_records(data.path());
+            let mine = records
+                .iter()
+                .filter(|r| r["container_id"] == generator.id())
+                .count();
+            (mine == 2 * LINES_PER_STREAM).then_some(())
+        },
+        agent_logs,
+    );
+    let (_, body) = try_get(addr, "/health").expect("/health answers");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("/health is JSON");
+    let task = health["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|task| task["id"] == format!("container_{}", generator.id()).as_str())
+        .unwrap_or_else(|| panic!("no task for the generator: {body}"));
+    assert_eq!(task["mode"], "files", "{task}");
+    docker::docker(&["stop", "--time", STOP_TIMEOUT_SECS, agent.id()]);
+    let exit_code = docker::docker(&["inspect", "--format", "{{.State.ExitCode}}", agent.id()]);
+    assert_eq!(exit_code, "0", "log:\n{}", agent_logs());
+}
+
+/// Without the containers directory, `read_mode = "files"` stops the agent at start (exit
+/// code not 0), its last word naming the directory and what it needs.
+fn refuses_files_it_cannot_read(data: &tempfile::TempDir) {
+    let agent = Container::run(&[
+        "--user",
+        "0:0",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--volume",
+        &format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}:ro"),
+        "--volume",
+        &format!("{}:/var/lib/log-capturer", data.path().display()),
+        "--env",
+        "LOG_CAPTURER_DOCKER_READ_MODE=files",
+        IMAGE,
+        "--log-format",
+        "json",
+    ]);
+    let log = || docker::logs(agent.id()).join("\n");
+    wait_for(
+        TIMEOUT,
+        "the agent without the containers directory to stop",
+        || (!agent.is_running()).then_some(()),
+        log,
+    );
+    let exit_code = docker::docker(&["inspect", "--format", "{{.State.ExitCode}}", agent.id()]);
+    let log = log();
+    assert_ne!(exit_code, "0", "log:\n{log}");
+    let last = log
+        .lines()
+        .rfind(|line| line.contains("\"ERROR\""))
+        .unwrap_or_else(|| panic!("no error logged:\n{log}"));
+    for expected in [
+        "Docker source",
+        "containers in file mode",
+        "CAP_DAC_READ_SEARCH",
+    ] {
+        assert!(
+            last.contains(expected),
+            "{expected:?} not in the last error: {last}"
+        );
+    }
+}
+
+/// Runs the image with `args` (volumes, environment, user), hardened as docs/deploy.md says
+/// (read-only root, no capability but those `args` add, no new privileges), its health API
+/// published on the loopback and its probe run every second; returns once `/ready` answers.
+fn start_agent(args: &[&str]) -> (Container, SocketAddr) {
+    let mut run = vec![
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--publish",
+        "127.0.0.1:0:8401",
+        "--env",
+        "LOG_CAPTURER_DOCKER_READ_FROM=beginning",
+        // The image's probe, run every second instead of every 30 s.
+        "--health-interval",
+        "1s",
+        "--health-start-period",
+        "0s",
+    ];
+    run.extend_from_slice(args);
+    run.extend([IMAGE, "--log-format", "json"]);
+    let agent = Container::run(&run);
+    let addr: SocketAddr = {
+        let published = docker::docker(&["port", agent.id(), "8401/tcp"]);
+        let first = published.lines().next().unwrap_or_default().to_owned();
+        first
+            .parse()
+            .unwrap_or_else(|e| panic!("docker port said {published:?}: {e}"))
+    };
+    wait_for(
+        TIMEOUT,
+        "the agent's /ready through the published port",
+        || try_get(addr, "/ready").filter(|(status, _)| *status == 200),
+        || docker::logs(agent.id()).join("\n"),
+    );
+    (agent, addr)
 }
 
 /// The dev image has deploy/Dockerfile's runtime semantics (the xtask reuses that stage; this

@@ -42,6 +42,9 @@ const SINK_REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How long a pipeline that ended waits for the source's end, the failure that caused it.
+const CAUSE_WAIT: Duration = Duration::from_secs(1);
+
 /// Runs the agent until a signal (or a component's failure), then shuts down in order.
 pub(crate) async fn run(config: Config, reload_inputs: reload::Inputs) -> Result<()> {
     // First, so a SIGHUP during start-up is a reload (applied once running), not the end.
@@ -154,13 +157,16 @@ struct Parts {
 
 impl Parts {
     /// Runs `readiness` and `reloads` beside the parts until a shutdown signal or a part's end
-    /// (a part never ends on its own: that is a failure, returned).
+    /// (a part never ends on its own: that is a failure, returned). A source that fails ends
+    /// the pipeline it feeds: the source's failure is the one reported (the cause), not "the
+    /// pipeline stopped".
     async fn until_the_end(
         &mut self,
         readiness: impl Future<Output = ()>,
         reloads: impl Future<Output = ()>,
     ) -> Option<anyhow::Error> {
         tokio::select! {
+            biased;
             signal = signal::shutdown_signal() => match signal {
                 Ok(name) => {
                     info!(signal = name, "shutting down");
@@ -172,7 +178,11 @@ impl Parts {
                 }
             },
             failure = self.source.ended() => Some(failure),
-            failure = self.pipeline.ended() => Some(failure),
+            failure = self.pipeline.ended() => {
+                // The pipeline ends when the source that feeds it is gone.
+                let cause = self.source.ended_within(CAUSE_WAIT).await;
+                Some(cause.unwrap_or(failure))
+            }
             failure = self.health.ended() => Some(failure),
             () = readiness => None,
             () = reloads => None,
@@ -247,6 +257,14 @@ impl Part {
             Ok(Err(e)) => anyhow::anyhow!("the {} failed: {}", self.name, ErrorChain(&*e)),
             Err(e) => anyhow::anyhow!("the {} panicked: {e}", self.name),
         }
+    }
+
+    /// [`Part::ended`], if the part ends within `bound`.
+    async fn ended_within(&mut self, bound: Duration) -> Option<anyhow::Error> {
+        if self.done {
+            return None;
+        }
+        tokio::time::timeout(bound, self.ended()).await.ok()
     }
 
     /// Waits for the part's end after it was asked to stop, and logs how it ended.
