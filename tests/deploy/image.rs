@@ -88,39 +88,8 @@ fn dev_image_captures_its_neighbours_never_itself_and_answers_health() {
         &include_env,
     ]);
     let agent_logs = || docker::logs(agent.id()).join("\n");
-    let generator = Container::run(&[
-        "--label",
-        &include,
-        loggen,
-        "--tag",
-        "deploy",
-        "--lines",
-        &LINES_PER_STREAM.to_string(),
-        "--stream",
-        "both",
-        "--hold-secs",
-        "-1",
-    ]);
-
-    let records = wait_for(
-        TIMEOUT,
-        "the generator's lines in the mounted file sink",
-        || {
-            let records = file_sink_records(data.path());
-            let mine = records
-                .iter()
-                .filter(|r| r["container_id"] == generator.id())
-                .count();
-            (mine == 2 * LINES_PER_STREAM).then_some(records)
-        },
-        || {
-            format!(
-                "{} records so far; agent log:\n{}",
-                file_sink_records(data.path()).len(),
-                agent_logs()
-            )
-        },
-    );
+    let generator = start_generator(&include, "deploy");
+    let records = wait_generator_lines(data.path(), &generator, &agent_logs);
     for stream in ["stdout", "stderr"] {
         let count = records
             .iter()
@@ -229,32 +198,8 @@ fn dev_image_in_file_mode_reads_its_neighbours_log_files() {
         "LOG_CAPTURER_DOCKER_READ_MODE=files",
     ]);
     let agent_logs = || docker::logs(agent.id()).join("\n");
-    let generator = Container::run(&[
-        "--label",
-        &include,
-        docker::loggen_image(),
-        "--tag",
-        "files",
-        "--lines",
-        &LINES_PER_STREAM.to_string(),
-        "--stream",
-        "both",
-        "--hold-secs",
-        "-1",
-    ]);
-    wait_for(
-        TIMEOUT,
-        "the generator's lines in the mounted file sink",
-        || {
-            let records = file_sink_records(data.path());
-            let mine = records
-                .iter()
-                .filter(|r| r["container_id"] == generator.id())
-                .count();
-            (mine == 2 * LINES_PER_STREAM).then_some(())
-        },
-        agent_logs,
-    );
+    let generator = start_generator(&include, "files");
+    wait_generator_lines(data.path(), &generator, &agent_logs);
     let (_, body) = try_get(addr, "/health").expect("/health answers");
     let health: serde_json::Value = serde_json::from_str(&body).expect("/health is JSON");
     let task = health["tasks"]
@@ -267,6 +212,50 @@ fn dev_image_in_file_mode_reads_its_neighbours_log_files() {
     docker::docker(&["stop", "--time", STOP_TIMEOUT_SECS, agent.id()]);
     let exit_code = docker::docker(&["inspect", "--format", "{{.State.ExitCode}}", agent.id()]);
     assert_eq!(exit_code, "0", "log:\n{}", agent_logs());
+}
+
+/// A generator of [`LINES_PER_STREAM`] lines on each stream, alive afterwards.
+fn start_generator(include: &str, tag: &str) -> Container {
+    Container::run(&[
+        "--label",
+        include,
+        docker::loggen_image(),
+        "--tag",
+        tag,
+        "--lines",
+        &LINES_PER_STREAM.to_string(),
+        "--stream",
+        "both",
+        "--hold-secs",
+        "-1",
+    ])
+}
+
+/// Waits until the file sink in `data` holds every line of `generator`; returns its records.
+fn wait_generator_lines(
+    data: &std::path::Path,
+    generator: &Container,
+    agent_logs: &dyn Fn() -> String,
+) -> Vec<serde_json::Value> {
+    wait_for(
+        TIMEOUT,
+        "the generator's lines in the mounted file sink",
+        || {
+            let records = file_sink_records(data);
+            let mine = records
+                .iter()
+                .filter(|r| r["container_id"] == generator.id())
+                .count();
+            (mine == 2 * LINES_PER_STREAM).then_some(records)
+        },
+        || {
+            format!(
+                "{} records so far; agent log:\n{}",
+                file_sink_records(data).len(),
+                agent_logs()
+            )
+        },
+    )
 }
 
 /// Without the containers directory, `read_mode = "files"` stops the agent at start (exit

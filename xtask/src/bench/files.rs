@@ -133,3 +133,33 @@ fn phase_json(phase: &super::stream::CapturePhase, lines: u64) -> serde_json::Va
         "host_cpu_us_per_line": (phase.cpu + phase.dockerd_cpu) / lines as f64 * 1e6,
     })
 }
+
+/// `containers` writers of `lines` lines of 100 B each, at `rate` lines per second each (0: as
+/// fast as dockerd takes them), that exit when done.
+fn writer_specs(
+    bench: &Bench,
+    name: &str,
+    containers: usize,
+    lines: u64,
+    rate: u64,
+) -> Vec<Vec<String>> {
+    (0..containers)
+        .map(|index| {
+            [
+                "--name",
+                &format!("lcbench-{}-{name}-{index}", bench.run_id),
+                bench.image,
+                "--tag",
+                &format!("t{index}"),
+                "--lines",
+                &lines.to_string(),
+                "--size",
+                "100",
+                "--rate",
+                &rate.to_string(),
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        })
+        .collect()
+}

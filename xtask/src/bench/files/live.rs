@@ -213,7 +213,13 @@ fn live_run(bench: &Bench, load: Load, mode: Option<&str>) -> Result<LiveRun> {
     let dockerd = procfs::daemon_pid()?;
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let observer_before = procfs::cpu_seconds(std::process::id())?;
-    let ids = set.run_many(&writer_specs(bench, &name, load))?;
+    let ids = set.run_many(&super::writer_specs(
+        bench,
+        &name,
+        load.containers,
+        load.lines,
+        0,
+    ))?;
     let total = load.containers as u64 * load.lines;
     let done = match &capturer {
         Some(capturer) => Some(wait_records(capturer, total)?),
@@ -259,27 +265,6 @@ fn spawn_capturer(bench: &Bench, name: &str, set: &ContainerSet, mode: &str) -> 
     // Discovery done before the writers start.
     std::thread::sleep(Duration::from_secs(2));
     Ok(capturer)
-}
-
-/// Writers of the load's lines of 100 B each, as fast as they can, that exit when done.
-fn writer_specs(bench: &Bench, name: &str, load: Load) -> Vec<Vec<String>> {
-    (0..load.containers)
-        .map(|index| {
-            [
-                "--name",
-                &format!("lcbench-{}-{name}-{index}", bench.run_id),
-                bench.image,
-                "--tag",
-                &format!("t{index}"),
-                "--lines",
-                &load.lines.to_string(),
-                "--size",
-                "100",
-            ]
-            .map(str::to_owned)
-            .to_vec()
-        })
-        .collect()
 }
 
 /// The earliest start of the containers and the latest timestamp of their last lines, in

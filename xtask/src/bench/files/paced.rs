@@ -55,7 +55,7 @@ pub(super) fn paced(bench: &Bench, table: &mut Table, targets: &mut Vec<Target>)
     let set = ContainerSet::new(LABEL_KEY, format!("{}-{name}", bench.run_id));
     // Enough for the five windows and the capturers' starts and stops; removed when done.
     let lines = RATE * (5 * window.as_secs() + 60);
-    let ids = set.run_many(&writer_specs(bench, name, lines))?;
+    let ids = set.run_many(&super::writer_specs(bench, name, CONTAINERS, lines, RATE))?;
     let meter = Meter::new(&ids)?;
     // The writers settle first.
     std::thread::sleep(Duration::from_secs(2));
@@ -200,27 +200,4 @@ fn first_line_len(path: &str) -> Result<Option<usize>> {
         .iter()
         .position(|byte| *byte == b'\n')
         .map(|end| end + 1))
-}
-
-/// Writers of `lines` lines of 100 B each at [`RATE`].
-fn writer_specs(bench: &Bench, name: &str, lines: u64) -> Vec<Vec<String>> {
-    (0..CONTAINERS)
-        .map(|index| {
-            [
-                "--name",
-                &format!("lcbench-{}-{name}-{index}", bench.run_id),
-                bench.image,
-                "--tag",
-                &format!("t{index}"),
-                "--lines",
-                &lines.to_string(),
-                "--size",
-                "100",
-                "--rate",
-                &RATE.to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec()
-        })
-        .collect()
 }
