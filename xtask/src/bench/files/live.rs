@@ -35,6 +35,7 @@ use super::{Bench, LABEL_KEY, Target};
 use test_support::report::Table;
 use test_support::{
     capturer::Capturer,
+    checker::LineChecker,
     docker::{self, ContainerSet},
     procfs,
     tail::FileTail,
@@ -65,6 +66,8 @@ struct LiveRun {
     capturer_cpu: f64,
     /// This process's CPU seconds (reading the sink's files) during the run.
     observer_cpu: f64,
+    /// Lines lost and duplicated in the sink, counted after the run; `None` without a capturer.
+    counted: Option<(u64, u64)>,
 }
 
 impl LiveRun {
@@ -90,6 +93,8 @@ impl LiveRun {
             "dockerd_cpu_seconds": self.dockerd_cpu,
             "capturer_cpu_seconds": self.capturer_cpu,
             "observer_cpu_seconds": self.observer_cpu,
+            "lost": self.counted.map(|(lost, _)| lost),
+            "duplicated": self.counted.map(|(_, dup)| dup),
         })
     }
 }
@@ -186,15 +191,17 @@ fn rows(
     targets.push(Target {
         figure: format!("file mode live rate, {containers} containers"),
         measured: format!(
-            "{:.0} lines/s = {:.2}x the daemon's {:.0} (alone: {:.0}); lag {:.2} s",
+            "{:.0} lines/s = {:.2}x the daemon's {:.0} (alone: {:.0}); lag {:.2} s; {}",
             files.capture_rate(),
             files.capture_rate() / files.ingest_rate().max(1e-9),
             files.ingest_rate(),
             baseline.ingest_rate(),
-            files.lag()
+            files.lag(),
+            counted(files.counted)
         ),
-        target: format!(">= {LIVE_RATE_TARGET}x the daemon's ingest rate"),
-        met: files.capture_rate() >= LIVE_RATE_TARGET * files.ingest_rate(),
+        target: format!(">= {LIVE_RATE_TARGET}x the daemon's ingest rate, lost=0 dup=0"),
+        met: files.capture_rate() >= LIVE_RATE_TARGET * files.ingest_rate()
+            && files.counted == Some((0, 0)),
     });
 }
 
@@ -236,9 +243,14 @@ fn live_run(bench: &Bench, load: Load, mode: Option<&str>) -> Result<LiveRun> {
         Some(capturer) => procfs::cpu_seconds(capturer.pid())?,
         None => 0.0,
     };
-    if let Some(capturer) = capturer {
-        capturer.stop(Duration::from_secs(30))?;
-    }
+    let counted = match capturer {
+        Some(capturer) => {
+            let records = capturer.records_path();
+            capturer.stop(Duration::from_secs(30))?;
+            Some(count_sink(records, &ids, load.lines)?)
+        }
+        None => None,
+    };
     let (first, last) = docker_span(&ids)?;
     drop(set);
     let run = LiveRun {
@@ -248,6 +260,7 @@ fn live_run(bench: &Bench, load: Load, mode: Option<&str>) -> Result<LiveRun> {
         dockerd_cpu,
         capturer_cpu,
         observer_cpu,
+        counted,
     };
     eprintln!(
         "{name}: ingest {:.2}s, capture {:?}, dockerd {dockerd_cpu:.2}s CPU, capturer {capturer_cpu:.2}s, observer {observer_cpu:.2}s",
@@ -289,6 +302,40 @@ fn docker_span(ids: &[String]) -> Result<(i128, i128)> {
         );
     }
     Ok((first, last))
+}
+
+fn counted(counted: Option<(u64, u64)>) -> String {
+    counted.map_or("not counted".to_owned(), |(lost, dup)| {
+        format!("lost={lost} dup={dup}")
+    })
+}
+
+/// Every line in the capturer's file sink (`records`) against what the writers (tags `t0`, `t1`, ...) wrote:
+/// (lost, duplicated). Read after the run: parsing millions of records meanwhile would slow the
+/// run it measures.
+fn count_sink(records: std::path::PathBuf, ids: &[String], lines: u64) -> Result<(u64, u64)> {
+    let mut checker = LineChecker::default();
+    for (index, id) in ids.iter().enumerate() {
+        checker.expect(id, &format!("t{index}"), lines);
+    }
+    let mut malformed = 0u64;
+    FileTail::from_oldest(records).poll(|line| {
+        let record: Value = serde_json::from_slice(line).unwrap_or_default();
+        match (
+            record["container_id"].as_str(),
+            record["stream"].as_str(),
+            record["message"].as_str(),
+        ) {
+            (Some(id), Some(stream), Some(message)) => checker.record(id, stream, message),
+            _ => malformed += 1,
+        }
+    })?;
+    anyhow::ensure!(
+        malformed == 0,
+        "{malformed} sink records are not log records"
+    );
+    let report = checker.report();
+    Ok((report.lost(), report.duplicated()))
 }
 
 /// Waits until the capturer's file sink holds `expected` lines (at least 2 minutes, more for
