@@ -11,7 +11,8 @@
 //!   containers that write as fast as dockerd takes their lines. Figures: the capture rate
 //!   against the daemon's ingest rate in the same run, both on Docker's clock, the ingest rate
 //!   against the daemon's alone (how much the capturer's CPU slowed the writers), and dockerd's
-//!   CPU per line beyond the baseline run's.
+//!   CPU per line beyond the baseline run's; after each run, every line in the sink is counted
+//!   against what the writers wrote (lost, duplicated).
 //! - Paced (`paced.rs`): what following costs the daemon, the target's figure: dockerd's CPU
 //!   per line while 10 containers write 10 000 lines/s each, in windows of one run with no
 //!   capturer, the capturer in file mode and on the API path.

@@ -274,6 +274,21 @@ fn spawn_capturer(bench: &Bench, name: &str, set: &ContainerSet, mode: &str) -> 
     config
         .extra_env
         .push(("LOG_CAPTURER_DOCKER_READ_MODE".to_owned(), mode.to_owned()));
+    // The default file sink, keeping every record of the run until it is counted: 2 M records
+    // are about 700 MB, more than its default 5 rotated files of 100 MB.
+    let sink = bench.out_dir.join(format!("config-{name}.toml"));
+    let records = config.data_dir.join("logs").join("containers.jsonl");
+    std::fs::write(
+        &sink,
+        format!(
+            "[[sinks]]\ntype = \"file\"\npath = {:?}\nmax_files = 20\n",
+            records.display().to_string()
+        ),
+    )
+    .with_context(|| format!("write {}", sink.display()))?;
+    config
+        .extra_env
+        .push(("LOG_CAPTURER_CONFIG".to_owned(), sink.display().to_string()));
     let capturer = Capturer::spawn(&config)?;
     // Discovery done before the writers start.
     std::thread::sleep(Duration::from_secs(2));
