@@ -83,6 +83,25 @@ fn assert_whole(tally: &Tally, what: &str) {
     );
 }
 
+/// Once Docker removed the `jobs`, every line of each is in `ledger` once, and `capturer`
+/// counted no loss.
+fn assert_captured_whole(
+    capturer: &Capturer,
+    ledger: &mut Ledger,
+    jobs: &[(Container, String, u64)],
+    what: &str,
+) {
+    let ids = removed(jobs, ledger);
+    let (took, complete) = ledger
+        .drain(Duration::from_secs(120), Duration::from_secs(20))
+        .unwrap();
+    let tally = ledger.tally_of(&ids);
+    assert!(complete, "{what}: captured in {took:?}: {tally:?}");
+    assert_whole(&tally, what);
+    assert_eq!(tally.records, tally.expected, "{what}: {tally:?}");
+    assert_eq!(counted_losses(capturer), 0.0, "{what}: nothing was lost");
+}
+
 #[test]
 fn rm_bursts_read_from_files_arrive_whole_once() {
     let label = unique_label("rm-files");
@@ -97,15 +116,7 @@ fn rm_bursts_read_from_files_arrive_whole_once() {
 
     // Jobs the agent follows before their first line: every line once, whatever the burst.
     let followed = start_jobs(&include, "followed", 2);
-    let ids = removed(&followed, &mut ledger);
-    let (took, complete) = ledger
-        .drain(Duration::from_secs(120), Duration::from_secs(20))
-        .unwrap();
-    let tally = ledger.tally_of(&ids);
-    assert!(complete, "captured in {took:?}: {tally:?}");
-    assert_whole(&tally, "followed jobs");
-    assert_eq!(tally.records, tally.expected, "{tally:?}");
-    assert_eq!(counted_losses(&capturer), 0.0, "nothing was lost");
+    assert_captured_whole(&capturer, &mut ledger, &followed, "followed jobs");
     // Their tasks read what they held and were removed.
     capturer.wait_health(
         Duration::from_secs(30),
@@ -182,15 +193,7 @@ fn two_agents_with_their_own_data_dirs_each_read_every_line_once() {
     jobs.push((rotating, "rotating".to_owned(), 20_000));
     for capturer in &capturers {
         let mut ledger = Ledger::follow(capturer.records_path());
-        let ids = removed(&jobs, &mut ledger);
-        let (took, complete) = ledger
-            .drain(Duration::from_secs(120), Duration::from_secs(20))
-            .unwrap();
-        let tally = ledger.tally_of(&ids);
-        assert!(complete, "captured in {took:?}: {tally:?}");
-        assert_whole(&tally, "each agent");
-        assert_eq!(tally.records, tally.expected, "{tally:?}");
-        assert_eq!(counted_losses(capturer), 0.0, "nothing was lost");
+        assert_captured_whole(capturer, &mut ledger, &jobs, "each agent");
     }
     for capturer in capturers {
         capturer.stop(Duration::from_secs(10)).unwrap();

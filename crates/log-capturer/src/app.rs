@@ -166,7 +166,6 @@ impl Parts {
         reloads: impl Future<Output = ()>,
     ) -> Option<anyhow::Error> {
         tokio::select! {
-            biased;
             signal = signal::shutdown_signal() => match signal {
                 Ok(name) => {
                     info!(signal = name, "shutting down");

@@ -47,12 +47,6 @@ use test_support::{
 const LIVE_RATE_TARGET: f64 = 0.95;
 /// How often the sink's files are read while waiting for the last line.
 const POLL: Duration = Duration::from_millis(10);
-/// What the writers of one run write, as fast as dockerd takes their lines.
-#[derive(Debug, Clone, Copy)]
-struct Load {
-    containers: usize,
-    lines: u64,
-}
 
 /// One live run's figures.
 #[derive(Debug, Clone, Copy)]
@@ -107,10 +101,14 @@ pub(super) fn live(bench: &Bench, table: &mut Table, targets: &mut Vec<Target>) 
     };
     let mut figures = Vec::new();
     for &(containers, lines) in counts {
-        let load = Load { containers, lines };
-        let runs = three_runs(bench, load)?;
-        rows(table, targets, containers, lines, runs.each());
-        figures.push(runs.to_json(load));
+        let baseline = live_run(bench, containers, lines, None)?;
+        let api = live_run(bench, containers, lines, Some("api"))?;
+        let files = live_run(bench, containers, lines, Some("files"))?;
+        rows(table, targets, containers, lines, [&baseline, &api, &files]);
+        figures.push(json!({
+            "containers": containers, "lines_each": lines,
+            "baseline": baseline.to_json(), "api": api.to_json(), "files": files.to_json(),
+        }));
     }
     Ok(json!({
         "method": "writers exit after their lines; times from Docker (first State.StartedAt, \
@@ -118,35 +116,6 @@ pub(super) fn live(bench: &Bench, table: &mut Table, targets: &mut Vec<Target>) 
                    first docker run until every line is in the sink (baseline: docker wait)",
         "runs": figures,
     }))
-}
-
-/// A load's baseline (no capturer), API-path and file-mode runs.
-struct ThreeRuns {
-    baseline: LiveRun,
-    api: LiveRun,
-    files: LiveRun,
-}
-
-impl ThreeRuns {
-    fn each(&self) -> [&LiveRun; 3] {
-        [&self.baseline, &self.api, &self.files]
-    }
-
-    fn to_json(&self, load: Load) -> Value {
-        json!({
-            "containers": load.containers, "lines_each": load.lines,
-            "baseline": self.baseline.to_json(), "api": self.api.to_json(),
-            "files": self.files.to_json(),
-        })
-    }
-}
-
-fn three_runs(bench: &Bench, load: Load) -> Result<ThreeRuns> {
-    Ok(ThreeRuns {
-        baseline: live_run(bench, load, None)?,
-        api: live_run(bench, load, Some("api"))?,
-        files: live_run(bench, load, Some("files"))?,
-    })
 }
 
 /// The table rows and targets of one count.
@@ -205,13 +174,8 @@ fn rows(
     });
 }
 
-fn live_run(bench: &Bench, load: Load, mode: Option<&str>) -> Result<LiveRun> {
-    let name = format!(
-        "files-live-{}x{}-{}",
-        load.containers,
-        load.lines,
-        mode.unwrap_or("none")
-    );
+fn live_run(bench: &Bench, containers: usize, lines: u64, mode: Option<&str>) -> Result<LiveRun> {
+    let name = format!("files-live-{containers}x{lines}-{}", mode.unwrap_or("none"));
     let set = ContainerSet::new(LABEL_KEY, format!("{}-{name}", bench.run_id));
     let capturer = match mode {
         Some(mode) => Some(spawn_capturer(bench, &name, &set, mode)?),
@@ -220,14 +184,8 @@ fn live_run(bench: &Bench, load: Load, mode: Option<&str>) -> Result<LiveRun> {
     let dockerd = procfs::daemon_pid()?;
     let cpu_before = procfs::cpu_seconds(dockerd)?;
     let observer_before = procfs::cpu_seconds(std::process::id())?;
-    let ids = set.run_many(&super::writer_specs(
-        bench,
-        &name,
-        load.containers,
-        load.lines,
-        0,
-    ))?;
-    let total = load.containers as u64 * load.lines;
+    let ids = set.run_many(&super::writer_specs(bench, &name, containers, lines, 0))?;
+    let total = containers as u64 * lines;
     let done = match &capturer {
         Some(capturer) => Some(wait_records(capturer, total)?),
         None => {
@@ -247,7 +205,7 @@ fn live_run(bench: &Bench, load: Load, mode: Option<&str>) -> Result<LiveRun> {
         Some(capturer) => {
             let records = capturer.records_path();
             capturer.stop(Duration::from_secs(30))?;
-            Some(count_sink(records, &ids, load.lines)?)
+            Some(count_sink(records, &ids, lines)?)
         }
         None => None,
     };
@@ -325,9 +283,9 @@ fn counted(counted: Option<(u64, u64)>) -> String {
     })
 }
 
-/// Every line in the capturer's file sink (`records`) against what the writers (tags `t0`, `t1`, ...) wrote:
-/// (lost, duplicated). Read after the run: parsing millions of records meanwhile would slow the
-/// run it measures.
+/// Every line in the capturer's file sink (`records`) against what the writers (tags `t0`,
+/// `t1`, ...) wrote: (lost, duplicated). Read after the run: parsing millions of records
+/// meanwhile would slow the run it measures.
 fn count_sink(records: std::path::PathBuf, ids: &[String], lines: u64) -> Result<(u64, u64)> {
     let mut checker = LineChecker::default();
     for (index, id) in ids.iter().enumerate() {

@@ -151,14 +151,17 @@ impl Meter {
             .collect();
         let first = paths.first().context("no writer")?;
         // A json-file line of a 100 B message: Docker's time varies by a byte or two.
-        let bytes_per_line = wait::until_every(
+        let mut first_line = None;
+        wait::until_every(
             Duration::from_millis(50),
             Duration::from_secs(30),
             "the first writer's first line",
-            || Ok(first_line_len(first)?.is_some()),
-        )
-        .and_then(|_| first_line_len(first)?.context("no first line"))?
-            as f64;
+            || {
+                first_line = first_line_len(first)?;
+                Ok(first_line.is_some())
+            },
+        )?;
+        let bytes_per_line = first_line.context("no first line")? as f64;
         Ok(Meter {
             dockerd: procfs::daemon_pid()?,
             paths,

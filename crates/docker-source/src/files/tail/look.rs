@@ -127,10 +127,10 @@ impl Looker {
             if let Some(live) = self.live_number(&files, stable, held)? {
                 return Ok(self.numbered(files, Numbering::Live(live), stable));
             }
-            // The count numbers the files once Docker wrote to the live file (see `settled`).
-            let once_written = stable.and_then(|count| self.number_of(count)).is_some();
-            if (stable.is_some() && !once_written) || self.births.is_none() {
-                // Counted (or never counted) and still unknown: reading again will not help.
+            // Counted but not tied to the numbers (or never counted): reading again will not
+            // help. Tied, the count numbers the files once Docker wrote to the live file
+            // (see `settled`): look again.
+            if (stable.is_some() && !self.is_tied(stable)) || self.births.is_none() {
                 return Ok(self.numbered(files, Numbering::Unknown, stable));
             }
             std::thread::yield_now();
@@ -193,6 +193,11 @@ impl Looker {
         Some(created(count) + anchor.offset)
     }
 
+    /// Whether the numbers are tied to `count` (its overflows are the anchor's).
+    fn is_tied(&self, count: Option<BirthCount>) -> bool {
+        count.and_then(|count| self.number_of(count)).is_some()
+    }
+
     /// Whether there is no count of creations (polling): nothing can confirm a look then.
     pub(super) fn uncounted(&self) -> bool {
         self.births.is_none()
@@ -228,8 +233,8 @@ impl Looker {
         if live.is_none() && !self.started {
             live = Some(stable.map_or(0, created));
         }
-        let tied = stable.and_then(|count| self.number_of(count)).is_some();
-        if let (Some(live), Some(count)) = (live, settled.or(stable.filter(|_| !tied))) {
+        let untied = stable.filter(|_| !self.is_tied(stable));
+        if let (Some(live), Some(count)) = (live, settled.or(untied)) {
             self.anchor_at(live, count);
         }
         Ok(live)

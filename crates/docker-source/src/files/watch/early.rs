@@ -11,9 +11,8 @@
 //! a removed container's follower knows when the oldest file held is the first one, and that
 //! nothing was lost before it ([`super::Births::is_first`]), and a tail opened at the oldest file
 //! starts with the held files Docker deleted first (`tail/preopened.rs`). The live file found
-//! when the
-//! directory's watch is added (Docker may create it first) is that first file, count 0; if its
-//! creation was queued after the watch, that event is not counted again
+//! when the directory's watch is added (Docker may create it first) is that first file, count
+//! 0; if its creation was queued after the watch, that event is not counted again
 //! ([`super::Interest::is_initial_file`]).
 //!
 //! Bounds: at most [`EARLY_MAX`] directories are held unclaimed, each for at most
